@@ -1,0 +1,29 @@
+//! NeoNet's hot paths in pure Rust, free of any Python dependency.
+//!
+//! `neonet-py` binds these to Python as `neonet._native`; every function here has a
+//! pure-Python twin with the same results and errors (see `neonet.core.backend`).
+
+pub mod base58;
+
+use std::fmt;
+
+/// The one error type of this crate; `neonet-py` maps it onto NeoNet's Python exceptions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Input bytes or text that do not decode (maps to `neonet.core.errors.DecodeError`).
+    Decode(String),
+    /// An argument outside the accepted range (maps to `ValueError`).
+    InvalidArgument(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Decode(message) | Error::InvalidArgument(message) => {
+                formatter.write_str(message)
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}

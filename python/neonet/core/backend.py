@@ -1,0 +1,76 @@
+"""Backend selection: the one module that imports ``neonet._native``.
+
+Every hot path has a Rust implementation (``neonet._native``) and a pure-Python twin
+with the same interface, errors and results. ``NEONET_PURE=1`` in the environment
+forces the pure twins (also when the native module is missing, the pure path is used
+and ``NATIVE_AVAILABLE`` is False). Callers use the module-level names, which point at
+the selected backend; tests reach both through ``implementation("pure" | "native")``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from neonet.core import base58 as _pure_base58
+
+BackendName = Literal["native", "pure"]
+PURE_ENV_VAR = "NEONET_PURE"
+
+
+@dataclass(frozen=True, slots=True)
+class Implementation:
+    """One backend's set of hot-path functions (grows with each hot path)."""
+
+    name: BackendName
+    base58btc_encode: Callable[[bytes], str]
+    base58btc_decode: Callable[[str], bytes]
+
+
+_PURE = Implementation(
+    name="pure",
+    base58btc_encode=_pure_base58.encode,
+    base58btc_decode=_pure_base58.decode,
+)
+
+
+def _load_native() -> Implementation | None:
+    try:
+        from neonet import _native
+    except ImportError:
+        return None
+
+    # The native module raises neonet.core.errors.DecodeError itself, like the pure twin.
+    return Implementation(
+        name="native",
+        base58btc_encode=_native.base58btc_encode,
+        base58btc_decode=_native.base58btc_decode,
+    )
+
+
+_NATIVE = _load_native()
+NATIVE_AVAILABLE = _NATIVE is not None
+
+
+def pure_forced() -> bool:
+    return os.environ.get(PURE_ENV_VAR, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def implementation(name: BackendName) -> Implementation:
+    """Return the named backend; raise ``RuntimeError`` if native is asked for but missing."""
+    if name == "pure":
+        return _PURE
+    if _NATIVE is None:
+        raise RuntimeError(
+            "neonet._native is not built; install the wheel or run `maturin develop`"
+        )
+    return _NATIVE
+
+
+ACTIVE: Implementation = _PURE if pure_forced() or _NATIVE is None else _NATIVE
+BACKEND: BackendName = ACTIVE.name
+
+base58btc_encode = ACTIVE.base58btc_encode
+base58btc_decode = ACTIVE.base58btc_decode

@@ -1,0 +1,125 @@
+"""The Noise secure channel as a trio stream (the way ``trio.SSLStream`` wraps TCP).
+
+``secure_outbound`` / ``secure_inbound`` run the libp2p Noise XX handshake
+(``neonet.proto.noise``) over a raw transport stream and return a ``NoiseStream`` whose
+``send_all`` encrypts and whose ``receive_some`` decrypts. Plaintext is never offered.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import trio
+
+from neonet.core.errors import HandshakeError
+from neonet.core.keys import Ed25519Identity, PublicKey
+from neonet.core.peer_id import PeerId
+from neonet.proto.noise import NoiseHandshake, NoiseTransport
+
+RECEIVE_CHUNK = 256 * 1024
+
+
+class NoiseStream(trio.abc.Stream):
+    """An authenticated, encrypted byte stream to ``remote_peer``."""
+
+    def __init__(
+        self,
+        transport: trio.abc.Stream,
+        noise: NoiseTransport,
+        *,
+        remote_peer: PeerId,
+        remote_public_key: PublicKey,
+        remote_stream_muxers: Sequence[str] = (),
+    ) -> None:
+        self.transport_stream = transport
+        self._noise = noise
+        self.remote_peer = remote_peer
+        self.remote_public_key = remote_public_key
+        self.remote_stream_muxers = tuple(remote_stream_muxers)
+        # Bytes that arrived behind the handshake are decrypted on the first read.
+        self._pending = noise.receive_data(b"")
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.transport_stream.send_all(self._noise.encrypt(data))
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.transport_stream.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._pending:
+            return self._take_pending(max_bytes)
+        while True:
+            data = await self.transport_stream.receive_some(RECEIVE_CHUNK)
+            if not data:
+                return b""
+            plaintext = self._noise.receive_data(data)
+            if plaintext:
+                self._pending = plaintext
+                return self._take_pending(max_bytes)
+
+    def _take_pending(self, max_bytes: int | None) -> bytes:
+        pending = self._pending
+        if max_bytes is None or len(pending) <= max_bytes:
+            self._pending = b""
+            return pending
+        self._pending = pending[max_bytes:]
+        return pending[:max_bytes]
+
+    async def aclose(self) -> None:
+        await self.transport_stream.aclose()
+
+
+async def _run_handshake(transport: trio.abc.Stream, handshake: NoiseHandshake) -> NoiseStream:
+    outgoing = handshake.data_to_send()
+    if outgoing:
+        await transport.send_all(outgoing)
+    while not handshake.complete:
+        data = await transport.receive_some(RECEIVE_CHUNK)
+        if not data:
+            raise HandshakeError("peer closed the connection during the Noise handshake")
+        handshake.receive_data(data)
+        outgoing = handshake.data_to_send()
+        if outgoing:
+            await transport.send_all(outgoing)
+    assert handshake.remote_peer_id is not None
+    assert handshake.remote_public_key is not None
+    return NoiseStream(
+        transport,
+        handshake.into_transport(),
+        remote_peer=handshake.remote_peer_id,
+        remote_public_key=handshake.remote_public_key,
+        remote_stream_muxers=handshake.remote_stream_muxers,
+    )
+
+
+async def secure_outbound(
+    transport: trio.abc.Stream,
+    identity: Ed25519Identity,
+    *,
+    expected_peer: PeerId | None,
+    stream_muxers: Sequence[str] = (),
+) -> NoiseStream:
+    """Run Noise as the initiator.
+
+    Fails with ``PeerIdMismatchError`` if the peer is not ``expected_peer``.
+    """
+    handshake = NoiseHandshake(
+        initiator=True,
+        identity=identity,
+        entropy=os.urandom,
+        expected_peer=expected_peer,
+        stream_muxers=stream_muxers,
+    )
+    handshake.initiate()
+    return await _run_handshake(transport, handshake)
+
+
+async def secure_inbound(
+    transport: trio.abc.Stream, identity: Ed25519Identity, *, stream_muxers: Sequence[str] = ()
+) -> NoiseStream:
+    """Run Noise as the responder."""
+    handshake = NoiseHandshake(
+        initiator=False, identity=identity, entropy=os.urandom, stream_muxers=stream_muxers
+    )
+    return await _run_handshake(transport, handshake)

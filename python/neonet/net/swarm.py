@@ -1,0 +1,286 @@
+"""The swarm: live connections by peer, dialing (deduplicated), listening, and limits.
+
+Every connection is upgraded (Noise, yamux) before it counts; inbound streams are
+negotiated against the registered protocol handlers. Errors on one connection or
+stream are logged and close only that connection or stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from neonet.core.errors import (
+    LimitExceededError,
+    NegotiationError,
+    NeoNetError,
+    ProtocolError,
+    TransportError,
+)
+from neonet.core.keys import Ed25519Identity, PublicKey
+from neonet.core.multiaddr import Multiaddr
+from neonet.core.peer_id import PeerId
+from neonet.net import transport
+from neonet.net.negotiate import accept_protocol, select_protocol
+from neonet.net.upgrader import Direction, upgrade
+from neonet.net.yamux_session import YamuxSession, YamuxStream
+
+logger = logging.getLogger("neonet.swarm")
+
+StreamHandler = Callable[[YamuxStream], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class SwarmConfig:
+    """Limits of one node; every one has a defined behaviour when hit."""
+
+    max_connections: int = (
+        1024  # inbound over it are closed at once; dials raise LimitExceededError
+    )
+    max_connections_per_peer: int = 4
+    max_pending_inbound: int = 128  # handshakes in progress; more are closed at once
+    handshake_timeout: float = 10.0
+    negotiation_timeout: float = 10.0
+    dial_timeout: float = 15.0
+
+
+@dataclass(eq=False)
+class Connection:
+    """An upgraded (secure, multiplexed) connection to one peer."""
+
+    remote_peer: PeerId
+    remote_public_key: PublicKey
+    local_addr: Multiaddr
+    remote_addr: Multiaddr
+    direction: Direction
+    session: YamuxSession
+    opened_at: float = field(default_factory=trio.current_time)
+
+    async def open_stream(self) -> YamuxStream:
+        return await self.session.open_stream()
+
+    @property
+    def closed(self) -> bool:
+        return self.session.closed
+
+    async def aclose(self) -> None:
+        await self.session.aclose()
+
+
+class Swarm:
+    """Owns connections; run ``serve(task_status=...)`` inside a nursery to activate it."""
+
+    def __init__(self, identity: Ed25519Identity, config: SwarmConfig | None = None) -> None:
+        self.identity = identity
+        self.local_peer = PeerId.from_public_key(identity.public_key)
+        self.config = config or SwarmConfig()
+        self.handlers: dict[str, StreamHandler] = {}
+        self._connections: dict[PeerId, list[Connection]] = {}
+        self._dials: dict[PeerId, trio.Event] = {}
+        self._dial_errors: dict[PeerId, BaseException] = {}
+        self._pending_inbound = 0
+        self._nursery: trio.Nursery | None = None
+        self.listen_addrs: list[Multiaddr] = []
+        self.on_connection: list[Callable[[Connection], None]] = []
+
+    # --- lifecycle ---------------------------------------------------------------
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    def _require_nursery(self) -> trio.Nursery:
+        if self._nursery is None:
+            raise RuntimeError("the swarm is not running")
+        return self._nursery
+
+    async def listen(self, address: Multiaddr) -> list[Multiaddr]:
+        """Start listening on ``address``; return the bound addresses (port 0 resolved)."""
+        listener = transport.Listener(address)
+        addrs: list[Multiaddr] = await self._require_nursery().start(
+            listener.serve, self._handle_inbound
+        )
+        self.listen_addrs.extend(addrs)
+        return addrs
+
+    async def aclose(self) -> None:
+        for connections in list(self._connections.values()):
+            for connection in connections:
+                await connection.aclose()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # --- connections -------------------------------------------------------------
+    def connection_count(self) -> int:
+        return sum(len(connections) for connections in self._connections.values())
+
+    def connections_to(self, peer: PeerId) -> list[Connection]:
+        return [c for c in self._connections.get(peer, []) if not c.closed]
+
+    def connected_peers(self) -> list[PeerId]:
+        return [peer for peer in self._connections if self.connections_to(peer)]
+
+    async def _handle_inbound(self, raw: transport.RawConnection) -> None:
+        if (
+            self._pending_inbound >= self.config.max_pending_inbound
+            or self.connection_count() >= self.config.max_connections
+        ):
+            logger.info("refusing inbound connection from %s: connection limit", raw.remote_addr)
+            await trio.aclose_forcefully(raw.stream)
+            return
+        self._pending_inbound += 1
+        try:
+            with trio.fail_after(self.config.handshake_timeout):
+                if transport.parse_listen_address(raw.local_addr).websocket:
+                    raw = await transport.upgrade_websocket_inbound(raw)
+                channel = await upgrade(raw.stream, self.identity, direction="inbound")
+        except (trio.TooSlowError, NeoNetError, trio.BrokenResourceError, OSError) as exc:
+            logger.info("inbound handshake from %s failed: %s", raw.remote_addr, exc)
+            await trio.aclose_forcefully(raw.stream)
+            return
+        finally:
+            self._pending_inbound -= 1
+        if len(self.connections_to(channel.remote_peer)) >= self.config.max_connections_per_peer:
+            logger.info("refusing connection from %s: per-peer limit", channel.remote_peer)
+            await trio.aclose_forcefully(channel.secure)
+            return
+        await self._run_connection(raw, channel, "inbound")
+
+    async def _run_connection(
+        self,
+        raw: transport.RawConnection,
+        channel: object,
+        direction: Direction,
+        *,
+        task_status: trio.TaskStatus[Connection] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        from neonet.net.upgrader import SecuredChannel
+
+        assert isinstance(channel, SecuredChannel)
+        session = YamuxSession(
+            channel.secure,
+            is_client=direction == "outbound",
+            on_stream=self._handle_stream,
+            initial_data=channel.muxer_initial_data,
+            remote_peer=channel.remote_peer,
+        )
+        connection = Connection(
+            remote_peer=channel.remote_peer,
+            remote_public_key=channel.secure.remote_public_key,
+            local_addr=raw.local_addr,
+            remote_addr=raw.remote_addr,
+            direction=direction,
+            session=session,
+        )
+        self._connections.setdefault(connection.remote_peer, []).append(connection)
+        try:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(session.run)
+                task_status.started(connection)
+                for callback in self.on_connection:
+                    callback(connection)
+        finally:
+            peers = self._connections.get(connection.remote_peer, [])
+            if connection in peers:
+                peers.remove(connection)
+            if not peers:
+                self._connections.pop(connection.remote_peer, None)
+
+    async def _handle_stream(self, stream: YamuxStream) -> None:
+        try:
+            with trio.fail_after(self.config.negotiation_timeout):
+                protocol, leftover = await accept_protocol(stream, self.handlers.__contains__)
+        except (
+            trio.TooSlowError,
+            NegotiationError,
+            ProtocolError,
+            trio.BrokenResourceError,
+        ) as exc:
+            logger.debug("inbound stream negotiation failed: %s", exc)
+            stream.reset()
+            return
+        stream.unread(leftover)
+        stream.protocol = protocol
+        handler = self.handlers[protocol]
+        try:
+            await handler(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, NeoNetError) as exc:
+            logger.info("handler for %s ended with an error: %s", protocol, exc)
+            stream.reset()
+        except Exception:
+            logger.exception("handler for %s crashed", protocol)
+            stream.reset()
+        finally:
+            stream.close_now()
+
+    # --- dialing -----------------------------------------------------------------
+    async def dial(self, address: Multiaddr, *, peer: PeerId | None = None) -> Connection:
+        """Connect to ``address`` (reusing a live connection to its peer).
+
+        Concurrent dials to the same peer share one attempt. Raises ``TransportError``,
+        ``PeerIdMismatchError`` (the peer is not the one in /p2p/...) or ``LimitExceededError``.
+        """
+        expected = peer or address.peer_id()
+        if expected is not None:
+            if expected == self.local_peer:
+                raise TransportError("refusing to dial ourselves")
+            existing = self.connections_to(expected)
+            if existing:
+                return existing[0]
+            pending = self._dials.get(expected)
+            if pending is not None:
+                await pending.wait()
+                existing = self.connections_to(expected)
+                if existing:
+                    return existing[0]
+                error = self._dial_errors.get(expected)
+                raise TransportError(f"dial to {expected} failed: {error}") from error
+            event = trio.Event()
+            self._dials[expected] = event
+            try:
+                return await self._dial_new(address, expected)
+            except BaseException as exc:
+                self._dial_errors[expected] = exc
+                raise
+            finally:
+                del self._dials[expected]
+                event.set()
+                self._dial_errors.pop(expected, None)
+        return await self._dial_new(address, None)
+
+    async def _dial_new(self, address: Multiaddr, expected: PeerId | None) -> Connection:
+        if self.connection_count() >= self.config.max_connections:
+            raise LimitExceededError(f"connection limit {self.config.max_connections} reached")
+        with trio.fail_after(self.config.dial_timeout):
+            raw = await transport.dial(address)
+            try:
+                channel = await upgrade(
+                    raw.stream, self.identity, direction="outbound", expected_peer=expected
+                )
+            except BaseException:
+                await trio.aclose_forcefully(raw.stream)
+                raise
+        connection: Connection = await self._require_nursery().start(
+            self._run_connection, raw, channel, "outbound"
+        )
+        return connection
+
+    async def new_stream(self, peer: PeerId, protocols: Sequence[str]) -> YamuxStream:
+        """Open a stream on a live connection to ``peer`` and negotiate one of ``protocols``."""
+        connections = self.connections_to(peer)
+        if not connections:
+            raise TransportError(f"not connected to {peer}")
+        stream = await connections[0].open_stream()
+        try:
+            with trio.fail_after(self.config.negotiation_timeout):
+                protocol, leftover = await select_protocol(stream, protocols)
+        except BaseException:
+            stream.reset()
+            raise
+        stream.unread(leftover)
+        stream.protocol = protocol
+        return stream

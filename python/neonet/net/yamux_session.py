@@ -1,0 +1,496 @@
+"""The trio driver of a yamux connection, and the streams it hands out.
+
+One ``YamuxSession`` owns a secured byte stream (Noise over TCP or WebSocket) and a
+sans-I/O ``YamuxConnection`` engine. A reader task feeds received bytes to the engine
+and routes events to streams; a writer task flushes whatever the engine queued. Only
+the writer writes to the transport, so a reader never blocks on a full send buffer
+(two peers that both write big messages would otherwise deadlock).
+
+Streams are trio ``HalfCloseableStream``s with TCP-like close semantics: ``send_eof``
+sends FIN; ``aclose`` sends FIN if needed and stops reading, and data that arrives on a
+stream we stopped reading (or that was still unread at ``aclose``) makes us reset it,
+so the peer's writer sees ``BrokenResourceError`` instead of writing into a void.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from neonet.core.errors import LimitExceededError, ProtocolError
+from neonet.proto.yamux import (
+    DataReceived,
+    GoAwayReceived,
+    PongReceived,
+    SendWindowIncreased,
+    StreamAcknowledged,
+    StreamClosed,
+    StreamEnded,
+    StreamOpened,
+    StreamReset,
+    YamuxConfig,
+    YamuxConnection,
+)
+
+# Read this much from the transport at a time.
+RECEIVE_CHUNK = 256 * 1024
+# Writers wait while this much engine output is queued and not yet flushed.
+MAX_PENDING_OUTPUT = 1024 * 1024
+
+
+class _ConflictDetector:
+    """Raise trio.BusyResourceError when two tasks use the same half of a stream at once."""
+
+    __slots__ = ("_held", "_message")
+
+    def __init__(self, message: str) -> None:
+        self._message = message
+        self._held = False
+
+    def __enter__(self) -> None:
+        if self._held:
+            raise trio.BusyResourceError(self._message)
+        self._held = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._held = False
+
+
+class YamuxStream(trio.abc.HalfCloseableStream):
+    """One yamux stream as a trio half-closeable stream. ``protocol`` is set after negotiation."""
+
+    def __init__(self, session: YamuxSession, stream_id: int) -> None:
+        self._session = session
+        self.stream_id = stream_id
+        self.protocol: str | None = None
+        self._buffer: deque[bytes] = deque()
+        self._buffered = 0
+        # Bytes pushed back by unread() were already credited to the peer's window.
+        self._preconsumed = 0
+        self._receive_event = trio.Event()
+        self._send_event = trio.Event()
+        self._remote_finished = False
+        self._reset = False
+        self._local_finished = False
+        self._closed = False
+        self._send_conflict = _ConflictDetector("another task is sending on this stream")
+        self._receive_conflict = _ConflictDetector("another task is receiving on this stream")
+
+    @property
+    def remote_peer(self) -> object:
+        return self._session.remote_peer
+
+    @property
+    def session(self) -> YamuxSession:
+        return self._session
+
+    # --- events from the session -------------------------------------------------
+    def _on_data(self, data: bytes) -> None:
+        if self._closed:
+            # We stopped reading: the peer is writing into a closed stream.
+            self._session._engine_consume(self.stream_id, len(data))
+            self._session._reset(self.stream_id)
+            return
+        self._buffer.append(data)
+        self._buffered += len(data)
+        self._receive_event.set()
+
+    def _on_end(self) -> None:
+        self._remote_finished = True
+        self._receive_event.set()
+
+    def _on_reset(self) -> None:
+        self._reset = True
+        self._receive_event.set()
+        self._send_event.set()
+
+    def _on_send_window(self) -> None:
+        self._send_event.set()
+
+    # --- trio.abc.HalfCloseableStream ---------------------------------------------
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        with self._send_conflict:
+            self._check_can_send()
+            if not data:
+                await trio.lowlevel.checkpoint()
+                return
+            view = memoryview(data).cast("B")
+            session = self._session
+            while view:
+                sent = session._engine_send(self.stream_id, view)
+                if sent:
+                    view = view[sent:]
+                    await session._output_flushed_enough()
+                    self._check_can_send()
+                else:
+                    self._send_event = trio.Event()
+                    await self._send_event.wait()
+                    self._check_can_send()
+            if not data:
+                await trio.lowlevel.checkpoint()
+
+    def _check_can_send(self) -> None:
+        if self._closed or self._local_finished:
+            raise trio.ClosedResourceError("stream was closed for sending")
+        if self._reset:
+            raise trio.BrokenResourceError("stream was reset by the peer")
+        self._session._check_alive()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        with self._send_conflict:
+            self._check_can_send()
+            while not self._reset and self._session._send_window(self.stream_id) == 0:
+                self._send_event = trio.Event()
+                await self._send_event.wait()
+                if self._closed:
+                    raise trio.ClosedResourceError("stream was closed")
+            await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        with self._receive_conflict:
+            if max_bytes is not None and max_bytes < 1:
+                raise ValueError("max_bytes must be at least 1")
+            while True:
+                if self._closed:
+                    raise trio.ClosedResourceError("stream was closed")
+                if self._buffer:
+                    chunk = self._take(max_bytes)
+                    await trio.lowlevel.checkpoint()
+                    return chunk
+                if self._reset:
+                    raise trio.BrokenResourceError("stream was reset by the peer")
+                if self._remote_finished:
+                    await trio.lowlevel.checkpoint()
+                    return b""
+                if self._session._dead is not None:
+                    raise trio.BrokenResourceError("connection closed") from self._session._dead
+                self._receive_event = trio.Event()
+                await self._receive_event.wait()
+
+    def _take(self, max_bytes: int | None) -> bytes:
+        first = self._buffer[0]
+        if max_bytes is None or len(first) <= max_bytes:
+            self._buffer.popleft()
+            chunk = first
+        else:
+            chunk = first[:max_bytes]
+            self._buffer[0] = first[max_bytes:]
+        self._buffered -= len(chunk)
+        credit = len(chunk)
+        if self._preconsumed:
+            already = min(self._preconsumed, credit)
+            self._preconsumed -= already
+            credit -= already
+        if credit:
+            self._session._engine_consume(self.stream_id, credit)
+        return chunk
+
+    def unread(self, data: bytes) -> None:
+        """Put bytes read past a negotiation back in front of the stream."""
+        if data:
+            self._buffer.appendleft(data)
+            self._buffered += len(data)
+            self._preconsumed += len(data)
+            self._receive_event.set()
+
+    async def send_eof(self) -> None:
+        with self._send_conflict:
+            if self._closed:
+                raise trio.ClosedResourceError("stream was closed")
+            if not self._local_finished and not self._reset:
+                self._local_finished = True
+                self._session._finish(self.stream_id)
+            await trio.lowlevel.checkpoint()
+
+    async def aclose(self) -> None:
+        self.close_now()
+        await trio.lowlevel.checkpoint()
+
+    def close_now(self) -> None:
+        """Close synchronously (FIN if needed; reset if unread data is pending)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._receive_event.set()
+        self._send_event.set()
+        if self._reset or self._session._dead is not None:
+            return
+        if self._buffered and not self._remote_finished:
+            self._buffer.clear()
+            self._buffered = 0
+            self._session._reset(self.stream_id)
+            return
+        if not self._local_finished:
+            self._local_finished = True
+            self._session._finish(self.stream_id)
+
+    def reset(self) -> None:
+        """Abort the stream in both directions (yamux RST)."""
+        if not self._reset and self._session._dead is None:
+            self._session._reset(self.stream_id)
+        self._reset = True
+        self._closed = True
+        self._receive_event.set()
+        self._send_event.set()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStatistics:
+    open_streams: int
+    bytes_sent: int
+    bytes_received: int
+
+
+class YamuxSession:
+    """Drives one yamux connection over a byte stream; run it with ``run()`` in a nursery."""
+
+    def __init__(
+        self,
+        transport: trio.abc.Stream,
+        *,
+        is_client: bool,
+        on_stream: Callable[[YamuxStream], Awaitable[None]],
+        config: YamuxConfig | None = None,
+        initial_data: bytes = b"",
+        remote_peer: object = None,
+    ) -> None:
+        self._transport = transport
+        self._engine = YamuxConnection(is_client=is_client, config=config)
+        self._on_stream = on_stream
+        self._initial_data = initial_data
+        self.remote_peer = remote_peer
+        self._streams: dict[int, YamuxStream] = {}
+        self._output_event = trio.Event()
+        self._output_drained = trio.Event()
+        self._pending_output = 0
+        self._pings: dict[int, trio.Event] = {}
+        self._next_ping = 1
+        self._dead: BaseException | None = None
+        self._closed_event = trio.Event()
+        self._bytes_sent = 0
+        self._bytes_received = 0
+        self._stream_nursery: trio.Nursery | None = None
+        self._cancel_scope = trio.CancelScope()
+
+    # --- lifecycle ---------------------------------------------------------------
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Run the reader and writer until the connection ends; stream handlers run inside."""
+        with self._cancel_scope:
+            try:
+                async with trio.open_nursery() as nursery:
+                    self._stream_nursery = nursery
+                    nursery.start_soon(self._writer)
+                    task_status.started()
+                    if self._initial_data:
+                        self._handle_bytes(self._initial_data)
+                    await self._reader()
+                    nursery.cancel_scope.cancel()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError) as exc:
+                self._mark_dead(exc)
+            finally:
+                self._mark_dead(trio.BrokenResourceError("connection closed"))
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await self._transport.aclose()
+
+    def _mark_dead(self, exc: BaseException) -> None:
+        if self._dead is not None:
+            return
+        self._dead = exc
+        for stream in list(self._streams.values()):
+            stream._on_reset()
+        for event in self._pings.values():
+            event.set()
+        self._output_event.set()
+        self._output_drained.set()
+        self._closed_event.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._dead is not None
+
+    async def wait_closed(self) -> None:
+        await self._closed_event.wait()
+
+    async def aclose(self) -> None:
+        """Send GoAway (best effort) and tear the connection down."""
+        if self._dead is None:
+            try:
+                self._engine.go_away(0)
+                self._wake_writer()
+            except ProtocolError:
+                pass
+        self._mark_dead(trio.ClosedResourceError("connection closed locally"))
+        self._cancel_scope.cancel()
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await self._transport.aclose()
+
+    def _check_alive(self) -> None:
+        if self._dead is not None:
+            raise trio.BrokenResourceError("connection closed") from self._dead
+
+    # --- I/O tasks ---------------------------------------------------------------
+    async def _reader(self) -> None:
+        transport = self._transport
+        while True:
+            data = await transport.receive_some(RECEIVE_CHUNK)
+            if not data:
+                return
+            self._handle_bytes(data)
+
+    def _handle_bytes(self, data: bytes) -> None:
+        self._bytes_received += len(data)
+        try:
+            events = self._engine.receive_data(data)
+        finally:
+            self._wake_writer()  # GoAway / ACKs / pongs / window updates
+        streams = self._streams
+        for event in events:
+            match event:
+                case DataReceived(stream_id=stream_id, data=data):
+                    stream = streams.get(stream_id)
+                    if stream is not None:
+                        stream._on_data(data)
+                    else:
+                        self._engine_consume(stream_id, len(data))
+                case SendWindowIncreased(stream_id=stream_id):
+                    stream = streams.get(stream_id)
+                    if stream is not None:
+                        stream._on_send_window()
+                case StreamOpened(stream_id=stream_id):
+                    self._accept(stream_id)
+                case StreamEnded(stream_id=stream_id):
+                    stream = streams.get(stream_id)
+                    if stream is not None:
+                        stream._on_end()
+                case StreamReset(stream_id=stream_id):
+                    stream = streams.get(stream_id)
+                    if stream is not None:
+                        stream._on_reset()
+                case StreamClosed(stream_id=stream_id):
+                    streams.pop(stream_id, None)
+                case PongReceived(opaque=opaque):
+                    waiter = self._pings.pop(opaque, None)
+                    if waiter is not None:
+                        waiter.set()
+                case StreamAcknowledged() | GoAwayReceived():
+                    # Data may flow before the ACK; after GoAway the engine refuses new
+                    # outbound streams and existing ones finish normally.
+                    pass
+
+    def _accept(self, stream_id: int) -> None:
+        stream = YamuxStream(self, stream_id)
+        self._streams[stream_id] = stream
+        assert self._stream_nursery is not None
+        self._stream_nursery.start_soon(self._on_stream, stream)
+
+    async def _writer(self) -> None:
+        transport = self._transport
+        engine = self._engine
+        while True:
+            data = engine.data_to_send()
+            if not data:
+                self._pending_output = 0
+                self._output_drained.set()
+                if self._dead is not None:
+                    return
+                self._output_event = trio.Event()
+                await self._output_event.wait()
+                continue
+            self._bytes_sent += len(data)
+            await transport.send_all(data)
+
+    def _wake_writer(self) -> None:
+        self._output_event.set()
+
+    async def _output_flushed_enough(self) -> None:
+        self._pending_output = self._engine_pending()
+        if self._pending_output > MAX_PENDING_OUTPUT:
+            self._output_drained = trio.Event()
+            await self._output_drained.wait()
+            self._check_alive()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def _engine_pending(self) -> int:
+        return int(self._engine.statistics().bytes_buffered)
+
+    # --- calls from streams ------------------------------------------------------
+    def _engine_send(self, stream_id: int, data: memoryview) -> int:
+        sent = self._engine.send_data(stream_id, data)
+        if sent:
+            self._wake_writer()
+        return sent
+
+    def _engine_consume(self, stream_id: int, amount: int) -> None:
+        if self._dead is None:
+            try:
+                self._engine.consume(stream_id, amount)
+            except ProtocolError:
+                return
+            self._wake_writer()
+
+    def _send_window(self, stream_id: int) -> int:
+        try:
+            return self._engine.send_window(stream_id)
+        except ProtocolError:
+            return 0
+
+    def _finish(self, stream_id: int) -> None:
+        try:
+            self._engine.close_stream(stream_id)
+        except ProtocolError:
+            return
+        self._forget_if_released(stream_id)
+        self._wake_writer()
+
+    def _reset(self, stream_id: int) -> None:
+        try:
+            self._engine.reset_stream(stream_id)
+        except ProtocolError:
+            return
+        self._forget_if_released(stream_id)
+        self._wake_writer()
+
+    def _forget_if_released(self, stream_id: int) -> None:
+        if not self._engine.stream_is_open(stream_id):
+            self._streams.pop(stream_id, None)
+
+    # --- public API --------------------------------------------------------------
+    async def open_stream(self) -> YamuxStream:
+        """Open an outbound stream (the SYN goes out now; data may follow before the ACK)."""
+        self._check_alive()
+        try:
+            stream_id = self._engine.open_stream()
+        except LimitExceededError:
+            raise
+        except ProtocolError as exc:
+            raise trio.BrokenResourceError(f"cannot open a stream: {exc}") from exc
+        stream = YamuxStream(self, stream_id)
+        self._streams[stream_id] = stream
+        self._wake_writer()
+        await trio.lowlevel.checkpoint()
+        return stream
+
+    async def ping(self) -> float:
+        """Round-trip a yamux ping; return seconds."""
+        self._check_alive()
+        opaque = self._next_ping
+        self._next_ping = (self._next_ping + 1) & 0xFFFFFFFF
+        event = trio.Event()
+        self._pings[opaque] = event
+        start = trio.current_time()
+        self._engine.ping(opaque)
+        self._wake_writer()
+        await event.wait()
+        self._check_alive()
+        return trio.current_time() - start
+
+    def statistics(self) -> SessionStatistics:
+        return SessionStatistics(
+            open_streams=len(self._streams),
+            bytes_sent=self._bytes_sent,
+            bytes_received=self._bytes_received,
+        )

@@ -1,0 +1,234 @@
+"""Two NeoNet nodes over real loopback sockets: the whole stack end to end.
+
+(Interop with other libp2p implementations is tests/interop; these check NeoNet's own
+behaviour: limits, errors, stream semantics.)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+import trio.testing
+
+from neonet.core.errors import LimitExceededError, NegotiationError, PeerIdMismatchError, TransportError
+from neonet.core.keys import Ed25519Identity
+from neonet.core.multiaddr import Multiaddr
+from neonet.core.peer_id import PeerId
+from neonet.net.swarm import SwarmConfig
+from neonet.node import Node, Stream, open_node
+
+ECHO = "/echo/1.0.0"
+TIMEOUT = 20
+
+
+async def echo(stream: Stream) -> None:
+    while data := await stream.receive_some():
+        await stream.send_all(data)
+    await stream.send_eof()
+
+
+async def read_all(stream: trio.abc.ReceiveStream) -> bytes:
+    data = bytearray()
+    while chunk := await stream.receive_some():
+        data += chunk
+    return bytes(data)
+
+
+@asynccontextmanager
+async def two_nodes(listen: str = "/ip4/127.0.0.1/tcp/0", **config: int) -> AsyncIterator[tuple[Node, Node]]:
+    swarm_config = SwarmConfig(**config) if config else None  # type: ignore[arg-type]
+    async with open_node(listen=[listen], config=swarm_config) as server, open_node(listen=()) as client:
+        server.set_stream_handler(ECHO, echo)
+        yield server, client
+
+
+def has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "listen",
+    [
+        "/ip4/127.0.0.1/tcp/0",
+        "/ip4/127.0.0.1/tcp/0/ws",
+        pytest.param("/ip6/::1/tcp/0", marks=pytest.mark.skipif(not has_ipv6_loopback(), reason="no ::1 here")),
+        pytest.param("/ip6/::1/tcp/0/ws", marks=pytest.mark.skipif(not has_ipv6_loopback(), reason="no ::1 here")),
+    ],
+)
+async def test_connect_ping_identify_echo(listen: str) -> None:
+    with trio.fail_after(TIMEOUT):
+        async with two_nodes(listen) as (server, client):
+            address = server.listen_addrs[0]
+            assert str(address).startswith(listen.split("/tcp/")[0])
+            peer = await client.connect(address)
+            assert peer == server.peer_id
+            times = await client.ping(peer, count=3)
+            assert len(times) == 3 and all(t > 0 for t in times)
+            info = await client.identify(peer)
+            assert info.agent_version and info.agent_version.startswith("neonet/")
+            assert ECHO in info.protocols and "/ipfs/ping/1.0.0" in info.protocols
+            assert info.observed_addr is not None
+            assert Multiaddr.from_bytes(info.observed_addr).value_for("tcp") is not None
+            payload = os.urandom(1024 * 1024)
+            stream = await client.new_stream(peer, [ECHO])
+            assert stream.protocol == ECHO
+            async with trio.open_nursery() as nursery:
+                received: list[bytes] = []
+
+                async def reader() -> None:
+                    received.append(await read_all(stream))
+
+                nursery.start_soon(reader)
+                await stream.send_all(payload)
+                await stream.send_eof()
+            assert received[0] == payload
+
+
+async def test_server_learns_client_through_identify() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with two_nodes() as (server, client):
+            await client.connect(server.listen_addrs[0])
+            info = await server.identify_service.wait_identified(client.peer_id)
+            assert info.agent_version is not None
+            assert client.identify_service.results  # the client identified the server too
+
+
+async def test_dialing_the_wrong_peer_id_fails_clearly() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with two_nodes() as (server, client):
+            impostor = PeerId.from_public_key(Ed25519Identity.generate().public_key)
+            wrong = server.listen_addrs[0].with_peer_id(impostor)
+            with pytest.raises(PeerIdMismatchError) as caught:
+                await client.connect(wrong)
+            assert str(impostor) in str(caught.value) and str(server.peer_id) in str(caught.value)
+            assert await client.connect(server.listen_addrs[0]) == server.peer_id
+
+
+async def test_unknown_protocol_is_refused_and_connection_survives() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with two_nodes() as (server, client):
+            peer = await client.connect(server.listen_addrs[0])
+            with pytest.raises(NegotiationError):
+                await client.new_stream(peer, ["/nope/1.0.0", "/nope/2.0.0"])
+            assert len(await client.ping(peer)) == 1
+
+
+async def test_concurrent_dials_to_one_peer_share_one_connection() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with two_nodes() as (server, client):
+            results: list[PeerId] = []
+
+            async def dial() -> None:
+                results.append(await client.connect(server.listen_addrs[0]))
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(5):
+                    nursery.start_soon(dial)
+            assert results == [server.peer_id] * 5
+            assert len(client.host.swarm.connections_to(server.peer_id)) == 1
+
+
+async def test_garbage_and_plaintext_are_refused_and_the_node_keeps_serving() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with two_nodes() as (server, client):
+            address = server.listen_addrs[0]
+            port = int(address.value_for("tcp") or 0)
+            for attack in (
+                os.urandom(300),
+                b"\x13/multistream/1.0.0\n\x11/plaintext/2.0.0\n",
+                b"\x13/multistream/1.0.0\n\x07/noise\n" + b"\x00\x20" + os.urandom(32),
+                b"\xff" * 64,
+            ):
+                raw = await trio.open_tcp_stream("127.0.0.1", port)
+                await raw.send_all(attack)
+                # The node answers or hangs up; it never keeps a bad connection as a peer.
+                with trio.move_on_after(5):
+                    while await raw.receive_some():
+                        pass
+                await raw.aclose()
+            assert server.connected_peers() == []
+            assert await client.connect(address) == server.peer_id
+            assert len(await client.ping(server.peer_id)) == 1
+
+
+async def test_connection_limit_refuses_extra_inbound() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_node(config=SwarmConfig(max_connections=1)) as server:
+            async with open_node(listen=()) as first, open_node(listen=()) as second:
+                await first.connect(server.listen_addrs[0])
+                with pytest.raises((TransportError, trio.BrokenResourceError, OSError)):
+                    await second.connect(server.listen_addrs[0])
+                    await second.ping(server.peer_id)
+                assert len(await first.ping(server.peer_id)) == 1
+
+
+async def test_outbound_connection_limit() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_node() as one, open_node() as two:
+            async with open_node(listen=(), config=SwarmConfig(max_connections=1)) as client:
+                await client.connect(one.listen_addrs[0])
+                with pytest.raises(LimitExceededError):
+                    await client.connect(two.listen_addrs[0])
+
+
+async def test_handler_crash_resets_only_that_stream() -> None:
+    async def broken(stream: Stream) -> None:
+        raise RuntimeError("handler bug")
+
+    with trio.fail_after(TIMEOUT):
+        async with two_nodes() as (server, client):
+            server.set_stream_handler("/broken/1.0.0", broken)
+            peer = await client.connect(server.listen_addrs[0])
+            stream = await client.new_stream(peer, ["/broken/1.0.0"])
+            with pytest.raises(trio.BrokenResourceError):
+                await stream.send_all(b"x")
+                await read_all(stream)
+            assert len(await client.ping(peer)) == 1
+
+
+async def test_unreachable_address_is_a_transport_error() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with open_node(listen=()) as client:
+            with socket.socket() as closed:
+                closed.bind(("127.0.0.1", 0))
+                port = closed.getsockname()[1]
+            with pytest.raises(TransportError):
+                await client.connect(f"/ip4/127.0.0.1/tcp/{port}")
+            with pytest.raises(TransportError, match="wss"):
+                await client.connect("/ip4/127.0.0.1/tcp/1/wss")
+
+
+
+
+async def test_streams_pass_trio_half_closeable_conformance() -> None:
+    with trio.fail_after(60):
+        async with two_nodes() as (server, client):
+            peer = await client.connect(server.listen_addrs[0])
+            inbound: trio.MemorySendChannel[Stream]
+            inbound, accepted = trio.open_memory_channel[Stream](1)
+            finished = trio.Event()
+
+            async def keep(stream: Stream) -> None:
+                await inbound.send(stream)
+                await finished.wait()
+
+            server.set_stream_handler("/conformance/1.0.0", keep)
+
+            async def stream_maker() -> tuple[Stream, Stream]:
+                outbound = await client.new_stream(peer, ["/conformance/1.0.0"])
+                return outbound, await accepted.receive()
+
+            try:
+                await trio.testing.check_half_closeable_stream(stream_maker, None)
+            finally:
+                finished.set()
