@@ -115,7 +115,10 @@ async def open_node(
                 await host.swarm.aclose()
                 nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        # Surface one library error instead of leaking the hidden nursery's group.
+        # One error (the caller's own, or a node failure) surfaces as itself rather than
+        # as the hidden nursery's group.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
         errors = group.subgroup(NeoNetError)
         if errors is not None and errors.exceptions:
             raise errors.exceptions[0] from group

@@ -15,7 +15,12 @@ import pytest
 import trio
 import trio.testing
 
-from neonet.core.errors import LimitExceededError, NegotiationError, PeerIdMismatchError, TransportError
+from neonet.core.errors import (
+    LimitExceededError,
+    NegotiationError,
+    PeerIdMismatchError,
+    TransportError,
+)
 from neonet.core.keys import Ed25519Identity
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
@@ -40,9 +45,14 @@ async def read_all(stream: trio.abc.ReceiveStream) -> bytes:
 
 
 @asynccontextmanager
-async def two_nodes(listen: str = "/ip4/127.0.0.1/tcp/0", **config: int) -> AsyncIterator[tuple[Node, Node]]:
+async def two_nodes(
+    listen: str = "/ip4/127.0.0.1/tcp/0", **config: int
+) -> AsyncIterator[tuple[Node, Node]]:
     swarm_config = SwarmConfig(**config) if config else None  # type: ignore[arg-type]
-    async with open_node(listen=[listen], config=swarm_config) as server, open_node(listen=()) as client:
+    async with (
+        open_node(listen=[listen], config=swarm_config) as server,
+        open_node(listen=()) as client,
+    ):
         server.set_stream_handler(ECHO, echo)
         yield server, client
 
@@ -61,8 +71,14 @@ def has_ipv6_loopback() -> bool:
     [
         "/ip4/127.0.0.1/tcp/0",
         "/ip4/127.0.0.1/tcp/0/ws",
-        pytest.param("/ip6/::1/tcp/0", marks=pytest.mark.skipif(not has_ipv6_loopback(), reason="no ::1 here")),
-        pytest.param("/ip6/::1/tcp/0/ws", marks=pytest.mark.skipif(not has_ipv6_loopback(), reason="no ::1 here")),
+        pytest.param(
+            "/ip6/::1/tcp/0",
+            marks=pytest.mark.skipif(not has_ipv6_loopback(), reason="no ::1 here"),
+        ),
+        pytest.param(
+            "/ip6/::1/tcp/0/ws",
+            marks=pytest.mark.skipif(not has_ipv6_loopback(), reason="no ::1 here"),
+        ),
     ],
 )
 async def test_connect_ping_identify_echo(listen: str) -> None:
@@ -100,7 +116,7 @@ async def test_server_learns_client_through_identify() -> None:
             await client.connect(server.listen_addrs[0])
             info = await server.identify_service.wait_identified(client.peer_id)
             assert info.agent_version is not None
-            assert client.identify_service.results  # the client identified the server too
+            assert await client.identify_service.wait_identified(server.peer_id)
 
 
 async def test_dialing_the_wrong_peer_id_fails_clearly() -> None:
@@ -151,10 +167,14 @@ async def test_garbage_and_plaintext_are_refused_and_the_node_keeps_serving() ->
             ):
                 raw = await trio.open_tcp_stream("127.0.0.1", port)
                 await raw.send_all(attack)
+                await raw.send_eof()
                 # The node answers or hangs up; it never keeps a bad connection as a peer.
-                with trio.move_on_after(5):
-                    while await raw.receive_some():
-                        pass
+                with trio.fail_after(10):
+                    try:
+                        while await raw.receive_some():
+                            pass
+                    except trio.BrokenResourceError:
+                        pass  # a reset is a fine way to hang up
                 await raw.aclose()
             assert server.connected_peers() == []
             assert await client.connect(address) == server.peer_id
@@ -208,10 +228,8 @@ async def test_unreachable_address_is_a_transport_error() -> None:
                 await client.connect("/ip4/127.0.0.1/tcp/1/wss")
 
 
-
-
 async def test_streams_pass_trio_half_closeable_conformance() -> None:
-    with trio.fail_after(60):
+    with trio.fail_after(10):
         async with two_nodes() as (server, client):
             peer = await client.connect(server.listen_addrs[0])
             inbound: trio.MemorySendChannel[Stream]

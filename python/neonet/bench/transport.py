@@ -73,7 +73,11 @@ class _Listener:
 
 def _dial(argv: list[str], address: str, *options: str, timeout: float = 300) -> dict[str, Any]:
     completed = subprocess.run(
-        [*argv, "dial", "--addr", address, *options], capture_output=True, text=True, timeout=timeout, check=False
+        [*argv, "dial", "--addr", address, *options],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -95,7 +99,9 @@ def _measure(side: Side, *, rounds: int, pings: int, bulk: int, streams: int) ->
         for _ in range(rounds):
             result = _dial(side.argv, address, "--pings", str(pings))
             connects.append(result["connect_ms"])
-            ping_medians.append(statistics.median(result["ping_rtt_ms"][1:] or result["ping_rtt_ms"]))
+            ping_medians.append(
+                statistics.median(result["ping_rtt_ms"][1:] or result["ping_rtt_ms"])
+            )
         for _ in range(rounds):
             result = _dial(side.argv, address, "--perf-upload", str(bulk), "--perf-download", "0")
             bulk_rates.append(result["perf"]["upload_mbps"])
@@ -126,7 +132,13 @@ def main(*, quick: bool = False, as_json: bool = False, rounds: int | None = Non
         if not side.available:
             continue
         try:
-            _measure(side, rounds=rounds, pings=workload["pings"], bulk=workload["bulk"], streams=workload["streams"])
+            _measure(
+                side,
+                rounds=rounds,
+                pings=workload["pings"],
+                bulk=workload["bulk"],
+                streams=workload["streams"],
+            )
         except (RuntimeError, subprocess.TimeoutExpired, KeyError, ValueError) as exc:
             side.available = False
             side.note = f"failed: {exc}"
@@ -135,7 +147,9 @@ def main(*, quick: bool = False, as_json: bool = False, rounds: int | None = Non
     if neonet.results and py.results:
         ratios["bulk_vs_py_libp2p"] = neonet.results["bulk_mbps"] / py.results["bulk_mbps"]
         if py.results["streams_per_second"]:
-            ratios["streams_vs_py_libp2p"] = neonet.results["streams_per_second"] / py.results["streams_per_second"]
+            ratios["streams_vs_py_libp2p"] = (
+                neonet.results["streams_per_second"] / py.results["streams_per_second"]
+            )
     if as_json:
         document = {
             "workload": workload,
@@ -152,7 +166,11 @@ def main(*, quick: bool = False, as_json: bool = False, rounds: int | None = Non
             continue
         r = side.results
         streams = f"{r['streams_per_second']:.0f}" if r["streams_per_second"] else "-"
-        print(f"{side.name:16}{r['connect_ms']:>12.2f}{r['ping_ms']:>10.3f}{r['bulk_mbps']:>12.1f}{streams:>12}")
+        print(
+            f"{side.name:16}{r['connect_ms']:>12.2f}{r['ping_ms']:>10.3f}{r['bulk_mbps']:>12.1f}{streams:>12}"
+        )
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
-    print("targets: connect < 5 ms, ping < 0.25 ms, bulk >= 5x py-libp2p, streams/s >= 10x py-libp2p")
+    print(
+        "targets: connect < 5 ms, ping < 0.25 ms, bulk >= 5x py-libp2p, streams/s >= 10x py-libp2p"
+    )

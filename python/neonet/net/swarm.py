@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 import trio
 
 from neonet.core.errors import (
+    HandshakeError,
     LimitExceededError,
     NegotiationError,
     NeoNetError,
     ProtocolError,
+    RemoteProtocolError,
     TransportError,
 )
 from neonet.core.keys import Ed25519Identity, PublicKey
@@ -261,6 +263,19 @@ class Swarm:
                 channel = await upgrade(
                     raw.stream, self.identity, direction="outbound", expected_peer=expected
                 )
+            except (trio.BrokenResourceError, OSError) as exc:
+                await trio.aclose_forcefully(raw.stream)
+                raise TransportError(
+                    f"connection to {address} broke during the upgrade: {exc}"
+                ) from exc
+            except RemoteProtocolError as exc:
+                await trio.aclose_forcefully(raw.stream)
+                if isinstance(exc, HandshakeError | NegotiationError):
+                    raise
+                # Typically the listener hung up at once: it may be at its connection limit.
+                raise TransportError(
+                    f"{address} closed the connection during the upgrade: {exc}"
+                ) from exc
             except BaseException:
                 await trio.aclose_forcefully(raw.stream)
                 raise

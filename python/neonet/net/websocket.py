@@ -8,6 +8,7 @@ bounds handshake time with a cancel scope.
 
 from __future__ import annotations
 
+import operator
 from collections import deque
 from collections.abc import Sequence
 
@@ -54,7 +55,9 @@ class _Busy:
 class WebSocketStream(trio.abc.Stream):
     """A byte stream over an established WebSocket connection."""
 
-    def __init__(self, transport: trio.abc.Stream, connection: WSConnection, pending: Sequence[Event] = ()) -> None:
+    def __init__(
+        self, transport: trio.abc.Stream, connection: WSConnection, pending: Sequence[Event] = ()
+    ) -> None:
         self.transport_stream = transport
         self._ws = connection
         self._received: deque[bytes] = deque()
@@ -118,8 +121,10 @@ class WebSocketStream(trio.abc.Stream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         with self._receive_busy:
-            if max_bytes is not None and max_bytes < 1:
-                raise ValueError("max_bytes must be at least 1")
+            if max_bytes is not None:
+                max_bytes = operator.index(max_bytes)  # TypeError for non-integers
+                if max_bytes < 1:
+                    raise ValueError("max_bytes must be at least 1")
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("WebSocket stream was closed")
@@ -162,7 +167,11 @@ class WebSocketStream(trio.abc.Stream):
                     try:
                         data = self._ws.send(CloseConnection(code=1000))
                         await self.transport_stream.send_all(data)
-                    except (WsLocalProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    except (
+                        WsLocalProtocolError,
+                        trio.BrokenResourceError,
+                        trio.ClosedResourceError,
+                    ):
                         pass
         finally:
             await self.transport_stream.aclose()
@@ -192,7 +201,11 @@ async def _read_handshake(transport: trio.abc.Stream, ws: WSConnection, limit: i
 
 
 async def connect_websocket(
-    transport: trio.abc.Stream, *, host: str, path: str = "/", max_handshake_bytes: int = MAX_HANDSHAKE_BYTES
+    transport: trio.abc.Stream,
+    *,
+    host: str,
+    path: str = "/",
+    max_handshake_bytes: int = MAX_HANDSHAKE_BYTES,
 ) -> WebSocketStream:
     """Run the client handshake on an open TCP stream."""
     ws = WSConnection(ConnectionType.CLIENT)
@@ -206,7 +219,9 @@ async def connect_websocket(
     return WebSocketStream(transport, ws, rest)
 
 
-async def accept_websocket(transport: trio.abc.Stream, *, max_handshake_bytes: int = MAX_HANDSHAKE_BYTES) -> WebSocketStream:
+async def accept_websocket(
+    transport: trio.abc.Stream, *, max_handshake_bytes: int = MAX_HANDSHAKE_BYTES
+) -> WebSocketStream:
     """Run the server handshake on an accepted TCP stream (any path is accepted)."""
     ws = WSConnection(ConnectionType.SERVER)
     events = await _read_handshake(transport, ws, max_handshake_bytes)

@@ -14,6 +14,7 @@ so the peer's writer sees ``BrokenResourceError`` instead of writing into a void
 
 from __future__ import annotations
 
+import operator
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -151,8 +152,10 @@ class YamuxStream(trio.abc.HalfCloseableStream):
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         with self._receive_conflict:
-            if max_bytes is not None and max_bytes < 1:
-                raise ValueError("max_bytes must be at least 1")
+            if max_bytes is not None:
+                max_bytes = operator.index(max_bytes)  # TypeError for non-integers
+                if max_bytes < 1:
+                    raise ValueError("max_bytes must be at least 1")
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("stream was closed")
@@ -277,23 +280,31 @@ class YamuxSession:
 
     # --- lifecycle ---------------------------------------------------------------
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Run the reader and writer until the connection ends; stream handlers run inside."""
+        """Run the reader and writer until the connection ends; stream handlers run inside.
+
+        Transport failures and protocol violations end this connection only: they are
+        recorded (streams then raise ``BrokenResourceError``) and ``run`` returns.
+        """
         with self._cancel_scope:
             try:
                 async with trio.open_nursery() as nursery:
                     self._stream_nursery = nursery
-                    nursery.start_soon(self._writer)
+                    nursery.start_soon(self._guarded, self._writer)
                     task_status.started()
                     if self._initial_data:
                         self._handle_bytes(self._initial_data)
-                    await self._reader()
-                    nursery.cancel_scope.cancel()
-            except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError) as exc:
-                self._mark_dead(exc)
+                    await self._guarded(self._reader)
             finally:
                 self._mark_dead(trio.BrokenResourceError("connection closed"))
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     await self._transport.aclose()
+
+    async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await task()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError, OSError) as exc:
+            self._mark_dead(exc)
+        self._cancel_scope.cancel()
 
     def _mark_dead(self, exc: BaseException) -> None:
         if self._dead is not None:

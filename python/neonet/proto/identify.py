@@ -82,7 +82,9 @@ def decode_identify(body: bytes) -> IdentifyInfo:
         listen_addrs=tuple(message.listenAddrs),
         observed_addr=message.observedAddr if message.HasField("observedAddr") else None,
         protocols=tuple(message.protocols),
-        signed_peer_record=message.signedPeerRecord if message.HasField("signedPeerRecord") else None,
+        signed_peer_record=message.signedPeerRecord
+        if message.HasField("signedPeerRecord")
+        else None,
     )
 
 
@@ -138,7 +140,13 @@ class IdentifyReader:
 def merge_push(base: IdentifyInfo, push: IdentifyInfo) -> IdentifyInfo:
     """Apply an identify push: fields the push carries replace the old ones."""
     changes: dict[str, object] = {}
-    for name in ("protocol_version", "agent_version", "public_key", "observed_addr", "signed_peer_record"):
+    for name in (
+        "protocol_version",
+        "agent_version",
+        "public_key",
+        "observed_addr",
+        "signed_peer_record",
+    ):
         value = getattr(push, name)
         if value is not None:
             changes[name] = value

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 
-from neonet.core.errors import DecodeError, LocalProtocolError, NegotiationError, RemoteProtocolError
+from neonet.core.errors import (
+    DecodeError,
+    LocalProtocolError,
+    NegotiationError,
+    RemoteProtocolError,
+)
 from neonet.core.varint import encode_uvarint, try_decode_uvarint
 
 PROTOCOL_ID = "/multistream/1.0.0"

@@ -290,7 +290,9 @@ class NoiseHandshake:
             raise HandshakeError("the peer's identity signature over its Noise key is invalid")
         peer = PeerId.from_public_key(key)
         if self._expected_peer is not None and peer != self._expected_peer:
-            raise PeerIdMismatchError(f"dialed {self._expected_peer} but the peer proved to be {peer}")
+            raise PeerIdMismatchError(
+                f"dialed {self._expected_peer} but the peer proved to be {peer}"
+            )
         self.remote_public_key = key
         self.remote_peer_id = peer
         if payload.HasField("extensions"):
@@ -354,9 +356,13 @@ class NoiseTransport:
                 if length < TAG_SIZE:
                     raise RemoteProtocolError("Noise transport message shorter than its tag")
                 try:
-                    plaintexts.append(self._receiver.decrypt(None, view[offset + 2 : offset + 2 + length]))
+                    plaintexts.append(
+                        self._receiver.decrypt(None, view[offset + 2 : offset + 2 + length])
+                    )
                 except InvalidTag as exc:
-                    raise RemoteProtocolError("Noise transport message failed authentication") from exc
+                    raise RemoteProtocolError(
+                        "Noise transport message failed authentication"
+                    ) from exc
                 offset += 2 + length
         finally:
             view.release()

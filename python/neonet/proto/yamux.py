@@ -161,7 +161,9 @@ class YamuxConnection:
         self._remote_go_away = False
 
     # --- output ------------------------------------------------------------------
-    def _frame(self, kind: int, flags: int, stream_id: int, length: int, payload: bytes = b"") -> None:
+    def _frame(
+        self, kind: int, flags: int, stream_id: int, length: int, payload: bytes = b""
+    ) -> None:
         self._out.append(HEADER.pack(VERSION, kind, flags, stream_id, length))
         self._out_size += HEADER_SIZE
         if payload:
@@ -205,7 +207,9 @@ class YamuxConnection:
         self._next_id += 2
         self._streams[stream_id] = _Stream(outbound=True, receive_window=self.config.initial_window)
         self._ack_backlog += 1
-        self._frame(TYPE_WINDOW_UPDATE, FLAG_SYN, stream_id, self.config.initial_window - INITIAL_WINDOW)
+        self._frame(
+            TYPE_WINDOW_UPDATE, FLAG_SYN, stream_id, self.config.initial_window - INITIAL_WINDOW
+        )
         return stream_id
 
     def send_window(self, stream_id: int) -> int:
@@ -222,7 +226,11 @@ class YamuxConnection:
         limit = self.config.max_frame_payload
         if amount <= limit:
             # Copy unless it is an immutable bytes object sent whole: the caller may reuse its buffer.
-            chunk = data if type(data) is bytes and amount == len(data) else bytes(memoryview(data)[:amount])
+            chunk = (
+                data
+                if type(data) is bytes and amount == len(data)
+                else bytes(memoryview(data)[:amount])
+            )
             self._frame(TYPE_DATA, 0, stream_id, amount, chunk)
             return amount
         view = memoryview(data).cast("B")
@@ -334,7 +342,14 @@ class YamuxConnection:
         return events
 
     def _on_stream_frame(
-        self, events: list[YamuxEvent], flags: int, stream_id: int, delta: int, payload: bytes, *, is_data: bool
+        self,
+        events: list[YamuxEvent],
+        flags: int,
+        stream_id: int,
+        delta: int,
+        payload: bytes,
+        *,
+        is_data: bool,
     ) -> None:
         if stream_id == 0:
             raise self._fail("yamux stream frame on stream ID 0")
