@@ -5,3 +5,5 @@ def base58btc_encode(data: bytes) -> str:
 
 def base58btc_decode(text: str) -> bytes:
     """Decode base58btc text; neonet.core.errors.DecodeError on bad input."""
+
+__all__ = ["base58btc_decode", "base58btc_encode"]

@@ -142,7 +142,7 @@ def main(*, quick: bool = False, as_json: bool = False, rounds: int | None = Non
         except (RuntimeError, subprocess.TimeoutExpired, KeyError, ValueError) as exc:
             side.available = False
             side.note = f"failed: {exc}"
-    neonet, py, raw = sides
+    neonet, py, _raw = sides
     ratios: dict[str, float] = {}
     if neonet.results and py.results:
         ratios["bulk_vs_py_libp2p"] = neonet.results["bulk_mbps"] / py.results["bulk_mbps"]

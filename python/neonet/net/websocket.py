@@ -8,6 +8,7 @@ bounds handshake time with a cancel scope.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from collections import deque
 from collections.abc import Sequence
@@ -81,10 +82,8 @@ class WebSocketStream(trio.abc.Stream):
             self._control += self._ws.send(event.response())
         elif isinstance(event, CloseConnection):
             self._eof = True
-            try:
+            with contextlib.suppress(WsLocalProtocolError):
                 self._control += self._ws.send(event.response())
-            except WsLocalProtocolError:
-                pass
 
     async def _flush_control(self) -> None:
         if self._control and not self._closed:
@@ -147,7 +146,7 @@ class WebSocketStream(trio.abc.Stream):
                     self._eof = True
                     continue
                 try:
-                    self._ws.receive_data(data)
+                    self._ws.receive_data(bytes(data))
                     for event in self._ws.events():
                         self._handle(event)
                 except WsRemoteProtocolError as exc:
@@ -185,14 +184,12 @@ async def _read_handshake(transport: trio.abc.Stream, ws: WSConnection, limit: i
             raise TransportError("connection closed during the WebSocket handshake")
         received += len(data)
         try:
-            ws.receive_data(data)
+            ws.receive_data(bytes(data))
             events = list(ws.events())
         except WsRemoteProtocolError as exc:
             if exc.event_hint is not None:
-                try:
+                with contextlib.suppress(trio.BrokenResourceError, WsLocalProtocolError):
                     await transport.send_all(ws.send(exc.event_hint))
-                except (trio.BrokenResourceError, WsLocalProtocolError):
-                    pass
             raise TransportError(f"bad WebSocket handshake: {exc}") from exc
         if events:
             return events

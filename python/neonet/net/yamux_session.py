@@ -351,7 +351,7 @@ class YamuxSession:
                 return
             self._handle_bytes(data)
 
-    def _handle_bytes(self, data: bytes) -> None:
+    def _handle_bytes(self, data: bytes | bytearray) -> None:
         self._bytes_received += len(data)
         try:
             events = self._engine.receive_data(data)

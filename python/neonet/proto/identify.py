@@ -61,7 +61,7 @@ def encode_identify(info: IdentifyInfo) -> bytes:
     return encode_uvarint(len(body)) + body
 
 
-def decode_identify(body: bytes) -> IdentifyInfo:
+def _parse(body: bytes) -> identify_pb2.Identify:
     if len(body) > MAX_MESSAGE_SIZE:
         raise DecodeError(f"identify message of {len(body)} bytes exceeds {MAX_MESSAGE_SIZE}")
     message = identify_pb2.Identify()
@@ -69,6 +69,10 @@ def decode_identify(body: bytes) -> IdentifyInfo:
         message.ParseFromString(body)
     except ProtobufDecodeError as exc:
         raise DecodeError(f"malformed identify message: {exc}") from exc
+    return message
+
+
+def _convert(message: identify_pb2.Identify) -> IdentifyInfo:
     if len(message.listenAddrs) > MAX_LISTEN_ADDRS:
         raise DecodeError(f"identify lists more than {MAX_LISTEN_ADDRS} addresses")
     if len(message.protocols) > MAX_PROTOCOLS:
@@ -82,10 +86,13 @@ def decode_identify(body: bytes) -> IdentifyInfo:
         listen_addrs=tuple(message.listenAddrs),
         observed_addr=message.observedAddr if message.HasField("observedAddr") else None,
         protocols=tuple(message.protocols),
-        signed_peer_record=message.signedPeerRecord
-        if message.HasField("signedPeerRecord")
-        else None,
+        signed_peer_record=message.signedPeerRecord if message.HasField("signedPeerRecord") else None,
     )
+
+
+def decode_identify(body: bytes) -> IdentifyInfo:
+    """Decode one bare ``Identify`` protobuf, enforcing the limits."""
+    return _convert(_parse(body))
 
 
 class IdentifyReader:
@@ -113,11 +120,12 @@ class IdentifyReader:
                 break
             body = bytes(self._buffer[offset : offset + length])
             try:
-                info = decode_identify(body)
+                message = _parse(body)
             except DecodeError:
                 if self._framed:
                     raise
                 break  # possibly an unframed message after all; decide at EOF
+            info = _convert(message)
             del self._buffer[: offset + length]
             self._framed = True
             self._count += 1

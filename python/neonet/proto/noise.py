@@ -1,16 +1,28 @@
-"""Noise XX for libp2p (libp2p/specs noise/README.md over the Noise Protocol Framework rev 34).
+"""The libp2p Noise secure channel, sans-I/O (protocol id ``/noise``).
 
-Handshake ``Noise_XX_25519_ChaChaPoly_SHA256`` with an empty prologue::
+Implements libp2p/specs noise/README.md ("noise-libp2p", r5): "Static Key Authentication",
+"libp2p Data in Handshake Messages" with "The libp2p Handshake Payload" and "Noise
+Extensions" (``stream_muxers``, see connections/inlined-muxer-negotiation.md), the XX
+"Handshake Pattern", "Cryptographic Primitives", "Noise Protocol Name", "Wire Format" and
+"Encryption and I/O"; over the Noise Protocol Framework rev 34: CipherState,
+SymmetricState and HandshakeState (section 5), the XX pattern (7.5), the 25519 DH,
+ChaChaPoly cipher and SHA256 hash functions (12.1, 12.3, 12.5), HKDF (4.3) and the
+message size and nonce limits (3, 5.1, 11.3)::
 
-    -> e
-    <- e, ee, s, es        payload: responder's NoiseHandshakePayload
-    -> s, se               payload: initiator's NoiseHandshakePayload
+    Noise_XX_25519_ChaChaPoly_SHA256, empty prologue
+    -> e                   payload: empty
+    <- e, ee, s, es        payload: the responder's NoiseHandshakePayload
+    -> s, se               payload: the initiator's NoiseHandshakePayload
 
-The payload carries the peer's libp2p identity key and its signature over
-``"noise-libp2p-static-key:" + the Noise static key``, which binds the fresh X25519 key to
-the long-lived identity. Every Noise message travels with a 2-byte big-endian length
-prefix and is at most 65535 bytes; after the handshake, each transport message is an
-AEAD ciphertext (plaintext up to 65519 bytes plus a 16-byte tag).
+Each payload carries the sender's libp2p identity key and its signature over
+``b"noise-libp2p-static-key:" + Noise static public key``, binding a fresh per-handshake
+X25519 key to the long-lived identity. Every Noise message travels behind a 2-byte
+big-endian length, so none exceeds 65535 bytes; after the handshake every message is an
+AEAD ciphertext of at most 65519 plaintext bytes plus the 16-byte tag.
+
+``_XXHandshakeState`` is the bare Noise core (any prologue, raw payloads) so it can be
+checked against the Noise test vectors; ``NoiseHandshake`` adds framing and the libp2p
+payload; ``NoiseTransport`` is the post-handshake pair of cipher states.
 """
 
 from __future__ import annotations
@@ -23,7 +35,6 @@ from collections.abc import Callable, Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from neonet.core.errors import (
@@ -37,33 +48,63 @@ from neonet.core.keys import Ed25519Identity, PublicKey
 from neonet.core.peer_id import PeerId
 from neonet.proto.pb import noise_pb2
 
+__all__ = [
+    "MAX_MESSAGE_SIZE",
+    "MAX_PLAINTEXT_SIZE",
+    "PROTOCOL_ID",
+    "PROTOCOL_NAME",
+    "NoiseHandshake",
+    "NoiseTransport",
+]
+
 PROTOCOL_ID = "/noise"
 PROTOCOL_NAME = b"Noise_XX_25519_ChaChaPoly_SHA256"
-SIGNATURE_PREFIX = b"noise-libp2p-static-key:"
-MAX_MESSAGE = 65535
-TAG_SIZE = 16
-MAX_PLAINTEXT = MAX_MESSAGE - TAG_SIZE
+STATIC_KEY_SIGNATURE_PREFIX = b"noise-libp2p-static-key:"
 DH_SIZE = 32
-# Nonce 2**64 - 1 is reserved by the Noise spec; a cipher state stops before it.
+HASH_SIZE = 32
+TAG_SIZE = 16
+MAX_MESSAGE_SIZE = 65535
+MAX_PLAINTEXT_SIZE = MAX_MESSAGE_SIZE - TAG_SIZE
+# Noise section 5.1: nonce 2**64 - 1 is reserved, so 2**64 - 2 is the last one a key uses.
 MAX_NONCE = 2**64 - 2
+# Our payload must fit the larger of messages 2 and 3: e (32) + encrypted s (48) + its tag.
+MAX_PAYLOAD_SIZE = MAX_MESSAGE_SIZE - DH_SIZE - (DH_SIZE + TAG_SIZE) - TAG_SIZE
 
-_LENGTH = struct.Struct(">H")
-_NONCE = struct.Struct("<4xQ")
+_FRAME_HEADER = struct.Struct(">H")
+_pack_header = _FRAME_HEADER.pack
+_pack_header_into = _FRAME_HEADER.pack_into
+# ChaChaPoly nonce (Noise 12.3): 32 zero bits, then the 64-bit counter little-endian.
+_pack_nonce = struct.Struct("<4xQ").pack
+
+# The protocol name is exactly HASHLEN bytes, so InitializeSymmetric uses it unhashed as h
+# and ck (Noise 5.2); with libp2p's empty prologue the first MixHash is then a constant.
+assert len(PROTOCOL_NAME) == HASH_SIZE
+_LIBP2P_INITIAL_HASH = hashlib.sha256(PROTOCOL_NAME).digest()
 
 
-def _hkdf(chaining_key: bytes, material: bytes) -> tuple[bytes, bytes]:
-    temp_key = hmac.digest(chaining_key, material, "sha256")
-    first = hmac.digest(temp_key, b"\x01", "sha256")
-    second = hmac.digest(temp_key, first + b"\x02", "sha256")
-    return first, second
+def _hkdf(chaining_key: bytes, input_key_material: bytes) -> tuple[bytes, bytes]:
+    """Noise HKDF with two outputs (section 4.3), HMAC-SHA256 throughout."""
+    temp_key = hmac.digest(chaining_key, input_key_material, "sha256")
+    output1 = hmac.digest(temp_key, b"\x01", "sha256")
+    output2 = hmac.digest(temp_key, output1 + b"\x02", "sha256")
+    return output1, output2
 
 
-def _public_bytes(key: X25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+def _x25519_public(private: X25519PrivateKey) -> bytes:
+    return private.public_key().public_bytes_raw()
+
+
+def _dh(private: X25519PrivateKey, public: bytes) -> bytes:
+    try:
+        return private.exchange(X25519PublicKey.from_public_bytes(public))
+    except ValueError as exc:
+        # Noise 12.1 lets an implementation refuse a point that yields the all-zero
+        # output (a low-order point); OpenSSL does, and no honest peer sends one.
+        raise HandshakeError("the peer sent an invalid X25519 public key") from exc
 
 
 class _CipherState:
-    """A ChaCha20-Poly1305 key with its 64-bit nonce counter."""
+    """A Noise CipherState: one ChaCha20-Poly1305 key (set up once) and its nonce."""
 
     __slots__ = ("_aead", "nonce")
 
@@ -71,40 +112,57 @@ class _CipherState:
         self._aead = ChaCha20Poly1305(key)
         self.nonce = 0
 
-    def encrypt(self, associated: bytes | None, plaintext: bytes | memoryview) -> bytes:
-        if self.nonce > MAX_NONCE:
-            raise LocalProtocolError("Noise nonce exhausted: the connection must be re-established")
-        ciphertext = self._aead.encrypt(_NONCE.pack(self.nonce), plaintext, associated)
-        self.nonce += 1
+    def encrypt_with_ad(
+        self, associated_data: bytes | None, plaintext: bytes | bytearray | memoryview
+    ) -> bytes:
+        nonce = self.nonce
+        if nonce > MAX_NONCE:
+            raise LocalProtocolError(
+                "Noise send nonce exhausted (2**64 - 1 messages): the connection must close"
+            )
+        ciphertext = self._aead.encrypt(_pack_nonce(nonce), plaintext, associated_data)
+        self.nonce = nonce + 1
         return ciphertext
 
-    def decrypt(self, associated: bytes | None, ciphertext: bytes | memoryview) -> bytes:
-        if self.nonce > MAX_NONCE:
-            raise RemoteProtocolError("Noise nonce exhausted")
-        plaintext = self._aead.decrypt(_NONCE.pack(self.nonce), ciphertext, associated)
-        self.nonce += 1
+    def decrypt_with_ad(
+        self, associated_data: bytes | None, ciphertext: bytes | bytearray | memoryview
+    ) -> bytes:
+        """Raise ``InvalidTag`` on authentication failure; the nonce then stays put."""
+        nonce = self.nonce
+        if nonce > MAX_NONCE:
+            raise RemoteProtocolError(
+                "Noise receive nonce exhausted (2**64 - 1 messages): the connection must close"
+            )
+        plaintext = self._aead.decrypt(_pack_nonce(nonce), ciphertext, associated_data)
+        self.nonce = nonce + 1
         return plaintext
 
 
 class _SymmetricState:
-    __slots__ = ("chaining_key", "cipher", "hash")
+    """Noise SymmetricState (section 5.2) for Noise_XX_25519_ChaChaPoly_SHA256."""
 
-    def __init__(self) -> None:
-        # The protocol name is exactly 32 bytes (HASHLEN), so it is used unpadded.
-        self.hash = PROTOCOL_NAME
-        self.chaining_key = PROTOCOL_NAME
+    __slots__ = ("cipher", "ck", "h")
+
+    def __init__(self, prologue: bytes) -> None:
+        self.ck = PROTOCOL_NAME
+        self.h = (
+            _LIBP2P_INITIAL_HASH
+            if not prologue
+            else hashlib.sha256(PROTOCOL_NAME + prologue).digest()
+        )
         self.cipher: _CipherState | None = None
-        self.mix_hash(b"")  # the empty prologue
 
     def mix_hash(self, data: bytes) -> None:
-        self.hash = hashlib.sha256(self.hash + data).digest()
+        self.h = hashlib.sha256(self.h + data).digest()
 
-    def mix_key(self, material: bytes) -> None:
-        self.chaining_key, key = _hkdf(self.chaining_key, material)
+    def mix_key(self, input_key_material: bytes) -> None:
+        self.ck, key = _hkdf(self.ck, input_key_material)
         self.cipher = _CipherState(key)
 
     def encrypt_and_hash(self, plaintext: bytes) -> bytes:
-        ciphertext = plaintext if self.cipher is None else self.cipher.encrypt(self.hash, plaintext)
+        ciphertext = (
+            plaintext if self.cipher is None else self.cipher.encrypt_with_ad(self.h, plaintext)
+        )
         self.mix_hash(ciphertext)
         return ciphertext
 
@@ -113,26 +171,143 @@ class _SymmetricState:
             plaintext = ciphertext
         else:
             try:
-                plaintext = self.cipher.decrypt(self.hash, ciphertext)
+                plaintext = self.cipher.decrypt_with_ad(self.h, ciphertext)
             except InvalidTag as exc:
-                raise HandshakeError("Noise handshake message failed authentication") from exc
+                raise HandshakeError("a Noise handshake message failed authentication") from exc
         self.mix_hash(ciphertext)
         return plaintext
 
-    def split(self) -> tuple[_CipherState, _CipherState]:
-        first, second = _hkdf(self.chaining_key, b"")
-        return _CipherState(first), _CipherState(second)
+    def split(self) -> tuple[bytes, bytes]:
+        """The initiator-to-responder and responder-to-initiator transport keys."""
+        return _hkdf(self.ck, b"")
 
 
-def _dh(private: X25519PrivateKey, public: bytes) -> bytes:
-    try:
-        return private.exchange(X25519PublicKey.from_public_bytes(public))
-    except ValueError as exc:  # a low-order point gives an all-zero secret
-        raise HandshakeError("peer sent an invalid X25519 public key") from exc
+class _XXHandshakeState:
+    """The Noise XX HandshakeState (sections 5.3, 7.5): no framing, no libp2p payload.
+
+    Message 0 is the initiator's ``e``, message 1 the responder's ``e, ee, s, es``,
+    message 2 the initiator's ``s, se``. Keys are given as raw 32-byte X25519 secrets.
+    """
+
+    __slots__ = (
+        "_e",
+        "_s",
+        "_symmetric",
+        "ephemeral_public",
+        "initiator",
+        "message_index",
+        "remote_ephemeral",
+        "remote_static",
+        "static_public",
+    )
+
+    def __init__(
+        self,
+        *,
+        initiator: bool,
+        static_secret: bytes,
+        ephemeral_secret: bytes,
+        prologue: bytes = b"",
+    ) -> None:
+        self.initiator = initiator
+        self._s = X25519PrivateKey.from_private_bytes(static_secret)
+        self._e = X25519PrivateKey.from_private_bytes(ephemeral_secret)
+        self.static_public = _x25519_public(self._s)
+        self.ephemeral_public = _x25519_public(self._e)
+        self.remote_static = b""
+        self.remote_ephemeral = b""
+        self._symmetric = _SymmetricState(prologue)
+        self.message_index = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.message_index == 3
+
+    @property
+    def handshake_hash(self) -> bytes:
+        return self._symmetric.h
+
+    def _check_turn(self, *, writing: bool) -> int:
+        index = self.message_index
+        # Even-numbered messages go initiator -> responder.
+        ours = (index % 2 == 0) == self.initiator
+        if index >= 3 or ours != writing:
+            action = "write" if writing else "read"
+            raise LocalProtocolError(f"cannot {action} Noise XX message {index} now")
+        return index
+
+    def write_message(self, payload: bytes) -> bytes:
+        index = self._check_turn(writing=True)
+        symmetric = self._symmetric
+        if index == 0:  # -> e
+            parts = [self.ephemeral_public]
+            symmetric.mix_hash(self.ephemeral_public)
+        elif index == 1:  # <- e, ee, s, es
+            parts = [self.ephemeral_public]
+            symmetric.mix_hash(self.ephemeral_public)
+            symmetric.mix_key(_dh(self._e, self.remote_ephemeral))
+            parts.append(symmetric.encrypt_and_hash(self.static_public))
+            symmetric.mix_key(_dh(self._s, self.remote_ephemeral))
+        else:  # -> s, se
+            parts = [symmetric.encrypt_and_hash(self.static_public)]
+            symmetric.mix_key(_dh(self._s, self.remote_ephemeral))
+        parts.append(symmetric.encrypt_and_hash(payload))
+        message = b"".join(parts)
+        if len(message) > MAX_MESSAGE_SIZE:
+            # Checked before the state advances is not possible (the payload is encrypted
+            # last), so the state is spoiled; callers size their payloads up front.
+            raise LocalProtocolError(f"Noise message of {len(message)} bytes exceeds 65535")
+        self.message_index = index + 1
+        return message
+
+    def read_message(self, message: bytes) -> bytes:
+        """Process one received message and return its decrypted payload."""
+        index = self._check_turn(writing=False)
+        symmetric = self._symmetric
+        encrypted_static_size = DH_SIZE + TAG_SIZE
+        if index == 0:  # -> e
+            if len(message) < DH_SIZE:
+                raise HandshakeError(f"Noise message 1 of {len(message)} bytes is too short")
+            self.remote_ephemeral = message[:DH_SIZE]
+            symmetric.mix_hash(self.remote_ephemeral)
+            rest = message[DH_SIZE:]
+        elif index == 1:  # <- e, ee, s, es
+            if len(message) < DH_SIZE + encrypted_static_size + TAG_SIZE:
+                raise HandshakeError(f"Noise message 2 of {len(message)} bytes is too short")
+            self.remote_ephemeral = message[:DH_SIZE]
+            symmetric.mix_hash(self.remote_ephemeral)
+            symmetric.mix_key(_dh(self._e, self.remote_ephemeral))
+            static_end = DH_SIZE + encrypted_static_size
+            self.remote_static = symmetric.decrypt_and_hash(message[DH_SIZE:static_end])
+            symmetric.mix_key(_dh(self._e, self.remote_static))
+            rest = message[static_end:]
+        else:  # -> s, se
+            if len(message) < encrypted_static_size + TAG_SIZE:
+                raise HandshakeError(f"Noise message 3 of {len(message)} bytes is too short")
+            self.remote_static = symmetric.decrypt_and_hash(message[:encrypted_static_size])
+            symmetric.mix_key(_dh(self._e, self.remote_static))
+            rest = message[encrypted_static_size:]
+        payload = symmetric.decrypt_and_hash(rest)
+        self.message_index = index + 1
+        return payload
+
+    def split(self) -> tuple[bytes, bytes]:
+        """This side's (send key, receive key) once all three messages have passed."""
+        if not self.finished:
+            raise LocalProtocolError("the Noise XX handshake has not finished")
+        initiator_to_responder, responder_to_initiator = self._symmetric.split()
+        if self.initiator:
+            return initiator_to_responder, responder_to_initiator
+        return responder_to_initiator, initiator_to_responder
 
 
 class NoiseHandshake:
-    """One side of the libp2p Noise XX handshake (sans-I/O)."""
+    """One side of the libp2p Noise XX handshake (sans-I/O, like h11/wsproto).
+
+    The initiator calls ``initiate()``; both sides then pass received bytes to
+    ``receive_data`` and send whatever ``data_to_send()`` returns, until ``complete``.
+    ``into_transport()`` then yields the ``NoiseTransport`` for the rest of the stream.
+    """
 
     def __init__(
         self,
@@ -143,236 +318,282 @@ class NoiseHandshake:
         expected_peer: PeerId | None = None,
         stream_muxers: Sequence[str] = (),
     ) -> None:
+        static_secret = entropy(DH_SIZE)
+        ephemeral_secret = entropy(DH_SIZE)
+        if len(static_secret) != DH_SIZE or len(ephemeral_secret) != DH_SIZE:
+            raise LocalProtocolError(f"entropy({DH_SIZE}) must return {DH_SIZE} bytes")
         self.initiator = initiator
-        self._identity = identity
+        self._noise = _XXHandshakeState(
+            initiator=initiator, static_secret=static_secret, ephemeral_secret=ephemeral_secret
+        )
         self._expected_peer = expected_peer
-        self._stream_muxers = tuple(stream_muxers)
-        self._static = X25519PrivateKey.from_private_bytes(entropy(32))
-        self._ephemeral = X25519PrivateKey.from_private_bytes(entropy(32))
-        self._remote_ephemeral = b""
-        self._remote_static = b""
-        self._symmetric = _SymmetricState()
+        # Built (and signed) once up front so an oversized muxer list fails here, as the
+        # caller's mistake, rather than half-way through the handshake.
+        self._payload = self._make_payload(identity, stream_muxers)
+        if len(self._payload) > MAX_PAYLOAD_SIZE:
+            raise LocalProtocolError(
+                f"Noise handshake payload of {len(self._payload)} bytes exceeds "
+                f"{MAX_PAYLOAD_SIZE}: too many stream muxers"
+            )
         self._inbox = bytearray()
-        self._outbox = bytearray()
-        # The next message index (0, 1, 2) of the three; 3 means complete.
-        self._step = 0
-        self._failed = False
+        self._outbox: list[bytes] = []
         self._initiated = False
+        self._failed = False
+        self._transport_taken = False
         self.remote_peer_id: PeerId | None = None
         self.remote_public_key: PublicKey | None = None
         self.remote_stream_muxers: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
-        return self._step == 3
+        return self._noise.finished
+
+    @property
+    def handshake_hash(self) -> bytes:
+        """The final transcript hash ``h`` (Noise 11.2 channel binding); valid once complete."""
+        if not self.complete:
+            raise LocalProtocolError("the Noise handshake is not complete")
+        return self._noise.handshake_hash
 
     def initiate(self) -> None:
-        """Queue message 1 (initiator only)."""
+        """Queue message 1, ``-> e`` (initiator only, once)."""
         if not self.initiator or self._initiated:
-            raise LocalProtocolError("initiate() is called once, by the initiator")
+            raise LocalProtocolError("initiate() is for the initiator, and only once")
         self._initiated = True
-        ephemeral = _public_bytes(self._ephemeral)
-        self._symmetric.mix_hash(ephemeral)
-        message = ephemeral + self._symmetric.encrypt_and_hash(b"")
-        self._send(message)
-        self._step = 1
+        # The spec forbids extensions in message 1 (it has no secrecy): empty payload.
+        self._queue(self._noise.write_message(b""))
 
     def data_to_send(self) -> bytes:
-        data = bytes(self._outbox)
+        """Bytes to write to the peer now (b"" if none)."""
+        if not self._outbox:
+            return b""
+        data = b"".join(self._outbox)
         self._outbox.clear()
         return data
 
-    def _send(self, message: bytes) -> None:
-        if len(message) > MAX_MESSAGE:
-            raise LocalProtocolError("Noise handshake message too large")
-        self._outbox += _LENGTH.pack(len(message)) + message
-
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Buffer ``data`` and process every whole handshake message in it.
+
+        Raises ``HandshakeError`` (or ``PeerIdMismatchError``) when the peer fails; the
+        handshake is then dead. Bytes past message 3 are kept for ``into_transport``.
+        """
         if self._failed:
-            raise LocalProtocolError("the handshake already failed")
+            raise LocalProtocolError("the Noise handshake already failed")
+        if self._transport_taken:
+            raise LocalProtocolError("the handshake was handed over to a NoiseTransport")
         if self.initiator and not self._initiated:
             raise LocalProtocolError("the initiator must call initiate() first")
-        self._inbox += data
+        inbox = self._inbox
+        inbox += data
         try:
-            while not self.complete and len(self._inbox) >= 2:
-                (length,) = _LENGTH.unpack_from(self._inbox)
-                if len(self._inbox) < 2 + length:
+            while not self._noise.finished and len(inbox) >= 2:
+                end = 2 + ((inbox[0] << 8) | inbox[1])
+                if len(inbox) < end:
                     return
-                message = bytes(self._inbox[2 : 2 + length])
-                del self._inbox[: 2 + length]
+                message = bytes(inbox[2:end])
+                del inbox[:end]
                 self._receive_message(message)
-        except (HandshakeError, DecodeError) as exc:
+        except HandshakeError:
             self._failed = True
-            if isinstance(exc, HandshakeError):
-                raise
-            raise HandshakeError(f"bad Noise handshake payload: {exc}") from exc
+            raise
 
     def _receive_message(self, message: bytes) -> None:
-        symmetric = self._symmetric
-        if not self.initiator and self._step == 0:
-            # <- e (message 1): the ephemeral key, then a payload that must be empty.
-            if len(message) < DH_SIZE:
-                raise HandshakeError("Noise message 1 too short")
-            self._remote_ephemeral = message[:DH_SIZE]
-            symmetric.mix_hash(self._remote_ephemeral)
-            symmetric.decrypt_and_hash(message[DH_SIZE:])
-            self._write_message_2()
-            return
-        if self.initiator and self._step == 1:
-            self._read_message_2(message)
-            self._write_message_3()
-            return
-        if not self.initiator and self._step == 2:
-            self._read_message_3(message)
-            return
-        raise HandshakeError("unexpected Noise handshake message")
+        noise = self._noise
+        if noise.message_index == 0 and not self.initiator:
+            # Any payload in message 1 is unauthenticated and (per the libp2p spec) never
+            # carries extensions; it is only bound into the transcript hash.
+            noise.read_message(message)
+            self._queue(noise.write_message(self._payload))
+        elif noise.message_index == 1 and self.initiator:
+            verified = self._verify_payload(noise.read_message(message))
+            self._queue(noise.write_message(self._payload))
+            self._accept(*verified)
+        elif noise.message_index == 2 and not self.initiator:
+            self._accept(*self._verify_payload(noise.read_message(message)))
+        else:  # unreachable while the turn order holds; kept as a guard
+            raise HandshakeError(f"unexpected Noise handshake message {noise.message_index + 1}")
 
-    def _write_message_2(self) -> None:
-        symmetric = self._symmetric
-        ephemeral = _public_bytes(self._ephemeral)
-        symmetric.mix_hash(ephemeral)
-        symmetric.mix_key(_dh(self._ephemeral, self._remote_ephemeral))  # ee
-        encrypted_static = symmetric.encrypt_and_hash(_public_bytes(self._static))
-        symmetric.mix_key(_dh(self._static, self._remote_ephemeral))  # es
-        payload = symmetric.encrypt_and_hash(self._payload())
-        self._send(ephemeral + encrypted_static + payload)
-        self._step = 2
+    def _queue(self, message: bytes) -> None:
+        self._outbox.append(_pack_header(len(message)))
+        self._outbox.append(message)
 
-    def _read_message_2(self, message: bytes) -> None:
-        symmetric = self._symmetric
-        static_length = DH_SIZE + TAG_SIZE
-        if len(message) < DH_SIZE + static_length + TAG_SIZE:
-            raise HandshakeError("Noise message 2 too short")
-        self._remote_ephemeral = message[:DH_SIZE]
-        symmetric.mix_hash(self._remote_ephemeral)
-        symmetric.mix_key(_dh(self._ephemeral, self._remote_ephemeral))  # ee
-        self._remote_static = symmetric.decrypt_and_hash(message[DH_SIZE : DH_SIZE + static_length])
-        symmetric.mix_key(_dh(self._ephemeral, self._remote_static))  # es
-        self._check_payload(symmetric.decrypt_and_hash(message[DH_SIZE + static_length :]))
-
-    def _write_message_3(self) -> None:
-        symmetric = self._symmetric
-        encrypted_static = symmetric.encrypt_and_hash(_public_bytes(self._static))
-        symmetric.mix_key(_dh(self._static, self._remote_ephemeral))  # se
-        payload = symmetric.encrypt_and_hash(self._payload())
-        self._send(encrypted_static + payload)
-        self._step = 3
-
-    def _read_message_3(self, message: bytes) -> None:
-        symmetric = self._symmetric
-        static_length = DH_SIZE + TAG_SIZE
-        if len(message) < static_length + TAG_SIZE:
-            raise HandshakeError("Noise message 3 too short")
-        self._remote_static = symmetric.decrypt_and_hash(message[:static_length])
-        symmetric.mix_key(_dh(self._ephemeral, self._remote_static))  # se
-        self._check_payload(symmetric.decrypt_and_hash(message[static_length:]))
-        self._step = 3
-
-    def _payload(self) -> bytes:
+    def _make_payload(self, identity: Ed25519Identity, stream_muxers: Sequence[str]) -> bytes:
         payload = noise_pb2.NoiseHandshakePayload(
-            identity_key=self._identity.public_key.to_protobuf(),
-            identity_sig=self._identity.sign(SIGNATURE_PREFIX + _public_bytes(self._static)),
+            identity_key=identity.public_key.to_protobuf(),
+            identity_sig=identity.sign(STATIC_KEY_SIGNATURE_PREFIX + self._noise.static_public),
         )
-        if self._stream_muxers:
-            payload.extensions.stream_muxers.extend(self._stream_muxers)
+        if stream_muxers:
+            payload.extensions.stream_muxers.extend(stream_muxers)
         return payload.SerializeToString()
 
-    def _check_payload(self, data: bytes) -> None:
+    def _verify_payload(self, data: bytes) -> tuple[PublicKey, PeerId, tuple[str, ...]]:
+        """Check the peer's payload against the static key it just proved; nothing is kept."""
         payload = noise_pb2.NoiseHandshakePayload()
         try:
             payload.ParseFromString(data)
         except ProtobufDecodeError as exc:
             raise HandshakeError(f"malformed Noise handshake payload: {exc}") from exc
-        if not payload.HasField("identity_key") or not payload.HasField("identity_sig"):
-            raise HandshakeError("Noise handshake payload lacks the identity key or signature")
-        key = PublicKey.from_protobuf(payload.identity_key)
-        if not key.verify(payload.identity_sig, SIGNATURE_PREFIX + self._remote_static):
-            raise HandshakeError("the peer's identity signature over its Noise key is invalid")
-        peer = PeerId.from_public_key(key)
+        if not payload.identity_key or not payload.identity_sig:
+            raise HandshakeError("the Noise handshake payload lacks identity_key or identity_sig")
+        try:
+            key = PublicKey.from_protobuf(payload.identity_key)
+            peer = PeerId.from_public_key(key)
+        except DecodeError as exc:
+            raise HandshakeError(f"the peer's identity key does not decode: {exc}") from exc
+        # PublicKey.verify covers every libp2p key type (Ed25519, Secp256k1, ECDSA, RSA).
+        signed = STATIC_KEY_SIGNATURE_PREFIX + self._noise.remote_static
+        if not key.verify(payload.identity_sig, signed):
+            raise HandshakeError("the peer's identity_sig does not sign its Noise static key")
         if self._expected_peer is not None and peer != self._expected_peer:
             raise PeerIdMismatchError(
-                f"dialed {self._expected_peer} but the peer proved to be {peer}"
+                f"expected peer {self._expected_peer} but the remote proved to be {peer}"
             )
+        # proto2 strings are not UTF-8 checked on the wire; upb hands invalid ones back as
+        # bytes. Such a name can never match a muxer we speak, so it is dropped.
+        muxers = tuple(name for name in payload.extensions.stream_muxers if isinstance(name, str))
+        return key, peer, muxers
+
+    def _accept(self, key: PublicKey, peer: PeerId, muxers: tuple[str, ...]) -> None:
+        # Early data is exposed only once the signature has checked out (spec requirement).
         self.remote_public_key = key
         self.remote_peer_id = peer
-        if payload.HasField("extensions"):
-            self.remote_stream_muxers = tuple(payload.extensions.stream_muxers)[:16]
+        self.remote_stream_muxers = muxers
 
     def into_transport(self) -> NoiseTransport:
-        """The transport ciphers, carrying over any bytes received past the handshake."""
+        """The transport cipher states, with any bytes received past message 3 (once)."""
         if not self.complete:
             raise LocalProtocolError("the Noise handshake is not complete")
-        initiator_to_responder, responder_to_initiator = self._symmetric.split()
-        if self.initiator:
-            transport = NoiseTransport(initiator_to_responder, responder_to_initiator)
-        else:
-            transport = NoiseTransport(responder_to_initiator, initiator_to_responder)
-        transport._inbox += self._inbox
+        if self._transport_taken:
+            # A second transport would reuse the same keys and nonces.
+            raise LocalProtocolError("into_transport() was already called")
+        self._transport_taken = True
+        send_key, receive_key = self._noise.split()
+        received = bytes(self._inbox)
         self._inbox.clear()
-        return transport
+        return NoiseTransport(send_key, receive_key, received=received)
 
 
 class NoiseTransport:
-    """Encrypts outgoing and decrypts incoming transport messages after the handshake."""
+    """The established channel: ``encrypt`` outgoing bytes, ``receive_data`` incoming ones.
 
-    __slots__ = ("_inbox", "_offset", "_receiver", "_sender")
+    Incoming bytes are decrypted straight out of the caller's buffer; only the tail of a
+    frame that has not fully arrived is copied aside (at most 65537 bytes), and on the
+    next call only the bytes that frame still lacks are copied onto it.
+    """
 
-    def __init__(self, sender: _CipherState, receiver: _CipherState) -> None:
-        self._sender = sender
-        self._receiver = receiver
+    __slots__ = ("_carried", "_failed", "_inbox", "_receiver", "_sender")
+
+    def __init__(self, send_key: bytes, receive_key: bytes, *, received: bytes = b"") -> None:
+        self._sender = _CipherState(send_key)
+        self._receiver = _CipherState(receive_key)
+        # Bytes that arrived with the last handshake message; may hold several frames.
+        self._carried = received
+        # The start of one incomplete frame (length prefix included).
         self._inbox = bytearray()
-        self._offset = 0
+        self._failed = False
+
+    @property
+    def messages_sent(self) -> int:
+        return self._sender.nonce
+
+    @property
+    def messages_received(self) -> int:
+        return self._receiver.nonce
+
+    @property
+    def buffered(self) -> int:
+        """Received bytes not yet decrypted (an incomplete frame, or carried-over bytes)."""
+        return len(self._inbox) + len(self._carried)
 
     def encrypt(self, plaintext: bytes | bytearray | memoryview) -> bytes:
-        """Length-prefixed transport messages for ``plaintext`` (b"" for empty input)."""
-        size = len(plaintext)
-        if size <= MAX_PLAINTEXT:
+        """Length-prefixed transport messages carrying ``plaintext`` (b"" for empty input)."""
+        view = memoryview(plaintext)
+        size = view.nbytes
+        if size <= MAX_PLAINTEXT_SIZE:
             if not size:
                 return b""
-            ciphertext = self._sender.encrypt(None, plaintext)
-            return _LENGTH.pack(len(ciphertext)) + ciphertext
-        view = memoryview(plaintext).cast("B")
-        parts = []
-        for start in range(0, size, MAX_PLAINTEXT):
-            ciphertext = self._sender.encrypt(None, view[start : start + MAX_PLAINTEXT])
-            parts.append(_LENGTH.pack(len(ciphertext)))
-            parts.append(ciphertext)
+            ciphertext = self._sender.encrypt_with_ad(None, plaintext)
+            return b"".join((_pack_header(size + TAG_SIZE), ciphertext))
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        frames = -(-size // MAX_PLAINTEXT_SIZE)
+        sender = self._sender
+        if sender.nonce + frames - 1 > MAX_NONCE:
+            # Refuse the whole write rather than spend nonces on frames never returned.
+            raise LocalProtocolError("Noise send nonce exhausted: the connection must close")
+        full_header = _pack_header(MAX_MESSAGE_SIZE)
+        seal = sender.encrypt_with_ad
+        parts: list[bytes] = []
+        append = parts.append
+        for start in range(0, size - MAX_PLAINTEXT_SIZE, MAX_PLAINTEXT_SIZE):
+            append(full_header)
+            append(seal(None, view[start : start + MAX_PLAINTEXT_SIZE]))
+        last = (frames - 1) * MAX_PLAINTEXT_SIZE
+        append(_pack_header(size - last + TAG_SIZE))
+        append(seal(None, view[last:]))
         return b"".join(parts)
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> bytes:
-        """All plaintext decryptable now; ``RemoteProtocolError`` if a message fails."""
+        """All plaintext decryptable now (b"" if none), after buffering ``data``.
+
+        Call with b"" right after the handshake to get data that arrived with message 3.
+        Raises ``RemoteProtocolError`` if a message fails authentication or is shorter
+        than its tag; the channel is then dead.
+        """
+        if self._failed:
+            raise LocalProtocolError("the Noise channel already failed")
+        if self._carried:
+            data = self._carried + bytes(data)
+            self._carried = b""
+        view = memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        end = view.nbytes
+        position = 0
+        plaintexts: list[bytes] = []
         inbox = self._inbox
-        if data:
-            inbox += data
-        offset = self._offset
-        end = len(inbox)
-        plaintexts = []
-        view = memoryview(inbox)
-        try:
-            while end - offset >= 2:
-                (length,) = _LENGTH.unpack_from(inbox, offset)
-                if end - offset - 2 < length:
-                    break
-                if length < TAG_SIZE:
-                    raise RemoteProtocolError("Noise transport message shorter than its tag")
-                try:
-                    plaintexts.append(
-                        self._receiver.decrypt(None, view[offset + 2 : offset + 2 + length])
-                    )
-                except InvalidTag as exc:
-                    raise RemoteProtocolError(
-                        "Noise transport message failed authentication"
-                    ) from exc
-                offset += 2 + length
-        finally:
-            view.release()
-        if offset == end:
+        if inbox:
+            # Complete the frame begun last time, copying only the bytes it still lacks.
+            have = len(inbox)
+            if have < 2:
+                position = min(2 - have, end)
+                inbox += view[:position]
+                if len(inbox) < 2:
+                    return b""
+            frame_end = 2 + ((inbox[0] << 8) | inbox[1])
+            take = min(frame_end - len(inbox), end - position)
+            inbox += view[position : position + take]
+            position += take
+            if len(inbox) < frame_end:
+                return b""
+            with memoryview(inbox) as whole, whole[2:] as body:
+                plaintexts.append(self._open(body))
             inbox.clear()
-            offset = 0
-        elif offset > 1 << 20:
-            del inbox[:offset]
-            offset = 0
-        self._offset = offset
+        while end - position >= 2:
+            frame_end = position + 2 + ((view[position] << 8) | view[position + 1])
+            if frame_end > end:
+                break
+            plaintexts.append(self._open(view[position + 2 : frame_end]))
+            position = frame_end
+        if position < end:
+            inbox += view[position:]
         if len(plaintexts) == 1:
             return plaintexts[0]
         return b"".join(plaintexts)
+
+    def _open(self, ciphertext: memoryview) -> bytes:
+        if len(ciphertext) < TAG_SIZE:
+            self._failed = True
+            # A literal zero-length frame included: every transport message carries a tag
+            # (an empty message is a 16-byte frame), and go/rust/js all refuse these too.
+            raise RemoteProtocolError(
+                f"Noise transport message of {len(ciphertext)} bytes is shorter than its tag"
+            )
+        try:
+            return self._receiver.decrypt_with_ad(None, ciphertext)
+        except InvalidTag as exc:
+            self._failed = True
+            raise RemoteProtocolError("a Noise transport message failed authentication") from exc
+        except RemoteProtocolError:
+            self._failed = True
+            raise

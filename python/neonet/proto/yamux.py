@@ -1,105 +1,253 @@
-"""yamux (libp2p/specs yamux/README.md), as a sans-I/O engine.
+"""Sans-I/O yamux engine: the stream multiplexer of the libp2p yamux spec (``/yamux/1.0.0``).
 
-Frames have a 12-byte header: version 0, type (Data, Window Update, Ping, Go Away),
-flags (SYN, ACK, FIN, RST), stream ID and length, all big-endian. Streams opened by the
-client have odd IDs, by the server even ones. Each stream has a receive window
-(initially 256 KiB); a sender may only send what the peer's window allows, and the
-receiver re-opens it with Window Update frames as its application consumes data.
+Implements ``specs/yamux/README.md`` (the hashicorp yamux framing, flow control and
+session termination, plus the libp2p ACK-backlog recommendation). ``YamuxConnection``
+does no I/O: feed it received bytes with ``receive_data`` (it returns events), call its
+command methods, and write whatever ``data_to_send`` returns. A driver such as
+``neonet.net.yamux_session`` owns the sockets, tasks and clocks.
 
-Edge behaviour, decided here once:
-- Connection-level violations (bad version or type, data beyond the window, a SYN for a
-  live stream or with the peer's-parity rule broken, a frame over the size limit) queue
-  GoAway(protocol error) and raise ``RemoteProtocolError(code=1)``; the engine is dead.
-- Data after the peer's own FIN is a stream-level violation: that stream is reset.
-- Frames for stream IDs we do not know (already closed, or reset by us) are ignored:
-  they may have been in flight when the stream ended.
-- Inbound SYNs are ACKed at once; above ``max_streams`` they are answered with RST.
-- Our outbound streams not yet ACKed count against ``max_ack_backlog``.
-- Receive windows grow (doubling, up to ``max_receive_window``) each time the
-  application has consumed half a window, so a fast reader gets a large window and a
-  slow one never buffers more than it was granted.
+Behaviour at every edge (the spec leaves most of these open):
+
+Framing
+    * Version must be 0 and the type one of Data, Window Update, Ping, Go Away; anything
+      else is a connection error. Unknown flag bits are ignored (hashicorp compatibility).
+    * Data and Window Update frames must name a stream (id != 0); Ping and Go Away must
+      use stream 0. A data frame's length is checked as soon as its header arrives, so a
+      partial frame never occupies more than the window it is allowed to fill.
+    * Flags of one frame are applied in the order SYN, RST, ACK, payload (data or window
+      delta), FIN. A frame carrying RST discards its payload.
+
+Connection errors
+    A connection-level violation (bad version or type, wrong stream id for the type,
+    data beyond a stream's receive window, a SYN with our parity or reusing an id, a
+    frame for a stream that never existed, a send window beyond 2**32 - 1, or a peer
+    that makes us queue more than ``MAX_QUEUED_REPLIES`` replies between two
+    ``data_to_send`` calls) queues GoAway(protocol error) and raises
+    ``RemoteProtocolError(code=1)``. The connection is then dead: every later call except
+    ``data_to_send`` and ``statistics`` raises ``LocalProtocolError``. Events produced
+    by the failing ``receive_data`` call before the violation are discarded with it.
+
+Stream ids
+    The client uses odd ids, the server even ones; ours increase by two from 1 or 2 and
+    running out raises ``LimitExceededError``. The peer's SYNs may arrive out of order
+    (go-yamux opens concurrently, rust-yamux sends the SYN with a stream's first frame),
+    so ids the peer skipped are remembered as "not yet used" (at most ``max_streams`` of
+    them; the oldest are forgotten first, and a SYN for a forgotten one counts as reuse).
+    A frame without SYN for an id that was used and released is ignored: window
+    updates, data or FIN may be in flight after a reset or close.
+
+Opening
+    ``open_stream`` queues a Window Update with SYN carrying ``initial_window - 256 KiB``
+    of extra window, and data may follow at once. It raises ``LocalProtocolError`` after
+    either side sent GoAway, and ``LimitExceededError`` when ``max_streams`` slots are
+    held or ``max_ack_backlog`` of our streams wait for their ACK. An inbound SYN is
+    ACKed at once (Window Update with ACK and the same extra window); it is refused with
+    RST when ``max_streams`` slots are held or after we sent GoAway, which affects only
+    that stream. SYN together with RST opens nothing (the id is used up). An ACK only
+    means something on our own stream that awaits it; elsewhere it is ignored. Our
+    stream leaves the ACK backlog on ACK, RST or when it is finished.
+
+Closing
+    FIN half-closes. Data or a second FIN after the peer's FIN is a stream-level
+    violation: we reset that stream and report ``StreamReset`` (the connection lives on).
+    Closing a stream we already finished raises ``LocalProtocolError``; closing or
+    resetting a stream that is already released (for example reset by the peer
+    meanwhile) does nothing. Sending on a stream closed for writing or released raises
+    ``LocalProtocolError``. A stream is released when both sides sent FIN or either side
+    sent RST; ``StreamClosed`` is then reported exactly once. When our own command
+    released it, the event leads the list of the next ``receive_data`` call, and the
+    stream keeps its slot (``max_streams``, ``open_streams``) until then, which also
+    bounds the number of such unreported events.
+
+Flow control
+    Each stream starts with the spec's 256 KiB window in both directions, plus what the
+    SYN/ACK window updates add. Only data payload counts. ``consume`` returns credit:
+    a window update goes out once at least half of the current window is free again
+    (never per byte), and none once the peer finished sending. Window auto-tuning, a
+    doubling rule without clocks: if the peer used up all of its credit at some point
+    since our previous window update (it stalled on us, so the window limited the
+    throughput), the update doubles the window, up to ``max_receive_window``. A slow
+    reader that consumes in large gulps looks the same, so the cap is what bounds memory.
+    ``consume`` after release is ignored; consuming more than was delivered raises.
+
+Ping and GoAway
+    A Ping with SYN is answered automatically; one without SYN is a pong and reported
+    as ``PongReceived``. Every GoAway is reported; afterwards streams keep working and
+    the peer may still open streams. After our own ``go_away`` (allowed once) inbound
+    SYNs are refused with RST.
+
+Bounds
+    Inbound partial frames: at most one frame, whose payload cannot exceed the stream's
+    receive window (``max_receive_window`` for a stream being refused or released).
+    Outbound: data is bounded by the peer-granted send windows; control frames the peer
+    provokes (ACKs, pongs, RSTs) are capped at ``MAX_QUEUED_REPLIES`` per
+    ``data_to_send`` call. Streams: ``max_streams``. Per-stream buffered data the app has
+    not consumed: at most its receive window.
 """
 
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from dataclasses import dataclass
+from enum import IntEnum
+from typing import Final, TypeAlias
 
 from neonet.core.errors import LimitExceededError, LocalProtocolError, RemoteProtocolError
 
-VERSION = 0
-TYPE_DATA = 0
-TYPE_WINDOW_UPDATE = 1
-TYPE_PING = 2
-TYPE_GO_AWAY = 3
-FLAG_SYN = 1
-FLAG_ACK = 2
-FLAG_FIN = 4
-FLAG_RST = 8
-GO_AWAY_NORMAL = 0
-GO_AWAY_PROTOCOL_ERROR = 1
-GO_AWAY_INTERNAL_ERROR = 2
-INITIAL_WINDOW = 256 * 1024
-HEADER = struct.Struct(">BBHII")
-HEADER_SIZE = HEADER.size
+__all__ = [
+    "GO_AWAY_INTERNAL_ERROR",
+    "GO_AWAY_NORMAL",
+    "GO_AWAY_PROTOCOL_ERROR",
+    "MAX_QUEUED_REPLIES",
+    "PROTOCOL_ID",
+    "DataReceived",
+    "GoAwayReceived",
+    "PongReceived",
+    "SendWindowIncreased",
+    "StreamAcknowledged",
+    "StreamClosed",
+    "StreamEnded",
+    "StreamOpened",
+    "StreamReset",
+    "YamuxConfig",
+    "YamuxConnection",
+    "YamuxEvent",
+    "YamuxStatistics",
+]
+
+PROTOCOL_ID: Final = "/yamux/1.0.0"
+
+VERSION: Final = 0
+HEADER: Final = struct.Struct(">BBHII")  # version, type, flags, stream id, length
+HEADER_SIZE: Final = HEADER.size
+
+TYPE_DATA: Final = 0x0
+TYPE_WINDOW_UPDATE: Final = 0x1
+TYPE_PING: Final = 0x2
+TYPE_GO_AWAY: Final = 0x3
+
+FLAG_SYN: Final = 0x1
+FLAG_ACK: Final = 0x2
+FLAG_FIN: Final = 0x4
+FLAG_RST: Final = 0x8
+
+GO_AWAY_NORMAL: Final = 0x0
+GO_AWAY_PROTOCOL_ERROR: Final = 0x1
+GO_AWAY_INTERNAL_ERROR: Final = 0x2
+
+DEFAULT_WINDOW: Final = 256 * 1024  # the spec's initial window, assumed by both sides
+MAX_U32: Final = 0xFFFFFFFF
+
+# Frames the peer makes us send (ACKs, pongs, RSTs) that may pile up between two
+# data_to_send() calls. A peer that does not read while flooding us with pings or
+# SYNs would otherwise grow our output without bound; a well-behaved one never has more
+# than its ACK backlog (256) plus a few pings outstanding.
+MAX_QUEUED_REPLIES: Final = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class YamuxConfig:
-    initial_window: int = INITIAL_WINDOW
+    """Limits and windows of one connection; the defaults follow the spec and go-yamux."""
+
+    initial_window: int = 256 * 1024
     max_receive_window: int = 16 * 1024 * 1024
     max_streams: int = 1024
     max_ack_backlog: int = 256
     max_frame_payload: int = 256 * 1024
 
+    def __post_init__(self) -> None:
+        if not DEFAULT_WINDOW <= self.initial_window <= MAX_U32:
+            # Both sides assume 256 KiB at first; a window can only grow from there.
+            raise ValueError(f"initial_window must be in [{DEFAULT_WINDOW}, 2**32 - 1]")
+        if not self.initial_window <= self.max_receive_window <= MAX_U32:
+            raise ValueError("max_receive_window must be in [initial_window, 2**32 - 1]")
+        if self.max_streams < 1 or self.max_ack_backlog < 1:
+            raise ValueError("max_streams and max_ack_backlog must be at least 1")
+        if not 1 <= self.max_frame_payload <= MAX_U32:
+            raise ValueError("max_frame_payload must be in [1, 2**32 - 1]")
+
+
+@dataclass(frozen=True, slots=True)
+class YamuxStatistics:
+    """A snapshot. ``bytes_buffered`` is output not yet taken by ``data_to_send``."""
+
+    open_streams: int
+    inbound_streams: int
+    outbound_streams: int
+    ack_backlog: int
+    bytes_buffered: int
+    partial_frame_bytes: int
+
+
+# --- events ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class StreamOpened:
+    """The peer opened a stream (we have already ACKed it)."""
+
     stream_id: int
 
 
 @dataclass(frozen=True, slots=True)
 class StreamAcknowledged:
+    """The peer ACKed a stream we opened."""
+
     stream_id: int
 
 
 @dataclass(frozen=True, slots=True)
 class DataReceived:
+    """Payload for a stream; hand ``len(data)`` back with ``consume`` once it is taken."""
+
     stream_id: int
     data: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class StreamEnded:
+    """The peer sent FIN: it will send no more data on this stream."""
+
     stream_id: int
 
 
 @dataclass(frozen=True, slots=True)
 class StreamReset:
+    """The stream was reset by the peer (or by us after the peer broke the stream's rules)."""
+
     stream_id: int
 
 
 @dataclass(frozen=True, slots=True)
 class SendWindowIncreased:
+    """The peer granted more send window on a stream we may still write to."""
+
     stream_id: int
 
 
 @dataclass(frozen=True, slots=True)
 class PongReceived:
+    """The peer answered a ping (or sent an unsolicited pong)."""
+
     opaque: int
 
 
 @dataclass(frozen=True, slots=True)
 class GoAwayReceived:
+    """The peer is terminating the session; we may open no new streams."""
+
     code: int
 
 
 @dataclass(frozen=True, slots=True)
 class StreamClosed:
+    """The stream is finished both ways or reset; its id is released."""
+
     stream_id: int
 
 
-YamuxEvent = (
+YamuxEvent: TypeAlias = (
     StreamOpened
     | StreamAcknowledged
     | DataReceived
@@ -112,293 +260,565 @@ YamuxEvent = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class YamuxStatistics:
-    open_streams: int
-    ack_backlog: int
-    bytes_buffered: int
+# --- the stream state machine ------------------------------------------------------------
+
+
+class StreamState(IntEnum):
+    OPEN = 0
+    LOCAL_CLOSED = 1  # we sent FIN; the peer may still send
+    REMOTE_CLOSED = 2  # the peer sent FIN; we may still send
+    CLOSED = 3  # both sent FIN: released
+    RESET = 4  # either sent RST: released
+
+
+class StreamInput(IntEnum):
+    SEND_DATA = 0
+    SEND_FIN = 1
+    SEND_RST = 2
+    RECEIVE_DATA = 3
+    RECEIVE_FIN = 4
+    RECEIVE_RST = 5
+
+
+_S = StreamState
+_I = StreamInput
+_LIVE = (_S.OPEN, _S.LOCAL_CLOSED, _S.REMOTE_CLOSED)
+
+# The whole stream lifecycle. A pair missing here is a protocol error: LocalProtocolError
+# for our inputs, a stream reset for the peer's (window updates are valid in every live
+# state and change no state). CLOSED and RESET streams are released, never stored.
+TRANSITIONS: Final[dict[tuple[StreamState, StreamInput], StreamState]] = {
+    (_S.OPEN, _I.SEND_DATA): _S.OPEN,
+    (_S.REMOTE_CLOSED, _I.SEND_DATA): _S.REMOTE_CLOSED,
+    (_S.OPEN, _I.RECEIVE_DATA): _S.OPEN,
+    (_S.LOCAL_CLOSED, _I.RECEIVE_DATA): _S.LOCAL_CLOSED,
+    (_S.OPEN, _I.SEND_FIN): _S.LOCAL_CLOSED,
+    (_S.REMOTE_CLOSED, _I.SEND_FIN): _S.CLOSED,
+    (_S.OPEN, _I.RECEIVE_FIN): _S.REMOTE_CLOSED,
+    (_S.LOCAL_CLOSED, _I.RECEIVE_FIN): _S.CLOSED,
+    **{(state, _I.SEND_RST): _S.RESET for state in _LIVE},
+    **{(state, _I.RECEIVE_RST): _S.RESET for state in _LIVE},
+}
+
+# Views of the table for the per-frame hot paths (one set lookup instead of a tuple key).
+_CAN_SEND_DATA: Final = frozenset(s for (s, i) in TRANSITIONS if i is _I.SEND_DATA)
+_CAN_RECEIVE_DATA: Final = frozenset(s for (s, i) in TRANSITIONS if i is _I.RECEIVE_DATA)
 
 
 class _Stream:
     __slots__ = (
-        "acknowledged",
-        "local_finished",
+        "awaiting_ack",
         "outbound",
+        "peer_stalled",
+        "receive_target",
         "receive_window",
-        "receive_window_size",
-        "remote_finished",
         "send_window",
-        "unacknowledged_credit",
+        "state",
+        "unconsumed",
     )
 
-    def __init__(self, *, outbound: bool, receive_window: int) -> None:
+    def __init__(self, *, outbound: bool, receive_window: int, send_window: int) -> None:
+        self.state = StreamState.OPEN
         self.outbound = outbound
-        self.acknowledged = not outbound
-        self.send_window = INITIAL_WINDOW
-        self.receive_window = receive_window  # what the peer may still send
-        self.receive_window_size = receive_window
-        self.unacknowledged_credit = 0  # consumed bytes not yet returned by a window update
-        self.local_finished = False
-        self.remote_finished = False
+        self.awaiting_ack = outbound
+        self.send_window = send_window
+        # Credit the peer still has, the window we aim to keep granted, and bytes handed
+        # to the application but not yet consumed. receive_window + unconsumed never
+        # exceeds receive_target.
+        self.receive_window = receive_window
+        self.receive_target = receive_window
+        self.unconsumed = 0
+        self.peer_stalled = False
 
 
 class YamuxConnection:
-    """One end of a yamux session."""
+    """One side of a yamux session, as a sans-I/O state machine (see the module docstring)."""
 
     def __init__(self, *, is_client: bool, config: YamuxConfig | None = None) -> None:
-        self.config = config or YamuxConfig()
-        if self.config.initial_window < INITIAL_WINDOW:
-            raise ValueError("yamux windows start at 256 KiB at least")
-        self.is_client = is_client
-        self._next_id = 1 if is_client else 2
+        self._config = config if config is not None else YamuxConfig()
+        self._is_client = is_client
+        self._own_parity = 1 if is_client else 0
+        self._extra_window = self._config.initial_window - DEFAULT_WINDOW
         self._streams: dict[int, _Stream] = {}
+        self._next_outbound_id = 1 if is_client else 2
+        # The peer's first id is 2 (client side) or 1 (server side); start two below it.
+        self._highest_inbound_id = 0 if is_client else -1
+        self._outbound_streams = 0
+        # Peer ids below _highest_inbound_id whose SYN has not arrived yet (see docstring).
+        self._inbound_gaps: OrderedDict[int, None] = OrderedDict()
         self._ack_backlog = 0
-        self._out: list[bytes] = []
-        self._out_size = 0
-        self._inbox = bytearray()
-        self._dead = False
-        self._local_go_away = False
-        self._remote_go_away = False
+        self._outbound = bytearray()
+        self._queued_replies = 0
+        # An incomplete frame carried over from the previous receive_data call.
+        self._partial = bytearray()
+        self._events: list[YamuxEvent] = []
+        # StreamClosed events for streams our own commands released, reported next time.
+        self._unreported_closes: list[YamuxEvent] = []
+        self._failed = False
+        self._go_away_sent = False
+        self._go_away_received = False
 
-    # --- output ------------------------------------------------------------------
-    def _frame(
-        self, kind: int, flags: int, stream_id: int, length: int, payload: bytes = b""
-    ) -> None:
-        self._out.append(HEADER.pack(VERSION, kind, flags, stream_id, length))
-        self._out_size += HEADER_SIZE
-        if payload:
-            self._out.append(payload)
-            self._out_size += len(payload)
-
-    def data_to_send(self) -> bytes:
-        if not self._out:
-            return b""
-        data = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-        self._out.clear()
-        self._out_size = 0
-        return data
-
-    def statistics(self) -> YamuxStatistics:
-        return YamuxStatistics(len(self._streams), self._ack_backlog, self._out_size)
-
-    # --- commands ----------------------------------------------------------------
-    def _check_alive(self) -> None:
-        if self._dead:
-            raise LocalProtocolError("the yamux connection is closed")
-
-    def _live_stream(self, stream_id: int) -> _Stream:
-        self._check_alive()
-        stream = self._streams.get(stream_id)
-        if stream is None:
-            raise LocalProtocolError(f"stream {stream_id} is not open")
-        return stream
-
-    def open_stream(self) -> int:
-        self._check_alive()
-        if self._remote_go_away or self._local_go_away:
-            raise LocalProtocolError("the session is going away: no new streams")
-        if self._ack_backlog >= self.config.max_ack_backlog:
-            raise LimitExceededError(f"{self._ack_backlog} streams await the peer's ACK")
-        if len(self._streams) >= self.config.max_streams:
-            raise LimitExceededError(f"stream limit {self.config.max_streams} reached")
-        stream_id = self._next_id
-        if stream_id > 0xFFFFFFFF:
-            raise LocalProtocolError("stream IDs exhausted")
-        self._next_id += 2
-        self._streams[stream_id] = _Stream(outbound=True, receive_window=self.config.initial_window)
-        self._ack_backlog += 1
-        self._frame(
-            TYPE_WINDOW_UPDATE, FLAG_SYN, stream_id, self.config.initial_window - INITIAL_WINDOW
-        )
-        return stream_id
-
-    def send_window(self, stream_id: int) -> int:
-        return self._live_stream(stream_id).send_window
-
-    def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
-        stream = self._live_stream(stream_id)
-        if stream.local_finished:
-            raise LocalProtocolError(f"stream {stream_id} is closed for writing")
-        amount = min(len(data), stream.send_window)
-        if amount <= 0:
-            return 0
-        stream.send_window -= amount
-        limit = self.config.max_frame_payload
-        if amount <= limit:
-            # Copy unless it is an immutable bytes object sent whole: the caller may reuse its buffer.
-            chunk = (
-                data
-                if type(data) is bytes and amount == len(data)
-                else bytes(memoryview(data)[:amount])
-            )
-            self._frame(TYPE_DATA, 0, stream_id, amount, chunk)
-            return amount
-        view = memoryview(data).cast("B")
-        for start in range(0, amount, limit):
-            chunk = bytes(view[start : min(start + limit, amount)])
-            self._frame(TYPE_DATA, 0, stream_id, len(chunk), chunk)
-        return amount
-
-    def consume(self, stream_id: int, amount: int) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is None or self._dead or stream.remote_finished:
-            return  # nothing more will arrive: no credit to return
-        stream.unacknowledged_credit += amount
-        if stream.unacknowledged_credit * 2 < stream.receive_window_size:
-            return
-        credit = stream.unacknowledged_credit
-        if stream.receive_window_size < self.config.max_receive_window:
-            grown = min(stream.receive_window_size * 2, self.config.max_receive_window)
-            credit += grown - stream.receive_window_size
-            stream.receive_window_size = grown
-        stream.unacknowledged_credit = 0
-        stream.receive_window += credit
-        self._frame(TYPE_WINDOW_UPDATE, 0, stream_id, credit)
-
-    def close_stream(self, stream_id: int) -> None:
-        stream = self._live_stream(stream_id)
-        if stream.local_finished:
-            return
-        stream.local_finished = True
-        self._frame(TYPE_WINDOW_UPDATE, FLAG_FIN, stream_id, 0)
-        if stream.remote_finished:
-            self._release(stream_id)
-
-    def reset_stream(self, stream_id: int) -> None:
-        self._live_stream(stream_id)
-        self._frame(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
-        self._release(stream_id)
-
-    def stream_is_open(self, stream_id: int) -> bool:
-        return stream_id in self._streams
-
-    def ping(self, opaque: int) -> None:
-        self._check_alive()
-        self._frame(TYPE_PING, FLAG_SYN, 0, opaque & 0xFFFFFFFF)
-
-    def go_away(self, code: int = GO_AWAY_NORMAL) -> None:
-        self._check_alive()
-        if not self._local_go_away:
-            self._local_go_away = True
-            self._frame(TYPE_GO_AWAY, 0, 0, code)
-
-    def _release(self, stream_id: int) -> None:
-        stream = self._streams.pop(stream_id, None)
-        if stream is not None and stream.outbound and not stream.acknowledged:
-            self._ack_backlog -= 1
-
-    # --- input -------------------------------------------------------------------
-    def _fail(self, message: str) -> RemoteProtocolError:
-        if not self._dead:
-            self._frame(TYPE_GO_AWAY, 0, 0, GO_AWAY_PROTOCOL_ERROR)
-            self._dead = True
-        return RemoteProtocolError(message, code=GO_AWAY_PROTOCOL_ERROR)
+    # --- receiving -------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[YamuxEvent]:
-        self._check_alive()
-        inbox = self._inbox
-        inbox += data
-        events: list[YamuxEvent] = []
-        offset = 0
-        end = len(inbox)
-        unpack = HEADER.unpack_from
-        limit = max(self.config.max_receive_window, self.config.max_frame_payload)
+        """Parse every whole frame in ``data`` (plus any carried-over partial frame)."""
+        self._check_usable()
+        events = self._unreported_closes
+        self._unreported_closes = []
+        self._events = events
         try:
-            while end - offset >= HEADER_SIZE:
-                version, kind, flags, stream_id, length = unpack(inbox, offset)
-                if version != VERSION:
-                    raise self._fail(f"unsupported yamux version {version}")
-                if kind == TYPE_DATA:
-                    if length > limit:
-                        raise self._fail(f"yamux data frame of {length} bytes exceeds any window")
-                    if end - offset - HEADER_SIZE < length:
-                        break
-                    start = offset + HEADER_SIZE
-                    payload = bytes(inbox[start : start + length]) if length else b""
-                    offset = start + length
-                    self._on_stream_frame(events, flags, stream_id, 0, payload, is_data=True)
-                elif kind == TYPE_WINDOW_UPDATE:
-                    offset += HEADER_SIZE
-                    self._on_stream_frame(events, flags, stream_id, length, b"", is_data=False)
-                elif kind == TYPE_PING:
-                    offset += HEADER_SIZE
-                    if stream_id != 0:
-                        raise self._fail("yamux ping on a stream ID other than 0")
-                    if flags & FLAG_SYN:
-                        self._frame(TYPE_PING, FLAG_ACK, 0, length)
-                    elif flags & FLAG_ACK:
-                        events.append(PongReceived(length))
-                elif kind == TYPE_GO_AWAY:
-                    offset += HEADER_SIZE
-                    self._remote_go_away = True
-                    events.append(GoAwayReceived(length))
-                else:
-                    raise self._fail(f"unknown yamux frame type {kind}")
+            with memoryview(data) as raw, raw.cast("B") as view:
+                self._feed(view)
+        except RemoteProtocolError as error:
+            self._fail(error)
+            raise
         finally:
-            if offset:
-                del inbox[:offset]
-        if len(inbox) > limit + HEADER_SIZE:  # pragma: no cover - guarded by the length check
-            raise self._fail("yamux receive buffer overflow")
+            self._events = []
         return events
+
+    def _feed(self, view: memoryview) -> None:
+        end = len(view)
+        position = 0
+        partial = self._partial
+        if partial:
+            position = self._complete_partial(view)
+            if partial:
+                return
+        position = self._parse_frames(view, position, end)
+        if position < end:
+            # Keep the incomplete tail (less than one frame), checking its header now so
+            # that an oversized frame is refused before we buffer it.
+            partial += view[position:]
+            if len(partial) >= HEADER_SIZE:
+                self._frame_size(partial)
+
+    def _complete_partial(self, view: memoryview) -> int:
+        """Top up the carried-over frame from ``view``; parse it once whole. Returns bytes taken."""
+        partial = self._partial
+        taken = 0
+        if len(partial) < HEADER_SIZE:
+            taken = min(HEADER_SIZE - len(partial), len(view))
+            partial += view[:taken]
+            if len(partial) < HEADER_SIZE:
+                return taken
+        frame_size = self._frame_size(partial)
+        more = min(frame_size - len(partial), len(view) - taken)
+        if more:
+            partial += view[taken : taken + more]
+            taken += more
+        if len(partial) == frame_size:
+            with memoryview(partial) as frame:
+                self._parse_frames(frame, 0, frame_size)
+            partial.clear()
+        return taken
+
+    def _frame_size(self, header: bytes | bytearray | memoryview) -> int:
+        """Validate a frame header ahead of its payload; return the whole frame's size."""
+        version, frame_type, flags, stream_id, length = HEADER.unpack_from(header)
+        if version != VERSION:
+            self._violation(f"unsupported yamux version {version}")
+        if frame_type == TYPE_DATA:
+            if length > self._data_limit(flags, stream_id):
+                self._violation(f"data frame of {length} bytes exceeds the window")
+            return HEADER_SIZE + int(length)
+        if frame_type > TYPE_GO_AWAY:
+            self._violation(f"unknown frame type {frame_type}")
+        return HEADER_SIZE
+
+    def _data_limit(self, flags: int, stream_id: int) -> int:
+        """The largest data payload the peer may send in a frame with this header."""
+        if flags & FLAG_SYN:
+            return self._config.initial_window
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            return stream.receive_window
+        # Released (in-flight data is discarded) or invalid (refused once complete).
+        return self._config.max_receive_window
+
+    def _parse_frames(self, view: memoryview, position: int, end: int) -> int:
+        """Handle every whole frame in ``view[position:end]``; return where parsing stopped."""
+        unpack_from = HEADER.unpack_from
+        streams = self._streams
+        events = self._events
+        can_receive = _CAN_RECEIVE_DATA
+        while end - position >= HEADER_SIZE:
+            version, frame_type, flags, stream_id, length = unpack_from(view, position)
+            if version != VERSION:
+                self._violation(f"unsupported yamux version {version}")
+            if frame_type == TYPE_DATA:
+                stream = streams.get(stream_id)
+                if stream is not None and not flags:
+                    # Hot path: plain data on a known stream.
+                    if length > stream.receive_window:
+                        self._violation(f"data frame of {length} bytes exceeds the window")
+                    payload_start = position + HEADER_SIZE
+                    frame_end = payload_start + length
+                    if frame_end > end:
+                        break
+                    position = frame_end
+                    if not length:
+                        continue
+                    if stream.state not in can_receive:
+                        self._stream_violation(stream_id, stream)
+                        continue
+                    remaining = stream.receive_window - length
+                    stream.receive_window = remaining
+                    if not remaining:
+                        stream.peer_stalled = True
+                    stream.unconsumed += length
+                    events.append(DataReceived(stream_id, bytes(view[payload_start:frame_end])))
+                    continue
+                if length > self._data_limit(flags, stream_id):
+                    self._violation(f"data frame of {length} bytes exceeds the window")
+                frame_end = position + HEADER_SIZE + length
+                if frame_end > end:
+                    break
+                self._on_stream_frame(
+                    TYPE_DATA, flags, stream_id, length, view[position + HEADER_SIZE : frame_end]
+                )
+                position = frame_end
+            elif frame_type == TYPE_WINDOW_UPDATE:
+                self._on_stream_frame(TYPE_WINDOW_UPDATE, flags, stream_id, length, None)
+                position += HEADER_SIZE
+            elif frame_type == TYPE_PING:
+                self._on_ping(flags, stream_id, length)
+                position += HEADER_SIZE
+            elif frame_type == TYPE_GO_AWAY:
+                if stream_id != 0:
+                    self._violation("GoAway on a stream other than 0")
+                self._go_away_received = True
+                events.append(GoAwayReceived(length))
+                position += HEADER_SIZE
+            else:
+                self._violation(f"unknown frame type {frame_type}")
+        return position
 
     def _on_stream_frame(
         self,
-        events: list[YamuxEvent],
+        frame_type: int,
         flags: int,
         stream_id: int,
-        delta: int,
-        payload: bytes,
-        *,
-        is_data: bool,
+        length: int,
+        payload: memoryview | None,
     ) -> None:
+        """A Data or Window Update frame, in the general case (flags or unknown stream)."""
         if stream_id == 0:
-            raise self._fail("yamux stream frame on stream ID 0")
-        streams = self._streams
-        stream = streams.get(stream_id)
+            self._violation("data or window update on stream 0")
+        stream: _Stream | None
         if flags & FLAG_SYN:
-            if stream is not None:
-                raise self._fail(f"yamux SYN for stream {stream_id}, which is open")
-            if (stream_id % 2 == 1) == self.is_client:
-                raise self._fail(f"yamux SYN for stream {stream_id} with our parity")
-            if self._local_go_away or len(streams) >= self.config.max_streams:
-                self._frame(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
-                return
-            stream = _Stream(outbound=False, receive_window=self.config.initial_window)
-            streams[stream_id] = stream
-            grow = self.config.initial_window - INITIAL_WINDOW
-            self._frame(TYPE_WINDOW_UPDATE, FLAG_ACK, stream_id, grow)
-            events.append(StreamOpened(stream_id))
-        elif stream is None:
-            return  # a frame for a stream that already ended: it was in flight
-        if flags & FLAG_ACK and stream.outbound and not stream.acknowledged:
-            stream.acknowledged = True
-            self._ack_backlog -= 1
-            events.append(StreamAcknowledged(stream_id))
+            stream = self._accept_inbound(stream_id, flags)
+        else:
+            stream = self._streams.get(stream_id)
+            if stream is None:
+                self._check_was_used(stream_id)
+                return  # a released stream: whatever was in flight is dropped
+        if stream is None:
+            return
+        events = self._events
         if flags & FLAG_RST:
-            self._release(stream_id)
+            self._release(stream_id, stream, _I.RECEIVE_RST)
             events.append(StreamReset(stream_id))
             events.append(StreamClosed(stream_id))
             return
-        if is_data:
-            if payload:
-                if stream.remote_finished:
-                    self._frame(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
-                    self._release(stream_id)
-                    events.append(StreamReset(stream_id))
-                    events.append(StreamClosed(stream_id))
+        if flags & FLAG_ACK and stream.awaiting_ack:
+            stream.awaiting_ack = False
+            self._ack_backlog -= 1
+            events.append(StreamAcknowledged(stream_id))
+        if frame_type == TYPE_DATA:
+            if length:
+                if stream.state not in _CAN_RECEIVE_DATA:
+                    self._stream_violation(stream_id, stream)
                     return
-                if len(payload) > stream.receive_window:
-                    raise self._fail(f"yamux stream {stream_id} sent beyond its receive window")
-                stream.receive_window -= len(payload)
-                events.append(DataReceived(stream_id, payload))
-        elif delta:
-            stream.send_window += delta
-            if stream.send_window > 0xFFFFFFFF:
-                raise self._fail(f"yamux stream {stream_id} window overflow")
-            events.append(SendWindowIncreased(stream_id))
-        if flags & FLAG_FIN and not stream.remote_finished:
-            stream.remote_finished = True
+                # _parse_frames already checked length against the window.
+                stream.receive_window -= length
+                if not stream.receive_window:
+                    stream.peer_stalled = True
+                stream.unconsumed += length
+                assert payload is not None
+                events.append(DataReceived(stream_id, bytes(payload)))
+        elif length:
+            window = stream.send_window + length
+            if window > MAX_U32:
+                self._violation("send window grew beyond 2**32 - 1")
+            stream.send_window = window
+            if stream.state in _CAN_SEND_DATA:
+                events.append(SendWindowIncreased(stream_id))
+        if flags & FLAG_FIN:
+            new_state = TRANSITIONS.get((stream.state, _I.RECEIVE_FIN))
+            if new_state is None:
+                self._stream_violation(stream_id, stream)
+                return
             events.append(StreamEnded(stream_id))
-            if stream.local_finished:
-                self._release(stream_id)
+            if new_state is _S.CLOSED:
+                self._release(stream_id, stream, _I.RECEIVE_FIN)
                 events.append(StreamClosed(stream_id))
+            else:
+                stream.state = new_state
+
+    def _accept_inbound(self, stream_id: int, flags: int) -> _Stream | None:
+        """Handle a SYN: validate the id, then accept (ACK) or refuse (RST) the stream."""
+        if stream_id & 1 == self._own_parity:
+            self._violation(f"SYN for stream {stream_id}, which has our parity")
+        if stream_id in self._streams:
+            self._violation(f"SYN for stream {stream_id}, which is open")
+        if stream_id > self._highest_inbound_id:
+            self._remember_gaps(stream_id)
+            self._highest_inbound_id = stream_id
+        elif stream_id in self._inbound_gaps:
+            del self._inbound_gaps[stream_id]
+        else:
+            self._violation(f"SYN reuses stream id {stream_id}")
+        if flags & FLAG_RST:
+            return None
+        if self._go_away_sent or self._slots_held() >= self._config.max_streams:
+            self._queue_reply(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
+            return None
+        stream = _Stream(
+            outbound=False,
+            receive_window=self._config.initial_window,
+            send_window=DEFAULT_WINDOW,
+        )
+        self._streams[stream_id] = stream
+        self._events.append(StreamOpened(stream_id))
+        self._queue_reply(TYPE_WINDOW_UPDATE, FLAG_ACK, stream_id, self._extra_window)
+        return stream
+
+    def _remember_gaps(self, stream_id: int) -> None:
+        gaps = self._inbound_gaps
+        limit = self._config.max_streams
+        # Only the newest `limit` skipped ids are worth remembering (see docstring).
+        first = max(self._highest_inbound_id + 2, stream_id - 2 * limit)
+        for skipped in range(first, stream_id, 2):
+            gaps[skipped] = None
+        while len(gaps) > limit:
+            gaps.popitem(last=False)
+
+    def _check_was_used(self, stream_id: int) -> None:
+        """Raise unless ``stream_id`` belongs to a stream that existed (and is released)."""
+        if stream_id & 1 == self._own_parity:
+            if stream_id < self._next_outbound_id:
+                return
+        elif stream_id <= self._highest_inbound_id and stream_id not in self._inbound_gaps:
+            return
+        self._violation(f"frame for stream {stream_id}, which was never opened")
+
+    def _on_ping(self, flags: int, stream_id: int, opaque: int) -> None:
+        if stream_id != 0:
+            self._violation("ping on a stream other than 0")
+        if flags & FLAG_SYN:
+            self._queue_reply(TYPE_PING, FLAG_ACK, 0, opaque)
+        else:
+            self._events.append(PongReceived(opaque))
+
+    def _stream_violation(self, stream_id: int, stream: _Stream) -> None:
+        """The peer broke a stream's rules (data or FIN after its FIN): reset that stream."""
+        self._queue_reply(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
+        self._release(stream_id, stream, _I.SEND_RST)
+        self._events.append(StreamReset(stream_id))
+        self._events.append(StreamClosed(stream_id))
+
+    def _release(self, stream_id: int, stream: _Stream, reason: StreamInput) -> None:
+        stream.state = TRANSITIONS[(stream.state, reason)]
+        del self._streams[stream_id]
+        if stream.outbound:
+            self._outbound_streams -= 1
+            if stream.awaiting_ack:
+                self._ack_backlog -= 1
+
+    def _queue_reply(self, frame_type: int, flags: int, stream_id: int, length: int) -> None:
+        """Queue a frame the peer provoked, refusing to let such frames pile up unread."""
+        self._queued_replies += 1
+        if self._queued_replies > MAX_QUEUED_REPLIES:
+            self._violation(f"peer provoked more than {MAX_QUEUED_REPLIES} unsent replies")
+        self._outbound += HEADER.pack(VERSION, frame_type, flags, stream_id, length)
+
+    def _violation(self, message: str) -> None:
+        raise RemoteProtocolError(message, code=GO_AWAY_PROTOCOL_ERROR)
+
+    def _fail(self, error: RemoteProtocolError) -> None:
+        if self._failed:
+            return
+        self._failed = True
+        code = error.code if error.code is not None else GO_AWAY_PROTOCOL_ERROR
+        self._outbound += HEADER.pack(VERSION, TYPE_GO_AWAY, 0, 0, code)
+
+    # --- commands --------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Return and clear everything queued for the peer."""
+        self._queued_replies = 0
+        if not self._outbound:
+            return b""
+        data = bytes(self._outbound)
+        self._outbound.clear()
+        return data
+
+    def open_stream(self) -> int:
+        """Open an outbound stream and queue its SYN; data may be sent before the ACK."""
+        self._check_usable()
+        if self._go_away_received:
+            raise LocalProtocolError("the peer sent GoAway: no new streams")
+        if self._go_away_sent:
+            raise LocalProtocolError("we sent GoAway: no new streams")
+        if self._slots_held() >= self._config.max_streams:
+            raise LimitExceededError(f"{self._config.max_streams} streams are open")
+        if self._ack_backlog >= self._config.max_ack_backlog:
+            raise LimitExceededError(f"{self._ack_backlog} streams await the peer's ACK")
+        stream_id = self._next_outbound_id
+        if stream_id > MAX_U32:
+            raise LimitExceededError("this connection has used up its stream ids")
+        self._next_outbound_id = stream_id + 2
+        self._streams[stream_id] = _Stream(
+            outbound=True,
+            receive_window=self._config.initial_window,
+            send_window=DEFAULT_WINDOW,
+        )
+        self._ack_backlog += 1
+        self._outbound_streams += 1
+        self._outbound += HEADER.pack(
+            VERSION, TYPE_WINDOW_UPDATE, FLAG_SYN, stream_id, self._extra_window
+        )
+        return stream_id
+
+    def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
+        """Queue as much of ``data`` as the send window allows; return how many bytes."""
+        self._check_usable()
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            self._check_known(stream_id)
+            raise LocalProtocolError(f"stream {stream_id} is closed")
+        if stream.state not in _CAN_SEND_DATA:
+            raise LocalProtocolError(f"stream {stream_id} is closed for writing")
+        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        amount = min(size, stream.send_window)
+        if not amount:
+            return 0
+        stream.send_window -= amount
+        outbound = self._outbound
+        pack = HEADER.pack
+        max_payload = self._config.max_frame_payload
+        if amount == size and amount <= max_payload:
+            outbound += pack(VERSION, TYPE_DATA, 0, stream_id, amount)
+            outbound += data
+            return amount
+        with memoryview(data) as raw, raw.cast("B") as view:
+            for start in range(0, amount, max_payload):
+                chunk = view[start : min(start + max_payload, amount)]
+                outbound += pack(VERSION, TYPE_DATA, 0, stream_id, len(chunk))
+                outbound += chunk
+                chunk.release()
+        return amount
+
+    def send_window(self, stream_id: int) -> int:
+        """Bytes we may send now (0 once the stream is closed for writing or released)."""
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            self._check_known(stream_id)
+            return 0
+        return stream.send_window if stream.state in _CAN_SEND_DATA else 0
+
+    def stream_is_open(self, stream_id: int) -> bool:
+        """Whether ``stream_id`` is live (opened and not yet released)."""
+        return stream_id in self._streams
+
+    def consume(self, stream_id: int, amount: int) -> None:
+        """The application took ``amount`` received bytes: give the peer credit when due."""
+        self._check_usable()
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            self._check_known(stream_id)
+            return  # released: the peer sends nothing more, credit is moot
+        if not 0 <= amount <= stream.unconsumed:
+            raise LocalProtocolError(
+                f"consume({amount}) but {stream.unconsumed} bytes are unconsumed on {stream_id}"
+            )
+        stream.unconsumed -= amount
+        if stream.state not in _CAN_RECEIVE_DATA:
+            return  # the peer finished sending: no window updates needed
+        target = stream.receive_target
+        credit = target - stream.receive_window - stream.unconsumed
+        if credit < target >> 1:
+            return
+        if stream.peer_stalled:
+            stream.peer_stalled = False
+            if target < self._config.max_receive_window:
+                target = min(target * 2, self._config.max_receive_window)
+                stream.receive_target = target
+                credit = target - stream.receive_window - stream.unconsumed
+        stream.receive_window += credit
+        self._outbound += HEADER.pack(VERSION, TYPE_WINDOW_UPDATE, 0, stream_id, credit)
+
+    def close_stream(self, stream_id: int) -> None:
+        """Send FIN: our write side is done. A released stream is left alone."""
+        self._check_usable()
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            self._check_known(stream_id)
+            return
+        new_state = TRANSITIONS.get((stream.state, _I.SEND_FIN))
+        if new_state is None:
+            raise LocalProtocolError(f"stream {stream_id} is already closed for writing")
+        self._outbound += HEADER.pack(VERSION, TYPE_WINDOW_UPDATE, FLAG_FIN, stream_id, 0)
+        if new_state is _S.CLOSED:
+            self._release(stream_id, stream, _I.SEND_FIN)
+            self._unreported_closes.append(StreamClosed(stream_id))
+        else:
+            stream.state = new_state
+
+    def reset_stream(self, stream_id: int) -> None:
+        """Send RST: abort both directions. A released stream is left alone."""
+        self._check_usable()
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            self._check_known(stream_id)
+            return
+        self._outbound += HEADER.pack(VERSION, TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
+        self._release(stream_id, stream, _I.SEND_RST)
+        self._unreported_closes.append(StreamClosed(stream_id))
+
+    def ping(self, opaque: int) -> None:
+        """Queue a ping; the peer's answer arrives as ``PongReceived(opaque)``."""
+        self._check_usable()
+        if not 0 <= opaque <= MAX_U32:
+            raise LocalProtocolError("ping opaque value must fit in 32 bits")
+        self._outbound += HEADER.pack(VERSION, TYPE_PING, FLAG_SYN, 0, opaque)
+
+    def go_away(self, code: int = GO_AWAY_NORMAL) -> None:
+        """Announce session termination; afterwards inbound SYNs are refused."""
+        self._check_usable()
+        if not 0 <= code <= MAX_U32:
+            raise LocalProtocolError("GoAway code must fit in 32 bits")
+        if self._go_away_sent:
+            raise LocalProtocolError("GoAway was already sent")
+        self._go_away_sent = True
+        self._outbound += HEADER.pack(VERSION, TYPE_GO_AWAY, 0, 0, code)
+
+    def statistics(self) -> YamuxStatistics:
+        return YamuxStatistics(
+            open_streams=self._slots_held(),
+            inbound_streams=len(self._streams) - self._outbound_streams,
+            outbound_streams=self._outbound_streams,
+            ack_backlog=self._ack_backlog,
+            bytes_buffered=len(self._outbound),
+            partial_frame_bytes=len(self._partial),
+        )
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _slots_held(self) -> int:
+        return len(self._streams) + len(self._unreported_closes)
+
+    def _check_usable(self) -> None:
+        if self._failed:
+            raise LocalProtocolError("the connection failed with a protocol error")
+
+    def _check_known(self, stream_id: int) -> None:
+        """Raise LocalProtocolError unless ``stream_id`` names a stream that once existed."""
+        if stream_id <= 0 or stream_id > MAX_U32:
+            raise LocalProtocolError(f"invalid stream id {stream_id}")
+        if stream_id & 1 == self._own_parity:
+            if stream_id < self._next_outbound_id:
+                return
+        elif stream_id <= self._highest_inbound_id and stream_id not in self._inbound_gaps:
+            return
+        raise LocalProtocolError(f"stream {stream_id} was never opened")
