@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from neonet.core.errors import HandshakeError, PeerIdMismatchError, RemoteProtocolError
 from neonet.core.keys import Ed25519Identity
 from neonet.core.peer_id import PeerId
-from neonet.proto.noise import MAX_MESSAGE, NoiseHandshake, NoiseTransport
+from neonet.proto.noise import MAX_MESSAGE_SIZE as MAX_MESSAGE
+from neonet.proto.noise import NoiseHandshake, NoiseTransport
 
 PINNED_TRANSCRIPT = "fe9d2f503ebfccc8399fb0fe2bd87a2f9813f3291913b5c161a7a6888d65dd26"
 ALICE = Ed25519Identity.from_seed(bytes([1]) * 32)
