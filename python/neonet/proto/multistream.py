@@ -1,13 +1,25 @@
-"""multistream-select 1.0 (multiformats/multistream-select; libp2p/specs connections/).
+"""multistream-select 1.0 (multiformats/multistream-select; libp2p/specs connections/README.md).
 
-Every message is an unsigned-varint length, then UTF-8 text ending in "\\n" (counted in
-the length). Both sides start with "/multistream/1.0.0"; the dialer proposes protocols
-one at a time; the listener echoes a proposal to accept it or answers "na".
+Every message is an unsigned-varint length, then UTF-8 text, then "\\n" (the newline is
+counted in the length). Both sides first send the header "/multistream/1.0.0"; the
+dialer then proposes protocol IDs one at a time and the listener echoes a proposal to
+accept it or answers "na". A dialer may also send "ls" to ask for the listener's list.
 
-The dialer sends its header and first proposal in one write (pipelining). With a single
-proposal it may also send application data right away, before the listener's answer
-("lazy" negotiation, as go- and rust-libp2p do): the listener's ``leftover`` then holds
-that data, and the dialer raises ``NegotiationError`` if the answer is "na".
+Both engines are sans-I/O: feed received bytes to ``receive_data``, write whatever
+``data_to_send`` returns. Once ``done`` is true, ``selected`` is the agreed protocol and
+``leftover`` holds the bytes that arrived behind the final negotiation message: they
+are the first bytes of the selected protocol and belong to the application.
+
+Pipelining: the dialer queues its header and first proposal together at construction,
+so they go out in one write without waiting for the listener's header.
+
+Optimistic ("lazy") use, as go- and rust-libp2p do when there is exactly one protocol
+to propose: build ``MultistreamDialer([protocol])``, write ``data_to_send()`` and then
+immediately write application data, before any answer. The listener's ``leftover``
+then holds that application data. The dialer keeps being fed whatever is read from
+the stream: it consumes the listener's header and echo, puts anything behind them in
+its own ``leftover``, and raises ``NegotiationError`` if the answer is "na" (the
+application data already sent is then lost, which is the risk the caller accepted).
 """
 
 from __future__ import annotations
@@ -25,21 +37,55 @@ from neonet.core.varint import encode_uvarint, try_decode_uvarint
 PROTOCOL_ID = "/multistream/1.0.0"
 NOT_AVAILABLE = "na"
 LIST = "ls"
-# A message (protocol ID plus newline) longer than this is refused before it is buffered.
+# Upper bound on one message (text plus newline); longer ones are refused as soon as
+# their length prefix is read, before their body is buffered.
 MAX_MESSAGE_LENGTH = 1024
+# A prefix for a length up to MAX_MESSAGE_LENGTH takes at most this many bytes.
+_MAX_PREFIX_BYTES = len(encode_uvarint(MAX_MESSAGE_LENGTH))
 DEFAULT_MAX_ROUNDS = 32
+# Our own "ls" answer is one message holding a framed list; cap what we are willing to send.
+MAX_LISTING_LENGTH = 64 * 1024
+_RESERVED = frozenset({"", NOT_AVAILABLE, LIST})
 
 
 def encode_message(text: str) -> bytes:
-    """Frame one multistream message."""
+    """Frame one multistream message: varint length, UTF-8 text, newline."""
     body = text.encode("utf-8") + b"\n"
     if len(body) > MAX_MESSAGE_LENGTH:
-        raise LocalProtocolError(f"multistream message longer than {MAX_MESSAGE_LENGTH} bytes")
+        raise LocalProtocolError(
+            f"multistream message of {len(body)} bytes exceeds {MAX_MESSAGE_LENGTH}"
+        )
     return encode_uvarint(len(body)) + body
 
 
+def _encode_listing(protocols: Collection[str]) -> bytes:
+    """The "ls" answer: one message whose text is the framed protocol IDs.
+
+    The README of multistream-select shows two different layouts; this is the one that
+    go- and rust-libp2p put on the wire. Entries that cannot be framed (too long) are
+    skipped, and the list stops before it would pass MAX_LISTING_LENGTH.
+    """
+    inner = bytearray()
+    for protocol in sorted(protocols):
+        try:
+            entry = encode_message(protocol)
+        except LocalProtocolError:
+            continue
+        if len(inner) + len(entry) + 1 > MAX_LISTING_LENGTH:
+            break
+        inner += entry
+    inner += b"\n"
+    return encode_uvarint(len(inner)) + bytes(inner)
+
+
+def _check_max_rounds(max_rounds: int) -> int:
+    if max_rounds < 1:
+        raise LocalProtocolError("max_rounds must be at least 1")
+    return max_rounds
+
+
 class _MessageReader:
-    """Splits the byte stream into messages; keeps the bytes after the last one read."""
+    """Splits received bytes into messages; never holds more than one partial message."""
 
     __slots__ = ("_buffer",)
 
@@ -50,10 +96,14 @@ class _MessageReader:
         self._buffer += data
 
     def next_message(self) -> str | None:
+        """The next complete message, or None if more bytes are needed."""
         decoded = try_decode_uvarint(self._buffer)
         if decoded is None:
-            if len(self._buffer) > 2:
-                raise DecodeError("multistream length prefix too long")
+            # Every allowed length fits in _MAX_PREFIX_BYTES; a longer prefix is oversize.
+            if len(self._buffer) >= _MAX_PREFIX_BYTES:
+                raise DecodeError(
+                    f"multistream message longer than {MAX_MESSAGE_LENGTH} bytes announced"
+                )
             return None
         length, offset = decoded
         if length > MAX_MESSAGE_LENGTH:
@@ -67,7 +117,7 @@ class _MessageReader:
         try:
             return body[:-1].decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise DecodeError("multistream message is not UTF-8") from exc
+            raise DecodeError("multistream message is not valid UTF-8") from exc
 
     def take_rest(self) -> bytes:
         rest = bytes(self._buffer)
@@ -75,62 +125,109 @@ class _MessageReader:
         return rest
 
 
-class MultistreamDialer:
-    """The initiator's side: proposes ``protocols`` in order until one is accepted."""
+class _Engine:
+    """What both sides share: outgoing queue, input loop, done/failed bookkeeping."""
 
-    def __init__(self, protocols: Sequence[str], *, max_rounds: int = DEFAULT_MAX_ROUNDS) -> None:
-        if not protocols:
-            raise LocalProtocolError("no protocols to propose")
-        self._protocols = list(protocols)
-        self._index = 0
-        self._max_rounds = max_rounds
+    def __init__(self) -> None:
         self._reader = _MessageReader()
-        self._outgoing = bytearray(encode_message(PROTOCOL_ID) + encode_message(self._protocols[0]))
+        self._outgoing = bytearray()
         self._header_seen = False
+        self._failed = False
         self.done = False
         self.selected: str | None = None
         self.leftover = b""
 
     def data_to_send(self) -> bytes:
+        """Bytes to write to the peer now (empty if none)."""
         data = bytes(self._outgoing)
         self._outgoing.clear()
         return data
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Feed bytes read from the peer; may queue replies and may finish the negotiation."""
         if self.done:
-            raise LocalProtocolError("negotiation already finished")
+            raise LocalProtocolError("negotiation already finished; use leftover")
+        if self._failed:
+            raise LocalProtocolError("negotiation already failed")
         self._reader.feed(data)
-        while not self.done:
-            message = self._reader.next_message()
-            if message is None:
-                return
-            self._handle(message)
+        try:
+            while not self.done:
+                message = self._reader.next_message()
+                if message is None:
+                    return
+                if not self._header_seen:
+                    # Whatever the other side sends first must be the header (both directions).
+                    if message != PROTOCOL_ID:
+                        raise RemoteProtocolError(
+                            f"expected the multistream header, got {message!r}"
+                        )
+                    self._header_seen = True
+                    continue
+                self._handle(message)
+        except RemoteProtocolError:
+            self._failed = True
+            raise
 
     def _handle(self, message: str) -> None:
-        if not self._header_seen:
-            if message != PROTOCOL_ID:
-                raise RemoteProtocolError(f"expected the multistream header, got {message!r}")
-            self._header_seen = True
-            return
+        raise NotImplementedError
+
+    def _finish(self, protocol: str) -> None:
+        self.done = True
+        self.selected = protocol
+        self.leftover = self._reader.take_rest()
+
+
+class MultistreamDialer(_Engine):
+    """The initiator's side: proposes ``protocols`` in preference order until one is accepted.
+
+    Raises ``NegotiationError`` when the listener refuses every proposal and
+    ``RemoteProtocolError`` (or ``DecodeError``) on a malformed or unexpected reply.
+    ``max_rounds`` bounds the number of proposals; passing more protocols than that is a
+    ``LocalProtocolError``.
+    """
+
+    def __init__(self, protocols: Sequence[str], *, max_rounds: int = DEFAULT_MAX_ROUNDS) -> None:
+        super().__init__()
+        self._max_rounds = _check_max_rounds(max_rounds)
+        if not protocols:
+            raise LocalProtocolError("no protocols to propose")
+        if len(protocols) > self._max_rounds:
+            raise LocalProtocolError(
+                f"{len(protocols)} protocols to propose, more than max_rounds={self._max_rounds}"
+            )
+        for protocol in protocols:
+            # "na" and "ls" are control messages; an empty ID could never be echoed usefully.
+            if protocol in _RESERVED or "\n" in protocol:
+                raise LocalProtocolError(f"{protocol!r} cannot be proposed as a protocol")
+            encode_message(protocol)  # raises LocalProtocolError if too long
+        self._protocols = tuple(protocols)
+        self._index = 0
+        self._outgoing += encode_message(PROTOCOL_ID) + encode_message(self._protocols[0])
+
+    def _handle(self, message: str) -> None:
         proposed = self._protocols[self._index]
         if message == proposed:
-            self.done = True
-            self.selected = proposed
-            self.leftover = self._reader.take_rest()
+            self._finish(proposed)
             return
         if message != NOT_AVAILABLE:
             raise RemoteProtocolError(f"peer answered {message!r} to our proposal {proposed!r}")
         self._index += 1
-        if self._index >= len(self._protocols) or self._index >= self._max_rounds:
-            raise NegotiationError(f"none of {self._protocols} is supported by the peer")
+        if self._index >= len(self._protocols):
+            raise NegotiationError(
+                f"none of {list(self._protocols)} supported by peer (all answered 'na')"
+            )
         self._outgoing += encode_message(self._protocols[self._index])
 
 
-class MultistreamListener:
+class MultistreamListener(_Engine):
     """The responder's side: accepts the first proposal that ``supported`` allows.
 
-    The header is sent at once (before the dialer's arrives); both orders are valid.
-    "ls" is answered with the supported list when ``supported`` is a collection.
+    ``supported`` is either a predicate or a collection of protocol IDs; only a
+    collection can be listed, so "ls" is answered with "na" for a predicate.
+
+    The listener queues its header at construction, without waiting for the dialer's:
+    the spec lets both sides send the header simultaneously, and this saves a round trip.
+    More than ``max_rounds`` proposals (including "ls") is a ``RemoteProtocolError``.
     """
 
     def __init__(
@@ -139,53 +236,32 @@ class MultistreamListener:
         *,
         max_rounds: int = DEFAULT_MAX_ROUNDS,
     ) -> None:
+        super().__init__()
+        self._max_rounds = _check_max_rounds(max_rounds)
+        self._listing: Collection[str] | None
         if callable(supported):
             self._is_supported: Callable[[str], bool] = supported
-            self._listing: Collection[str] | None = None
+            self._listing = None
         else:
             self._is_supported = supported.__contains__
             self._listing = supported
-        self._max_rounds = max_rounds
         self._rounds = 0
-        self._reader = _MessageReader()
-        self._outgoing = bytearray(encode_message(PROTOCOL_ID))
-        self._header_seen = False
-        self.done = False
-        self.selected: str | None = None
-        self.leftover = b""
-
-    def data_to_send(self) -> bytes:
-        data = bytes(self._outgoing)
-        self._outgoing.clear()
-        return data
-
-    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        if self.done:
-            raise LocalProtocolError("negotiation already finished")
-        self._reader.feed(data)
-        while not self.done:
-            message = self._reader.next_message()
-            if message is None:
-                return
-            self._handle(message)
+        self._outgoing += encode_message(PROTOCOL_ID)
 
     def _handle(self, message: str) -> None:
-        if not self._header_seen:
-            if message != PROTOCOL_ID:
-                raise RemoteProtocolError(f"expected the multistream header, got {message!r}")
-            self._header_seen = True
-            return
         self._rounds += 1
         if self._rounds > self._max_rounds:
-            raise RemoteProtocolError(f"more than {self._max_rounds} proposals")
-        if message == LIST and self._listing is not None:
-            listing = b"".join(encode_message(protocol) for protocol in sorted(self._listing))
-            self._outgoing += encode_uvarint(len(listing) + 1) + listing + b"\n"
+            raise RemoteProtocolError(
+                f"peer made more than {self._max_rounds} proposals without agreeing"
+            )
+        if message == LIST:
+            if self._listing is not None:
+                self._outgoing += _encode_listing(self._listing)
+            else:
+                self._outgoing += encode_message(NOT_AVAILABLE)
             return
-        if message and message not in (NOT_AVAILABLE, LIST) and self._is_supported(message):
+        if message not in _RESERVED and self._is_supported(message):
             self._outgoing += encode_message(message)
-            self.done = True
-            self.selected = message
-            self.leftover = self._reader.take_rest()
+            self._finish(message)
             return
         self._outgoing += encode_message(NOT_AVAILABLE)

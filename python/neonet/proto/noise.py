@@ -254,8 +254,8 @@ class _XXHandshakeState:
         parts.append(symmetric.encrypt_and_hash(payload))
         message = b"".join(parts)
         if len(message) > MAX_MESSAGE_SIZE:
-            # Checked before the state advances is not possible (the payload is encrypted
-            # last), so the state is spoiled; callers size their payloads up front.
+            # Only known once the payload is encrypted, when the transcript has already
+            # moved on: this handshake is spent. NoiseHandshake sizes payloads up front.
             raise LocalProtocolError(f"Noise message of {len(message)} bytes exceeds 65535")
         self.message_index = index + 1
         return message
