@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 from typing import Any
 
 import trio
@@ -131,7 +132,7 @@ async def raw_listen(args: argparse.Namespace) -> None:
         await stream.aclose()
 
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(trio.serve_tcp, serve, 0, {"host": args.ip})
+        listeners = await nursery.start(partial(trio.serve_tcp, serve, 0, host=args.ip))
         host, port = listeners[0].socket.getsockname()[:2]
         kind = "ip6" if ":" in host else "ip4"
         _print_json({"peer_id": "", "addrs": [f"/{kind}/{host}/tcp/{port}"]})
