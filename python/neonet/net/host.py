@@ -127,7 +127,9 @@ class Host:
         if isinstance(peer, (str, Multiaddr)):
             peer = await self.connect(peer)
         await self.connection_to(peer)
-        return await self.swarm.new_stream(peer, protocols)
+        announced = self.peerstore.protocols(peer)
+        known = next((protocol for protocol in protocols if protocol in announced), None)
+        return await self.swarm.new_stream(peer, protocols, known_supported=known)
 
     def connected_peers(self) -> list[PeerId]:
         return self.swarm.connected_peers()

@@ -29,6 +29,7 @@ from neonet.net import transport
 from neonet.net.negotiate import accept_protocol, select_protocol
 from neonet.net.upgrader import Direction, upgrade
 from neonet.net.yamux_session import YamuxSession, YamuxStream
+from neonet.proto.multistream import MultistreamDialer
 
 logger = logging.getLogger("neonet.swarm")
 
@@ -284,12 +285,29 @@ class Swarm:
         )
         return connection
 
-    async def new_stream(self, peer: PeerId, protocols: Sequence[str]) -> YamuxStream:
-        """Open a stream on a live connection to ``peer`` and negotiate one of ``protocols``."""
+    async def new_stream(
+        self, peer: PeerId, protocols: Sequence[str], *, known_supported: str | None = None
+    ) -> YamuxStream:
+        """Open a stream on a live connection to ``peer`` and negotiate one of ``protocols``.
+
+        With ``known_supported`` (a protocol the peer announced through identify) the
+        proposal goes out with the first data, saving a round trip; the peer's answer is
+        checked on the first read.
+        """
         connections = self.connections_to(peer)
         if not connections:
             raise TransportError(f"not connected to {peer}")
         stream = await connections[0].open_stream()
+        if known_supported is not None:
+            dialer = MultistreamDialer([known_supported])
+            try:
+                await stream.send_all(dialer.data_to_send())
+            except BaseException:
+                stream.reset()
+                raise
+            stream.protocol = known_supported
+            stream.expect_negotiation(dialer)
+            return stream
         try:
             with trio.fail_after(self.config.negotiation_timeout):
                 protocol, leftover = await select_protocol(stream, protocols)

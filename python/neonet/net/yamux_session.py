@@ -21,7 +21,13 @@ from dataclasses import dataclass
 
 import trio
 
-from neonet.core.errors import LimitExceededError, ProtocolError
+from neonet.core.errors import (
+    LimitExceededError,
+    NegotiationError,
+    ProtocolError,
+    RemoteProtocolError,
+)
+from neonet.proto.multistream import MultistreamDialer
 from neonet.proto.yamux import (
     DataReceived,
     GoAwayReceived,
@@ -67,6 +73,9 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         self._session = session
         self.stream_id = stream_id
         self.protocol: str | None = None
+        # Set when the protocol was proposed optimistically: the peer's answer is read
+        # (and checked) before the first application bytes.
+        self._pending_negotiation: MultistreamDialer | None = None
         self._buffer: deque[bytes] = deque()
         self._buffered = 0
         # Bytes pushed back by unread() were already credited to the peer's window.
@@ -91,8 +100,10 @@ class YamuxStream(trio.abc.HalfCloseableStream):
     # --- events from the session -------------------------------------------------
     def _on_data(self, data: bytes) -> None:
         if self._closed:
-            # We stopped reading: the peer is writing into a closed stream.
             self._session._engine_consume(self.stream_id, len(data))
+            if self._pending_negotiation is not None and self._absorb_negotiation(data):
+                return  # only the peer's protocol confirmation arrived: nothing to refuse
+            # We stopped reading: the peer is writing into a closed stream.
             self._session._reset(self.stream_id)
             return
         self._buffer.append(data)
@@ -160,9 +171,17 @@ class YamuxStream(trio.abc.HalfCloseableStream):
                 if self._closed:
                     raise trio.ClosedResourceError("stream was closed")
                 if self._buffer:
+                    if self._pending_negotiation is not None:
+                        self._negotiate_from_buffer()
+                        continue
                     chunk = self._take(max_bytes)
                     await trio.lowlevel.checkpoint()
                     return chunk
+                if self._pending_negotiation is not None and (self._remote_finished or self._reset):
+                    self._pending_negotiation = None
+                    raise NegotiationError(
+                        f"peer closed the stream before accepting {self.protocol}"
+                    )
                 if self._reset:
                     raise trio.BrokenResourceError("stream was reset by the peer")
                 if self._remote_finished:
@@ -191,6 +210,24 @@ class YamuxStream(trio.abc.HalfCloseableStream):
             self._session._engine_consume(self.stream_id, credit)
         return chunk
 
+    def expect_negotiation(self, dialer: MultistreamDialer) -> None:
+        """Read ``dialer``'s answer from the stream before any application data."""
+        self._pending_negotiation = dialer
+
+    def _negotiate_from_buffer(self) -> None:
+        dialer = self._pending_negotiation
+        assert dialer is not None
+        chunk = self._take(None)
+        try:
+            dialer.receive_data(chunk)
+        except (NegotiationError, RemoteProtocolError):
+            self._pending_negotiation = None
+            self.reset()
+            raise
+        if dialer.done:
+            self._pending_negotiation = None
+            self.unread(dialer.leftover)
+
     def unread(self, data: bytes) -> None:
         """Put bytes read past a negotiation back in front of the stream."""
         if data:
@@ -212,10 +249,33 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         self.close_now()
         await trio.lowlevel.checkpoint()
 
+    def _absorb_negotiation(self, data: bytes) -> bool:
+        """Feed late bytes to the pending negotiation; True if they were all its own."""
+        dialer = self._pending_negotiation
+        assert dialer is not None
+        try:
+            dialer.receive_data(data)
+        except (NegotiationError, RemoteProtocolError):
+            self._pending_negotiation = None
+            return False
+        if dialer.done:
+            self._pending_negotiation = None
+            return not dialer.leftover
+        return True
+
     def close_now(self) -> None:
         """Close synchronously (FIN if needed; reset if unread data is pending)."""
         if self._closed:
             return
+        if self._pending_negotiation is not None and self._buffer:
+            pending = b"".join(self._buffer)
+            self._buffer.clear()
+            self._buffered = 0
+            if self._absorb_negotiation(pending):
+                pending = b""
+            elif self._pending_negotiation is None and pending:
+                self._buffer.append(pending)
+                self._buffered = len(pending)
         self._closed = True
         self._receive_event.set()
         self._send_event.set()
