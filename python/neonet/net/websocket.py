@@ -179,7 +179,7 @@ class WebSocketStream(trio.abc.Stream):
         self._close_sent = False
         self._broken: BaseException | None = None  # why the connection can no longer be used
         self._pending_error: RemoteProtocolError | None = None  # raised by the next receive
-        self._send_broken: BaseException | None = None  # an interrupted send left a partial frame
+        self._send_broken: BaseException | None = None  # a send failed: framing may be torn
         self._failure_code = _CLOSE_NORMAL  # status our Close frame will carry
 
         self._send_guard = _ConflictGuard("sending")
@@ -187,7 +187,11 @@ class WebSocketStream(trio.abc.Stream):
         # Serialises writes to the transport between the sending task and control frames
         # (pongs, the Close reply) produced while receiving.
         self._send_lock = trio.StrictFIFOLock()
-        self._control = bytearray()  # control frames waiting for the transport
+        # Control frames waiting for the transport: the answer to the latest ping only (RFC
+        # 6455 5.5.3 lets older ones go unanswered, so a ping flood cannot pile pongs up
+        # behind a blocked send) and our answering Close.
+        self._pong: bytes | bytearray = b""
+        self._close_reply: bytes | bytearray = b""
 
         # Receive state: payload not yet handed out, plus where the frame parser stands.
         self._rx: bytes | bytearray | memoryview = b""
@@ -229,12 +233,20 @@ class WebSocketStream(trio.abc.Stream):
             raise trio.ClosedResourceError("this WebSocket stream was closed")
         if self._send_broken is not None:
             raise trio.BrokenResourceError(
-                "an earlier send was interrupted mid-frame"
+                "an earlier send failed or was cancelled part-way"
             ) from self._send_broken
         if self._broken is not None:
             raise trio.BrokenResourceError("the WebSocket connection is broken") from self._broken
         if self._remote_closed:
             raise trio.BrokenResourceError("the peer closed the WebSocket connection")
+
+    async def _lock_transport(self) -> None:
+        # Lock.acquire always yields to the scheduler; uncontended (the usual case) we
+        # take the lock directly and leave the checkpoint to the transport call after it.
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
 
     async def _transport_send(self, data: bytes | bytearray) -> None:
         """Write to the transport; the caller holds ``_send_lock``."""
@@ -252,8 +264,8 @@ class WebSocketStream(trio.abc.Stream):
             raise
 
     def _take_control(self) -> bytes:
-        data = bytes(self._control)
-        self._control.clear()
+        data = bytes(self._pong) + self._close_reply
+        self._pong = self._close_reply = b""
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -263,25 +275,31 @@ class WebSocketStream(trio.abc.Stream):
                 if not view:
                     await trio.lowlevel.checkpoint()
                     return
-                async with self._send_lock:
+                await self._lock_transport()
+                try:
                     for start in range(0, len(view), MAX_SEND_MESSAGE):
                         self._check_can_send()
                         frame = self._frame(_OP_BINARY, view[start : start + MAX_SEND_MESSAGE])
-                        if self._control:
+                        if self._pong or self._close_reply:
                             # Pongs queued by the receiving task ride along between messages.
                             frame = self._take_control() + frame
                         await self._transport_send(frame)
-                    if self._control and self._send_broken is None:
+                    if (self._pong or self._close_reply) and self._send_broken is None:
                         await self._transport_send(self._take_control())
+                finally:
+                    self._send_lock.release()
 
     async def wait_send_all_might_not_block(self) -> None:
         with self._send_guard:
             if self._closed:
                 raise trio.ClosedResourceError("this WebSocket stream was closed")
-            async with self._send_lock:
+            await self._lock_transport()
+            try:
                 await self.transport_stream.wait_send_all_might_not_block()
-                if self._control and self._send_broken is None and not self._closed:
+                if (self._pong or self._close_reply) and self._send_broken is None:
                     await self._transport_send(self._take_control())
+            finally:
+                self._send_lock.release()
 
     async def _flush_control(self) -> None:
         """Send queued control frames, unless a sending task holds the transport (then it
@@ -292,7 +310,7 @@ class WebSocketStream(trio.abc.Stream):
             return
         try:
             if self._send_broken is not None or self._closed:
-                self._control.clear()
+                self._pong = self._close_reply = b""
                 return
             # The peer may be gone already (it is allowed to drop TCP right after its
             # Close); the receive side reports what it finds on its own.
@@ -437,7 +455,7 @@ class WebSocketStream(trio.abc.Stream):
 
     def _on_control(self, opcode: int, payload: bytes) -> None:
         if opcode == _OP_PING:
-            self._control += self._frame(_OP_PONG, payload)
+            self._pong = self._frame(_OP_PONG, payload)
         elif opcode == _OP_CLOSE:
             if len(payload) == 1:
                 raise _Violation("Close frame with a 1-byte payload")
@@ -456,7 +474,7 @@ class WebSocketStream(trio.abc.Stream):
             if not self._close_sent:
                 # Answer with our Close, echoing the peer's status as RFC 6455 5.5.1 suggests.
                 self._close_sent = True
-                self._control += self._frame(_OP_CLOSE, payload[:2])
+                self._close_reply = self._frame(_OP_CLOSE, payload[:2])
         # A pong answers a ping we never send: nothing to do.
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -469,7 +487,7 @@ class WebSocketStream(trio.abc.Stream):
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("this WebSocket stream was closed")
-                if self._control:
+                if self._pong or self._close_reply:
                     await self._flush_control()
                 rx = self._rx
                 available = len(rx) - self._rx_pos

@@ -4,10 +4,10 @@ Implements libp2p/specs noise/README.md ("noise-libp2p", r5): "Static Key Authen
 "libp2p Data in Handshake Messages" with "The libp2p Handshake Payload" and "Noise
 Extensions" (``stream_muxers``, see connections/inlined-muxer-negotiation.md), the XX
 "Handshake Pattern", "Cryptographic Primitives", "Noise Protocol Name", "Wire Format" and
-"Encryption and I/O"; over the Noise Protocol Framework rev 34: CipherState,
-SymmetricState and HandshakeState (section 5), the XX pattern (7.5), the 25519 DH,
-ChaChaPoly cipher and SHA256 hash functions (12.1, 12.3, 12.5), HKDF (4.3) and the
-message size and nonce limits (3, 5.1, 11.3)::
+"Encryption and I/O"; over the Noise Protocol Framework rev 34: message format and
+size limit (section 3), HKDF (4.3), CipherState with its nonce limit, SymmetricState and
+HandshakeState (5.1-5.3), the XX pattern (7.5), the protocol name (8), the handshake
+hash for channel binding (11.2), and the 25519, ChaChaPoly and SHA256 functions (12)::
 
     Noise_XX_25519_ChaChaPoly_SHA256, empty prologue
     -> e                   payload: empty
