@@ -31,8 +31,9 @@ Stream ids
     The client uses odd ids, the server even ones; ours increase by two from 1 or 2 and
     running out raises ``LimitExceededError``. The peer's SYNs may arrive out of order
     (go-yamux opens concurrently, rust-yamux sends the SYN with a stream's first frame),
-    so ids the peer skipped are remembered as "not yet used" (at most ``max_streams`` of
-    them; the oldest are forgotten first, and a SYN for a forgotten one counts as reuse).
+    so ids the peer skipped are remembered as "not yet used", as ranges (one per jump,
+    so a huge jump costs nothing; at most ``max_streams`` ranges, the oldest forgotten
+    first, and a late SYN for a forgotten id counts as reuse).
     A frame without SYN for an id that was used and released is ignored: window
     updates, data or FIN may be in flight after a reset or close.
 
@@ -54,7 +55,8 @@ Closing
     resetting a stream that is already released (for example reset by the peer
     meanwhile) does nothing. Sending on a stream closed for writing or released raises
     ``LocalProtocolError``. A stream is released when both sides sent FIN or either side
-    sent RST; ``StreamClosed`` is then reported exactly once. When our own command
+    sent RST (``stream_is_open`` turns false); ``StreamClosed`` is then reported exactly
+    once. When our own command
     released it, the event leads the list of the next ``receive_data`` call, and the
     stream keeps its slot (``max_streams``, ``open_streams``) until then, which also
     bounds the number of such unreported events.
@@ -69,6 +71,15 @@ Flow control
     throughput), the update doubles the window, up to ``max_receive_window``. A slow
     reader that consumes in large gulps looks the same, so the cap is what bounds memory.
     ``consume`` after release is ignored; consuming more than was delivered raises.
+
+Output
+    ``data_to_send`` joins the queued frames once. A ``bytes`` payload (or a memoryview
+    of one) is referenced until then, not copied; other buffers are copied by
+    ``send_data``, so the caller may reuse them at once. Frames still queued are merged
+    where the spec allows flags on data frames: our SYN or ACK that carries no extra
+    window travels on the stream's next data frame, and FIN is set on the stream's frame
+    if that is still the last one queued. A request/response stream thus takes one frame
+    each way instead of three.
 
 Ping and GoAway
     A Ping with SYN is answered automatically; one without SYN is a pong and reported
@@ -88,10 +99,10 @@ Bounds
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
+from bisect import bisect_right
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final, TypeAlias
+from typing import Final, NoReturn, TypeAlias
 
 from neonet.core.errors import LimitExceededError, LocalProtocolError, RemoteProtocolError
 
@@ -139,11 +150,13 @@ GO_AWAY_INTERNAL_ERROR: Final = 0x2
 DEFAULT_WINDOW: Final = 256 * 1024  # the spec's initial window, assumed by both sides
 MAX_U32: Final = 0xFFFFFFFF
 
+_FAILED_MESSAGE: Final = "the connection failed with a protocol error and is closed"
+
 # Frames the peer makes us send (ACKs, pongs, RSTs) that may pile up between two
 # data_to_send() calls. A peer that does not read while flooding us with pings or
 # SYNs would otherwise grow our output without bound; a well-behaved one never has more
 # than its ACK backlog (256) plus a few pings outstanding.
-MAX_QUEUED_REPLIES: Final = 4096
+MAX_QUEUED_REPLIES: Final = 16384
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,10 +357,18 @@ class YamuxConnection:
         # The peer's first id is 2 (client side) or 1 (server side); start two below it.
         self._highest_inbound_id = 0 if is_client else -1
         self._outbound_streams = 0
-        # Peer ids below _highest_inbound_id whose SYN has not arrived yet (see docstring).
-        self._inbound_gaps: OrderedDict[int, None] = OrderedDict()
+        # Peer ids below _highest_inbound_id whose SYN has not arrived yet, as sorted
+        # disjoint ranges [start, end] of ids of the peer's parity (see docstring).
+        self._gap_starts: list[int] = []
+        self._gap_ends: list[int] = []
         self._ack_backlog = 0
-        self._outbound = bytearray()
+        # Outbound frames as a list of pieces, joined once by data_to_send(): payloads
+        # backed by immutable bytes are referenced, not copied.
+        self._output: list[bytes | memoryview] = []
+        self._output_size = 0
+        # The last queued frame, if later flags may still be merged into it:
+        # (len(_output) right after it, stream id, type, flags, length).
+        self._mergeable: tuple[int, int, int, int, int] | None = None
         self._queued_replies = 0
         # An incomplete frame carried over from the previous receive_data call.
         self._partial = bytearray()
@@ -362,17 +383,21 @@ class YamuxConnection:
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[YamuxEvent]:
         """Parse every whole frame in ``data`` (plus any carried-over partial frame)."""
-        self._check_usable()
+        if self._failed:
+            raise LocalProtocolError(_FAILED_MESSAGE)
         events = self._unreported_closes
         self._unreported_closes = []
         self._events = events
+        view = memoryview(data)
         try:
-            with memoryview(data) as raw, raw.cast("B") as view:
-                self._feed(view)
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
+            self._feed(view)
         except RemoteProtocolError as error:
             self._fail(error)
             raise
         finally:
+            view.release()
             self._events = []
         return events
 
@@ -478,7 +503,12 @@ class YamuxConnection:
                 )
                 position = frame_end
             elif frame_type == TYPE_WINDOW_UPDATE:
-                self._on_stream_frame(TYPE_WINDOW_UPDATE, flags, stream_id, length, None)
+                stream = streams.get(stream_id)
+                if stream is not None and not flags:
+                    if length:
+                        self._grant(stream_id, stream, length)
+                else:
+                    self._on_stream_frame(TYPE_WINDOW_UPDATE, flags, stream_id, length, None)
                 position += HEADER_SIZE
             elif frame_type == TYPE_PING:
                 self._on_ping(flags, stream_id, length)
@@ -537,12 +567,7 @@ class YamuxConnection:
                 assert payload is not None
                 events.append(DataReceived(stream_id, bytes(payload)))
         elif length:
-            window = stream.send_window + length
-            if window > MAX_U32:
-                self._violation("send window grew beyond 2**32 - 1")
-            stream.send_window = window
-            if stream.state in _CAN_SEND_DATA:
-                events.append(SendWindowIncreased(stream_id))
+            self._grant(stream_id, stream, length)
         if flags & FLAG_FIN:
             new_state = TRANSITIONS.get((stream.state, _I.RECEIVE_FIN))
             if new_state is None:
@@ -555,6 +580,15 @@ class YamuxConnection:
             else:
                 stream.state = new_state
 
+    def _grant(self, stream_id: int, stream: _Stream, delta: int) -> None:
+        """The peer's window update: more send window for ``stream``."""
+        window = stream.send_window + delta
+        if window > MAX_U32:
+            self._violation("send window grew beyond 2**32 - 1")
+        stream.send_window = window
+        if stream.state in _CAN_SEND_DATA:
+            self._events.append(SendWindowIncreased(stream_id))
+
     def _accept_inbound(self, stream_id: int, flags: int) -> _Stream | None:
         """Handle a SYN: validate the id, then accept (ACK) or refuse (RST) the stream."""
         if stream_id & 1 == self._own_parity:
@@ -562,11 +596,9 @@ class YamuxConnection:
         if stream_id in self._streams:
             self._violation(f"SYN for stream {stream_id}, which is open")
         if stream_id > self._highest_inbound_id:
-            self._remember_gaps(stream_id)
+            self._remember_gap(self._highest_inbound_id + 2, stream_id - 2)
             self._highest_inbound_id = stream_id
-        elif stream_id in self._inbound_gaps:
-            del self._inbound_gaps[stream_id]
-        else:
+        elif not self._fill_gap(stream_id):
             self._violation(f"SYN reuses stream id {stream_id}")
         if flags & FLAG_RST:
             return None
@@ -581,26 +613,63 @@ class YamuxConnection:
         self._streams[stream_id] = stream
         self._events.append(StreamOpened(stream_id))
         self._queue_reply(TYPE_WINDOW_UPDATE, FLAG_ACK, stream_id, self._extra_window)
+        self._mergeable = (
+            len(self._output),
+            stream_id,
+            TYPE_WINDOW_UPDATE,
+            FLAG_ACK,
+            self._extra_window,
+        )
         return stream
 
-    def _remember_gaps(self, stream_id: int) -> None:
-        gaps = self._inbound_gaps
-        limit = self._config.max_streams
-        # Only the newest `limit` skipped ids are worth remembering (see docstring).
-        first = max(self._highest_inbound_id + 2, stream_id - 2 * limit)
-        for skipped in range(first, stream_id, 2):
-            gaps[skipped] = None
-        while len(gaps) > limit:
-            gaps.popitem(last=False)
+    def _remember_gap(self, start: int, end: int) -> None:
+        """The peer skipped ids ``start..end``; they lie above every known gap."""
+        if start > end:
+            return
+        self._gap_starts.append(start)
+        self._gap_ends.append(end)
+        if len(self._gap_starts) > self._config.max_streams:
+            # Bounded memory: forget the oldest gap (its late SYN will count as reuse).
+            del self._gap_starts[0], self._gap_ends[0]
+
+    def _gap_index(self, stream_id: int) -> int:
+        """The index of the gap range holding ``stream_id``, or -1."""
+        index = bisect_right(self._gap_starts, stream_id) - 1
+        if index >= 0 and stream_id <= self._gap_ends[index]:
+            return index
+        return -1
+
+    def _fill_gap(self, stream_id: int) -> bool:
+        """A late SYN: take ``stream_id`` out of the gaps; False if it was not in one."""
+        index = self._gap_index(stream_id)
+        if index < 0:
+            return False
+        starts, ends = self._gap_starts, self._gap_ends
+        start, end = starts[index], ends[index]
+        if start == end:
+            del starts[index], ends[index]
+        elif stream_id == start:
+            starts[index] = start + 2
+        elif stream_id == end:
+            ends[index] = end - 2
+        else:
+            ends[index] = stream_id - 2
+            starts.insert(index + 1, stream_id + 2)
+            ends.insert(index + 1, end)
+            if len(starts) > self._config.max_streams:
+                del starts[0], ends[0]
+        return True
+
+    def _was_used(self, stream_id: int) -> bool:
+        """Whether ``stream_id`` (not live now) belonged to a stream that once existed."""
+        if stream_id & 1 == self._own_parity:
+            return 0 < stream_id < self._next_outbound_id
+        return 0 < stream_id <= self._highest_inbound_id and self._gap_index(stream_id) < 0
 
     def _check_was_used(self, stream_id: int) -> None:
         """Raise unless ``stream_id`` belongs to a stream that existed (and is released)."""
-        if stream_id & 1 == self._own_parity:
-            if stream_id < self._next_outbound_id:
-                return
-        elif stream_id <= self._highest_inbound_id and stream_id not in self._inbound_gaps:
-            return
-        self._violation(f"frame for stream {stream_id}, which was never opened")
+        if not self._was_used(stream_id):
+            self._violation(f"frame for stream {stream_id}, which was never opened")
 
     def _on_ping(self, flags: int, stream_id: int, opaque: int) -> None:
         if stream_id != 0:
@@ -630,32 +699,39 @@ class YamuxConnection:
         self._queued_replies += 1
         if self._queued_replies > MAX_QUEUED_REPLIES:
             self._violation(f"peer provoked more than {MAX_QUEUED_REPLIES} unsent replies")
-        self._outbound += HEADER.pack(VERSION, frame_type, flags, stream_id, length)
+        self._queue_frame(frame_type, flags, stream_id, length)
 
-    def _violation(self, message: str) -> None:
+    def _queue_frame(self, frame_type: int, flags: int, stream_id: int, length: int) -> None:
+        self._output.append(HEADER.pack(VERSION, frame_type, flags, stream_id, length))
+        self._output_size += HEADER_SIZE
+
+    def _violation(self, message: str) -> NoReturn:
         raise RemoteProtocolError(message, code=GO_AWAY_PROTOCOL_ERROR)
 
     def _fail(self, error: RemoteProtocolError) -> None:
-        if self._failed:
-            return
         self._failed = True
         code = error.code if error.code is not None else GO_AWAY_PROTOCOL_ERROR
-        self._outbound += HEADER.pack(VERSION, TYPE_GO_AWAY, 0, 0, code)
+        self._queue_frame(TYPE_GO_AWAY, 0, 0, code)
 
     # --- commands --------------------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
         """Return and clear everything queued for the peer."""
         self._queued_replies = 0
-        if not self._outbound:
+        output = self._output
+        if not output:
             return b""
-        data = bytes(self._outbound)
-        self._outbound.clear()
-        return data
+        self._output = []
+        self._output_size = 0
+        self._mergeable = None
+        if len(output) == 1 and type(output[0]) is bytes:
+            return output[0]
+        return b"".join(output)
 
     def open_stream(self) -> int:
         """Open an outbound stream and queue its SYN; data may be sent before the ACK."""
-        self._check_usable()
+        if self._failed:
+            raise LocalProtocolError(_FAILED_MESSAGE)
         if self._go_away_received:
             raise LocalProtocolError("the peer sent GoAway: no new streams")
         if self._go_away_sent:
@@ -675,38 +751,77 @@ class YamuxConnection:
         )
         self._ack_backlog += 1
         self._outbound_streams += 1
-        self._outbound += HEADER.pack(
-            VERSION, TYPE_WINDOW_UPDATE, FLAG_SYN, stream_id, self._extra_window
+        self._queue_frame(TYPE_WINDOW_UPDATE, FLAG_SYN, stream_id, self._extra_window)
+        self._mergeable = (
+            len(self._output),
+            stream_id,
+            TYPE_WINDOW_UPDATE,
+            FLAG_SYN,
+            self._extra_window,
         )
         return stream_id
 
     def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int:
         """Queue as much of ``data`` as the send window allows; return how many bytes."""
-        self._check_usable()
+        if self._failed:
+            raise LocalProtocolError(_FAILED_MESSAGE)
         stream = self._streams.get(stream_id)
         if stream is None:
             self._check_known(stream_id)
             raise LocalProtocolError(f"stream {stream_id} is closed")
         if stream.state not in _CAN_SEND_DATA:
             raise LocalProtocolError(f"stream {stream_id} is closed for writing")
-        size = data.nbytes if isinstance(data, memoryview) else len(data)
+        output = self._output
+        max_payload = self._config.max_frame_payload
+        view: memoryview | None = None
+        whole: bytes | None = None  # immutable input, referenced rather than copied
+        if isinstance(data, bytes):
+            whole = data
+            size = len(data)
+        else:
+            view = memoryview(data)
+            if view.ndim != 1 or view.itemsize != 1:
+                view = view.cast("B")
+            size = len(view)
         amount = min(size, stream.send_window)
         if not amount:
             return 0
         stream.send_window -= amount
-        outbound = self._outbound
-        pack = HEADER.pack
-        max_payload = self._config.max_frame_payload
-        if amount == size and amount <= max_payload:
-            outbound += pack(VERSION, TYPE_DATA, 0, stream_id, amount)
-            outbound += data
+        flags = 0
+        mergeable = self._mergeable
+        if (
+            mergeable is not None
+            and mergeable[0] == len(output)
+            and mergeable[1] == stream_id
+            and mergeable[2] == TYPE_WINDOW_UPDATE
+            and mergeable[4] == 0
+        ):
+            # Our SYN or ACK is still queued and carries no window: send it on the data.
+            flags = mergeable[3]
+            output.pop()
+            self._output_size -= HEADER_SIZE
+        if whole is not None and amount == size and amount <= max_payload:
+            # The common case: one frame, the caller's bytes referenced as they are.
+            output.append(HEADER.pack(VERSION, TYPE_DATA, flags, stream_id, amount))
+            output.append(whole)
+            self._output_size += HEADER_SIZE + amount
+            self._mergeable = (len(output), stream_id, TYPE_DATA, flags, amount)
             return amount
-        with memoryview(data) as raw, raw.cast("B") as view:
-            for start in range(0, amount, max_payload):
-                chunk = view[start : min(start + max_payload, amount)]
-                outbound += pack(VERSION, TYPE_DATA, 0, stream_id, len(chunk))
-                outbound += chunk
-                chunk.release()
+        if view is None:
+            view = memoryview(data)
+        # Slices of immutable bytes are safe to keep until data_to_send(); anything the
+        # caller could still modify is copied now.
+        keep = view.c_contiguous and type(view.obj) is bytes
+        pack = HEADER.pack
+        frames = 0
+        for start in range(0, amount, max_payload):
+            chunk = view[start : min(start + max_payload, amount)]
+            output.append(pack(VERSION, TYPE_DATA, flags, stream_id, len(chunk)))
+            output.append(chunk if keep else bytes(chunk))
+            frames += 1
+            last_flags, flags = flags, 0
+        self._output_size += frames * HEADER_SIZE + amount
+        self._mergeable = (len(output), stream_id, TYPE_DATA, last_flags, len(chunk))
         return amount
 
     def send_window(self, stream_id: int) -> int:
@@ -723,7 +838,8 @@ class YamuxConnection:
 
     def consume(self, stream_id: int, amount: int) -> None:
         """The application took ``amount`` received bytes: give the peer credit when due."""
-        self._check_usable()
+        if self._failed:
+            raise LocalProtocolError(_FAILED_MESSAGE)
         stream = self._streams.get(stream_id)
         if stream is None:
             self._check_known(stream_id)
@@ -746,11 +862,12 @@ class YamuxConnection:
                 stream.receive_target = target
                 credit = target - stream.receive_window - stream.unconsumed
         stream.receive_window += credit
-        self._outbound += HEADER.pack(VERSION, TYPE_WINDOW_UPDATE, 0, stream_id, credit)
+        self._queue_frame(TYPE_WINDOW_UPDATE, 0, stream_id, credit)
 
     def close_stream(self, stream_id: int) -> None:
         """Send FIN: our write side is done. A released stream is left alone."""
-        self._check_usable()
+        if self._failed:
+            raise LocalProtocolError(_FAILED_MESSAGE)
         stream = self._streams.get(stream_id)
         if stream is None:
             self._check_known(stream_id)
@@ -758,7 +875,18 @@ class YamuxConnection:
         new_state = TRANSITIONS.get((stream.state, _I.SEND_FIN))
         if new_state is None:
             raise LocalProtocolError(f"stream {stream_id} is already closed for writing")
-        self._outbound += HEADER.pack(VERSION, TYPE_WINDOW_UPDATE, FLAG_FIN, stream_id, 0)
+        output = self._output
+        mergeable = self._mergeable
+        if mergeable is not None and mergeable[0] == len(output) and mergeable[1] == stream_id:
+            # This stream's frame is still the last one queued: set FIN on it.
+            _, _, frame_type, flags, length = mergeable
+            header_index = -2 if frame_type == TYPE_DATA else -1
+            output[header_index] = HEADER.pack(
+                VERSION, frame_type, flags | FLAG_FIN, stream_id, length
+            )
+            self._mergeable = None
+        else:
+            self._queue_frame(TYPE_WINDOW_UPDATE, FLAG_FIN, stream_id, 0)
         if new_state is _S.CLOSED:
             self._release(stream_id, stream, _I.SEND_FIN)
             self._unreported_closes.append(StreamClosed(stream_id))
@@ -767,31 +895,34 @@ class YamuxConnection:
 
     def reset_stream(self, stream_id: int) -> None:
         """Send RST: abort both directions. A released stream is left alone."""
-        self._check_usable()
+        if self._failed:
+            raise LocalProtocolError(_FAILED_MESSAGE)
         stream = self._streams.get(stream_id)
         if stream is None:
             self._check_known(stream_id)
             return
-        self._outbound += HEADER.pack(VERSION, TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
+        self._queue_frame(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
         self._release(stream_id, stream, _I.SEND_RST)
         self._unreported_closes.append(StreamClosed(stream_id))
 
     def ping(self, opaque: int) -> None:
         """Queue a ping; the peer's answer arrives as ``PongReceived(opaque)``."""
-        self._check_usable()
+        if self._failed:
+            raise LocalProtocolError(_FAILED_MESSAGE)
         if not 0 <= opaque <= MAX_U32:
             raise LocalProtocolError("ping opaque value must fit in 32 bits")
-        self._outbound += HEADER.pack(VERSION, TYPE_PING, FLAG_SYN, 0, opaque)
+        self._queue_frame(TYPE_PING, FLAG_SYN, 0, opaque)
 
     def go_away(self, code: int = GO_AWAY_NORMAL) -> None:
         """Announce session termination; afterwards inbound SYNs are refused."""
-        self._check_usable()
+        if self._failed:
+            raise LocalProtocolError(_FAILED_MESSAGE)
         if not 0 <= code <= MAX_U32:
             raise LocalProtocolError("GoAway code must fit in 32 bits")
         if self._go_away_sent:
             raise LocalProtocolError("GoAway was already sent")
         self._go_away_sent = True
-        self._outbound += HEADER.pack(VERSION, TYPE_GO_AWAY, 0, 0, code)
+        self._queue_frame(TYPE_GO_AWAY, 0, 0, code)
 
     def statistics(self) -> YamuxStatistics:
         return YamuxStatistics(
@@ -799,7 +930,7 @@ class YamuxConnection:
             inbound_streams=len(self._streams) - self._outbound_streams,
             outbound_streams=self._outbound_streams,
             ack_backlog=self._ack_backlog,
-            bytes_buffered=len(self._outbound),
+            bytes_buffered=self._output_size,
             partial_frame_bytes=len(self._partial),
         )
 
@@ -808,17 +939,9 @@ class YamuxConnection:
     def _slots_held(self) -> int:
         return len(self._streams) + len(self._unreported_closes)
 
-    def _check_usable(self) -> None:
-        if self._failed:
-            raise LocalProtocolError("the connection failed with a protocol error")
-
     def _check_known(self, stream_id: int) -> None:
         """Raise LocalProtocolError unless ``stream_id`` names a stream that once existed."""
         if stream_id <= 0 or stream_id > MAX_U32:
             raise LocalProtocolError(f"invalid stream id {stream_id}")
-        if stream_id & 1 == self._own_parity:
-            if stream_id < self._next_outbound_id:
-                return
-        elif stream_id <= self._highest_inbound_id and stream_id not in self._inbound_gaps:
-            return
-        raise LocalProtocolError(f"stream {stream_id} was never opened")
+        if not self._was_used(stream_id):
+            raise LocalProtocolError(f"stream {stream_id} was never opened")
