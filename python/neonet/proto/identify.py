@@ -11,8 +11,9 @@ the stream, its end marking the end of the message.
 and if the data never parsed as a length-prefixed message, ``finish()`` (called at
 EOF) decodes the whole stream as one bare protobuf. The two cannot always be told
 apart from the first bytes; a bare message is taken for a framed one only if its first
-bytes happen to form a complete, valid framed message, which the leading fields real
-peers send (a tag byte followed by a key or address) do not.
+byte, read as a length, is followed by that many bytes forming a well-formed protobuf,
+which the leading fields real peers send (a tag byte followed by a key or an address)
+do not.
 """
 
 from __future__ import annotations
@@ -105,15 +106,20 @@ def _text(name: str, value: object) -> str:
     return value
 
 
-def decode_identify(body: bytes | bytearray | memoryview) -> IdentifyInfo:
-    """Decode one bare ``Identify`` protobuf (no length prefix), enforcing the limits."""
+def _parse(body: bytes) -> identify_pb2.Identify:
+    """The protobuf alone; ``DecodeError`` if the bytes are not a well-formed message."""
     if len(body) > MAX_MESSAGE_SIZE:
         raise DecodeError(f"identify message of {len(body)} bytes exceeds {MAX_MESSAGE_SIZE}")
     message = identify_pb2.Identify()
     try:
-        message.ParseFromString(bytes(body))
+        message.ParseFromString(body)
     except ProtobufDecodeError as exc:
         raise DecodeError(f"malformed identify message: {exc}") from exc
+    return message
+
+
+def _to_info(message: identify_pb2.Identify) -> IdentifyInfo:
+    """Check a parsed message against the limits and the spec's types."""
     protocols = [_text("protocol", protocol) for protocol in message.protocols]
     problem = _check_limits(len(message.listenAddrs), protocols)
     if problem is not None:
@@ -135,6 +141,11 @@ def decode_identify(body: bytes | bytearray | memoryview) -> IdentifyInfo:
     )
 
 
+def decode_identify(body: bytes | bytearray | memoryview) -> IdentifyInfo:
+    """Decode one bare ``Identify`` protobuf (no length prefix), enforcing the limits."""
+    return _to_info(_parse(bytes(body)))
+
+
 # The longest length prefix a frame within MAX_MESSAGE_SIZE can carry.
 _MAX_PREFIX_BYTES = len(encode_uvarint(MAX_MESSAGE_SIZE))
 
@@ -145,10 +156,11 @@ class IdentifyReader:
     ``receive_data`` returns the length-prefixed messages completed so far; call
     ``finish`` at EOF. Both raise ``DecodeError`` on malformed or oversize input.
 
-    The reader starts undecided. The first complete frame that decodes commits it to
-    framed mode (from then on every error is fatal); a first frame that cannot be one
-    (bad prefix, oversize length, undecodable body) commits it to bare mode, where it
-    only buffers, up to MAX_MESSAGE_SIZE, until ``finish``. Deciding once keeps the
+    The reader starts undecided. The first complete frame that parses as a protobuf
+    commits it to framed mode, where every later error is fatal. A first frame that
+    cannot be one (bad prefix, oversize length, malformed protobuf) commits it to bare
+    mode, where it only buffers, up to MAX_MESSAGE_SIZE, until ``finish``. Deciding once
+    keeps the work linear however the bytes are split.
     work linear however the bytes are split.
     """
 
@@ -197,12 +209,15 @@ class IdentifyReader:
         if len(self._buffer) < offset + length:
             return None
         try:
-            info = decode_identify(bytes(self._buffer[offset : offset + length]))
+            message = _parse(bytes(self._buffer[offset : offset + length]))
         except DecodeError as exc:
             self._not_a_frame(str(exc))
             return None
+        # A well-formed protobuf behind a plausible prefix settles the framing: from here
+        # on, broken limits or bad text are errors now rather than a reason to wait.
         del self._buffer[: offset + length]
         self._mode = "framed"
+        info = _to_info(message)
         self._count += 1
         if self._count > MAX_MESSAGES_PER_STREAM:
             raise DecodeError(f"more than {MAX_MESSAGES_PER_STREAM} identify messages")

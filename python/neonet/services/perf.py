@@ -10,12 +10,15 @@ from neonet.core.errors import RemoteProtocolError
 from neonet.core.peer_id import PeerId
 from neonet.net.host import Host
 from neonet.net.yamux_session import YamuxStream
-from neonet.proto.perf import PROTOCOL_ID, decode_perf_request, encode_perf_request
+from neonet.proto.perf import (
+    DEFAULT_MAX_DOWNLOAD_BYTES,
+    PROTOCOL_ID,
+    decode_perf_request,
+    encode_perf_request,
+)
 
 CHUNK = 256 * 1024
 _ZEROS = bytes(CHUNK)
-# The most a peer may ask us to send back (bounds what one stream can cost us).
-MAX_DOWNLOAD_BYTES = 16 * 1024**3
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +38,8 @@ async def handle_perf(stream: YamuxStream) -> None:
         if not chunk:
             raise RemoteProtocolError("perf stream ended before its 8-byte header")
         header += chunk
-    requested = decode_perf_request(bytes(header), limit=MAX_DOWNLOAD_BYTES)
+    # The limit bounds what one stream can make us send.
+    requested = decode_perf_request(bytes(header), limit=DEFAULT_MAX_DOWNLOAD_BYTES)
     while await stream.receive_some(CHUNK):
         pass
     await _send_zeros(stream, requested)
