@@ -83,12 +83,9 @@ async def neonet_dial(args: argparse.Namespace) -> dict[str, Any]:
             result["perf"] = {
                 "upload_bytes": perf.upload_bytes,
                 "download_bytes": perf.download_bytes,
-                "upload_mbps": perf.upload_bytes / perf.upload_seconds / 1e6
-                if perf.upload_bytes
-                else 0.0,
-                "download_mbps": perf.download_bytes / perf.download_seconds / 1e6
-                if perf.download_bytes
-                else 0.0,
+                "upload_seconds": perf.upload_seconds,
+                "download_seconds": perf.download_seconds,
+                "total_seconds": perf.total_seconds,
             }
         if args.streams:
             begin = trio.current_time()
@@ -184,7 +181,8 @@ async def raw_dial(args: argparse.Namespace) -> dict[str, Any]:
         seconds = trio.current_time() - begin
         result["perf"] = {
             "upload_bytes": args.perf_upload,
-            "upload_mbps": args.perf_upload / seconds / 1e6,
+            "download_bytes": 0,
+            "total_seconds": seconds,
         }
         await stream.aclose()
     return result

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 
 import trio
 
-from neonet.core.errors import HandshakeError
+from neonet.core.errors import HandshakeError, RemoteProtocolError
 from neonet.core.keys import Ed25519Identity, PublicKey
 from neonet.core.peer_id import PeerId
-from neonet.proto.noise import NoiseHandshake, NoiseTransport
+from neonet.proto.multistream import MultistreamDialer
+from neonet.proto.noise import PROTOCOL_ID, NoiseHandshake, NoiseTransport
 
 RECEIVE_CHUNK = 256 * 1024
 
@@ -70,10 +71,32 @@ class NoiseStream(trio.abc.Stream):
         await self.transport_stream.aclose()
 
 
-async def _run_handshake(transport: trio.abc.Stream, handshake: NoiseHandshake) -> NoiseStream:
+async def _run_handshake(
+    transport: trio.abc.Stream,
+    handshake: NoiseHandshake,
+    *,
+    negotiation: MultistreamDialer | None = None,
+) -> NoiseStream:
     outgoing = handshake.data_to_send()
+    if negotiation is not None:
+        # Lazy multistream-select: the /noise proposal and Noise message 1 go out in one
+        # write; the listener's confirmation is read before its Noise reply.
+        outgoing = negotiation.data_to_send() + outgoing
     if outgoing:
         await transport.send_all(outgoing)
+    pending = b""
+    while negotiation is not None and not negotiation.done:
+        data = await transport.receive_some(RECEIVE_CHUNK)
+        if not data:
+            # Not a failed handshake: the listener hung up (at its connection limit, say).
+            raise RemoteProtocolError("peer closed the connection during security negotiation")
+        negotiation.receive_data(data)
+        pending = negotiation.leftover
+    if pending:
+        handshake.receive_data(pending)
+        outgoing = handshake.data_to_send()
+        if outgoing:
+            await transport.send_all(outgoing)
     while not handshake.complete:
         data = await transport.receive_some(RECEIVE_CHUNK)
         if not data:
@@ -99,10 +122,13 @@ async def secure_outbound(
     *,
     expected_peer: PeerId | None,
     stream_muxers: Sequence[str] = (),
+    negotiate: bool = False,
 ) -> NoiseStream:
     """Run Noise as the initiator.
 
-    Fails with ``PeerIdMismatchError`` if the peer is not ``expected_peer``.
+    With ``negotiate``, the multistream-select proposal of /noise is sent together with
+    the first Noise message (one write, one round trip saved). Fails with
+    ``PeerIdMismatchError`` if the peer is not ``expected_peer``.
     """
     handshake = NoiseHandshake(
         initiator=True,
@@ -112,7 +138,8 @@ async def secure_outbound(
         stream_muxers=stream_muxers,
     )
     handshake.initiate()
-    return await _run_handshake(transport, handshake)
+    negotiation = MultistreamDialer([PROTOCOL_ID]) if negotiate else None
+    return await _run_handshake(transport, handshake, negotiation=negotiation)
 
 
 async def secure_inbound(

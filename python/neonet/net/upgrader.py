@@ -74,10 +74,12 @@ async def upgrade(
 ) -> SecuredChannel:
     """Secure and multiplex ``stream``. The caller bounds the time with a cancel scope."""
     if direction == "outbound":
-        _, leftover = await select_protocol(stream, [NOISE_PROTOCOL_ID])
-        transport: trio.abc.Stream = PrefixedStream(stream, leftover) if leftover else stream
         secure = await secure_outbound(
-            transport, identity, expected_peer=expected_peer, stream_muxers=STREAM_MUXERS
+            stream,
+            identity,
+            expected_peer=expected_peer,
+            stream_muxers=STREAM_MUXERS,
+            negotiate=True,
         )
     else:
         _, leftover = await accept_protocol(stream, [NOISE_PROTOCOL_ID])

@@ -23,6 +23,13 @@ _ZEROS = bytes(CHUNK)
 
 @dataclass(frozen=True, slots=True)
 class PerfResult:
+    """Timings of one exchange.
+
+    The server answers only after draining the whole upload, so ``upload_seconds`` runs
+    until the first byte of the answer (or its EOF) arrives and ``download_seconds``
+    from then until the EOF: both count bytes the peer really received.
+    """
+
     upload_bytes: int
     download_bytes: int
     upload_seconds: float
@@ -62,12 +69,11 @@ async def perf(host: Host, peer: PeerId, *, upload_bytes: int, download_bytes: i
         await stream.send_all(encode_perf_request(download_bytes))
         await _send_zeros(stream, upload_bytes)
         await stream.send_eof()
+        chunk = await stream.receive_some(CHUNK)
         uploaded = trio.current_time()
-        received = 0
-        while True:
+        received = len(chunk)
+        while chunk:
             chunk = await stream.receive_some(CHUNK)
-            if not chunk:
-                break
             received += len(chunk)
         done = trio.current_time()
     finally:
