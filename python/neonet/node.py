@@ -46,11 +46,24 @@ class Node:
         return self.host.listen_addrs
 
     def set_stream_handler(self, protocol: str, handler: StreamHandler) -> None:
-        """Serve ``protocol``: ``handler(stream)`` runs per inbound stream, which closes after."""
+        """Serve ``protocol``: ``handler(stream)`` runs per inbound stream, which closes after.
+
+        Connected peers that support identify push learn of the new protocol at once.
+        """
+        known = protocol in self.host.protocols
         self.host.set_stream_handler(protocol, handler)
+        if not known:
+            self.identify_service.announce_change()
+
+    def remove_stream_handler(self, protocol: str) -> None:
+        if protocol in self.host.protocols:
+            self.host.remove_stream_handler(protocol)
+            self.identify_service.announce_change()
 
     async def listen(self, address: Multiaddr | str) -> list[Multiaddr]:
-        return await self.host.listen(address)
+        bound = await self.host.listen(address)
+        self.identify_service.announce_change()
+        return bound
 
     async def connect(self, address: Multiaddr | str) -> PeerId:
         """Dial ``address`` and return the peer's ID (a /p2p/<peer ID> suffix is checked)."""

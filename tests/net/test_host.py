@@ -119,6 +119,25 @@ async def test_server_learns_client_through_identify() -> None:
             assert await client.identify_service.wait_identified(server.peer_id)
 
 
+async def test_identify_push_announces_new_protocols() -> None:
+    with trio.fail_after(TIMEOUT):
+        async with two_nodes() as (server, client):
+            await client.connect(server.listen_addrs[0])
+            await client.identify_service.wait_identified(server.peer_id)
+            await server.identify_service.wait_identified(client.peer_id)
+            assert "/chat/1.0.0" not in client.host.peerstore.protocols(server.peer_id)
+            async with trio.open_nursery() as nursery:
+
+                async def wait_for_push() -> None:
+                    record = await client.identify_service.wait_for_record(server.peer_id)
+                    assert "/chat/1.0.0" in record.protocols
+
+                nursery.start_soon(wait_for_push)
+                await trio.testing.wait_all_tasks_blocked()
+                server.set_stream_handler("/chat/1.0.0", echo)
+            assert "/chat/1.0.0" in client.host.peerstore.protocols(server.peer_id)
+
+
 async def test_dialing_the_wrong_peer_id_fails_clearly() -> None:
     with trio.fail_after(TIMEOUT):
         async with two_nodes() as (server, client):

@@ -111,6 +111,17 @@ class IdentifyService:
         self._record(peer, info)
         return info
 
+    async def wait_for_record(self, peer: PeerId) -> IdentifyInfo:
+        """Wait for the next identify record (or push) from ``peer``; the caller bounds the time."""
+        event = self._identified.setdefault(peer, trio.Event())
+        await event.wait()
+        return self.results[peer]
+
+    def announce_change(self) -> None:
+        """Our protocols or addresses changed: push the new record to connected peers."""
+        if self._nursery is not None:
+            self._nursery.start_soon(self.push)
+
     async def wait_identified(self, peer: PeerId) -> IdentifyInfo:
         """Wait until ``peer`` has been identified (the caller bounds the time)."""
         while peer not in self.results:
