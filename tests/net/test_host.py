@@ -26,6 +26,7 @@ from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.net.swarm import SwarmConfig
 from neonet.node import Node, Stream, open_node
+from tests.conftest import has_ipv6_loopback
 
 ECHO = "/echo/1.0.0"
 TIMEOUT = 20
@@ -55,15 +56,6 @@ async def two_nodes(
     ):
         server.set_stream_handler(ECHO, echo)
         yield server, client
-
-
-def has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,6 @@ builder here crafts the malformed frames no real library would send.
 from __future__ import annotations
 
 import random
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -38,20 +37,12 @@ from neonet.net.websocket import (
     accept_websocket,
     connect_websocket,
 )
+from tests.conftest import has_ipv6_loopback
 
 TIMEOUT = 20
 MiB = 1024 * 1024
 
 TransportMaker = Callable[[], Awaitable[tuple[trio.abc.Stream, trio.abc.Stream]]]
-
-
-def has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 async def memory_transports() -> tuple[trio.abc.Stream, trio.abc.Stream]:

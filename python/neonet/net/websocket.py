@@ -33,6 +33,7 @@ from wsproto.utilities import LocalProtocolError as WsLocalProtocolError
 from wsproto.utilities import RemoteProtocolError as WsRemoteProtocolError
 
 from neonet.core.errors import RemoteProtocolError, TransportError
+from neonet.net.conflict import ConflictGuard
 
 __all__ = [
     "CLOSE_TIMEOUT",
@@ -126,24 +127,6 @@ class _Violation(Exception):
         self.code = code
 
 
-class _ConflictGuard:
-    """Raises ``trio.BusyResourceError`` when two tasks use one side of the stream."""
-
-    __slots__ = ("_busy", "_what")
-
-    def __init__(self, what: str) -> None:
-        self._what = what
-        self._busy = False
-
-    def __enter__(self) -> None:
-        if self._busy:
-            raise trio.BusyResourceError(f"another task is already {self._what} on this stream")
-        self._busy = True
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._busy = False
-
-
 class WebSocketStream(trio.abc.Stream):
     """A byte stream carried in binary WebSocket messages over an underlying trio stream (TCP).
 
@@ -182,8 +165,8 @@ class WebSocketStream(trio.abc.Stream):
         self._send_broken: BaseException | None = None  # a send failed: framing may be torn
         self._failure_code = _CLOSE_NORMAL  # status our Close frame will carry
 
-        self._send_guard = _ConflictGuard("sending")
-        self._receive_guard = _ConflictGuard("receiving")
+        self._send_guard = ConflictGuard("sending")
+        self._receive_guard = ConflictGuard("receiving")
         # Serialises writes to the transport between the sending task and control frames
         # (pongs, the Close reply) produced while receiving.
         self._send_lock = trio.StrictFIFOLock()

@@ -27,6 +27,7 @@ from neonet.core.errors import (
     ProtocolError,
     RemoteProtocolError,
 )
+from neonet.net.conflict import ConflictGuard
 from neonet.proto.multistream import MultistreamDialer
 from neonet.proto.yamux import (
     DataReceived,
@@ -46,24 +47,6 @@ from neonet.proto.yamux import (
 RECEIVE_CHUNK = 256 * 1024
 # Writers wait while this much engine output is queued and not yet flushed.
 MAX_PENDING_OUTPUT = 1024 * 1024
-
-
-class _ConflictDetector:
-    """Raise trio.BusyResourceError when two tasks use the same half of a stream at once."""
-
-    __slots__ = ("_held", "_message")
-
-    def __init__(self, message: str) -> None:
-        self._message = message
-        self._held = False
-
-    def __enter__(self) -> None:
-        if self._held:
-            raise trio.BusyResourceError(self._message)
-        self._held = True
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._held = False
 
 
 class YamuxStream(trio.abc.HalfCloseableStream):
@@ -86,8 +69,8 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         self._reset = False
         self._local_finished = False
         self._closed = False
-        self._send_conflict = _ConflictDetector("another task is sending on this stream")
-        self._receive_conflict = _ConflictDetector("another task is receiving on this stream")
+        self._send_conflict = ConflictGuard("sending")
+        self._receive_conflict = ConflictGuard("receiving")
 
     @property
     def remote_peer(self) -> object:
