@@ -16,6 +16,7 @@ from neonet.core.keys import Ed25519Identity
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.net.host import Host
+from neonet.net.secure import warm_up
 from neonet.net.swarm import StreamHandler, SwarmConfig
 from neonet.net.yamux_session import YamuxStream
 from neonet.proto.identify import IdentifyInfo
@@ -113,6 +114,7 @@ async def open_node(
     The node stops, closing its connections, when the ``async with`` block ends.
     """
     host = Host(identity or Ed25519Identity.generate(), config)
+    warm_up(host.identity)
     host.set_stream_handler(PING_PROTOCOL_ID, ping_service.handle_ping)
     host.set_stream_handler(PERF_PROTOCOL_ID, perf_service.handle_perf)
     identify = IdentifyService(host)

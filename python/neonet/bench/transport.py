@@ -1,19 +1,24 @@
 """``neonet bench transport``: NeoNet vs py-libp2p vs raw trio TCP, side by side in one run.
 
 Each implementation runs as two processes on 127.0.0.1 (a listener and a dialer of the
-same implementation), so no side shares an interpreter or a GIL with the other. For each
-it prints: connect (dial + upgrade) median, ping round-trip median, one-stream bulk MB/s
-over 64 MiB (perf upload), and streams/s (open, negotiate, 1-byte echo, close).
+same implementation), so no side shares an interpreter with another. Rounds are
+interleaved (round 1 of every side, then round 2, ...) so that a noisy moment on this
+shared machine hits every side alike, and ratios are taken per round, then the median.
 
-py-libp2p 0.8.1 runs from its own virtualenv, built by the interop harness
+Printed per side: connect (dial + upgrade; the first dial of a fresh dialer process),
+warm connect (later dials in the same process, where the dialer supports it), ping
+round trip (32 bytes on one stream), bulk MB/s (64 MiB uploaded with /perf/1.0.0 on one
+stream, timed until the server, having drained it, answers; MB/s is computed here
+from bytes and seconds for every side), streams/s (open, negotiate, 1-byte echo, close).
+
+py-libp2p 0.8.1 runs from the virtualenv the interop harness builds
 (``python tests/interop/harness.py build py-libp2p`` in a source checkout); when it is
-missing, its column says so instead of guessing.
+missing, its row says so.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -24,15 +29,24 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PY_LIBP2P_VENV = Path.home() / ".cache" / "neonet-interop" / "py-libp2p-0.8.1"
 PY_LIBP2P_PEER = REPO_ROOT / "tests" / "interop" / "peers" / "py" / "peer.py"
+BULK_BYTES = 64 * 1024 * 1024
+# Connects timed back to back in one warm dialer process, per round.
+WARM_CONNECTS = 10
+METRICS = ("connect_ms", "warm_connect_ms", "ping_ms", "bulk_mbps", "streams_per_second")
 
 
 @dataclass
 class Side:
     name: str
     argv: list[str]
-    available: bool = True
+    repeated_connects: bool = False  # its dialer understands --connects
+    has_streams: bool = True
     note: str = ""
-    results: dict[str, Any] = field(default_factory=dict)
+    rounds: list[dict[str, float | None]] = field(default_factory=list)
+
+    def median(self, metric: str) -> float | None:
+        values = [r[metric] for r in self.rounds if r.get(metric) is not None]
+        return statistics.median(values) if values else None  # type: ignore[type-var]
 
 
 def _sides() -> list[Side]:
@@ -40,9 +54,12 @@ def _sides() -> list[Side]:
     py_python = PY_LIBP2P_VENV / "bin" / "python"
     py_side = Side("py-libp2p 0.8.1", [str(py_python), str(PY_LIBP2P_PEER)])
     if not (py_python.exists() and PY_LIBP2P_PEER.exists()):
-        py_side.available = False
         py_side.note = "not installed: run `python tests/interop/harness.py build py-libp2p`"
-    return [Side("neonet", [*own, "neonet"]), py_side, Side("raw trio TCP", [*own, "raw-tcp"])]
+    return [
+        Side("neonet", [*own, "neonet"], repeated_connects=True),
+        py_side,
+        Side("raw trio TCP", [*own, "raw-tcp"], repeated_connects=True, has_streams=False),
+    ]
 
 
 class _Listener:
@@ -51,15 +68,14 @@ class _Listener:
             [*argv, "listen", "--transport", "tcp", "--ip", "127.0.0.1"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             text=True,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if not line:
-            error = self.process.stderr.read() if self.process.stderr else ""
-            raise RuntimeError(f"listener {argv} printed nothing: {error[-2000:]}")
-        self.addrs: list[str] = json.loads(line)["addrs"]
+            raise RuntimeError(f"listener {argv} printed no address")
+        self.address: str = json.loads(line)["addrs"][0]
 
     def close(self) -> None:
         assert self.process.stdin is not None
@@ -89,7 +105,7 @@ def _dial(argv: list[str], address: str, *options: str, timeout: float = 300) ->
 
 
 def _perf_seconds(perf: dict[str, Any]) -> float:
-    """Time from the request until the server, having drained the upload, closed (EOF).
+    """Time from the request until the server, having drained the upload, answered.
 
     Peers that only report their phases give upload + download seconds, which covers
     the same span; a rate is never taken from a peer's own (possibly bit-based) figure.
@@ -99,89 +115,125 @@ def _perf_seconds(perf: dict[str, Any]) -> float:
     return float(perf["upload_seconds"]) + float(perf["download_seconds"])
 
 
-def _measure(side: Side, *, rounds: int, pings: int, bulk: int, streams: int) -> None:
-    listener = _Listener(side.argv)
+def _one_round(side: Side, address: str, *, pings: int, streams: int) -> dict[str, float | None]:
+    options = ["--pings", str(pings)]
+    if side.repeated_connects:
+        options += ["--connects", str(WARM_CONNECTS)]
+    result = _dial(side.argv, address, *options)
+    rtts = result["ping_rtt_ms"][1:] or result["ping_rtt_ms"]
+    warm = result.get("connect_ms_all")
+    row: dict[str, float | None] = {
+        "connect_ms": float(result["connect_ms"]),
+        "warm_connect_ms": statistics.median(warm) if warm else None,
+        "ping_ms": statistics.median(rtts),
+    }
+    result = _dial(side.argv, address, "--perf-upload", str(BULK_BYTES), "--perf-download", "0")
+    row["bulk_mbps"] = BULK_BYTES / _perf_seconds(result["perf"]) / 1e6
+    row["streams_per_second"] = None
+    if side.has_streams:
+        result = _dial(side.argv, address, "--streams", str(streams))
+        row["streams_per_second"] = float(result["streams_per_second"])
+    return row
+
+
+def run(*, rounds: int, pings: int, streams: int) -> list[Side]:
+    sides = _sides()
+    listeners: dict[str, _Listener] = {}
     try:
-        address = listener.addrs[0]
-        connects: list[float] = []
-        ping_medians: list[float] = []
-        bulk_rates: list[float] = []
-        stream_rates: list[float] = []
+        for side in sides:
+            if side.note:
+                continue
+            try:
+                listeners[side.name] = _Listener(side.argv)
+            except (RuntimeError, OSError, ValueError, KeyError) as exc:
+                side.note = f"listener failed: {exc}"
         for _ in range(rounds):
-            result = _dial(side.argv, address, "--pings", str(pings))
-            connects.append(result["connect_ms"])
-            ping_medians.append(
-                statistics.median(result["ping_rtt_ms"][1:] or result["ping_rtt_ms"])
-            )
-        for _ in range(rounds):
-            result = _dial(side.argv, address, "--perf-upload", str(bulk), "--perf-download", "0")
-            bulk_rates.append(bulk / _perf_seconds(result["perf"]) / 1e6)
-        if side.name != "raw trio TCP":
-            for _ in range(rounds):
-                result = _dial(side.argv, address, "--streams", str(streams))
-                stream_rates.append(result["streams_per_second"])
-        side.results = {
-            "connect_ms": statistics.median(connects),
-            "ping_ms": statistics.median(ping_medians),
-            "bulk_mbps": statistics.median(bulk_rates),
-            "streams_per_second": statistics.median(stream_rates) if stream_rates else None,
-        }
+            for side in sides:
+                if side.note:
+                    continue
+                try:
+                    side.rounds.append(
+                        _one_round(side, listeners[side.name].address, pings=pings, streams=streams)
+                    )
+                except (RuntimeError, subprocess.TimeoutExpired, KeyError, ValueError) as exc:
+                    side.note = f"failed: {exc}"
     finally:
-        listener.close()
+        for listener in listeners.values():
+            listener.close()
+    return sides
+
+
+def _ratios(neonet: Side, other: Side) -> dict[str, float]:
+    """Per-round ratios (NeoNet / other for rates, other / NeoNet for times), then medians."""
+    ratios: dict[str, float] = {}
+    pairs = list(zip(neonet.rounds, other.rounds, strict=False))
+    for metric, higher_is_better in (
+        ("bulk_mbps", True),
+        ("streams_per_second", True),
+        ("ping_ms", False),
+    ):
+        values = []
+        for mine, theirs in pairs:
+            a, b = mine.get(metric), theirs.get(metric)
+            if a and b:
+                values.append(a / b if higher_is_better else b / a)
+        if values:
+            ratios[metric] = statistics.median(values)
+    return ratios
+
+
+def _cell(side: Side, metric: str, width: int, digits: int) -> str:
+    value = side.median(metric)
+    return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
 
 def main(*, quick: bool = False, as_json: bool = False, rounds: int | None = None) -> None:
-    rounds = rounds or (3 if quick else 5)
-    workload = {
-        "rounds": rounds,
-        "pings": 50 if quick else 200,
-        "bulk": 64 * 1024 * 1024,
-        "streams": 200 if quick else 1000,
-    }
-    sides = _sides()
-    for side in sides:
-        if not side.available:
-            continue
-        try:
-            _measure(
-                side,
-                rounds=rounds,
-                pings=workload["pings"],
-                bulk=workload["bulk"],
-                streams=workload["streams"],
-            )
-        except (RuntimeError, subprocess.TimeoutExpired, KeyError, ValueError) as exc:
-            side.available = False
-            side.note = f"failed: {exc}"
-    neonet, py, _raw = sides
-    ratios: dict[str, float] = {}
-    if neonet.results and py.results:
-        ratios["bulk_vs_py_libp2p"] = neonet.results["bulk_mbps"] / py.results["bulk_mbps"]
-        if py.results["streams_per_second"]:
-            ratios["streams_vs_py_libp2p"] = (
-                neonet.results["streams_per_second"] / py.results["streams_per_second"]
-            )
+    rounds = rounds or (3 if quick else 7)
+    pings, streams = (50, 200) if quick else (200, 1000)
+    sides = run(rounds=rounds, pings=pings, streams=streams)
+    neonet, py_side, _raw = sides
+    ratios = _ratios(neonet, py_side) if neonet.rounds and py_side.rounds else {}
     if as_json:
         document = {
-            "workload": workload,
-            "results": {side.name: side.results or {"note": side.note} for side in sides},
-            "ratios": ratios,
+            "workload": {
+                "rounds": rounds,
+                "pings": pings,
+                "streams": streams,
+                "bulk_bytes": BULK_BYTES,
+            },
+            "results": {
+                side.name: {
+                    "medians": {m: side.median(m) for m in METRICS},
+                    "rounds": side.rounds,
+                    "note": side.note,
+                }
+                for side in sides
+            },
+            "ratios_vs_py_libp2p": ratios,
         }
         print(json.dumps(document, indent=2))
         return
-    print(f"neonet bench transport: 127.0.0.1, TCP; medians of {rounds} rounds; pid {os.getpid()}")
-    print(f"{'':16}{'connect ms':>12}{'ping ms':>10}{'bulk MB/s':>12}{'streams/s':>12}")
+    print(f"neonet bench transport: 127.0.0.1, TCP + Noise + yamux; {rounds} interleaved rounds")
+    print(
+        f"{'':16}{'connect ms':>11}{'warm ms':>9}{'ping ms':>9}{'bulk MB/s':>11}{'streams/s':>11}"
+    )
     for side in sides:
-        if not side.results:
+        if not side.rounds:
             print(f"{side.name:16}  {side.note}")
             continue
-        r = side.results
-        streams = f"{r['streams_per_second']:.0f}" if r["streams_per_second"] else "-"
-        print(
-            f"{side.name:16}{r['connect_ms']:>12.2f}{r['ping_ms']:>10.3f}{r['bulk_mbps']:>12.1f}{streams:>12}"
-        )
-    for name, value in ratios.items():
-        print(f"{name}: {value:.2f}x")
+
+        cells = [
+            _cell(side, "connect_ms", 11, 2),
+            _cell(side, "warm_connect_ms", 9, 2),
+            _cell(side, "ping_ms", 9, 3),
+            _cell(side, "bulk_mbps", 11, 1),
+            _cell(side, "streams_per_second", 11, 0),
+        ]
+        note = f"  ({side.note})" if side.note else ""
+        print(f"{side.name:16}{''.join(cells)}{note}")
+    for metric, value in ratios.items():
+        print(f"NeoNet vs py-libp2p, {metric}: {value:.2f}x (median of per-round ratios)")
+    print("connect: first dial of a fresh dialer process; warm: later dials in that process")
     print(
         "targets: connect < 5 ms, ping < 0.25 ms, bulk >= 5x py-libp2p, streams/s >= 10x py-libp2p"
     )
