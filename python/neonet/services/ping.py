@@ -10,7 +10,7 @@ from neonet.core.errors import RemoteProtocolError
 from neonet.core.peer_id import PeerId
 from neonet.net.host import Host
 from neonet.net.yamux_session import YamuxStream
-from neonet.proto.ping import PAYLOAD_SIZE, PROTOCOL_ID
+from neonet.proto.ping import PAYLOAD_SIZE, PROTOCOL_ID, PingServer
 
 # A ping stream that sends more than this without a pause is misbehaving.
 MAX_PINGS_PER_STREAM = 1_000_000
@@ -18,18 +18,16 @@ MAX_PINGS_PER_STREAM = 1_000_000
 
 async def handle_ping(stream: YamuxStream) -> None:
     """Echo each 32-byte payload until the peer closes its side."""
-    buffer = bytearray()
+    server = PingServer()
     echoed = 0
     while echoed < MAX_PINGS_PER_STREAM:
         data = await stream.receive_some(4096)
         if not data:
             return
-        buffer += data
-        whole = len(buffer) - len(buffer) % PAYLOAD_SIZE
-        if whole:
-            await stream.send_all(bytes(buffer[:whole]))
-            del buffer[:whole]
-            echoed += whole // PAYLOAD_SIZE
+        echo = server.receive_data(data)
+        if echo:
+            await stream.send_all(echo)
+            echoed += len(echo) // PAYLOAD_SIZE
 
 
 async def _receive_exactly(stream: trio.abc.ReceiveStream, size: int) -> bytes:
