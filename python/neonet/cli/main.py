@@ -6,6 +6,7 @@ neonet run [--listen MADDR ...] [--identity F]    run a node, print its addresse
 neonet ping MADDR [--count N]                     ping a libp2p peer
 neonet perf MADDR [--upload N] [--download N]     /perf/1.0.0 against a peer
 neonet bench transport [--quick] [--json]         NeoNet vs py-libp2p vs raw TCP
+neonet bench core [--quick] [--json]              Rust core vs its pure-Python twins
 """
 
 from __future__ import annotations
@@ -179,11 +180,16 @@ async def _perf(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from neonet.bench import transport as bench_transport
+    if args.suite == "transport":
+        from neonet.bench import transport as bench_transport
 
-    if args.suite != "transport":
+        bench_transport.main(quick=args.quick, as_json=args.json, rounds=args.rounds)
+    elif args.suite == "core":
+        from neonet.bench import core as bench_core
+
+        bench_core.main(quick=args.quick, as_json=args.json)
+    else:
         raise CliError(f"unknown benchmark {args.suite!r}")
-    bench_transport.main(quick=args.quick, as_json=args.json, rounds=args.rounds)
 
 
 def _byte_count(text: str) -> int:
@@ -254,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf.set_defaults(handler=lambda args: trio.run(_perf, args))
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
-    bench.add_argument("suite", choices=["transport"])
+    bench.add_argument("suite", choices=["transport", "core"])
     bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument(
