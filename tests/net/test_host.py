@@ -261,3 +261,21 @@ async def test_streams_pass_trio_half_closeable_conformance() -> None:
                 await trio.testing.check_half_closeable_stream(stream_maker, None)
             finally:
                 finished.set()
+
+
+async def test_stream_open_proposal_and_first_data_share_one_write() -> None:
+    # A stream to a protocol the peer announced: the SYN, the multistream proposal and
+    # the first data leave in one transport write (each write is a ~30 us syscall).
+    async with two_nodes() as (server, client):
+        with trio.fail_after(TIMEOUT):
+            peer = await client.connect(server.listen_addrs[0])
+            await client.identify_service.wait_identified(peer)
+            await server.identify_service.wait_identified(client.peer_id)
+            session = client.host.swarm.connections_to(peer)[0].session
+            for _ in range(20):
+                before = session.statistics().writes
+                stream = await client.new_stream(peer, [ECHO])
+                await stream.send_all(b"x")
+                assert await stream.receive_some(1) == b"x"
+                assert session.statistics().writes - before == 1
+                await stream.aclose()

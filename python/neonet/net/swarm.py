@@ -26,7 +26,7 @@ from neonet.core.keys import Ed25519Identity, PublicKey
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.net import transport
-from neonet.net.negotiate import accept_protocol, select_protocol
+from neonet.net.negotiate import accept_protocol, select_protocol, send_preamble
 from neonet.net.upgrader import Direction, upgrade
 from neonet.net.yamux_session import YamuxSession, YamuxStream
 from neonet.proto.multistream import MultistreamDialer
@@ -297,11 +297,13 @@ class Swarm:
         connections = self.connections_to(peer)
         if not connections:
             raise TransportError(f"not connected to {peer}")
+        # The SYN and the proposal wait one scheduler pass for the caller's first write,
+        # so that all of them share one packet (see YamuxStream.queue_bytes_nowait).
         stream = await connections[0].open_stream()
         if known_supported is not None:
             dialer = MultistreamDialer([known_supported])
             try:
-                await stream.send_all(dialer.data_to_send())
+                await send_preamble(stream, dialer.data_to_send())
             except BaseException:
                 stream.reset()
                 raise

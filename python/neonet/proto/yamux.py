@@ -717,6 +717,11 @@ class YamuxConnection:
 
     # --- commands --------------------------------------------------------------------------
 
+    @property
+    def has_output(self) -> bool:
+        """Whether frames are queued for the peer (``data_to_send`` would return bytes)."""
+        return bool(self._output)
+
     def data_to_send(self) -> bytes:
         """Return and clear everything queued for the peer."""
         self._queued_replies = 0
