@@ -227,6 +227,8 @@ pub struct RoutingTable<P = Box<[u8]>> {
     slots: Vec<Option<Entry>>,
     free: Vec<u32>,
     index: HashMap<Box<[u8]>, u32>,
+    /// Inside `update_many`: new keys are appended unsorted, then settled once.
+    batching: bool,
 }
 
 impl<P: AsRef<[u8]>> RoutingTable<P> {
@@ -259,6 +261,7 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
             slots: Vec::new(),
             free: Vec::new(),
             index: HashMap::new(),
+            batching: false,
         })
     }
 
@@ -392,7 +395,11 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
         };
         self.link_at_tail(slot);
         let sorted = &mut self.buckets[bucket].sorted;
-        sorted.insert(key, peer);
+        if self.batching {
+            sorted.append(key, peer);
+        } else {
+            sorted.insert(key, peer);
+        }
         if sorted.len() == 1 {
             self.set_occupied(bucket, true);
         }
@@ -491,6 +498,7 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
             check_peer_id(peer.as_ref())?;
         }
         let mut outcomes = Vec::with_capacity(peers.len());
+        self.batching = true;
         for peer in peers {
             let outcome = match self.index.get(peer.as_ref()) {
                 Some(&slot) => {
@@ -503,6 +511,10 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
                 }
             };
             outcomes.push(outcome);
+        }
+        self.batching = false;
+        for bucket in &mut self.buckets {
+            bucket.sorted.settle();
         }
         Ok(outcomes)
     }
@@ -646,23 +658,33 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
     }
 
     /// The `count` stored peers nearest `target`, nearest first.
-    fn closest_into<'a>(&'a self, target: &Words, mut count: usize, out: &mut Vec<&'a P>) {
+    fn closest_into<'a>(&'a self, target: &Words, count: usize, out: &mut Vec<&'a P>) {
         if count == 0 || self.is_empty() {
             return;
         }
+        SCRATCH.with_borrow_mut(|scratch| self.visit_buckets(target, count, out, scratch));
+    }
+
+    /// Buckets in order of distance from the target (whole buckets never mix): its own
+    /// bucket; then, deeper, a bucket whose distinguishing bit the target shares comes
+    /// before everything deeper, the others after all of it (deepest first); then the
+    /// shallower ones, deepest first.
+    fn visit_buckets<'a>(
+        &'a self,
+        target: &Words,
+        mut count: usize,
+        out: &mut Vec<&'a P>,
+        scratch: &mut Vec<u64>,
+    ) {
         let distance = xor(target, &self.local);
         let own = leading_zeros(&distance);
-        // Buckets in order of distance from the target (whole buckets never mix): its
-        // own bucket; then, deeper, a bucket whose distinguishing bit the target
-        // shares comes before everything deeper, the others after all of it (deepest
-        // first); then the shallower ones, deepest first.
         let mut visit = |bucket: usize| -> bool {
             let sorted = &self.buckets[bucket].sorted;
             if sorted.len() >= count {
-                sorted.nearest(target, count, out);
+                sorted.nearest(target, count, out, scratch);
                 return true;
             }
-            sorted.take_range(0, sorted.len(), target, out);
+            sorted.take_range(0, sorted.len(), target, out, scratch);
             count -= sorted.len();
             false
         };
@@ -686,11 +708,8 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
                 return;
             }
         }
-        let shallower: Vec<usize> = set_bits(&self.occupied, 0)
-            .take_while(|&bucket| bucket < own)
-            .collect();
-        for &bucket in shallower.iter().rev() {
-            if visit(bucket) {
+        for bucket in (0..own.min(BUCKET_COUNT)).rev() {
+            if bit(&self.occupied, bucket) && visit(bucket) {
                 return;
             }
         }
@@ -757,6 +776,12 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
     }
 }
 
+thread_local! {
+    /// Sort items of `closest`, reused across calls on one thread (no allocation per
+    /// lookup; `closest_many` runs on one thread too).
+    static SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Indices of the set bits of `value` from `start` on, ascending.
 fn set_bits(value: &Words, start: usize) -> impl Iterator<Item = usize> + '_ {
     (start / 64..4)
@@ -788,11 +813,14 @@ fn shared_prefix(key: &Words, target: &Words) -> usize {
 }
 
 /// A bucket's keys in ascending order with their peers; `heads` repeats each key's
-/// first word so that binary searches touch 8 bytes a step.
+/// first word so that binary searches touch 8 bytes a step. During a batch of
+/// updates new entries are appended unsorted after the first `sorted` and put in
+/// place once by [`Self::settle`] (loading n peers costs O(n log n), not O(n^2)).
 struct SortedKeys<P> {
     heads: Vec<u64>,
     keys: Vec<Words>,
     peers: Vec<P>,
+    sorted: usize,
 }
 
 impl<P> Default for SortedKeys<P> {
@@ -801,6 +829,7 @@ impl<P> Default for SortedKeys<P> {
             heads: Vec::new(),
             keys: Vec::new(),
             peers: Vec::new(),
+            sorted: 0,
         }
     }
 }
@@ -814,35 +843,88 @@ impl<P> SortedKeys<P> {
         self.keys.is_empty()
     }
 
+    /// Position of `key` in the sorted entries.
     fn lower_bound(&self, key: &Words) -> usize {
-        let start = self.heads.partition_point(|&head| head < key[0]);
+        let start = self.heads[..self.sorted].partition_point(|&head| head < key[0]);
         start
-            + self.keys[start..]
+            + self.keys[start..self.sorted]
                 .iter()
                 .take_while(|other| other[0] == key[0] && *other < key)
                 .count()
     }
 
     fn insert(&mut self, key: Words, peer: P) {
+        debug_assert_eq!(self.sorted, self.len(), "insert outside a batch");
         let position = self.lower_bound(&key);
         self.heads.insert(position, key[0]);
         self.keys.insert(position, key);
         self.peers.insert(position, peer);
+        self.sorted += 1;
+    }
+
+    /// Add an entry unsorted (inside a batch); [`Self::settle`] sorts it in.
+    fn append(&mut self, key: Words, peer: P) {
+        self.heads.push(key[0]);
+        self.keys.push(key);
+        self.peers.push(peer);
+    }
+
+    /// Sort the entries appended by a batch into place: sort them, then merge.
+    fn settle(&mut self) {
+        if self.sorted == self.len() {
+            return;
+        }
+        let mut added: Vec<(Words, P)> = self
+            .keys
+            .drain(self.sorted..)
+            .zip(self.peers.drain(self.sorted..))
+            .collect();
+        added.sort_unstable_by_key(|entry| entry.0);
+        let old_keys = std::mem::take(&mut self.keys);
+        let old_peers = std::mem::take(&mut self.peers);
+        let total = old_keys.len() + added.len();
+        self.keys.reserve_exact(total);
+        self.peers.reserve_exact(total);
+        let mut old = old_keys.into_iter().zip(old_peers).peekable();
+        let mut new = added.into_iter().peekable();
+        loop {
+            let take_old = match (old.peek(), new.peek()) {
+                (Some(a), Some(b)) => a.0 < b.0,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let (key, peer) = if take_old { old.next() } else { new.next() }.expect("peeked");
+            self.keys.push(key);
+            self.peers.push(peer);
+        }
+        self.heads.clear();
+        self.heads.extend(self.keys.iter().map(|key| key[0]));
+        self.sorted = total;
     }
 
     fn remove(&mut self, key: &Words) -> P {
+        debug_assert_eq!(self.sorted, self.len(), "remove outside a batch");
         let position = self.lower_bound(key);
         debug_assert_eq!(self.keys[position], *key);
         self.heads.remove(position);
         self.keys.remove(position);
+        self.sorted -= 1;
         self.peers.remove(position)
     }
 
-    /// The peer stored under `key` (which must be present).
+    /// The peer stored under `key` (which must be present; inside a batch it may still
+    /// sit among the unsorted entries).
     fn peer(&self, key: &Words) -> &P {
         let position = self.lower_bound(key);
-        debug_assert_eq!(self.keys[position], *key);
-        &self.peers[position]
+        if position < self.sorted && self.keys[position] == *key {
+            return &self.peers[position];
+        }
+        let offset = self.keys[self.sorted..]
+            .iter()
+            .position(|other| other == key)
+            .expect("stored key");
+        &self.peers[self.sorted + offset]
     }
 
     /// Shared-prefix length of entry `index` with the target; -1 outside the keys.
@@ -863,8 +945,22 @@ impl<P> SortedKeys<P> {
 
     /// Sort items nearest first. The packed distance bits decide unless two keys share
     /// their first 44 bits; only then are full distances compared.
-    fn sort_items(&self, items: &mut [u64], target: &Words) {
-        items.sort_unstable();
+    fn sort_items(&self, items: &mut [u64], target: &Words, nearly_sorted: bool) {
+        if nearly_sorted && items.len() <= 32 {
+            // Picks come whole subtree by whole subtree, nearest first: insertion sort
+            // only pays for the inversions inside each subtree.
+            for next in 1..items.len() {
+                let item = items[next];
+                let mut place = next;
+                while place > 0 && items[place - 1] > item {
+                    items[place] = items[place - 1];
+                    place -= 1;
+                }
+                items[place] = item;
+            }
+        } else {
+            items.sort_unstable();
+        }
         if items
             .windows(2)
             .any(|pair| pair[0] & !INDEX_MASK == pair[1] & !INDEX_MASK)
@@ -876,9 +972,18 @@ impl<P> SortedKeys<P> {
     }
 
     /// Append the peers of entries `low..high`, nearest `target` first.
-    fn take_range<'a>(&'a self, low: usize, high: usize, target: &Words, out: &mut Vec<&'a P>) {
-        let mut items: Vec<u64> = (low..high).map(|index| self.item(index, target)).collect();
-        self.sort_items(&mut items, target);
+    fn take_range<'a>(
+        &'a self,
+        low: usize,
+        high: usize,
+        target: &Words,
+        out: &mut Vec<&'a P>,
+        scratch: &mut Vec<u64>,
+    ) {
+        scratch.clear();
+        scratch.extend((low..high).map(|index| self.item(index, target)));
+        let items = &mut scratch[..];
+        self.sort_items(items, target, false);
         out.extend(
             items
                 .iter()
@@ -895,10 +1000,16 @@ impl<P> SortedKeys<P> {
     /// the last depth `d` reached belong to the answer, and the rest is the nearest
     /// of the keys sharing exactly `d` bits (one run on one side: the sibling
     /// subtree), usually a handful. An oversized run is narrowed by [`Self::descend`].
-    fn nearest<'a>(&'a self, target: &Words, count: usize, out: &mut Vec<&'a P>) {
+    fn nearest<'a>(
+        &'a self,
+        target: &Words,
+        count: usize,
+        out: &mut Vec<&'a P>,
+        scratch: &mut Vec<u64>,
+    ) {
         let length = self.len();
         if length <= count {
-            self.take_range(0, length, target, out);
+            self.take_range(0, length, target, out, scratch);
             return;
         }
         let position = self.lower_bound(target);
@@ -909,7 +1020,8 @@ impl<P> SortedKeys<P> {
             -1
         };
         let mut right = self.depth_at(high, target);
-        let mut items: Vec<u64> = Vec::with_capacity(count + 8);
+        let mut items = std::mem::take(scratch);
+        items.clear();
         let mut depth = i32::MAX;
         let mut deeper = 0; // how many picked items lie deeper than `depth`
         while items.len() < count {
@@ -953,7 +1065,7 @@ impl<P> SortedKeys<P> {
             };
             items.push(self.item(index, target));
         }
-        self.sort_items(&mut items[..deeper], target);
+        self.sort_items(&mut items[..deeper], target, true);
         out.extend(
             items[..deeper]
                 .iter()
@@ -973,16 +1085,18 @@ impl<P> SortedKeys<P> {
                 let run_low = run_low.map_or(position, |index| index as usize);
                 (run_low, high + self.run_length(high, target, depth))
             };
-            self.descend(run_low, run_high, target, wanted, out);
+            *scratch = items;
+            self.descend(run_low, run_high, target, wanted, out, scratch);
             return;
         }
         let rest = &mut items[deeper..];
-        self.sort_items(rest, target);
+        self.sort_items(rest, target, false);
         out.extend(
             rest[..wanted]
                 .iter()
                 .map(|&item| &self.peers[(item & INDEX_MASK) as usize]),
         );
+        *scratch = items;
     }
 
     /// How many keys from `start` on share at least `depth` bits with the target
@@ -1012,6 +1126,7 @@ impl<P> SortedKeys<P> {
         target: &Words,
         mut count: usize,
         out: &mut Vec<&'a P>,
+        scratch: &mut Vec<u64>,
     ) {
         while high - low > count {
             let split_bit = leading_zeros(&xor(&self.keys[low], &self.keys[high - 1]));
@@ -1025,12 +1140,12 @@ impl<P> SortedKeys<P> {
             if size >= count {
                 (low, high) = near;
             } else {
-                self.take_range(near.0, near.1, target, out);
+                self.take_range(near.0, near.1, target, out, scratch);
                 count -= size;
                 (low, high) = far;
             }
         }
-        self.take_range(low, high, target, out);
+        self.take_range(low, high, target, out, scratch);
     }
 }
 
@@ -1067,7 +1182,7 @@ mod tests {
             .into_iter()
             .map(|peer| (xor(&peer_words(peer), &target), peer.to_vec()))
             .collect();
-        all.sort();
+        all.sort_unstable();
         all.into_iter().take(n).map(|(_, peer)| peer).collect()
     }
 
@@ -1128,11 +1243,12 @@ mod tests {
             }
             assert_eq!(table.bucket_peers(index as i64).unwrap().len(), *size);
         }
-        for number in 0..200u32 {
+        for number in 0..60u32 {
             let key = kad_key(&number.to_le_bytes());
+            let all = brute_closest(&table, &key, usize::MAX);
             for n in [0, 1, 5, 20, 33, 1000] {
                 let found = as_vecs(table.closest(&key, n as i64).unwrap());
-                assert_eq!(found, brute_closest(&table, &key, n));
+                assert_eq!(found, all[..n.min(all.len())]);
             }
         }
         let local = table.local_key();
@@ -1148,16 +1264,47 @@ mod tests {
         let peers: Vec<Box<[u8]>> = (0..5000).map(|number| peer(number).into()).collect();
         table.update_many(peers, 1.0).unwrap();
         assert_eq!(table.len(), 5000);
-        let keys: Vec<Key> = (0..100u32).map(|n| kad_key(&n.to_be_bytes())).collect();
+        let keys: Vec<Key> = (0..40u32).map(|n| kad_key(&n.to_be_bytes())).collect();
         let key_refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
         let many = table.closest_many(&key_refs, 20).unwrap();
         for (key, found) in keys.iter().zip(many) {
-            assert_eq!(as_vecs(found), brute_closest(&table, key, 20));
+            let all = brute_closest(&table, key, 300);
+            assert_eq!(as_vecs(found), all[..20]);
+            assert_eq!(as_vecs(table.closest(key, 300).unwrap()), all);
+        }
+    }
+
+    #[test]
+    fn update_many_equals_updates_in_order() {
+        let ids: Vec<Vec<u8>> = (0..400).chain(0..50).map(peer).collect();
+        let mut batch = table(3, 2);
+        let mut single = table(3, 2);
+        let batch_outcomes = batch
+            .update_many(ids.iter().map(|id| id.clone().into()).collect(), 2.0)
+            .unwrap();
+        let single_outcomes: Vec<Update> =
+            ids.iter().map(|id| update(&mut single, id, 2.0)).collect();
+        assert_eq!(batch_outcomes, single_outcomes);
+        assert!(batch_outcomes
+            .iter()
+            .any(|outcome| matches!(outcome, Update::Pending(_))));
+        assert_eq!(as_vecs(batch.peers()), as_vecs(single.peers()));
+        for index in 0..BUCKET_COUNT as i64 {
             assert_eq!(
-                as_vecs(table.closest(key, 300).unwrap()),
-                brute_closest(&table, key, 300)
+                as_vecs(batch.replacements(index).unwrap()),
+                as_vecs(single.replacements(index).unwrap())
             );
         }
+        let key = kad_key(b"somewhere");
+        assert_eq!(
+            as_vecs(batch.closest(&key, 30).unwrap()),
+            brute_closest(&batch, &key, 30)
+        );
+        assert!(matches!(
+            batch.update_many(vec![Box::from(&b"ok"[..]), Box::from(&b""[..])], 3.0),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert_eq!(as_vecs(batch.peers()), as_vecs(single.peers()));
     }
 
     /// Peers of one bucket (index 0: the first key bit differs from ours).
@@ -1285,7 +1432,7 @@ mod tests {
         for shape in 0..4 {
             let mut sorted = SortedKeys::default();
             let mut keys: Vec<Words> = Vec::new();
-            for slot in 0..3000u32 {
+            for slot in 0..1500u32 {
                 let noise = next();
                 let key = match shape {
                     // Same first word: the full-key paths decide.
@@ -1309,7 +1456,7 @@ mod tests {
                 .copied()
                 .zip(sorted.keys.iter().copied())
                 .collect();
-            for round in 0..60 {
+            for round in 0..30 {
                 let target = match round % 3 {
                     0 => [next(), next(), next(), next()],
                     1 => keys[(next() % keys.len() as u64) as usize],
@@ -1317,7 +1464,7 @@ mod tests {
                 };
                 for count in [1, 2, 7, 20, 100, 400] {
                     let mut found = Vec::new();
-                    sorted.nearest(&target, count, &mut found);
+                    sorted.nearest(&target, count, &mut found, &mut Vec::new());
                     let mut expected: Vec<Words> =
                         keys.iter().map(|key| xor(key, &target)).collect();
                     expected.sort();

@@ -155,6 +155,7 @@ class RoutingTable:
         "_pending_timeout",
         "_refreshed",
         "_replacement_size",
+        "_unsorted",
     )
 
     def __init__(
@@ -184,6 +185,7 @@ class RoutingTable:
         self._buckets: list[_Bucket | None] = [None] * BUCKET_COUNT
         self._occupied: list[int] = []  # indices of non-empty buckets, ascending
         self._refreshed = [_NEVER] * BUCKET_COUNT
+        self._unsorted: set[_Bucket] | None = None  # buckets with unsorted keys (batches)
 
     # -- properties -------------------------------------------------------------------
 
@@ -262,8 +264,17 @@ class RoutingTable:
         _check_now(now)
         for peer_id in peer_ids:
             _check_peer_id(peer_id)
-        update = self.update
-        return [update(peer_id, now) for peer_id in peer_ids]
+        # Keys of new peers are appended unsorted and each touched bucket sorted once
+        # at the end (Timsort merges the sorted run and the new one): loading n peers
+        # costs O(n log n), not the O(n^2) of n sorted insertions.
+        self._unsorted = set()
+        try:
+            update = self.update
+            return [update(peer_id, now) for peer_id in peer_ids]
+        finally:
+            for bucket in self._unsorted:
+                bucket.keys.sort()
+            self._unsorted = None
 
     def _insert(self, index: int, bucket: _Bucket, peer_id: bytes, key: int, now: float) -> None:
         if not bucket.entries:
@@ -272,7 +283,11 @@ class RoutingTable:
 
     def _store(self, bucket: _Bucket, peer_id: bytes, key: int, now: float) -> None:
         bucket.entries[peer_id] = now
-        insort(bucket.keys, key)
+        if self._unsorted is None:
+            insort(bucket.keys, key)
+        else:
+            bucket.keys.append(key)
+            self._unsorted.add(bucket)
         self._key_of[peer_id] = key
         self._peer_of[key] = peer_id
 
