@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from neonet.core import base58 as _pure_base58
+from neonet.core import routing as _pure_routing
 
 BackendName = Literal["native", "pure"]
 PURE_ENV_VAR = "NEONET_PURE"
@@ -27,12 +28,17 @@ class Implementation:
     name: BackendName
     base58btc_encode: Callable[[bytes], str]
     base58btc_decode: Callable[[str], bytes]
+    kad_key: Callable[[bytes], bytes]
+    # The routing table class; both classes share the interface of the pure one.
+    RoutingTable: type[_pure_routing.RoutingTable]
 
 
 _PURE = Implementation(
     name="pure",
     base58btc_encode=_pure_base58.encode,
     base58btc_decode=_pure_base58.decode,
+    kad_key=_pure_routing.kad_key,
+    RoutingTable=_pure_routing.RoutingTable,
 )
 
 
@@ -47,6 +53,8 @@ def _load_native() -> Implementation | None:
         name="native",
         base58btc_encode=_native.base58btc_encode,
         base58btc_decode=_native.base58btc_decode,
+        kad_key=_native.kad_key,
+        RoutingTable=_native.RoutingTable,  # type: ignore[arg-type]
     )
 
 
@@ -74,3 +82,5 @@ BACKEND: BackendName = ACTIVE.name
 
 base58btc_encode = ACTIVE.base58btc_encode
 base58btc_decode = ACTIVE.base58btc_decode
+kad_key = ACTIVE.kad_key
+RoutingTable = ACTIVE.RoutingTable
