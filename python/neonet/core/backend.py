@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from neonet.core import base58 as _pure_base58
+from neonet.core import gossip as _pure_gossip
+from neonet.core.gossip import MeshStateInterface, MessageCacheInterface, SeenCacheInterface
 
 BackendName = Literal["native", "pure"]
 PURE_ENV_VAR = "NEONET_PURE"
@@ -27,12 +29,19 @@ class Implementation:
     name: BackendName
     base58btc_encode: Callable[[bytes], str]
     base58btc_decode: Callable[[str], bytes]
+    # GossipSub decision layer (neonet.core.gossip): the classes, called to construct.
+    seen_cache: Callable[..., SeenCacheInterface]
+    message_cache: Callable[..., MessageCacheInterface]
+    mesh_state: Callable[..., MeshStateInterface]
 
 
 _PURE = Implementation(
     name="pure",
     base58btc_encode=_pure_base58.encode,
     base58btc_decode=_pure_base58.decode,
+    seen_cache=_pure_gossip.SeenCache,
+    message_cache=_pure_gossip.MessageCache,
+    mesh_state=_pure_gossip.MeshState,
 )
 
 
@@ -47,6 +56,9 @@ def _load_native() -> Implementation | None:
         name="native",
         base58btc_encode=_native.base58btc_encode,
         base58btc_decode=_native.base58btc_decode,
+        seen_cache=_native.SeenCache,
+        message_cache=_native.MessageCache,
+        mesh_state=_native.MeshState,
     )
 
 
@@ -74,3 +86,6 @@ BACKEND: BackendName = ACTIVE.name
 
 base58btc_encode = ACTIVE.base58btc_encode
 base58btc_decode = ACTIVE.base58btc_decode
+SeenCache = ACTIVE.seen_cache
+MessageCache = ACTIVE.message_cache
+MeshState = ACTIVE.mesh_state
