@@ -3,8 +3,9 @@
 //! Same interface as the pure twins in `neonet.core.gossip` (which also defines the
 //! shared value types `GossipParams` and `HeartbeatDecision`). Peer IDs are kept as the
 //! caller's bytes objects, indexed by the core's peer handles, so results hand back the
-//! very objects the caller passed in (as the pure twin does). Batch calls copy their input
-//! into Rust buffers and release the GIL while the core works.
+//! very objects the caller passed in (as the pure twin does). Batch calls and the heartbeat
+//! copy their input into Rust buffers and release the GIL while the core works; another
+//! thread calling the same object meanwhile gets PyO3's "already borrowed" RuntimeError.
 
 use neonet_core::gossip as core;
 use neonet_core::Error;
@@ -495,7 +496,10 @@ impl MeshState {
         now: f64,
         seed: Seed,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let decision = self.inner.heartbeat(now, seed.0).map_err(fail(py))?;
+        let inner = &mut self.inner;
+        let decision = py
+            .detach(|| inner.heartbeat(now, seed.0))
+            .map_err(fail(py))?;
         let grafts = decision
             .grafts
             .iter()
