@@ -5,6 +5,7 @@
 
 pub mod base58;
 pub mod routing;
+pub mod gossip;
 
 use std::fmt;
 

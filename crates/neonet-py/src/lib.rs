@@ -5,6 +5,7 @@
 //! `Error::InvalidArgument` -> `ValueError`.
 
 mod routing;
+mod gossip;
 
 use neonet_core::Error;
 use pyo3::exceptions::PyValueError;
@@ -44,5 +45,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(base58btc_encode, module)?)?;
     module.add_function(wrap_pyfunction!(base58btc_decode, module)?)?;
     routing::register(module)?;
+    gossip::register(module)?;
     Ok(())
 }

@@ -16,6 +16,8 @@ from typing import Literal
 
 from neonet.core import base58 as _pure_base58
 from neonet.core import routing as _pure_routing
+from neonet.core import gossip as _pure_gossip
+from neonet.core.gossip import MeshStateInterface, MessageCacheInterface, SeenCacheInterface
 
 BackendName = Literal["native", "pure"]
 PURE_ENV_VAR = "NEONET_PURE"
@@ -31,6 +33,10 @@ class Implementation:
     kad_key: Callable[[bytes], bytes]
     # The routing table class; both classes share the interface of the pure one.
     RoutingTable: type[_pure_routing.RoutingTable]
+    # GossipSub decision layer (neonet.core.gossip): the classes, called to construct.
+    seen_cache: Callable[..., SeenCacheInterface]
+    message_cache: Callable[..., MessageCacheInterface]
+    mesh_state: Callable[..., MeshStateInterface]
 
 
 _PURE = Implementation(
@@ -39,6 +45,9 @@ _PURE = Implementation(
     base58btc_decode=_pure_base58.decode,
     kad_key=_pure_routing.kad_key,
     RoutingTable=_pure_routing.RoutingTable,
+    seen_cache=_pure_gossip.SeenCache,
+    message_cache=_pure_gossip.MessageCache,
+    mesh_state=_pure_gossip.MeshState,
 )
 
 
@@ -55,6 +64,9 @@ def _load_native() -> Implementation | None:
         base58btc_decode=_native.base58btc_decode,
         kad_key=_native.kad_key,
         RoutingTable=_native.RoutingTable,  # type: ignore[arg-type]
+        seen_cache=_native.SeenCache,
+        message_cache=_native.MessageCache,
+        mesh_state=_native.MeshState,
     )
 
 
@@ -84,3 +96,6 @@ base58btc_encode = ACTIVE.base58btc_encode
 base58btc_decode = ACTIVE.base58btc_decode
 kad_key = ACTIVE.kad_key
 RoutingTable = ACTIVE.RoutingTable
+SeenCache = ACTIVE.seen_cache
+MessageCache = ACTIVE.message_cache
+MeshState = ACTIVE.mesh_state
