@@ -4,6 +4,7 @@
 //! pure-Python twin with the same results and errors (see `neonet.core.backend`).
 
 pub mod base58;
+pub mod ledger;
 
 use std::fmt;
 

@@ -4,11 +4,13 @@
 //! pure-Python twins raise): `Error::Decode` -> `neonet.core.errors.DecodeError`,
 //! `Error::InvalidArgument` -> `ValueError`.
 
+mod ledger;
+
 use neonet_core::Error;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-fn to_python_error(py: Python<'_>, error: Error) -> PyErr {
+pub(crate) fn to_python_error(py: Python<'_>, error: Error) -> PyErr {
     match error {
         Error::Decode(message) => match py
             .import("neonet.core.errors")
@@ -41,5 +43,6 @@ fn base58btc_decode(py: Python<'_>, text: &str) -> PyResult<Vec<u8>> {
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(base58btc_encode, module)?)?;
     module.add_function(wrap_pyfunction!(base58btc_decode, module)?)?;
+    ledger::register(module)?;
     Ok(())
 }

@@ -10,11 +10,14 @@ the selected backend; tests reach both through ``implementation("pure" | "native
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from neonet.core import base58 as _pure_base58
+from neonet.core import cbor as _pure_cbor
+from neonet.core import ledger as _pure_ledger
+from neonet.core.ledger import ChainHead, ChainVerdict
 
 BackendName = Literal["native", "pure"]
 PURE_ENV_VAR = "NEONET_PURE"
@@ -27,12 +30,32 @@ class Implementation:
     name: BackendName
     base58btc_encode: Callable[[bytes], str]
     base58btc_decode: Callable[[str], bytes]
+    cbor_encode: Callable[[object], bytes]
+    cbor_decode: Callable[[bytes], _pure_cbor.Value]
+    hash_block_body: Callable[[bytes], bytes]
+    verify_signature: Callable[[bytes, bytes, bytes], bool]
+    verify_signatures: Callable[[Sequence[tuple[bytes, bytes, bytes]]], list[bool]]
+    verify_chain: VerifyChain
+
+
+class VerifyChain(Protocol):
+    """The signature of ``verify_chain`` (keyword-only arguments need a Protocol)."""
+
+    def __call__(
+        self, blocks: Sequence[bytes], *, mint_account: bytes | None, start: ChainHead | None = ...
+    ) -> ChainVerdict: ...
 
 
 _PURE = Implementation(
     name="pure",
     base58btc_encode=_pure_base58.encode,
     base58btc_decode=_pure_base58.decode,
+    cbor_encode=_pure_cbor.encode,
+    cbor_decode=_pure_cbor.decode,
+    hash_block_body=_pure_ledger.hash_block_body,
+    verify_signature=_pure_ledger.verify_signature,
+    verify_signatures=_pure_ledger.verify_signatures,
+    verify_chain=_pure_ledger.verify_chain,
 )
 
 
@@ -47,6 +70,12 @@ def _load_native() -> Implementation | None:
         name="native",
         base58btc_encode=_native.base58btc_encode,
         base58btc_decode=_native.base58btc_decode,
+        cbor_encode=_native.cbor_encode,
+        cbor_decode=_native.cbor_decode,
+        hash_block_body=_native.hash_block_body,
+        verify_signature=_native.verify_signature,
+        verify_signatures=_native.verify_signatures,
+        verify_chain=_native.verify_chain,
     )
 
 
@@ -74,3 +103,9 @@ BACKEND: BackendName = ACTIVE.name
 
 base58btc_encode = ACTIVE.base58btc_encode
 base58btc_decode = ACTIVE.base58btc_decode
+cbor_encode = ACTIVE.cbor_encode
+cbor_decode = ACTIVE.cbor_decode
+hash_block_body = ACTIVE.hash_block_body
+verify_signature = ACTIVE.verify_signature
+verify_signatures = ACTIVE.verify_signatures
+verify_chain = ACTIVE.verify_chain
