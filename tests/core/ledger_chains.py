@@ -17,10 +17,6 @@ def signing_key(seed: int) -> SigningKey:
     return SigningKey(hashlib.sha256(seed.to_bytes(8, "little")).digest())
 
 
-def sign_with(key: SigningKey) -> object:
-    return lambda message: key.sign(message).signature
-
-
 class Account:
     """Writes a chain as a correct wallet would; the keyword overrides forge faults."""
 

@@ -165,6 +165,11 @@ def test_encode_refusals(backend: Implementation, value: Any, message: str) -> N
         backend.cbor_encode(value)
 
 
+def test_decode_takes_bytes_only(backend: Implementation) -> None:
+    with pytest.raises(TypeError):
+        backend.cbor_decode(bytearray(b"\x00"))  # type: ignore[arg-type]
+
+
 def test_integer_subclasses_encode_as_integers(backend: Implementation) -> None:
     from neonet.core.ledger import BlockKind
 

@@ -71,6 +71,8 @@ def _check_encodable(value: object, depth: int) -> None:
 
 def decode(data: bytes) -> Value:
     """Decode one canonical value spanning all of ``data``; ``DecodeError`` on anything else."""
+    if not isinstance(data, bytes):
+        raise TypeError("data must be bytes")
     if len(data) > MAX_SIZE:
         raise DecodeError(f"CBOR input of {len(data)} bytes exceeds {MAX_SIZE}")
     value = loads_or_raise(data)
