@@ -6,6 +6,7 @@
 pub mod base58;
 pub mod routing;
 pub mod gossip;
+pub mod ledger;
 
 use std::fmt;
 

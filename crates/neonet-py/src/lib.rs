@@ -6,6 +6,7 @@
 
 mod routing;
 mod gossip;
+mod ledger;
 
 use neonet_core::Error;
 use pyo3::exceptions::PyValueError;
@@ -46,5 +47,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(base58btc_decode, module)?)?;
     routing::register(module)?;
     gossip::register(module)?;
+    ledger::register(module)?;
     Ok(())
 }

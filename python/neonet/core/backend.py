@@ -10,14 +10,17 @@ the selected backend; tests reach both through ``implementation("pure" | "native
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from neonet.core import base58 as _pure_base58
 from neonet.core import routing as _pure_routing
 from neonet.core import gossip as _pure_gossip
 from neonet.core.gossip import MeshStateInterface, MessageCacheInterface, SeenCacheInterface
+from neonet.core import cbor as _pure_cbor
+from neonet.core import ledger as _pure_ledger
+from neonet.core.ledger import ChainHead, ChainVerdict
 
 BackendName = Literal["native", "pure"]
 PURE_ENV_VAR = "NEONET_PURE"
@@ -37,6 +40,20 @@ class Implementation:
     seen_cache: Callable[..., SeenCacheInterface]
     message_cache: Callable[..., MessageCacheInterface]
     mesh_state: Callable[..., MeshStateInterface]
+    cbor_encode: Callable[[object], bytes]
+    cbor_decode: Callable[[bytes], _pure_cbor.Value]
+    hash_block_body: Callable[[bytes], bytes]
+    verify_signature: Callable[[bytes, bytes, bytes], bool]
+    verify_signatures: Callable[[Sequence[tuple[bytes, bytes, bytes]]], list[bool]]
+    verify_chain: VerifyChain
+
+
+class VerifyChain(Protocol):
+    """The signature of ``verify_chain`` (keyword-only arguments need a Protocol)."""
+
+    def __call__(
+        self, blocks: Sequence[bytes], *, mint_account: bytes | None, start: ChainHead | None = ...
+    ) -> ChainVerdict: ...
 
 
 _PURE = Implementation(
@@ -48,6 +65,12 @@ _PURE = Implementation(
     seen_cache=_pure_gossip.SeenCache,
     message_cache=_pure_gossip.MessageCache,
     mesh_state=_pure_gossip.MeshState,
+    cbor_encode=_pure_cbor.encode,
+    cbor_decode=_pure_cbor.decode,
+    hash_block_body=_pure_ledger.hash_block_body,
+    verify_signature=_pure_ledger.verify_signature,
+    verify_signatures=_pure_ledger.verify_signatures,
+    verify_chain=_pure_ledger.verify_chain,
 )
 
 
@@ -67,6 +90,12 @@ def _load_native() -> Implementation | None:
         seen_cache=_native.SeenCache,
         message_cache=_native.MessageCache,
         mesh_state=_native.MeshState,
+        cbor_encode=_native.cbor_encode,
+        cbor_decode=_native.cbor_decode,
+        hash_block_body=_native.hash_block_body,
+        verify_signature=_native.verify_signature,
+        verify_signatures=_native.verify_signatures,
+        verify_chain=_native.verify_chain,
     )
 
 
@@ -99,3 +128,9 @@ RoutingTable = ACTIVE.RoutingTable
 SeenCache = ACTIVE.seen_cache
 MessageCache = ACTIVE.message_cache
 MeshState = ACTIVE.mesh_state
+cbor_encode = ACTIVE.cbor_encode
+cbor_decode = ACTIVE.cbor_decode
+hash_block_body = ACTIVE.hash_block_body
+verify_signature = ACTIVE.verify_signature
+verify_signatures = ACTIVE.verify_signatures
+verify_chain = ACTIVE.verify_chain
