@@ -60,7 +60,6 @@ class RoutingTable:
     def stale_buckets(self, now: float, interval: float) -> list[int]: ...
     def random_key_for_bucket(self, index: int, random_bytes: bytes) -> bytes: ...
 
-
 # --- gossip (crates/neonet-core/src/gossip; twin: neonet.core.gossip) ---------------------
 
 @final
@@ -137,14 +136,6 @@ class MeshState:
     def peer_count(self) -> int: ...
     def topic_count(self) -> int: ...
 
-__all__ = [
-    "MeshState",
-    "MessageCache",
-    "RoutingTable",
-    "SeenCache",
-    "base58btc_decode",
-    "base58btc_encode",
-    "kad_key",
 # Ledger (crates/neonet-py/src/ledger.rs; pure twins neonet.core.cbor and neonet.core.ledger)
 
 def cbor_encode(value: object) -> bytes:

@@ -4,9 +4,9 @@
 //! pure-Python twin with the same results and errors (see `neonet.core.backend`).
 
 pub mod base58;
-pub mod routing;
 pub mod gossip;
 pub mod ledger;
+pub mod routing;
 
 use std::fmt;
 

@@ -4,9 +4,9 @@
 //! pure-Python twins raise): `Error::Decode` -> `neonet.core.errors.DecodeError`,
 //! `Error::InvalidArgument` -> `ValueError`.
 
-mod routing;
 mod gossip;
 mod ledger;
+mod routing;
 
 use neonet_core::Error;
 use pyo3::exceptions::PyValueError;

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from neonet.core import base58 as _pure_base58
-from neonet.core import routing as _pure_routing
-from neonet.core import gossip as _pure_gossip
-from neonet.core.gossip import MeshStateInterface, MessageCacheInterface, SeenCacheInterface
 from neonet.core import cbor as _pure_cbor
+from neonet.core import gossip as _pure_gossip
 from neonet.core import ledger as _pure_ledger
+from neonet.core import routing as _pure_routing
+from neonet.core.gossip import MeshStateInterface, MessageCacheInterface, SeenCacheInterface
 from neonet.core.ledger import ChainHead, ChainVerdict
 
 BackendName = Literal["native", "pure"]
