@@ -193,6 +193,18 @@ def test_continuing_from_a_head(backend: Implementation) -> None:
     assert refused.failure == ChainFailure(0, RejectReason.SEQUENCE, "sequence 0, expected 3")
 
 
+def test_a_head_at_the_last_sequence_number(backend: Implementation) -> None:
+    alice = Account(5)
+    alice.block(BlockKind.OPEN)
+    assert alice.head is not None
+    last = ChainHead(alice.account, 2**64 - 1, alice.head.hash, 0, alice.key)
+    block = alice.block(BlockKind.RECEIVE, 1, sequence=2**64 - 1, advance=False)
+    verdict = backend.verify_chain([block], mint_account=None, start=last)
+    assert verdict == ChainVerdict(
+        0, last, ChainFailure(0, RejectReason.SEQUENCE, f"sequence {2**64 - 1}, expected {2**64}")
+    )
+
+
 def _refusal(
     backend: Implementation, blocks: list[bytes], mint: bytes | None = None
 ) -> tuple[int, RejectReason, str]:
