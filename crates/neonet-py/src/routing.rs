@@ -185,14 +185,15 @@ impl PyRoutingTable {
         &mut self,
         py: Python<'_>,
         peer_id: &[u8],
-        alive: bool,
+        alive: &Bound<'_, PyAny>,
         now: f64,
     ) -> PyResult<bool> {
+        // Any object's truth value, as the pure twin's `if alive:` takes it.
+        let alive = alive.is_truthy()?;
         self.inner
             .resolve_pending(peer_id, alive, now)
             .map_err(|error| to_python_error(py, error))
     }
-
     /// Forget `peer_id` (a stored peer or a replacement); True if it was known.
     fn remove(&mut self, py: Python<'_>, peer_id: &[u8]) -> PyResult<bool> {
         self.inner
