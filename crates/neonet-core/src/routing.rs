@@ -664,7 +664,13 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
         if count == 0 || self.is_empty() {
             return;
         }
-        SCRATCH.with_borrow_mut(|scratch| self.visit_buckets(target, count, out, scratch));
+        SCRATCH.with_borrow_mut(|scratch| {
+            self.visit_buckets(target, count, out, scratch);
+            // Keep what a k-sized lookup needs; a huge one must not pin its memory.
+            if scratch.capacity() > SCRATCH_KEPT {
+                *scratch = Vec::new();
+            }
+        });
     }
 
     /// Buckets in order of distance from the target (whole buckets never mix): its own
@@ -777,6 +783,9 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
         Ok(key_of_words(&out))
     }
 }
+
+/// Most sort items the per-thread scratch buffer keeps between lookups (32 KiB).
+const SCRATCH_KEPT: usize = 4096;
 
 thread_local! {
     /// Sort items of `closest`, reused across calls on one thread (no allocation per
