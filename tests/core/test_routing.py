@@ -347,3 +347,16 @@ def test_batches_run_from_worker_threads(backend: Implementation) -> None:
     worker.start()
     worker.join()
     assert results == [[table.closest(key, 8) for key in keys]]
+
+
+def test_lookups_hand_back_the_stored_objects(backend: Implementation) -> None:
+    """No copies: closest() and peers() return the very bytes objects that were stored."""
+    table = backend.RoutingTable(LOCAL)
+    first = bytes(peer_id(7))
+    batch = [bytes(peer_id(number)) for number in range(8, 40)]
+    table.update(first, 0.0)
+    table.update_many(batch, 0.0)
+    stored = {id(peer) for peer in [first, *batch]}
+    assert all(id(peer) in stored for peer in table.closest(b"\x42" * 32, 100))
+    assert all(id(peer) in stored for peer in table.peers())
+    assert table.closest(hashlib.sha256(first).digest(), 1)[0] is first

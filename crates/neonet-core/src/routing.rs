@@ -10,10 +10,12 @@
 //!
 //! Layout: entries live in one slab and each bucket threads its own through an
 //! intrusive doubly linked list (O(1) move-to-back at any bucket size). Each bucket
-//! also keeps `(key, slot)` sorted by key, so `closest` visits buckets in XOR order
-//! from the target and, inside a large bucket, narrows the sorted keys bit by bit
-//! with binary searches instead of scanning them. Keys are four big-endian `u64`
-//! words: XOR and comparison are four word operations.
+//! also keeps its keys sorted, with the peers beside them, so `closest` visits
+//! buckets in XOR order from the target and, inside a large bucket, binary-searches
+//! the target's position and grows a range around it by shared-prefix length: a few
+//! dozen keys are looked at, whatever the bucket size. Keys are four big-endian `u64`
+//! words: XOR and comparison are four word operations. Sort items pack the top 44
+//! bits of a distance with the key's index, so plain integer sorts order them.
 //!
 //! The table is generic over the stored peer type `P` (anything that is its own peer
 //! ID bytes): the Python glue stores the caller's `bytes` objects so lookups hand them
@@ -188,7 +190,7 @@ struct Bucket<P> {
     head: u32,
     /// Most-recently-seen end.
     tail: u32,
-    /// The entries' keys, sorted, with their slots.
+    /// The entries' keys, sorted, with their peers.
     sorted: SortedKeys<P>,
     /// Oldest first.
     replacements: VecDeque<(P, f64)>,
@@ -662,7 +664,13 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
         if count == 0 || self.is_empty() {
             return;
         }
-        SCRATCH.with_borrow_mut(|scratch| self.visit_buckets(target, count, out, scratch));
+        SCRATCH.with_borrow_mut(|scratch| {
+            self.visit_buckets(target, count, out, scratch);
+            // Keep what a k-sized lookup needs; a huge one must not pin its memory.
+            if scratch.capacity() > SCRATCH_KEPT {
+                *scratch = Vec::new();
+            }
+        });
     }
 
     /// Buckets in order of distance from the target (whole buckets never mix): its own
@@ -775,6 +783,9 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
         Ok(key_of_words(&out))
     }
 }
+
+/// Most sort items the per-thread scratch buffer keeps between lookups (32 KiB).
+const SCRATCH_KEPT: usize = 4096;
 
 thread_local! {
     /// Sort items of `closest`, reused across calls on one thread (no allocation per
@@ -991,7 +1002,7 @@ impl<P> SortedKeys<P> {
         );
     }
 
-    /// Append the slots of the `count` (<= len) entries nearest `target`, nearest first.
+    /// Append the peers of the `count` (<= len) entries nearest `target`, nearest first.
     ///
     /// Keys sharing at least `d` leading bits with the target form one run of the
     /// sorted keys around the target's position, and the shared-prefix length only

@@ -12,6 +12,9 @@ use pyo3::types::{PyBytes, PyList};
 
 use crate::to_python_error;
 
+/// Keys looked up per GIL release in `closest_many`.
+const CLOSEST_CHUNK: usize = 128;
+
 /// A stored peer: its bytes for the core, and the Python object to hand back.
 struct PeerObject {
     bytes: Box<[u8]>,
@@ -182,14 +185,15 @@ impl PyRoutingTable {
         &mut self,
         py: Python<'_>,
         peer_id: &[u8],
-        alive: bool,
+        alive: &Bound<'_, PyAny>,
         now: f64,
     ) -> PyResult<bool> {
+        // Any object's truth value, as the pure twin's `if alive:` takes it.
+        let alive = alive.is_truthy()?;
         self.inner
             .resolve_pending(peer_id, alive, now)
             .map_err(|error| to_python_error(py, error))
     }
-
     /// Forget `peer_id` (a stored peer or a replacement); True if it was known.
     fn remove(&mut self, py: Python<'_>, peer_id: &[u8]) -> PyResult<bool> {
         self.inner
@@ -274,13 +278,26 @@ impl PyRoutingTable {
     ) -> PyResult<Bound<'py, PyList>> {
         let keys: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
         let inner = &self.inner;
-        let found = py
-            .detach(|| inner.closest_many(&keys, n))
+        // Check every argument first (nothing is returned on error), then work in
+        // chunks: each chunk's lookups run without the GIL and its lists are built
+        // while the peers it found are still in cache.
+        if let Some(bad) = keys.iter().find(|key| key.len() != routing::KEY_LENGTH) {
+            inner
+                .closest(bad, n)
+                .map_err(|error| to_python_error(py, error))?;
+        }
+        inner
+            .closest_many(&[], n)
             .map_err(|error| to_python_error(py, error))?;
-        let lists = found
-            .into_iter()
-            .map(|peers| peer_list(py, peers))
-            .collect::<PyResult<Vec<_>>>()?;
+        let mut lists = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(CLOSEST_CHUNK) {
+            let found = py
+                .detach(|| inner.closest_many(chunk, n))
+                .map_err(|error| to_python_error(py, error))?;
+            for peers in found {
+                lists.push(peer_list(py, peers)?);
+            }
+        }
         PyList::new(py, lists)
     }
 

@@ -44,9 +44,9 @@ def _lookups(table: Any, targets: list[bytes]) -> None:
 
 
 def run(quick: bool) -> list[Measurement]:
-    rounds = 5 if quick else 15
+    rounds = 7 if quick else 21
     peer_ids = _peer_ids(TABLE_PEERS)
-    targets = _targets(1_000 if quick else 2_000)
+    targets = _targets(3_000 if quick else 5_000)
     pure_large, native_large = _tables(TABLE_PEERS, peer_ids)
     assert len(pure_large) == len(native_large) == TABLE_PEERS
     results = [

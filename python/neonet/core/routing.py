@@ -17,7 +17,14 @@ replacement.
 ``closest(key, n)`` is exact. Every bucket also keeps its keys sorted, so a lookup
 visits the buckets in XOR order from the target and, inside a large bucket, narrows
 the sorted keys bit by bit (a binary trie walked with ``bisect``) instead of scanning
-them: O(n log size) rather than O(size).
+them: a few binary searches plus sorting about n keys, rather than O(size).
+
+Batches (``update_many``, ``closest_many``) give the same results as the single calls
+in order; they check every argument before changing anything, and ``update_many``
+sorts each touched bucket once instead of inserting key by key. The native batches
+run without the GIL, so a second thread using the same native table meanwhile gets
+PyO3's RuntimeError "Already mutably borrowed": share a table between threads only
+with a lock.
 
 The table is a plain data structure: no I/O, no clock (``now`` is an argument), no
 randomness (``random_key_for_bucket`` takes the random bytes). It has the same
