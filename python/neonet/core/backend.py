@@ -15,6 +15,12 @@ from dataclasses import dataclass
 from typing import Literal
 
 from neonet.core import base58 as _pure_base58
+from neonet.core import noise_transport as _pure_noise_transport
+from neonet.core import noise_yamux as _pure_noise_yamux
+from neonet.core import yamux as _pure_yamux
+from neonet.core.noise_transport import NoiseTransportEngine
+from neonet.core.noise_yamux import NoiseYamuxEngine
+from neonet.core.yamux import YamuxEngine
 
 BackendName = Literal["native", "pure"]
 PURE_ENV_VAR = "NEONET_PURE"
@@ -27,12 +33,20 @@ class Implementation:
     name: BackendName
     base58btc_encode: Callable[[bytes], str]
     base58btc_decode: Callable[[str], bytes]
+    # The connection data path (classes; see neonet.core.noise_transport, yamux and
+    # noise_yamux for the constructors' signatures).
+    NoiseTransport: Callable[..., NoiseTransportEngine]
+    YamuxConnection: Callable[..., YamuxEngine]
+    NoiseYamuxConnection: Callable[..., NoiseYamuxEngine]
 
 
 _PURE = Implementation(
     name="pure",
     base58btc_encode=_pure_base58.encode,
     base58btc_decode=_pure_base58.decode,
+    NoiseTransport=_pure_noise_transport.NoiseTransport,
+    YamuxConnection=_pure_yamux.YamuxConnection,
+    NoiseYamuxConnection=_pure_noise_yamux.NoiseYamuxConnection,
 )
 
 
@@ -47,6 +61,9 @@ def _load_native() -> Implementation | None:
         name="native",
         base58btc_encode=_native.base58btc_encode,
         base58btc_decode=_native.base58btc_decode,
+        NoiseTransport=_native.NoiseTransport,
+        YamuxConnection=_native.YamuxConnection,
+        NoiseYamuxConnection=_native.NoiseYamuxConnection,
     )
 
 
@@ -74,3 +91,6 @@ BACKEND: BackendName = ACTIVE.name
 
 base58btc_encode = ACTIVE.base58btc_encode
 base58btc_decode = ACTIVE.base58btc_decode
+NoiseTransport = ACTIVE.NoiseTransport
+YamuxConnection = ACTIVE.YamuxConnection
+NoiseYamuxConnection = ACTIVE.NoiseYamuxConnection
