@@ -832,6 +832,36 @@ def test_syn_reusing_a_live_or_released_id(backend: Implementation) -> None:
         link.server.receive_data(frame(WINDOW_UPDATE, SYN, stream_id, 0))
 
 
+def test_adjacent_data_frames_of_a_stream_arrive_as_one_event(backend: Implementation) -> None:
+    server = backend.YamuxConnection(is_client=False)
+    wire = (
+        frame(WINDOW_UPDATE, SYN, 1, 0)
+        + frame(WINDOW_UPDATE, SYN, 3, 0)
+        + data_frame(1, b"a")
+        + data_frame(1, b"b", flags=ACK)  # an ACK that means nothing still joins
+        + data_frame(1, b"")
+        + data_frame(1, b"c")
+        + data_frame(3, b"x")
+        + data_frame(1, b"d")
+        + frame(PING, 0, 0, 1)
+        + data_frame(1, b"e")
+        + data_frame(1, b"f", flags=FIN)
+    )
+    assert server.receive_data(wire) == [
+        StreamOpened(1),
+        StreamOpened(3),
+        DataReceived(1, b"abc"),
+        DataReceived(3, b"x"),
+        DataReceived(1, b"d"),
+        PongReceived(1),
+        DataReceived(1, b"ef"),
+        StreamEnded(1),
+    ]
+    # Across calls nothing is joined: each call reports what it parsed.
+    assert server.receive_data(data_frame(3, b"y")) == [DataReceived(3, b"y")]
+    assert server.receive_data(data_frame(3, b"z")) == [DataReceived(3, b"z")]
+
+
 def test_partial_frames_are_reassembled(backend: Implementation) -> None:
     server = backend.YamuxConnection(is_client=False)
     wire = frame(WINDOW_UPDATE, SYN, 1, 0) + data_frame(1, b"hello world") + frame(PING, 0, 0, 9)

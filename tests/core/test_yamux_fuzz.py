@@ -43,13 +43,32 @@ def frame(frame_type: int, flags: int, stream_id: int, length: int, payload: byt
     return struct.pack(">BBHII", 0, frame_type, flags, stream_id, length) + payload
 
 
+def join_data(events: list[YamuxEvent]) -> list[YamuxEvent]:
+    """Adjacent DataReceived of one stream joined: how one receive_data call reports them."""
+    joined: list[YamuxEvent] = []
+    for event in events:
+        last = joined[-1] if joined else None
+        if (
+            isinstance(event, DataReceived)
+            and isinstance(last, DataReceived)
+            and last.stream_id == event.stream_id
+        ):
+            joined[-1] = DataReceived(event.stream_id, last.data + event.data)
+        else:
+            joined.append(event)
+    return joined
+
+
 def feed(engine: YamuxEngine, wire: bytes, cuts: list[int]) -> list[YamuxEvent]:
+    """Deliver ``wire`` cut at ``cuts``; the events, with data joined across calls."""
     events: list[YamuxEvent] = []
     start = 0
     for cut in [*sorted(set(cuts)), len(wire)]:
-        events += engine.receive_data(wire[start:cut])
+        batch = engine.receive_data(wire[start:cut])
+        assert join_data(batch) == batch, "one call reports adjacent data of a stream as one"
+        events += batch
         start = cut
-    return events
+    return join_data(events)
 
 
 # --- (a) valid frame sequences round-trip however they are split --------------------------

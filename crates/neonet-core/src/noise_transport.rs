@@ -12,6 +12,7 @@
 
 use crate::Error;
 use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, CHACHA20_POLY1305};
+use std::mem::MaybeUninit;
 
 /// The AEAD tag at the end of every transport message.
 pub const TAG_SIZE: usize = 16;
@@ -156,25 +157,40 @@ impl NoiseTransport {
     }
 
     /// Frame and encrypt `plaintext` into `out`, which must be exactly
-    /// `encrypted_size(plaintext.len())` bytes long. Checks first, so an error
-    /// leaves the nonce untouched.
-    pub fn encrypt_into(&mut self, plaintext: &[u8], out: &mut [u8]) -> Result<(), Error> {
+    /// `encrypted_size(plaintext.len())` bytes long and need not be initialized (every
+    /// byte is written). Checks first, so an error leaves the nonce untouched.
+    pub fn encrypt_into(
+        &mut self,
+        plaintext: &[u8],
+        out: &mut [MaybeUninit<u8>],
+    ) -> Result<(), Error> {
         self.check_encrypt(plaintext.len())?;
         if out.len() != encrypted_size(plaintext.len()) {
             return Err(Error::InvalidArgument(
                 "encrypt_into needs an output of exactly encrypted_size bytes".to_string(),
             ));
         }
+        // Lay out every frame (length, plaintext, room for the tag), then seal in place.
         let mut position = 0;
         for chunk in plaintext.chunks(MAX_PLAINTEXT_SIZE) {
-            let message_size = chunk.len() + TAG_SIZE;
-            out[position..position + LENGTH_SIZE]
-                .copy_from_slice(&(message_size as u16).to_be_bytes());
+            let message_size = (chunk.len() + TAG_SIZE) as u16;
+            write_slice(&mut out[position..], &message_size.to_be_bytes());
+            write_slice(&mut out[position + LENGTH_SIZE..], chunk);
+            write_slice(
+                &mut out[position + LENGTH_SIZE + chunk.len()..],
+                &[0u8; TAG_SIZE],
+            );
+            position += LENGTH_SIZE + chunk.len() + TAG_SIZE;
+        }
+        // SAFETY: the loop above wrote every byte of `out` (the frames tile it exactly),
+        // and `MaybeUninit<u8>` has the layout of `u8`.
+        let out = unsafe { &mut *(out as *mut [MaybeUninit<u8>] as *mut [u8]) };
+        let mut position = 0;
+        for chunk in plaintext.chunks(MAX_PLAINTEXT_SIZE) {
             let body_start = position + LENGTH_SIZE;
-            let body_end = body_start + chunk.len();
-            out[body_start..body_end].copy_from_slice(chunk);
-            self.seal_in_place(&mut out[body_start..body_end + TAG_SIZE]);
-            position = body_end + TAG_SIZE;
+            let body_end = body_start + chunk.len() + TAG_SIZE;
+            self.seal_in_place(&mut out[body_start..body_end]);
+            position = body_end;
         }
         Ok(())
     }
@@ -182,9 +198,13 @@ impl NoiseTransport {
     /// Frame and encrypt `plaintext`, appending to `out`.
     pub fn encrypt(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
         self.check_encrypt(plaintext.len())?;
+        let size = encrypted_size(plaintext.len());
+        out.reserve(size);
         let start = out.len();
-        out.resize(start + encrypted_size(plaintext.len()), 0);
-        self.encrypt_into(plaintext, &mut out[start..])
+        self.encrypt_into(plaintext, &mut out.spare_capacity_mut()[..size])?;
+        // SAFETY: encrypt_into initialized these `size` bytes of spare capacity.
+        unsafe { out.set_len(start + size) };
+        Ok(())
     }
 
     /// Encrypt `body[..len - 16]` in place and write the tag into the last 16 bytes.
@@ -324,6 +344,20 @@ impl NoiseTransport {
         }
         self.receiver.nonce += 1;
         Ok(())
+    }
+}
+
+/// Copy `source` to the start of `destination` (which may be uninitialized).
+pub fn write_slice(destination: &mut [MaybeUninit<u8>], source: &[u8]) {
+    let destination = &mut destination[..source.len()];
+    // SAFETY: both ranges are `source.len()` bytes long and cannot overlap (one is
+    // borrowed mutably, the other shared); `MaybeUninit<u8>` has the layout of `u8`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            source.as_ptr(),
+            destination.as_mut_ptr().cast::<u8>(),
+            source.len(),
+        );
     }
 }
 

@@ -13,6 +13,7 @@
 use crate::noise_transport::{encrypted_size, NoiseTransport};
 use crate::yamux::YamuxConnection;
 use crate::Error;
+use std::mem::MaybeUninit;
 
 /// Yamux over an established Noise channel.
 pub struct NoiseYamuxConnection {
@@ -44,9 +45,9 @@ impl NoiseYamuxConnection {
     }
 
     /// Frame and encrypt everything yamux queued into `out` (exactly `output_size`
-    /// bytes). The queued output is taken even if encryption is refused (the pure
-    /// composition loses it the same way).
-    pub fn take_output_into(&mut self, out: &mut [u8]) -> Result<(), Error> {
+    /// bytes, initialized or not: every byte is written). The queued output is taken
+    /// even if encryption is refused (the pure composition loses it the same way).
+    pub fn take_output_into(&mut self, out: &mut [MaybeUninit<u8>]) -> Result<(), Error> {
         let result = self.noise.encrypt_into(self.yamux.pending_output(), out);
         self.yamux.clear_output();
         result
@@ -81,8 +82,13 @@ mod tests {
     }
 
     fn take(connection: &mut NoiseYamuxConnection) -> Vec<u8> {
-        let mut out = vec![0u8; connection.output_size()];
-        connection.take_output_into(&mut out).unwrap();
+        let size = connection.output_size();
+        let mut out = Vec::with_capacity(size);
+        connection
+            .take_output_into(&mut out.spare_capacity_mut()[..size])
+            .unwrap();
+        // SAFETY: take_output_into wrote all `size` bytes.
+        unsafe { out.set_len(size) };
         out
     }
 

@@ -10,18 +10,23 @@
 //! GIL; short calls keep it, since per-call overhead matters on this path.
 
 use crate::to_python_error;
-use neonet_core::noise_transport::{encrypted_size, NoiseTransport};
+use neonet_core::noise_transport::{encrypted_size, write_slice, NoiseTransport};
 use neonet_core::noise_yamux::NoiseYamuxConnection;
 use neonet_core::yamux::{Config, Event, YamuxConnection};
 use neonet_core::Error;
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyInt, PyList, PyTuple};
+use std::mem::MaybeUninit;
 
 /// Encryption or decryption of this many bytes or more runs without the GIL.
 const DETACH_THRESHOLD: usize = 64 * 1024;
+/// A decryption buffer up to this size is kept between calls (a bigger one, after an
+/// unusually large read, is released). Reallocating per call costs page faults.
+const KEPT_SCRATCH_CAPACITY: usize = 4 << 20;
 
 /// Call `action` with the bytes of a bytes-like object, read in place where possible.
 /// `immutable` tells whether nothing else can change them while the GIL is released.
@@ -47,6 +52,30 @@ fn with_bytes<R>(
     let gathered = value.py().get_type::<PyBytes>().call1((value,))?;
     let bytes = gathered.cast_exact::<PyBytes>()?;
     action(bytes.as_bytes(), true)
+}
+
+/// A new bytes object of `size` bytes, all written by `fill`; unlike `PyBytes::new_with`
+/// the memory is not zeroed first (these buffers are large and `fill` writes them all).
+fn new_bytes<'py>(
+    py: Python<'py>,
+    size: usize,
+    fill: impl FnOnce(&mut [MaybeUninit<u8>]) -> PyResult<()>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let length = ffi::Py_ssize_t::try_from(size)
+        .map_err(|_| PyValueError::new_err("output too large for one bytes object"))?;
+    // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new bytes object (or NULL with
+    // an exception set) whose n-byte buffer is ours to fill until it is shared; it is not
+    // shared before `fill` returns, and on error it is dropped unseen.
+    unsafe {
+        let object = Bound::from_owned_ptr_or_err(
+            py,
+            ffi::PyBytes_FromStringAndSize(std::ptr::null(), length),
+        )?
+        .cast_into_unchecked::<PyBytes>();
+        let buffer = ffi::PyBytes_AsString(object.as_ptr()).cast::<MaybeUninit<u8>>();
+        fill(std::slice::from_raw_parts_mut(buffer, size))?;
+        Ok(object)
+    }
 }
 
 fn error(py: Python<'_>, error: Error) -> PyErr {
@@ -163,7 +192,7 @@ impl PyNoiseTransport {
             inner
                 .check_encrypt(data.len())
                 .map_err(|err| error(py, err))?;
-            PyBytes::new_with(py, encrypted_size(data.len()), |out| {
+            new_bytes(py, encrypted_size(data.len()), |out| {
                 let result = if immutable && data.len() >= DETACH_THRESHOLD {
                     py.detach(|| inner.encrypt_into(data, out))
                 } else {
@@ -191,7 +220,7 @@ impl PyNoiseTransport {
             result.map_err(|err| error(py, err))
         })?;
         let out = PyBytes::new(py, plaintext);
-        if plaintext.capacity() > 4 * DETACH_THRESHOLD {
+        if plaintext.capacity() > KEPT_SCRATCH_CAPACITY {
             *plaintext = Vec::new();
         }
         Ok(out)
@@ -237,20 +266,55 @@ fn yamux_classes(py: Python<'_>) -> PyResult<&'static YamuxClasses> {
     })
 }
 
+/// The payload of the run of adjacent `DataReceived` events of one stream that starts at
+/// `events[0]`, as one bytes object, and the number of events in the run.
+fn data_run<'py>(
+    py: Python<'py>,
+    yamux: &YamuxConnection,
+    events: &[Event],
+    stream_id: u32,
+) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+    let mut ranges = Vec::new();
+    for event in events {
+        match *event {
+            Event::DataReceived {
+                stream_id: id,
+                start,
+                end,
+            } if id == stream_id => ranges.push((start, end)),
+            _ => break,
+        }
+    }
+    let count = ranges.len();
+    if let [(start, end)] = ranges[..] {
+        return Ok((PyBytes::new(py, yamux.payload(start, end)), 1));
+    }
+    let total = ranges.iter().map(|(start, end)| end - start).sum();
+    let joined = new_bytes(py, total, |out| {
+        let mut position = 0;
+        for (start, end) in ranges {
+            write_slice(&mut out[position..], yamux.payload(start, end));
+            position += end - start;
+        }
+        Ok(())
+    })?;
+    Ok((joined, count))
+}
+
 /// The events of the engine's last receive call, as the pure module's dataclasses.
+/// Adjacent data frames of one stream become one `DataReceived`, as in the pure twin.
 fn events_to_python<'py>(py: Python<'py>, yamux: &YamuxConnection) -> PyResult<Bound<'py, PyList>> {
     let classes = yamux_classes(py)?;
     let list = PyList::empty(py);
-    for event in yamux.events() {
-        let object = match *event {
-            Event::DataReceived {
-                stream_id,
-                start,
-                end,
-            } => classes
-                .data_received
-                .bind(py)
-                .call1((stream_id, PyBytes::new(py, yamux.payload(start, end))))?,
+    let events = yamux.events();
+    let mut index = 0;
+    while index < events.len() {
+        let object = match events[index] {
+            Event::DataReceived { stream_id, .. } => {
+                let (payload, count) = data_run(py, yamux, &events[index..], stream_id)?;
+                index += count - 1;
+                classes.data_received.bind(py).call1((stream_id, payload))?
+            }
             Event::StreamOpened(id) => classes.stream_opened.bind(py).call1((id,))?,
             Event::StreamAcknowledged(id) => classes.stream_acknowledged.bind(py).call1((id,))?,
             Event::StreamEnded(id) => classes.stream_ended.bind(py).call1((id,))?,
@@ -263,6 +327,7 @@ fn events_to_python<'py>(py: Python<'py>, yamux: &YamuxConnection) -> PyResult<B
             Event::StreamClosed(id) => classes.stream_closed.bind(py).call1((id,))?,
         };
         list.append(object)?;
+        index += 1;
     }
     Ok(list)
 }
@@ -550,7 +615,7 @@ impl PyNoiseYamuxConnection {
             connection.discard_output();
             return Err(error(py, err));
         }
-        PyBytes::new_with(py, size, |out| {
+        new_bytes(py, size, |out| {
             let result = if size >= DETACH_THRESHOLD {
                 py.detach(|| connection.take_output_into(out))
             } else {

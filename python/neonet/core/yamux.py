@@ -221,7 +221,11 @@ class StreamAcknowledged:
 
 @dataclass(frozen=True, slots=True)
 class DataReceived:
-    """Payload for a stream; hand ``len(data)`` back with ``consume`` once it is taken."""
+    """Payload for a stream; hand ``len(data)`` back with ``consume`` once it is taken.
+
+    Data frames of one stream that follow each other with no other event between them
+    (a bulk transfer: several 64 KiB frames per socket read) arrive as one event.
+    """
 
     stream_id: int
     data: bytes
@@ -299,6 +303,27 @@ class YamuxEngine(Protocol):
     def ping(self, opaque: int) -> None: ...
     def go_away(self, code: int = ...) -> None: ...
     def statistics(self) -> YamuxStatistics: ...
+
+
+def _join_adjacent_data(events: list[YamuxEvent]) -> list[YamuxEvent]:
+    """Report each run of adjacent DataReceived of one stream as one event."""
+    joined: list[YamuxEvent] = []
+    run: list[bytes] = []
+    run_stream = -1
+    for event in events:
+        if type(event) is DataReceived and event.stream_id == run_stream:
+            run.append(event.data)
+            continue
+        if len(run) > 1:
+            joined[-1] = DataReceived(run_stream, b"".join(run))
+        if type(event) is DataReceived:
+            run_stream, run = event.stream_id, [event.data]
+        else:
+            run_stream, run = -1, []
+        joined.append(event)
+    if len(run) > 1:
+        joined[-1] = DataReceived(run_stream, b"".join(run))
+    return joined
 
 
 # --- the stream state machine ------------------------------------------------------------
@@ -406,6 +431,8 @@ class YamuxConnection:
         self._failed = False
         self._go_away_sent = False
         self._go_away_received = False
+        # Set when this call's events hold adjacent DataReceived of one stream.
+        self._adjacent_data = False
 
     # --- receiving -------------------------------------------------------------------------
 
@@ -427,6 +454,9 @@ class YamuxConnection:
         finally:
             view.release()
             self._events = []
+        if self._adjacent_data:
+            self._adjacent_data = False
+            return _join_adjacent_data(events)
         return events
 
     def _feed(self, view: memoryview) -> None:
@@ -519,6 +549,8 @@ class YamuxConnection:
                     if not remaining:
                         stream.peer_stalled = True
                     stream.unconsumed += length
+                    if events and type(last := events[-1]) is DataReceived:
+                        self._adjacent_data |= last.stream_id == stream_id
                     events.append(DataReceived(stream_id, bytes(view[payload_start:frame_end])))
                     continue
                 if length > self._data_limit(flags, stream_id):
@@ -593,6 +625,8 @@ class YamuxConnection:
                     stream.peer_stalled = True
                 stream.unconsumed += length
                 assert payload is not None
+                if events and type(last := events[-1]) is DataReceived:
+                    self._adjacent_data |= last.stream_id == stream_id
                 events.append(DataReceived(stream_id, bytes(payload)))
         elif length:
             self._grant(stream_id, stream, length)
