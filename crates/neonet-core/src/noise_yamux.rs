@@ -134,6 +134,41 @@ mod tests {
     }
 
     #[test]
+    fn random_frames_inside_valid_noise_never_panic() {
+        let mut state = 0x0123_4567_89ab_cdefu64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..2000 {
+            let mut sender = endpoint(round % 2 == 1).noise;
+            let mut receiver = endpoint(round % 2 == 0);
+            let mut wire = Vec::new();
+            for _ in 0..4 {
+                let length = (next() % 64) as usize;
+                let mut plaintext: Vec<u8> = (0..length).map(|_| next() as u8).collect();
+                if plaintext.len() >= 12 {
+                    plaintext[0] = 0;
+                    plaintext[1] %= 4;
+                }
+                sender.encrypt(&plaintext, &mut wire).unwrap();
+            }
+            for piece in wire.chunks(1 + (next() % 50) as usize) {
+                if receiver.receive_data(piece).is_err() {
+                    break;
+                }
+                let size = receiver.output_size();
+                let mut out = Vec::with_capacity(size);
+                receiver
+                    .take_output_into(&mut out.spare_capacity_mut()[..size])
+                    .unwrap();
+            }
+        }
+    }
+
+    #[test]
     fn yamux_violation_inside_valid_noise_queues_an_encrypted_go_away() {
         let mut client = endpoint(true);
         let mut server = endpoint(false);
