@@ -84,6 +84,8 @@ fn error(py: Python<'_>, error: Error) -> PyErr {
 
 /// A Python int as i64, saturating, so that any out-of-range id or amount reaches the
 /// engine's own range checks (and their `LocalProtocolError`) like in the pure twin.
+/// Only for a value beyond +-2**63 does the error text differ: it shows the saturated
+/// value.
 struct Integer(i64);
 
 impl<'a, 'py> FromPyObject<'a, 'py> for Integer {
