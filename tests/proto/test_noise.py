@@ -10,22 +10,19 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
+from neonet.core import backend as backend_module
+from neonet.core.backend import Implementation
 from neonet.core.errors import (
     DecodeError,
     HandshakeError,
     LocalProtocolError,
     PeerIdMismatchError,
-    RemoteProtocolError,
 )
 from neonet.core.keys import Ed25519Identity, KeyType, PublicKey
+from neonet.core.noise_transport import MAX_MESSAGE_SIZE, NoiseTransportEngine
 from neonet.core.peer_id import PeerId
 from neonet.proto import noise
-from neonet.proto.noise import (
-    MAX_MESSAGE_SIZE,
-    MAX_PLAINTEXT_SIZE,
-    NoiseHandshake,
-    NoiseTransport,
-)
+from neonet.proto.noise import NoiseHandshake
 from neonet.proto.pb import noise_pb2
 
 YAMUX = "/yamux/1.0.0"
@@ -110,7 +107,7 @@ def run_handshake(
 
 def transports(
     initiator: NoiseHandshake, responder: NoiseHandshake
-) -> tuple[NoiseTransport, NoiseTransport]:
+) -> tuple[NoiseTransportEngine, NoiseTransportEngine]:
     run_handshake(initiator, responder)
     return initiator.into_transport(), responder.into_transport()
 
@@ -211,7 +208,7 @@ VECTOR_MESSAGES = [
 ]
 
 
-def test_core_matches_noise_test_vector() -> None:
+def test_core_matches_noise_test_vector(backend: Implementation) -> None:
     initiator = noise._XXHandshakeState(
         initiator=True,
         static_secret=VECTOR_INIT_STATIC,
@@ -234,7 +231,10 @@ def test_core_matches_noise_test_vector() -> None:
     assert initiator.remote_static == responder.static_public
     assert responder.remote_static == initiator.static_public
     # Transport messages keep alternating, starting with the responder (message 4).
-    sides = {True: NoiseTransport(*initiator.split()), False: NoiseTransport(*responder.split())}
+    sides = {
+        True: backend.NoiseTransport(*initiator.split()),
+        False: backend.NoiseTransport(*responder.split()),
+    }
     for index, (payload_hex, ciphertext_hex) in enumerate(VECTOR_MESSAGES[3:], start=3):
         sender_is_initiator = index % 2 == 0
         payload = bytes.fromhex(payload_hex)
@@ -546,7 +546,7 @@ def test_payload_wire_format_checked_with_the_bare_core() -> None:
     assert responder.remote_stream_muxers == ()
     # And the split keys agree with the core's.
     server = responder.into_transport()
-    client = NoiseTransport(*core.split())
+    client = backend_module.ACTIVE.NoiseTransport(*core.split())
     assert server.receive_data(client.encrypt(b"via core")) == b"via core"
     assert client.receive_data(server.encrypt(b"to core")) == b"to core"
 
@@ -604,143 +604,6 @@ def test_failed_handshake_refuses_more_input() -> None:
         responder.receive_data(b"\x00\x01x")
     with pytest.raises(LocalProtocolError):
         responder.receive_data(b"")
-
-
-# --- transport ---------------------------------------------------------------------------
-
-
-def test_transport_both_ways_with_all_buffer_types() -> None:
-    client, server = transports(*make_pair())
-    assert server.receive_data(client.encrypt(b"hello")) == b"hello"
-    assert client.receive_data(server.encrypt(bytearray(b"world"))) == b"world"
-    assert server.receive_data(memoryview(client.encrypt(memoryview(b"view")))) == b"view"
-    assert server.receive_data(bytearray(client.encrypt(b"array"))) == b"array"
-    assert client.messages_sent == 3 and server.messages_received == 3
-
-
-def test_zero_length_write_sends_nothing() -> None:
-    client, server = transports(*make_pair())
-    assert client.encrypt(b"") == b""
-    assert client.messages_sent == 0
-    assert server.receive_data(b"") == b""
-
-
-def test_empty_noise_message_is_a_valid_frame() -> None:
-    client, server = transports(*make_pair())
-    empty = client._sender.encrypt_with_ad(None, b"")
-    assert len(empty) == 16
-    assert server.receive_data(b"\x00\x10" + empty) == b""
-    assert server.messages_received == 1
-    assert server.receive_data(client.encrypt(b"after")) == b"after"
-
-
-def test_literal_zero_length_frame_is_refused() -> None:
-    _client, server = transports(*make_pair())
-    with pytest.raises(RemoteProtocolError):
-        server.receive_data(b"\x00\x00")
-
-
-def test_one_mebibyte_write() -> None:
-    client, server = transports(*make_pair())
-    data = bytes(range(256)) * 4096
-    wire = client.encrypt(data)
-    frames = -(-len(data) // MAX_PLAINTEXT_SIZE)
-    assert len(wire) == len(data) + frames * 18
-    assert client.messages_sent == frames
-    # Every frame but the last is a full 65535-byte Noise message.
-    position = 0
-    sizes = []
-    while position < len(wire):
-        size = int.from_bytes(wire[position : position + 2], "big")
-        sizes.append(size)
-        position += 2 + size
-    assert sizes[:-1] == [MAX_MESSAGE_SIZE] * (frames - 1)
-    assert sizes[-1] == len(data) - (frames - 1) * MAX_PLAINTEXT_SIZE + 16
-    assert server.receive_data(wire) == data
-    # Reversed direction, delivered in awkward pieces.
-    wire = server.encrypt(data)
-    received = bytearray()
-    for start in range(0, len(wire), 100_003):
-        received += client.receive_data(wire[start : start + 100_003])
-    assert received == data
-
-
-@pytest.mark.parametrize(
-    ("size", "frames"),
-    [(1, 1), (MAX_PLAINTEXT_SIZE, 1), (MAX_PLAINTEXT_SIZE + 1, 2), (2 * MAX_PLAINTEXT_SIZE, 2)],
-)
-def test_frame_boundaries(size: int, frames: int) -> None:
-    client, server = transports(*make_pair())
-    wire = client.encrypt(b"z" * size)
-    assert len(wire) == size + 18 * frames
-    assert server.receive_data(wire) == b"z" * size
-
-
-def test_non_byte_memoryview_is_taken_as_raw_bytes() -> None:
-    client, server = transports(*make_pair())
-    words = memoryview(bytearray(range(200)) * 700).cast("H")
-    assert server.receive_data(client.encrypt(words)) == words.tobytes()
-
-
-@pytest.mark.parametrize("where", [2, 3, 10, -16, -1])
-def test_tampered_transport_frame_is_refused(where: int) -> None:
-    client, server = transports(*make_pair())
-    frame = client.encrypt(b"attack at dawn")
-    with pytest.raises(RemoteProtocolError):
-        server.receive_data(flip(frame, where))
-    with pytest.raises(LocalProtocolError):
-        server.receive_data(client.encrypt(b"more"))
-
-
-def test_replayed_or_reordered_frames_are_refused() -> None:
-    client, server = transports(*make_pair())
-    first, second = client.encrypt(b"one"), client.encrypt(b"two")
-    with pytest.raises(RemoteProtocolError):
-        server.receive_data(second + first)
-    client, server = transports(*make_pair())
-    frame = client.encrypt(b"once")
-    assert server.receive_data(frame) == b"once"
-    with pytest.raises(RemoteProtocolError):
-        server.receive_data(frame)
-
-
-def test_frames_cannot_be_reflected() -> None:
-    client, _server = transports(*make_pair())
-    with pytest.raises(RemoteProtocolError):
-        client.receive_data(client.encrypt(b"mirror"))
-
-
-def test_buffered_partial_frame_is_reported() -> None:
-    client, server = transports(*make_pair())
-    frame = client.encrypt(b"partial")
-    assert server.receive_data(frame[:1]) == b""
-    assert server.buffered == 1
-    assert server.receive_data(frame[1:9]) == b""
-    assert server.buffered == 9
-    assert server.receive_data(frame[9:] + frame[:0]) == b"partial"
-    assert server.buffered == 0
-
-
-def test_send_nonce_exhaustion_is_a_local_error() -> None:
-    client, server = transports(*make_pair())
-    client._sender.nonce = noise.MAX_NONCE
-    server._receiver.nonce = noise.MAX_NONCE
-    assert server.receive_data(client.encrypt(b"last")) == b"last"
-    with pytest.raises(LocalProtocolError):
-        client.encrypt(b"one too many")
-    # A multi-frame write that would cross the limit is refused before using any nonce.
-    client, server = transports(*make_pair())
-    client._sender.nonce = noise.MAX_NONCE - 1
-    with pytest.raises(LocalProtocolError):
-        client.encrypt(b"y" * (3 * MAX_PLAINTEXT_SIZE))
-    assert client.messages_sent == noise.MAX_NONCE - 1
-
-
-def test_receive_nonce_exhaustion_is_a_remote_error() -> None:
-    client, server = transports(*make_pair())
-    server._receiver.nonce = noise.MAX_NONCE + 1
-    with pytest.raises(RemoteProtocolError):
-        server.receive_data(client.encrypt(b"beyond"))
 
 
 # --- known answer for the whole libp2p exchange -------------------------------------------

@@ -11,13 +11,18 @@ import itertools
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from neonet.core import backend as backend_module
 from neonet.core.errors import HandshakeError, RemoteProtocolError
 from neonet.core.keys import Ed25519Identity
+from neonet.core.noise_transport import MAX_PLAINTEXT_SIZE, NoiseTransportEngine
 from neonet.core.peer_id import PeerId
-from neonet.proto.noise import MAX_PLAINTEXT_SIZE, NoiseHandshake, NoiseTransport
+from neonet.proto.noise import NoiseHandshake
+
+BACKENDS = ("pure", "native")
 
 FUZZ = settings(
     max_examples=150,
@@ -60,12 +65,13 @@ def handshake_messages() -> list[bytes]:
     return [first, second, third]
 
 
-def established() -> tuple[NoiseTransport, NoiseTransport]:
+def established(name: backend_module.BackendName) -> tuple[NoiseTransportEngine, ...]:
     initiator, responder = make_pair()
     responder.receive_data(initiator.data_to_send())
     initiator.receive_data(responder.data_to_send())
     responder.receive_data(initiator.data_to_send())
-    return initiator.into_transport(), responder.into_transport()
+    implementation = backend_module.implementation(name)
+    return initiator.into_transport(implementation), responder.into_transport(implementation)
 
 
 def chunked(data: bytes, cuts: list[int]) -> list[bytes]:
@@ -165,10 +171,13 @@ def test_random_payloads_inside_valid_encryption_are_refused(payload: bytes, bad
     raise AssertionError("an unsigned payload was accepted")
 
 
+@pytest.mark.parametrize("name", BACKENDS)
 @FUZZ
 @given(data=hostile, split_at=cuts)
-def test_transport_survives_random_bytes(data: bytes, split_at: list[int]) -> None:
-    _client, server = established()
+def test_transport_survives_random_bytes(
+    name: backend_module.BackendName, data: bytes, split_at: list[int]
+) -> None:
+    _client, server = established(name)
     try:
         for piece in chunked(data, split_at):
             assert server.receive_data(piece) == b""  # nothing forged ever decrypts
@@ -176,6 +185,7 @@ def test_transport_survives_random_bytes(data: bytes, split_at: list[int]) -> No
         return
 
 
+@pytest.mark.parametrize("name", BACKENDS)
 @FUZZ
 @given(
     writes=st.lists(
@@ -190,9 +200,9 @@ def test_transport_survives_random_bytes(data: bytes, split_at: list[int]) -> No
     split_at=st.lists(st.integers(min_value=0, max_value=400_000), max_size=12),
 )
 def test_frames_split_anywhere_decrypt_to_the_same_plaintext(
-    writes: list[bytes], split_at: list[int]
+    name: backend_module.BackendName, writes: list[bytes], split_at: list[int]
 ) -> None:
-    client, server = established()
+    client, server = established(name)
     wire = b"".join(client.encrypt(write) for write in writes)
     received = bytearray()
     for piece in chunked(wire, split_at):
@@ -202,22 +212,24 @@ def test_frames_split_anywhere_decrypt_to_the_same_plaintext(
     assert server.messages_received == client.messages_sent
 
 
+@pytest.mark.parametrize("name", BACKENDS)
 @FUZZ
 @given(split_at=cuts, trailing=st.binary(max_size=100), tail_cut=st.integers(min_value=0))
 def test_handshake_and_pipelined_data_split_anywhere(
-    split_at: list[int], trailing: bytes, tail_cut: int
+    name: backend_module.BackendName, split_at: list[int], trailing: bytes, tail_cut: int
 ) -> None:
+    implementation = backend_module.implementation(name)
     initiator, responder = make_pair()
     for piece in chunked(initiator.data_to_send(), split_at):
         responder.receive_data(piece)
     for piece in chunked(responder.data_to_send(), split_at):
         initiator.receive_data(piece)
-    client = initiator.into_transport()
+    client = initiator.into_transport(implementation)
     frames = client.encrypt(trailing) + client.encrypt(b"end")
     cut = tail_cut % (len(frames) + 1)
     for piece in chunked(initiator.data_to_send() + frames[:cut], split_at):
         responder.receive_data(piece)
     assert responder.complete
-    server = responder.into_transport()
+    server = responder.into_transport(implementation)
     received = server.receive_data(b"") + server.receive_data(frames[cut:])
     assert received == trailing + b"end"

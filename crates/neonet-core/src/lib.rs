@@ -6,7 +6,10 @@
 pub mod base58;
 pub mod gossip;
 pub mod ledger;
+pub mod noise_transport;
+pub mod noise_yamux;
 pub mod routing;
+pub mod yamux;
 
 use std::fmt;
 
@@ -17,14 +20,23 @@ pub enum Error {
     Decode(String),
     /// An argument outside the accepted range (maps to `ValueError`).
     InvalidArgument(String),
+    /// The peer broke a protocol rule (maps to `neonet.core.errors.RemoteProtocolError`,
+    /// with `code` as its wire error code).
+    RemoteProtocol { message: String, code: Option<u32> },
+    /// Our caller misused an engine (maps to `neonet.core.errors.LocalProtocolError`).
+    LocalProtocol(String),
+    /// A configured limit was hit (maps to `neonet.core.errors.LimitExceededError`).
+    LimitExceeded(String),
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Decode(message) | Error::InvalidArgument(message) => {
-                formatter.write_str(message)
-            }
+            Error::Decode(message)
+            | Error::InvalidArgument(message)
+            | Error::RemoteProtocol { message, .. }
+            | Error::LocalProtocol(message)
+            | Error::LimitExceeded(message) => formatter.write_str(message),
         }
     }
 }

@@ -2,7 +2,11 @@
 //!
 //! Errors from the core map once onto NeoNet's Python exceptions (the same classes the
 //! pure-Python twins raise): `Error::Decode` -> `neonet.core.errors.DecodeError`,
-//! `Error::InvalidArgument` -> `ValueError`.
+//! `Error::InvalidArgument` -> `ValueError`, `Error::RemoteProtocol` ->
+//! `RemoteProtocolError` (with its `code`), `Error::LocalProtocol` -> `LocalProtocolError`,
+//! `Error::LimitExceeded` -> `LimitExceededError`.
+
+mod datapath;
 
 mod gossip;
 mod ledger;
@@ -11,21 +15,36 @@ mod routing;
 use neonet_core::Error;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// Instantiate `neonet.core.errors.<name>(message, **keywords)` as a `PyErr`.
+fn neonet_error(py: Python<'_>, name: &str, message: String, code: Option<Option<u32>>) -> PyErr {
+    let created = py
+        .import("neonet.core.errors")
+        .and_then(|module| module.getattr(name))
+        .and_then(|class| match code {
+            None => class.call1((message,)),
+            Some(code) => {
+                let keywords = PyDict::new(py);
+                keywords.set_item("code", code)?;
+                class.call((message,), Some(&keywords))
+            }
+        });
+    match created {
+        Ok(instance) => PyErr::from_value(instance),
+        Err(err) => err,
+    }
+}
 
 pub(crate) fn to_python_error(py: Python<'_>, error: Error) -> PyErr {
     match error {
-        Error::Decode(message) => match py
-            .import("neonet.core.errors")
-            .and_then(|module| module.getattr("DecodeError"))
-        {
-            Ok(class) => PyErr::from_value(
-                class
-                    .call1((message,))
-                    .unwrap_or_else(|err| err.into_value(py).into_bound(py).into_any()),
-            ),
-            Err(err) => err,
-        },
+        Error::Decode(message) => neonet_error(py, "DecodeError", message, None),
         Error::InvalidArgument(message) => PyValueError::new_err(message),
+        Error::RemoteProtocol { message, code } => {
+            neonet_error(py, "RemoteProtocolError", message, Some(code))
+        }
+        Error::LocalProtocol(message) => neonet_error(py, "LocalProtocolError", message, None),
+        Error::LimitExceeded(message) => neonet_error(py, "LimitExceededError", message, None),
     }
 }
 
@@ -48,5 +67,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     routing::register(module)?;
     gossip::register(module)?;
     ledger::register(module)?;
+    datapath::register(module)?;
     Ok(())
 }

@@ -14,17 +14,25 @@ from bytes and seconds for every side), streams/s (open, negotiate, 1-byte echo,
 py-libp2p 0.8.1 runs from the virtualenv the interop harness builds
 (``python tests/interop/harness.py build py-libp2p`` in a source checkout); when it is
 missing, its row says so.
+
+NeoNet's peers run on the backend this process selected (``NEONET_PURE`` is inherited
+by the child processes; the row names it). With ``both_backends`` a second NeoNet row
+runs the other backend in the same interleaved rounds, and the per-round ratios of
+native to pure are printed too.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from neonet.core import backend
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PY_LIBP2P_VENV = Path.home() / ".cache" / "neonet-interop" / "py-libp2p-0.8.1"
@@ -42,6 +50,7 @@ class Side:
     repeated_connects: bool = False  # its dialer understands --connects
     has_streams: bool = True
     note: str = ""
+    environment: dict[str, str] | None = None  # for the side's processes (None: inherit)
     rounds: list[dict[str, float | None]] = field(default_factory=list)
 
     def median(self, metric: str) -> float | None:
@@ -49,27 +58,50 @@ class Side:
         return statistics.median(values) if values else None  # type: ignore[type-var]
 
 
-def _sides() -> list[Side]:
+def _backend_environment(name: backend.BackendName) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment.pop(backend.PURE_ENV_VAR, None)
+    if name == "pure":
+        environment[backend.PURE_ENV_VAR] = "1"
+    return environment
+
+
+def _sides(*, both_backends: bool = False) -> list[Side]:
     own = [sys.executable, "-m", "neonet.bench.peer"]
     py_python = PY_LIBP2P_VENV / "bin" / "python"
     py_side = Side("py-libp2p 0.8.1", [str(py_python), str(PY_LIBP2P_PEER)])
     if not (py_python.exists() and PY_LIBP2P_PEER.exists()):
         py_side.note = "not installed: run `python tests/interop/harness.py build py-libp2p`"
-    return [
-        Side("neonet", [*own, "neonet"], repeated_connects=True),
+    sides = [
+        Side(f"neonet {backend.BACKEND}", [*own, "neonet"], repeated_connects=True),
         py_side,
         Side("raw trio TCP", [*own, "raw-tcp"], repeated_connects=True, has_streams=False),
     ]
+    if both_backends:
+        other: backend.BackendName = "pure" if backend.BACKEND == "native" else "native"
+        if other == "native" and not backend.NATIVE_AVAILABLE:
+            raise SystemExit("--both-backends needs neonet._native: run `maturin develop`")
+        sides.insert(
+            1,
+            Side(
+                f"neonet {other}",
+                [*own, "neonet"],
+                repeated_connects=True,
+                environment=_backend_environment(other),
+            ),
+        )
+    return sides
 
 
 class _Listener:
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], environment: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
             [*argv, "listen", "--transport", "tcp", "--ip", "127.0.0.1"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
+            env=environment,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -87,13 +119,15 @@ class _Listener:
             self.process.wait()
 
 
-def _dial(argv: list[str], address: str, *options: str, timeout: float = 300) -> dict[str, Any]:
+def _dial(side: Side, address: str, *options: str, timeout: float = 300) -> dict[str, Any]:
+    argv = side.argv
     completed = subprocess.run(
         [*argv, "dial", "--addr", address, *options],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+        env=side.environment,
     )
     lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
     if not lines:
@@ -119,7 +153,7 @@ def _one_round(side: Side, address: str, *, pings: int, streams: int) -> dict[st
     options = ["--pings", str(pings)]
     if side.repeated_connects:
         options += ["--connects", str(WARM_CONNECTS)]
-    result = _dial(side.argv, address, *options)
+    result = _dial(side, address, *options)
     rtts = result["ping_rtt_ms"][1:] or result["ping_rtt_ms"]
     warm = result.get("connect_ms_all")
     row: dict[str, float | None] = {
@@ -127,24 +161,24 @@ def _one_round(side: Side, address: str, *, pings: int, streams: int) -> dict[st
         "warm_connect_ms": statistics.median(warm) if warm else None,
         "ping_ms": statistics.median(rtts),
     }
-    result = _dial(side.argv, address, "--perf-upload", str(BULK_BYTES), "--perf-download", "0")
+    result = _dial(side, address, "--perf-upload", str(BULK_BYTES), "--perf-download", "0")
     row["bulk_mbps"] = BULK_BYTES / _perf_seconds(result["perf"]) / 1e6
     row["streams_per_second"] = None
     if side.has_streams:
-        result = _dial(side.argv, address, "--streams", str(streams))
+        result = _dial(side, address, "--streams", str(streams))
         row["streams_per_second"] = float(result["streams_per_second"])
     return row
 
 
-def run(*, rounds: int, pings: int, streams: int) -> list[Side]:
-    sides = _sides()
+def run(*, rounds: int, pings: int, streams: int, both_backends: bool = False) -> list[Side]:
+    sides = _sides(both_backends=both_backends)
     listeners: dict[str, _Listener] = {}
     try:
         for side in sides:
             if side.note:
                 continue
             try:
-                listeners[side.name] = _Listener(side.argv)
+                listeners[side.name] = _Listener(side.argv, side.environment)
             except (RuntimeError, OSError, ValueError, KeyError) as exc:
                 side.note = f"listener failed: {exc}"
         for _ in range(rounds):
@@ -187,12 +221,28 @@ def _cell(side: Side, metric: str, width: int, digits: int) -> str:
     return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
 
-def main(*, quick: bool = False, as_json: bool = False, rounds: int | None = None) -> None:
+def main(
+    *,
+    quick: bool = False,
+    as_json: bool = False,
+    rounds: int | None = None,
+    both_backends: bool = False,
+) -> None:
     rounds = rounds or (3 if quick else 7)
     pings, streams = (50, 200) if quick else (200, 1000)
-    sides = run(rounds=rounds, pings=pings, streams=streams)
-    neonet, py_side, _raw = sides
+    sides = run(rounds=rounds, pings=pings, streams=streams, both_backends=both_backends)
+    neonet, py_side = sides[0], sides[-2]
     ratios = _ratios(neonet, py_side) if neonet.rounds and py_side.rounds else {}
+    # With both backends: the second NeoNet row vs py-libp2p, and native vs pure.
+    other_ratios: dict[str, float] = {}
+    backend_ratios: dict[str, float] = {}
+    if both_backends and sides[1].rounds:
+        other = sides[1]
+        if other.rounds and py_side.rounds:
+            other_ratios = _ratios(other, py_side)
+        native, pure = (neonet, other) if backend.BACKEND == "native" else (other, neonet)
+        if native.rounds and pure.rounds:
+            backend_ratios = _ratios(native, pure)
     if as_json:
         document = {
             "workload": {
@@ -209,8 +259,12 @@ def main(*, quick: bool = False, as_json: bool = False, rounds: int | None = Non
                 }
                 for side in sides
             },
+            "backend": backend.BACKEND,
             "ratios_vs_py_libp2p": ratios,
         }
+        if both_backends:
+            document["other_backend_ratios_vs_py_libp2p"] = other_ratios
+            document["native_vs_pure"] = backend_ratios
         print(json.dumps(document, indent=2))
         return
     print(f"neonet bench transport: 127.0.0.1, TCP + Noise + yamux; {rounds} interleaved rounds")
@@ -232,7 +286,11 @@ def main(*, quick: bool = False, as_json: bool = False, rounds: int | None = Non
         note = f"  ({side.note})" if side.note else ""
         print(f"{side.name:16}{''.join(cells)}{note}")
     for metric, value in ratios.items():
-        print(f"NeoNet vs py-libp2p, {metric}: {value:.2f}x (median of per-round ratios)")
+        print(f"{neonet.name} vs py-libp2p, {metric}: {value:.2f}x (median of per-round ratios)")
+    for metric, value in other_ratios.items():
+        print(f"{sides[1].name} vs py-libp2p, {metric}: {value:.2f}x")
+    for metric, value in backend_ratios.items():
+        print(f"neonet native vs pure, {metric}: {value:.2f}x")
     print("connect: first dial of a fresh dialer process; warm: later dials in that process")
     print(
         "targets: connect < 5 ms, ping < 0.25 ms, bulk >= 5x py-libp2p, streams/s >= 10x py-libp2p"

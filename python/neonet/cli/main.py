@@ -5,7 +5,8 @@ neonet identity show [--file F]                   print its peer ID
 neonet run [--listen MADDR ...] [--identity F]    run a node, print its addresses
 neonet ping MADDR [--count N]                     ping a libp2p peer
 neonet perf MADDR [--upload N] [--download N]     /perf/1.0.0 against a peer
-neonet bench transport [--quick] [--json]         NeoNet vs py-libp2p vs raw TCP
+neonet bench transport [--quick] [--json] [--both-backends]
+                                                  NeoNet vs py-libp2p vs raw TCP
 neonet bench core [--quick] [--json]              Rust core vs its pure-Python twins
 """
 
@@ -183,7 +184,12 @@ def cmd_bench(args: argparse.Namespace) -> None:
     if args.suite == "transport":
         from neonet.bench import transport as bench_transport
 
-        bench_transport.main(quick=args.quick, as_json=args.json, rounds=args.rounds)
+        bench_transport.main(
+            quick=args.quick,
+            as_json=args.json,
+            rounds=args.rounds,
+            both_backends=args.both_backends,
+        )
     elif args.suite == "core":
         from neonet.bench import core as bench_core
 
@@ -265,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true")
     bench.add_argument(
         "--rounds", type=int, default=None, help="rounds per measurement (median is reported)"
+    )
+    bench.add_argument(
+        "--both-backends",
+        action="store_true",
+        help="transport: also run NeoNet on the other backend (native and pure side by side)",
     )
     bench.set_defaults(handler=cmd_bench)
     return parser

@@ -18,9 +18,15 @@ from neonet.core import base58 as _pure_base58
 from neonet.core import cbor as _pure_cbor
 from neonet.core import gossip as _pure_gossip
 from neonet.core import ledger as _pure_ledger
+from neonet.core import noise_transport as _pure_noise_transport
+from neonet.core import noise_yamux as _pure_noise_yamux
 from neonet.core import routing as _pure_routing
+from neonet.core import yamux as _pure_yamux
 from neonet.core.gossip import MeshStateInterface, MessageCacheInterface, SeenCacheInterface
 from neonet.core.ledger import ChainHead, ChainVerdict
+from neonet.core.noise_transport import NoiseTransportEngine
+from neonet.core.noise_yamux import NoiseYamuxEngine
+from neonet.core.yamux import YamuxEngine
 
 BackendName = Literal["native", "pure"]
 PURE_ENV_VAR = "NEONET_PURE"
@@ -55,6 +61,12 @@ class VerifyChain(Protocol):
         self, blocks: Sequence[bytes], *, mint_account: bytes | None, start: ChainHead | None = ...
     ) -> ChainVerdict: ...
 
+    # The connection data path (classes; see neonet.core.noise_transport, yamux and
+    # noise_yamux for the constructors' signatures).
+    NoiseTransport: Callable[..., NoiseTransportEngine]
+    YamuxConnection: Callable[..., YamuxEngine]
+    NoiseYamuxConnection: Callable[..., NoiseYamuxEngine]
+
 
 _PURE = Implementation(
     name="pure",
@@ -71,6 +83,9 @@ _PURE = Implementation(
     verify_signature=_pure_ledger.verify_signature,
     verify_signatures=_pure_ledger.verify_signatures,
     verify_chain=_pure_ledger.verify_chain,
+    NoiseTransport=_pure_noise_transport.NoiseTransport,
+    YamuxConnection=_pure_yamux.YamuxConnection,
+    NoiseYamuxConnection=_pure_noise_yamux.NoiseYamuxConnection,
 )
 
 
@@ -96,6 +111,9 @@ def _load_native() -> Implementation | None:
         verify_signature=_native.verify_signature,
         verify_signatures=_native.verify_signatures,
         verify_chain=_native.verify_chain,
+        NoiseTransport=_native.NoiseTransport,
+        YamuxConnection=_native.YamuxConnection,
+        NoiseYamuxConnection=_native.NoiseYamuxConnection,
     )
 
 
@@ -134,3 +152,6 @@ hash_block_body = ACTIVE.hash_block_body
 verify_signature = ACTIVE.verify_signature
 verify_signatures = ACTIVE.verify_signatures
 verify_chain = ACTIVE.verify_chain
+NoiseTransport = ACTIVE.NoiseTransport
+YamuxConnection = ACTIVE.YamuxConnection
+NoiseYamuxConnection = ACTIVE.NoiseYamuxConnection

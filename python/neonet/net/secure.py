@@ -3,6 +3,9 @@
 ``secure_outbound`` / ``secure_inbound`` run the libp2p Noise XX handshake
 (``neonet.proto.noise``) over a raw transport stream and return a ``NoiseStream`` whose
 ``send_all`` encrypts and whose ``receive_some`` decrypts. Plaintext is never offered.
+Once the muxer is chosen, ``into_parts`` hands the channel to the muxer's engine
+(``neonet.core.backend.NoiseYamuxConnection``), which then decrypts whole socket reads
+and encrypts its output itself.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ import trio
 
 from neonet.core.errors import HandshakeError, RemoteProtocolError
 from neonet.core.keys import Ed25519Identity, PublicKey
+from neonet.core.noise_transport import NoiseTransportEngine
 from neonet.core.peer_id import PeerId
 from neonet.proto.multistream import MultistreamDialer
-from neonet.proto.noise import PROTOCOL_ID, NoiseHandshake, NoiseTransport
+from neonet.proto.noise import PROTOCOL_ID, NoiseHandshake
 
 RECEIVE_CHUNK = 256 * 1024
 
@@ -27,7 +31,7 @@ class NoiseStream(trio.abc.Stream):
     def __init__(
         self,
         transport: trio.abc.Stream,
-        noise: NoiseTransport,
+        noise: NoiseTransportEngine,
         *,
         remote_peer: PeerId,
         remote_public_key: PublicKey,
@@ -69,6 +73,15 @@ class NoiseStream(trio.abc.Stream):
 
     async def aclose(self) -> None:
         await self.transport_stream.aclose()
+
+    def into_parts(self) -> tuple[trio.abc.Stream, NoiseTransportEngine, bytes]:
+        """Hand the channel over: (the transport, the Noise channel, plaintext read ahead).
+
+        For an engine that reads the transport and decrypts by itself. This stream's
+        channel is retired: using the stream afterwards raises ``LocalProtocolError``.
+        """
+        pending, self._pending = self._pending, b""
+        return self.transport_stream, self._noise.take(), pending
 
 
 async def _run_handshake(

@@ -164,12 +164,15 @@ class Swarm:
         from neonet.net.upgrader import SecuredChannel
 
         assert isinstance(channel, SecuredChannel)
+        # The session's engine takes the Noise channel over and reads the raw transport.
+        transport_stream, noise, read_ahead = channel.secure.into_parts()
         session = YamuxSession(
-            channel.secure,
+            transport_stream,
             is_client=direction == "outbound",
             on_stream=self._handle_stream,
-            initial_data=channel.muxer_initial_data,
+            initial_data=channel.muxer_initial_data + read_ahead,
             remote_peer=channel.remote_peer,
+            noise=noise,
         )
         connection = Connection(
             remote_peer=channel.remote_peer,

@@ -1,10 +1,14 @@
 """The trio driver of a yamux connection, and the streams it hands out.
 
-One ``YamuxSession`` owns a secured byte stream (Noise over TCP or WebSocket) and a
-sans-I/O ``YamuxConnection`` engine. A reader task feeds received bytes to the engine
-and routes events to streams; a writer task flushes whatever the engine queued. Only
-the writer writes to the transport, so a reader never blocks on a full send buffer
-(two peers that both write big messages would otherwise deadlock).
+One ``YamuxSession`` owns a byte stream and a sans-I/O yamux engine, both chosen by
+``neonet.core.backend`` (Rust or pure Python). Given the Noise channel (``noise=``),
+the stream is the raw transport (TCP or WebSocket) and the engine a
+``NoiseYamuxConnection``, which decrypts whole socket reads and encrypts its output
+in one call each; otherwise the stream is already secured (or a test's memory stream)
+and the engine a plain ``YamuxConnection``. A reader task feeds received bytes to the
+engine and routes events to streams; a writer task flushes whatever the engine queued.
+Only the writer writes to the transport, so a reader never blocks on a full send
+buffer (two peers that both write big messages would otherwise deadlock).
 
 Streams are trio ``HalfCloseableStream``s with TCP-like close semantics: ``send_eof``
 sends FIN; ``aclose`` sends FIN if needed and stops reading, and data that arrives on a
@@ -21,15 +25,15 @@ from dataclasses import dataclass
 
 import trio
 
+from neonet.core import backend
 from neonet.core.errors import (
     LimitExceededError,
     NegotiationError,
     ProtocolError,
     RemoteProtocolError,
 )
-from neonet.net.conflict import ConflictGuard
-from neonet.proto.multistream import MultistreamDialer
-from neonet.proto.yamux import (
+from neonet.core.noise_transport import NoiseTransportEngine
+from neonet.core.yamux import (
     DataReceived,
     GoAwayReceived,
     PongReceived,
@@ -40,8 +44,11 @@ from neonet.proto.yamux import (
     StreamOpened,
     StreamReset,
     YamuxConfig,
-    YamuxConnection,
+    YamuxEngine,
+    YamuxEvent,
 )
+from neonet.net.conflict import ConflictGuard
+from neonet.proto.multistream import MultistreamDialer
 
 # Read this much from the transport at a time.
 RECEIVE_CHUNK = 256 * 1024
@@ -325,9 +332,22 @@ class YamuxSession:
         config: YamuxConfig | None = None,
         initial_data: bytes = b"",
         remote_peer: object = None,
+        noise: NoiseTransportEngine | None = None,
     ) -> None:
+        """Drive yamux over ``transport``; ``initial_data`` is plaintext read ahead.
+
+        With ``noise`` (from ``NoiseStream.into_parts``), ``transport`` carries Noise
+        ciphertext and the engine takes the channel over.
+        """
         self._transport = transport
-        self._engine = YamuxConnection(is_client=is_client, config=config)
+        self._engine: YamuxEngine
+        self._receive_initial: Callable[[bytes | bytearray], list[YamuxEvent]]
+        if noise is None:
+            engine = backend.YamuxConnection(is_client=is_client, config=config)
+            self._engine, self._receive_initial = engine, engine.receive_data
+        else:
+            secured = backend.NoiseYamuxConnection(noise, is_client=is_client, config=config)
+            self._engine, self._receive_initial = secured, secured.receive_plaintext
         self._on_stream = on_stream
         self._initial_data = initial_data
         self.remote_peer = remote_peer
@@ -360,7 +380,7 @@ class YamuxSession:
                     nursery.start_soon(self._guarded, self._writer)
                     task_status.started()
                     if self._initial_data:
-                        self._handle_bytes(self._initial_data)
+                        self._handle_bytes(self._initial_data, self._receive_initial)
                     await self._guarded(self._reader)
             finally:
                 self._mark_dead(trio.BrokenResourceError("connection closed"))
@@ -419,10 +439,14 @@ class YamuxSession:
                 return
             self._handle_bytes(data)
 
-    def _handle_bytes(self, data: bytes | bytearray) -> None:
+    def _handle_bytes(
+        self,
+        data: bytes | bytearray,
+        receive: Callable[[bytes | bytearray], list[YamuxEvent]] | None = None,
+    ) -> None:
         self._bytes_received += len(data)
         try:
-            events = self._engine.receive_data(data)
+            events = self._engine.receive_data(data) if receive is None else receive(data)
         except BaseException:
             self._wake_writer()  # the GoAway
             raise

@@ -22,7 +22,9 @@ AEAD ciphertext of at most 65519 plaintext bytes plus the 16-byte tag.
 
 ``_XXHandshakeState`` is the bare Noise core (any prologue, raw payloads) so it can be
 checked against the Noise test vectors; ``NoiseHandshake`` adds framing and the libp2p
-payload; ``NoiseTransport`` is the post-handshake pair of cipher states.
+payload. The post-handshake channel (framing and the two cipher states) is the data
+path, which ``neonet.core.backend`` provides in Rust or pure Python: ``into_transport``
+returns the selected backend's ``NoiseTransport``.
 """
 
 from __future__ import annotations
@@ -34,17 +36,23 @@ from collections.abc import Callable, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
+from neonet.core import backend as _backend
 from neonet.core.errors import (
     DecodeError,
     HandshakeError,
     LocalProtocolError,
     PeerIdMismatchError,
-    RemoteProtocolError,
 )
 from neonet.core.keys import Ed25519Identity, PublicKey
+from neonet.core.noise_transport import (
+    MAX_MESSAGE_SIZE,
+    MAX_PLAINTEXT_SIZE,
+    TAG_SIZE,
+    NoiseTransportEngine,
+)
+from neonet.core.noise_transport import CipherState as _CipherState
 from neonet.core.peer_id import PeerId
 from neonet.proto.pb import noise_pb2
 
@@ -54,7 +62,6 @@ __all__ = [
     "PROTOCOL_ID",
     "PROTOCOL_NAME",
     "NoiseHandshake",
-    "NoiseTransport",
 ]
 
 PROTOCOL_ID = "/noise"
@@ -62,19 +69,10 @@ PROTOCOL_NAME = b"Noise_XX_25519_ChaChaPoly_SHA256"
 STATIC_KEY_SIGNATURE_PREFIX = b"noise-libp2p-static-key:"
 DH_SIZE = 32
 HASH_SIZE = 32
-TAG_SIZE = 16
-MAX_MESSAGE_SIZE = 65535
-MAX_PLAINTEXT_SIZE = MAX_MESSAGE_SIZE - TAG_SIZE
-# Noise section 5.1: nonce 2**64 - 1 is reserved, so 2**64 - 2 is the last one a key uses.
-MAX_NONCE = 2**64 - 2
 # Our payload must fit the larger of messages 2 and 3: e (32) + encrypted s (48) + its tag.
 MAX_PAYLOAD_SIZE = MAX_MESSAGE_SIZE - DH_SIZE - (DH_SIZE + TAG_SIZE) - TAG_SIZE
 
-_FRAME_HEADER = struct.Struct(">H")
-_pack_header = _FRAME_HEADER.pack
-_pack_header_into = _FRAME_HEADER.pack_into
-# ChaChaPoly nonce (Noise 12.3): 32 zero bits, then the 64-bit counter little-endian.
-_pack_nonce = struct.Struct("<4xQ").pack
+_pack_header = struct.Struct(">H").pack
 
 # The protocol name is exactly HASHLEN bytes, so InitializeSymmetric uses it unhashed as h
 # and ck (Noise 5.2); with libp2p's empty prologue the first MixHash is then a constant.
@@ -101,41 +99,6 @@ def _dh(private: X25519PrivateKey, public: bytes) -> bytes:
         # Noise 12.1 lets an implementation refuse a point that yields the all-zero
         # output (a low-order point); OpenSSL does, and no honest peer sends one.
         raise HandshakeError("the peer sent an invalid X25519 public key") from exc
-
-
-class _CipherState:
-    """A Noise CipherState: one ChaCha20-Poly1305 key (set up once) and its nonce."""
-
-    __slots__ = ("_aead", "nonce")
-
-    def __init__(self, key: bytes) -> None:
-        self._aead = ChaCha20Poly1305(key)
-        self.nonce = 0
-
-    def encrypt_with_ad(
-        self, associated_data: bytes | None, plaintext: bytes | bytearray | memoryview
-    ) -> bytes:
-        nonce = self.nonce
-        if nonce > MAX_NONCE:
-            raise LocalProtocolError(
-                "Noise send nonce exhausted (2**64 - 1 messages): the connection must close"
-            )
-        ciphertext = self._aead.encrypt(_pack_nonce(nonce), plaintext, associated_data)
-        self.nonce = nonce + 1
-        return ciphertext
-
-    def decrypt_with_ad(
-        self, associated_data: bytes | None, ciphertext: bytes | bytearray | memoryview
-    ) -> bytes:
-        """Raise ``InvalidTag`` on authentication failure; the nonce then stays put."""
-        nonce = self.nonce
-        if nonce > MAX_NONCE:
-            raise RemoteProtocolError(
-                "Noise receive nonce exhausted (2**64 - 1 messages): the connection must close"
-            )
-        plaintext = self._aead.decrypt(_pack_nonce(nonce), ciphertext, associated_data)
-        self.nonce = nonce + 1
-        return plaintext
 
 
 class _SymmetricState:
@@ -459,8 +422,14 @@ class NoiseHandshake:
         self.remote_peer_id = peer
         self.remote_stream_muxers = muxers
 
-    def into_transport(self) -> NoiseTransport:
-        """The transport cipher states, with any bytes received past message 3 (once)."""
+    def into_transport(
+        self, implementation: _backend.Implementation | None = None
+    ) -> NoiseTransportEngine:
+        """The transport channel, with any bytes received past message 3 (once).
+
+        Built by the selected backend's ``NoiseTransport`` unless ``implementation``
+        names another (the tests run both).
+        """
         if not self.complete:
             raise LocalProtocolError("the Noise handshake is not complete")
         if self._transport_taken:
@@ -470,130 +439,5 @@ class NoiseHandshake:
         send_key, receive_key = self._noise.split()
         received = bytes(self._inbox)
         self._inbox.clear()
-        return NoiseTransport(send_key, receive_key, received=received)
-
-
-class NoiseTransport:
-    """The established channel: ``encrypt`` outgoing bytes, ``receive_data`` incoming ones.
-
-    Incoming bytes are decrypted straight out of the caller's buffer; only the tail of a
-    frame that has not fully arrived is copied aside (at most 65537 bytes), and on the
-    next call only the bytes that frame still lacks are copied onto it.
-    """
-
-    __slots__ = ("_carried", "_failed", "_inbox", "_receiver", "_sender")
-
-    def __init__(self, send_key: bytes, receive_key: bytes, *, received: bytes = b"") -> None:
-        self._sender = _CipherState(send_key)
-        self._receiver = _CipherState(receive_key)
-        # Bytes that arrived with the last handshake message; may hold several frames.
-        self._carried = received
-        # The start of one incomplete frame (length prefix included).
-        self._inbox = bytearray()
-        self._failed = False
-
-    @property
-    def messages_sent(self) -> int:
-        return self._sender.nonce
-
-    @property
-    def messages_received(self) -> int:
-        return self._receiver.nonce
-
-    @property
-    def buffered(self) -> int:
-        """Received bytes not yet decrypted (an incomplete frame, or carried-over bytes)."""
-        return len(self._inbox) + len(self._carried)
-
-    def encrypt(self, plaintext: bytes | bytearray | memoryview) -> bytes:
-        """Length-prefixed transport messages carrying ``plaintext`` (b"" for empty input)."""
-        view = memoryview(plaintext)
-        size = view.nbytes
-        if size <= MAX_PLAINTEXT_SIZE:
-            if not size:
-                return b""
-            ciphertext = self._sender.encrypt_with_ad(None, plaintext)
-            return b"".join((_pack_header(size + TAG_SIZE), ciphertext))
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
-        frames = -(-size // MAX_PLAINTEXT_SIZE)
-        sender = self._sender
-        if sender.nonce + frames - 1 > MAX_NONCE:
-            # Refuse the whole write rather than spend nonces on frames never returned.
-            raise LocalProtocolError("Noise send nonce exhausted: the connection must close")
-        full_header = _pack_header(MAX_MESSAGE_SIZE)
-        seal = sender.encrypt_with_ad
-        parts: list[bytes] = []
-        append = parts.append
-        for start in range(0, size - MAX_PLAINTEXT_SIZE, MAX_PLAINTEXT_SIZE):
-            append(full_header)
-            append(seal(None, view[start : start + MAX_PLAINTEXT_SIZE]))
-        last = (frames - 1) * MAX_PLAINTEXT_SIZE
-        append(_pack_header(size - last + TAG_SIZE))
-        append(seal(None, view[last:]))
-        return b"".join(parts)
-
-    def receive_data(self, data: bytes | bytearray | memoryview) -> bytes:
-        """All plaintext decryptable now (b"" if none), after buffering ``data``.
-
-        Call with b"" right after the handshake to get data that arrived with message 3.
-        Raises ``RemoteProtocolError`` if a message fails authentication or is shorter
-        than its tag; the channel is then dead.
-        """
-        if self._failed:
-            raise LocalProtocolError("the Noise channel already failed")
-        if self._carried:
-            data = self._carried + bytes(data)
-            self._carried = b""
-        view = memoryview(data)
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
-        end = view.nbytes
-        position = 0
-        plaintexts: list[bytes] = []
-        inbox = self._inbox
-        if inbox:
-            # Complete the frame begun last time, copying only the bytes it still lacks.
-            have = len(inbox)
-            if have < 2:
-                position = min(2 - have, end)
-                inbox += view[:position]
-                if len(inbox) < 2:
-                    return b""
-            frame_end = 2 + ((inbox[0] << 8) | inbox[1])
-            take = min(frame_end - len(inbox), end - position)
-            inbox += view[position : position + take]
-            position += take
-            if len(inbox) < frame_end:
-                return b""
-            with memoryview(inbox) as whole, whole[2:] as body:
-                plaintexts.append(self._open(body))
-            inbox.clear()
-        while end - position >= 2:
-            frame_end = position + 2 + ((view[position] << 8) | view[position + 1])
-            if frame_end > end:
-                break
-            plaintexts.append(self._open(view[position + 2 : frame_end]))
-            position = frame_end
-        if position < end:
-            inbox += view[position:]
-        if len(plaintexts) == 1:
-            return plaintexts[0]
-        return b"".join(plaintexts)
-
-    def _open(self, ciphertext: memoryview) -> bytes:
-        if len(ciphertext) < TAG_SIZE:
-            self._failed = True
-            # A literal zero-length frame included: every transport message carries a tag
-            # (an empty message is a 16-byte frame), and go/rust/js all refuse these too.
-            raise RemoteProtocolError(
-                f"Noise transport message of {len(ciphertext)} bytes is shorter than its tag"
-            )
-        try:
-            return self._receiver.decrypt_with_ad(None, ciphertext)
-        except InvalidTag as exc:
-            self._failed = True
-            raise RemoteProtocolError("a Noise transport message failed authentication") from exc
-        except RemoteProtocolError:
-            self._failed = True
-            raise
+        chosen = implementation if implementation is not None else _backend.ACTIVE
+        return chosen.NoiseTransport(send_key, receive_key, received=received)

@@ -1,4 +1,9 @@
-"""Property tests of the yamux engine: framing round trips, garbage input, and a random workload."""
+"""Property tests of the yamux engine on both backends, and differential tests between them.
+
+Framing round trips and garbage input run on each backend; garbage and a random
+two-sided workload also run on a pure and a native engine in lockstep (``Twin``), which
+must give identical events, output bytes, statistics and exceptions at every step.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from neonet.core import backend as backend_module
 from neonet.core.errors import LimitExceededError, LocalProtocolError, RemoteProtocolError
-from neonet.proto.yamux import (
+from neonet.core.yamux import (
     _CAN_RECEIVE_DATA,
     DataReceived,
     GoAwayReceived,
@@ -23,9 +29,10 @@ from neonet.proto.yamux import (
     StreamOpened,
     StreamReset,
     YamuxConfig,
-    YamuxConnection,
+    YamuxEngine,
     YamuxEvent,
 )
+from tests.core.twins import BACKEND_NAMES, NATIVE, PURE, Twin
 
 DATA, WINDOW_UPDATE, PING, GO_AWAY = 0, 1, 2, 3
 SYN, ACK, FIN, RST = 1, 2, 4, 8
@@ -36,13 +43,32 @@ def frame(frame_type: int, flags: int, stream_id: int, length: int, payload: byt
     return struct.pack(">BBHII", 0, frame_type, flags, stream_id, length) + payload
 
 
-def feed(engine: YamuxConnection, wire: bytes, cuts: list[int]) -> list[YamuxEvent]:
+def join_data(events: list[YamuxEvent]) -> list[YamuxEvent]:
+    """Adjacent DataReceived of one stream joined: how one receive_data call reports them."""
+    joined: list[YamuxEvent] = []
+    for event in events:
+        last = joined[-1] if joined else None
+        if (
+            isinstance(event, DataReceived)
+            and isinstance(last, DataReceived)
+            and last.stream_id == event.stream_id
+        ):
+            joined[-1] = DataReceived(event.stream_id, last.data + event.data)
+        else:
+            joined.append(event)
+    return joined
+
+
+def feed(engine: YamuxEngine, wire: bytes, cuts: list[int]) -> list[YamuxEvent]:
+    """Deliver ``wire`` cut at ``cuts``; the events, with data joined across calls."""
     events: list[YamuxEvent] = []
     start = 0
     for cut in [*sorted(set(cuts)), len(wire)]:
-        events += engine.receive_data(wire[start:cut])
+        batch = engine.receive_data(wire[start:cut])
+        assert join_data(batch) == batch, "one call reports adjacent data of a stream as one"
+        events += batch
         start = cut
-    return events
+    return join_data(events)
 
 
 # --- (a) valid frame sequences round-trip however they are split --------------------------
@@ -119,16 +145,23 @@ def valid_client_traffic(draw: st.DrawFn) -> tuple[bytes, dict[int, bytes]]:
     return bytes(wire), delivered
 
 
+def twin_engines(**keywords: object) -> Twin:
+    """A pure and a native YamuxConnection in lockstep."""
+    return Twin(PURE.YamuxConnection(**keywords), NATIVE.YamuxConnection(**keywords))
+
+
+@pytest.mark.parametrize("name", BACKEND_NAMES)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(traffic=valid_client_traffic(), data=st.data())
 def test_valid_frames_give_the_same_events_however_they_are_split(
-    traffic: tuple[bytes, dict[int, bytes]], data: st.DataObject
+    name: backend_module.BackendName, traffic: tuple[bytes, dict[int, bytes]], data: st.DataObject
 ) -> None:
+    backend = backend_module.implementation(name)
     wire, delivered = traffic
-    whole = YamuxConnection(is_client=False)
+    whole = backend.YamuxConnection(is_client=False)
     whole_events = whole.receive_data(wire)
     cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=30))
-    split = YamuxConnection(is_client=False)
+    split = backend.YamuxConnection(is_client=False)
     assert feed(split, wire, cuts) == whole_events
     assert split.data_to_send() == whole.data_to_send()
     for stream_id, payload in delivered.items():
@@ -139,18 +172,34 @@ def test_valid_frames_give_the_same_events_however_they_are_split(
     assert split.statistics() == whole.statistics()
 
 
+@pytest.mark.parametrize("name", BACKEND_NAMES)
 @settings(deadline=None)
 @given(data=st.data())
-def test_byte_at_a_time_equals_whole(data: st.DataObject) -> None:
+def test_byte_at_a_time_equals_whole(name: backend_module.BackendName, data: st.DataObject) -> None:
+    backend = backend_module.implementation(name)
     wire, _ = data.draw(valid_client_traffic())
-    whole_events = YamuxConnection(is_client=False).receive_data(wire)
-    assert feed(YamuxConnection(is_client=False), wire, list(range(len(wire)))) == whole_events
+    whole_events = backend.YamuxConnection(is_client=False).receive_data(wire)
+    split = backend.YamuxConnection(is_client=False)
+    assert feed(split, wire, list(range(len(wire)))) == whole_events
+
+
+@settings(max_examples=300, deadline=None)
+@given(traffic=valid_client_traffic(), data=st.data())
+def test_backends_agree_on_valid_traffic(
+    traffic: tuple[bytes, dict[int, bytes]], data: st.DataObject
+) -> None:
+    wire, _ = traffic
+    cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=10))
+    engine = twin_engines(is_client=False)
+    feed(engine, wire, cuts)
+    engine.data_to_send()
+    engine.statistics()
 
 
 # --- (b) garbage gives events or RemoteProtocolError, nothing else ------------------------
 
 
-def _check_garbage(engine: YamuxConnection, wire: bytes, cuts: list[int]) -> None:
+def _check_garbage(engine: YamuxEngine, wire: bytes, cuts: list[int]) -> None:
     start = 0
     for cut in [*sorted(set(cuts)), len(wire)]:
         failure: RemoteProtocolError | None = None
@@ -171,6 +220,14 @@ def _check_garbage(engine: YamuxConnection, wire: bytes, cuts: list[int]) -> Non
     assert stats.partial_frame_bytes <= len(wire)
 
 
+def _engine(name: str, is_client: bool) -> YamuxEngine:
+    """One backend's engine, or (for "twin") both in lockstep."""
+    if name == "twin":
+        return twin_engines(is_client=is_client)
+    return backend_module.implementation(name).YamuxConnection(is_client=is_client)
+
+
+@pytest.mark.parametrize("name", [*BACKEND_NAMES, "twin"])
 @settings(max_examples=500, deadline=None)
 @given(
     wire=st.binary(max_size=4096),
@@ -178,9 +235,9 @@ def _check_garbage(engine: YamuxConnection, wire: bytes, cuts: list[int]) -> Non
     is_client=st.booleans(),
 )
 def test_random_bytes_never_raise_anything_else(
-    wire: bytes, cuts: list[int], is_client: bool
+    name: str, wire: bytes, cuts: list[int], is_client: bool
 ) -> None:
-    _check_garbage(YamuxConnection(is_client=is_client), wire, [c for c in cuts if c <= len(wire)])
+    _check_garbage(_engine(name, is_client), wire, [c for c in cuts if c <= len(wire)])
 
 
 _headers = st.tuples(
@@ -192,10 +249,11 @@ _headers = st.tuples(
 )
 
 
+@pytest.mark.parametrize("name", [*BACKEND_NAMES, "twin"])
 @settings(max_examples=500, deadline=None)
 @given(headers=st.lists(_headers, max_size=60), data=st.data())
 def test_random_frames_never_raise_anything_else(
-    headers: list[tuple[int, int, int, int, int]], data: st.DataObject
+    name: str, headers: list[tuple[int, int, int, int, int]], data: st.DataObject
 ) -> None:
     wire = bytearray()
     for version, frame_type, flags, stream_id, length in headers:
@@ -203,7 +261,7 @@ def test_random_frames_never_raise_anything_else(
         if frame_type == DATA and length <= 40:
             wire += bytes(length)
     cuts = data.draw(st.lists(st.integers(0, len(wire)), max_size=10))
-    _check_garbage(YamuxConnection(is_client=data.draw(st.booleans())), bytes(wire), cuts)
+    _check_garbage(_engine(name, data.draw(st.booleans())), bytes(wire), cuts)
 
 
 # --- (c) a random workload over a link keeps every invariant ------------------------------
@@ -245,11 +303,17 @@ def _other(side: str) -> str:
 
 
 class YamuxLink(RuleBasedStateMachine):
+    """A client and a server, each a pure and a native engine in lockstep (``Twin``).
+
+    Every command and every delivery goes to both backends and must give identical
+    results; the model's invariants are checked against the pure engines' state.
+    """
+
     def __init__(self) -> None:
         super().__init__()
         self.engines = {
-            "client": YamuxConnection(is_client=True, config=CONFIG),
-            "server": YamuxConnection(is_client=False, config=CONFIG),
+            "client": twin_engines(is_client=True, config=CONFIG),
+            "server": twin_engines(is_client=False, config=CONFIG),
         }
         self.streams: dict[int, _StreamModel] = {}
         self.pongs: dict[str, list[int]] = {side: [] for side in SIDES}

@@ -6,6 +6,11 @@ does no I/O: feed it received bytes with ``receive_data`` (it returns events), c
 command methods, and write whatever ``data_to_send`` returns. A driver such as
 ``neonet.net.yamux_session`` owns the sockets, tasks and clocks.
 
+This is the pure twin of ``neonet._native.YamuxConnection`` (crates/neonet-core
+``yamux.rs``), which follows every rule below with the same events, output bytes,
+exception classes and texts; ``neonet.core.backend`` picks one (``YamuxConnection``
+there). The event classes, ``YamuxConfig`` and ``YamuxStatistics`` here serve both.
+
 Behaviour at every edge (the spec leaves most of these open):
 
 Framing
@@ -25,7 +30,8 @@ Connection errors
     ``data_to_send`` calls) queues GoAway(protocol error) and raises
     ``RemoteProtocolError(code=1)``. The connection is then dead: every later call except
     ``data_to_send`` and ``statistics`` raises ``LocalProtocolError``. Events produced
-    by the failing ``receive_data`` call before the violation are discarded with it.
+    by the failing ``receive_data`` call before the violation are discarded with it,
+    and so is any partial frame.
 
 Stream ids
     The client uses odd ids, the server even ones; ours increase by two from 1 or 2 and
@@ -102,7 +108,7 @@ import struct
 from bisect import bisect_right
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Final, NoReturn, TypeAlias
+from typing import Final, NoReturn, Protocol, TypeAlias
 
 from neonet.core.errors import LimitExceededError, LocalProtocolError, RemoteProtocolError
 
@@ -123,6 +129,7 @@ __all__ = [
     "StreamReset",
     "YamuxConfig",
     "YamuxConnection",
+    "YamuxEngine",
     "YamuxEvent",
     "YamuxStatistics",
 ]
@@ -214,7 +221,11 @@ class StreamAcknowledged:
 
 @dataclass(frozen=True, slots=True)
 class DataReceived:
-    """Payload for a stream; hand ``len(data)`` back with ``consume`` once it is taken."""
+    """Payload for a stream; hand ``len(data)`` back with ``consume`` once it is taken.
+
+    Data frames of one stream that follow each other with no other event between them
+    (a bulk transfer: several 64 KiB frames per socket read) arrive as one event.
+    """
 
     stream_id: int
     data: bytes
@@ -273,6 +284,46 @@ YamuxEvent: TypeAlias = (
     | GoAwayReceived
     | StreamClosed
 )
+
+
+class YamuxEngine(Protocol):
+    """The interface both backends' ``YamuxConnection`` implement (see the docstring)."""
+
+    @property
+    def has_output(self) -> bool: ...
+    def receive_data(self, data: bytes | bytearray | memoryview) -> list[YamuxEvent]: ...
+    def data_to_send(self) -> bytes: ...
+    def open_stream(self) -> int: ...
+    def send_data(self, stream_id: int, data: bytes | bytearray | memoryview) -> int: ...
+    def send_window(self, stream_id: int) -> int: ...
+    def stream_is_open(self, stream_id: int) -> bool: ...
+    def consume(self, stream_id: int, amount: int) -> None: ...
+    def close_stream(self, stream_id: int) -> None: ...
+    def reset_stream(self, stream_id: int) -> None: ...
+    def ping(self, opaque: int) -> None: ...
+    def go_away(self, code: int = ...) -> None: ...
+    def statistics(self) -> YamuxStatistics: ...
+
+
+def _join_adjacent_data(events: list[YamuxEvent]) -> list[YamuxEvent]:
+    """Report each run of adjacent DataReceived of one stream as one event."""
+    joined: list[YamuxEvent] = []
+    run: list[bytes] = []
+    run_stream = -1
+    for event in events:
+        if type(event) is DataReceived and event.stream_id == run_stream:
+            run.append(event.data)
+            continue
+        if len(run) > 1:
+            joined[-1] = DataReceived(run_stream, b"".join(run))
+        if type(event) is DataReceived:
+            run_stream, run = event.stream_id, [event.data]
+        else:
+            run_stream, run = -1, []
+        joined.append(event)
+    if len(run) > 1:
+        joined[-1] = DataReceived(run_stream, b"".join(run))
+    return joined
 
 
 # --- the stream state machine ------------------------------------------------------------
@@ -380,6 +431,8 @@ class YamuxConnection:
         self._failed = False
         self._go_away_sent = False
         self._go_away_received = False
+        # Set when this call's events hold adjacent DataReceived of one stream.
+        self._adjacent_data = False
 
     # --- receiving -------------------------------------------------------------------------
 
@@ -401,6 +454,9 @@ class YamuxConnection:
         finally:
             view.release()
             self._events = []
+        if self._adjacent_data:
+            self._adjacent_data = False
+            return _join_adjacent_data(events)
         return events
 
     def _feed(self, view: memoryview) -> None:
@@ -493,6 +549,8 @@ class YamuxConnection:
                     if not remaining:
                         stream.peer_stalled = True
                     stream.unconsumed += length
+                    if events and type(last := events[-1]) is DataReceived:
+                        self._adjacent_data |= last.stream_id == stream_id
                     events.append(DataReceived(stream_id, bytes(view[payload_start:frame_end])))
                     continue
                 if length > self._data_limit(flags, stream_id):
@@ -567,6 +625,8 @@ class YamuxConnection:
                     stream.peer_stalled = True
                 stream.unconsumed += length
                 assert payload is not None
+                if events and type(last := events[-1]) is DataReceived:
+                    self._adjacent_data |= last.stream_id == stream_id
                 events.append(DataReceived(stream_id, bytes(payload)))
         elif length:
             self._grant(stream_id, stream, length)
@@ -712,6 +772,7 @@ class YamuxConnection:
 
     def _fail(self, error: RemoteProtocolError) -> None:
         self._failed = True
+        self._partial = bytearray()  # a dead connection keeps no partial frame
         code = error.code if error.code is not None else GO_AWAY_PROTOCOL_ERROR
         self._queue_frame(TYPE_GO_AWAY, 0, 0, code)
 
