@@ -52,6 +52,11 @@ class Implementation:
     verify_signature: Callable[[bytes, bytes, bytes], bool]
     verify_signatures: Callable[[Sequence[tuple[bytes, bytes, bytes]]], list[bool]]
     verify_chain: VerifyChain
+    # The connection data path (classes; see neonet.core.noise_transport, yamux and
+    # noise_yamux for the constructors' signatures).
+    NoiseTransport: Callable[..., NoiseTransportEngine]
+    YamuxConnection: Callable[..., YamuxEngine]
+    NoiseYamuxConnection: Callable[..., NoiseYamuxEngine]
 
 
 class VerifyChain(Protocol):
@@ -60,12 +65,6 @@ class VerifyChain(Protocol):
     def __call__(
         self, blocks: Sequence[bytes], *, mint_account: bytes | None, start: ChainHead | None = ...
     ) -> ChainVerdict: ...
-
-    # The connection data path (classes; see neonet.core.noise_transport, yamux and
-    # noise_yamux for the constructors' signatures).
-    NoiseTransport: Callable[..., NoiseTransportEngine]
-    YamuxConnection: Callable[..., YamuxEngine]
-    NoiseYamuxConnection: Callable[..., NoiseYamuxEngine]
 
 
 _PURE = Implementation(
