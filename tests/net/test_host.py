@@ -279,3 +279,22 @@ async def test_stream_open_proposal_and_first_data_share_one_write() -> None:
                 assert await stream.receive_some(1) == b"x"
                 assert session.statistics().writes - before == 1
                 await stream.aclose()
+
+
+async def test_pipelined_proposal_for_an_unknown_protocol_is_refused_on_first_read() -> None:
+    # The dialer believes the peer speaks /nope and sends proposal and data at once:
+    # the listener cannot settle it from the buffered bytes, falls back to the full
+    # negotiation, answers "na", and the dialer's first read says so.
+    async with two_nodes() as (server, client):
+        with trio.fail_after(TIMEOUT):
+            peer = await client.connect(server.listen_addrs[0])
+            stream = await client.host.swarm.new_stream(
+                peer, ["/nope/1.0.0"], known_supported="/nope/1.0.0"
+            )
+            await stream.send_all(b"hello")
+            with pytest.raises(NegotiationError):
+                await stream.receive_some()
+            echo_stream = await client.new_stream(peer, [ECHO])
+            await echo_stream.send_all(b"still here")
+            await echo_stream.send_eof()
+            assert await read_all(echo_stream) == b"still here"

@@ -26,7 +26,12 @@ from neonet.core.keys import Ed25519Identity, PublicKey
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.net import transport
-from neonet.net.negotiate import accept_protocol, select_protocol, send_preamble
+from neonet.net.negotiate import (
+    accept_buffered,
+    accept_protocol,
+    select_protocol,
+    send_preamble,
+)
 from neonet.net.upgrader import Direction, upgrade
 from neonet.net.yamux_session import YamuxSession, YamuxStream
 from neonet.proto.multistream import MultistreamDialer
@@ -198,8 +203,11 @@ class Swarm:
 
     async def _handle_stream(self, stream: YamuxStream) -> None:
         try:
-            with trio.fail_after(self.config.negotiation_timeout):
-                protocol, leftover = await accept_protocol(stream, self.handlers.__contains__)
+            selected = accept_buffered(stream, self.handlers.__contains__)
+            if selected is None:
+                with trio.fail_after(self.config.negotiation_timeout):
+                    selected = await accept_protocol(stream, self.handlers.__contains__)
+            protocol, leftover = selected
         except (
             trio.TooSlowError,
             NegotiationError,

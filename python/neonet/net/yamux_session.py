@@ -151,6 +151,20 @@ class YamuxStream(trio.abc.HalfCloseableStream):
                     raise trio.ClosedResourceError("stream was closed")
             await trio.lowlevel.checkpoint()
 
+    def receive_some_nowait(self) -> bytes:
+        """The first buffered chunk, or ``trio.WouldBlock`` when nothing is buffered yet.
+
+        For a listener that negotiates from bytes already here (see
+        ``neonet.net.negotiate.accept_buffered``); not for streams awaiting their own
+        negotiation answer.
+        """
+        with self._receive_conflict:
+            if self._closed:
+                raise trio.ClosedResourceError("stream was closed")
+            if not self._buffer or self._pending_negotiation is not None:
+                raise trio.WouldBlock
+            return self._take(None)
+
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         with self._receive_conflict:
             if max_bytes is not None:
