@@ -39,4 +39,4 @@ fi
 
 step "pytest (native backend), then the suite again on the pure-Python backend"
 python -m pytest -q -p no:cacheprovider
-NEONET_PURE=1 python -m pytest -q -p no:cacheprovider -m "not interop"
+NEONET_PURE=1 python -m pytest -q -p no:cacheprovider -m "not interop and not scale"
