@@ -111,6 +111,29 @@ async def test_server_learns_client_through_identify() -> None:
             assert await client.identify_service.wait_identified(server.peer_id)
 
 
+async def test_connection_identify_and_disconnect_callbacks_fire() -> None:
+    """Services (DHT, pubsub) learn of peers through these hooks."""
+    with trio.fail_after(TIMEOUT):
+        async with two_nodes() as (server, client):
+            connected = trio.Event()
+            identified = trio.Event()
+            gone = trio.Event()
+            server.host.swarm.on_connection.append(lambda c: connected.set())
+            server.host.swarm.on_disconnect.append(
+                lambda c: gone.set() if c.remote_peer == client.peer_id else None
+            )
+            server.identify_service.on_identified.append(
+                lambda peer, info: identified.set() if peer == client.peer_id else None
+            )
+            await client.connect(server.listen_addrs[0])
+            await connected.wait()
+            await identified.wait()
+            assert not gone.is_set()
+            await client.host.disconnect(server.peer_id)
+            await gone.wait()
+            assert client.peer_id not in server.connected_peers()
+
+
 async def test_identify_push_announces_new_protocols() -> None:
     with trio.fail_after(TIMEOUT):
         async with two_nodes() as (server, client):

@@ -92,7 +92,9 @@ class Swarm:
         self._pending_inbound = 0
         self._nursery: trio.Nursery | None = None
         self.listen_addrs: list[Multiaddr] = []
+        #: Called (synchronously, must not block) when a connection is up, and when it is gone.
         self.on_connection: list[Callable[[Connection], None]] = []
+        self.on_disconnect: list[Callable[[Connection], None]] = []
 
     # --- lifecycle ---------------------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -200,6 +202,8 @@ class Swarm:
                 peers.remove(connection)
             if not peers:
                 self._connections.pop(connection.remote_peer, None)
+            for callback in self.on_disconnect:
+                callback(connection)
 
     async def _handle_stream(self, stream: YamuxStream) -> None:
         try:

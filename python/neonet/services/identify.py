@@ -8,6 +8,7 @@ own protocols or addresses change, the new record is pushed to connected peers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import trio
 
@@ -43,6 +44,8 @@ class IdentifyService:
         self.results: dict[PeerId, IdentifyInfo] = {}
         self._identified: dict[PeerId, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
+        #: Called (synchronously, must not block) with each new record, from identify or push.
+        self.on_identified: list[Callable[[PeerId, IdentifyInfo], None]] = []
         host.set_stream_handler(PROTOCOL_ID, self._handle_identify)
         host.set_stream_handler(PUSH_PROTOCOL_ID, self._handle_push)
 
@@ -148,6 +151,8 @@ class IdentifyService:
         event = self._identified.pop(peer, None)
         if event is not None:
             event.set()
+        for callback in self.on_identified:
+            callback(peer, info)
 
     async def push(self) -> None:
         """Send our current record to every connected peer that speaks identify push."""
