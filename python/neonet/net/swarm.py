@@ -298,10 +298,10 @@ class Swarm:
                     raise TransportError(f"cannot dial {address}: no relay client is running")
                 raw = await self.circuit_dialer(address)
             else:
-                raw = await transport.dial(address, local_port=self._reuse_port_for(address))
+                raw = await transport.dial(address, local_port=self.reuse_port_for(address))
         return await self.upgrade_outbound(raw, address, expected)
 
-    def _reuse_port_for(self, address: Multiaddr) -> int | None:
+    def reuse_port_for(self, address: Multiaddr) -> int | None:
         if not self.reuse_port:
             return None
         family = address.protocol_names()[0]
