@@ -16,7 +16,7 @@ bounded set (``neonet.proto.dcutr.ObservedAddrs``).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -130,10 +130,14 @@ class DcutrService:
         logger.info("hole punch with %s: %s", result.peer, result)
 
     async def wait_result(self, peer: PeerId) -> HolePunchResult:
-        """The next (or latest) result for ``peer``; the caller bounds the time."""
+        """The latest result for ``peer``, or the next one; the caller bounds the time."""
+        return await self.wait_for(lambda result: result.peer == peer)
+
+    async def wait_for(self, predicate: Callable[[HolePunchResult], bool]) -> HolePunchResult:
+        """The latest result that satisfies ``predicate``, or the next one that does."""
         while True:
             for result in reversed(self.results):
-                if result.peer == peer:
+                if predicate(result):
                     return result
             await self._result_event.wait()
 
