@@ -8,7 +8,10 @@ registered are refused, as in go- and rust-libp2p's validating stores.
 
 ``PublicKeyValidator`` serves ``/pk/<peer ID multihash bytes>``: the value is the
 protobuf ``PublicKey`` whose peer ID is that multihash (the namespace every libp2p
-implementation knows). ``neonet.proto.names`` adds ``/neonet-name/``.
+implementation knows). ``BlobValidator`` serves ``/neonet-blob/<hex hash>``: immutable
+values whose key is the BLAKE3 hash (domain ``BLOB_DOMAIN``) of the value, so anyone
+may store any value there and nobody can change it. ``neonet.proto.names`` adds
+``/neonet-name/``.
 """
 
 from __future__ import annotations
@@ -16,12 +19,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
+import blake3
+
 from neonet.core.errors import DecodeError, RemoteProtocolError
 from neonet.core.keys import PublicKey
 from neonet.core.peer_id import PeerId
 
 MAX_VALUE_SIZE = 64 * 1024  # a record value larger than this is refused
 MAX_NAMESPACE_LENGTH = 64
+BLOB_PREFIX = b"/neonet-blob/"
+BLOB_DOMAIN = b"neonet/dht-blob/v1\x00"
 
 
 class InvalidRecordError(RemoteProtocolError):
@@ -110,3 +117,20 @@ class AcceptAnyValidator:
 
 def public_key_record_key(peer: PeerId) -> bytes:
     return b"/pk/" + peer.to_bytes()
+
+
+def blob_key(value: bytes) -> bytes:
+    """The ``/neonet-blob/`` key of ``value``: its domain-tagged BLAKE3 hash in hex."""
+    digest = blake3.blake3(BLOB_DOMAIN + value).hexdigest()
+    return BLOB_PREFIX + digest.encode("ascii")
+
+
+class BlobValidator:
+    """``/neonet-blob/<hex>``: the value must hash to the key (immutable, content-addressed)."""
+
+    def validate(self, key: bytes, value: bytes, now: float) -> None:
+        if blob_key(value) != key:
+            raise InvalidRecordError("/neonet-blob/ value does not hash to its key")
+
+    def select(self, key: bytes, values: Sequence[bytes]) -> int:
+        return 0  # every valid value is the same bytes

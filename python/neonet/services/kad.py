@@ -57,6 +57,7 @@ from neonet.proto.kad import (
 )
 from neonet.proto.kad_records import (
     MAX_VALUE_SIZE,
+    BlobValidator,
     InvalidRecordError,
     NamespacedValidator,
     PublicKeyValidator,
@@ -129,10 +130,14 @@ class _RateLimiter:
 
 
 def default_validator(extra: Mapping[str, Validator] | None = None) -> NamespacedValidator:
-    """``/pk/`` plus NeoNet's ``/neonet-name/`` and any ``extra`` namespaces."""
+    """``/pk/``, NeoNet's ``/neonet-name/`` and ``/neonet-blob/``, and ``extra`` namespaces."""
     from neonet.proto.names import NAMESPACE, NameValidator
 
-    validators: dict[str, Validator] = {"pk": PublicKeyValidator(), NAMESPACE: NameValidator()}
+    validators: dict[str, Validator] = {
+        "pk": PublicKeyValidator(),
+        NAMESPACE: NameValidator(),
+        "neonet-blob": BlobValidator(),
+    }
     validators.update(extra or {})
     return NamespacedValidator(validators)
 
@@ -348,7 +353,11 @@ class KadDHT:
             try:
                 await stream.send_all(frame_message(message))
                 if message.type == MessageType.ADD_PROVIDER:
+                    # No response exists; the peer's end of the stream (after it read
+                    # ours) tells us the announcement arrived.
                     await stream.send_eof()
+                    while await stream.receive_some(65536):
+                        pass
                     return None
                 reader = MessageReader()
                 responses: list[KadMessage] = []
