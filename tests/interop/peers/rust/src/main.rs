@@ -3,8 +3,10 @@
 //! `rust-peer listen --transport tcp|ws [--ip IP] [--seed-hex HEX]`
 //! `rust-peer dial --addr MA [--echo-bytes N] [--pings N] [--perf-upload N --perf-download M] [--streams N]`
 //! `rust-peer kad [--seed-hex HEX]` (see kad.rs)
+//! `rust-peer relay|relay-reserve|relay-dial ...` (see relay.rs)
 
 mod kad;
+mod relay;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -50,7 +52,15 @@ fn parse_args() -> Result<Args, AnyError> {
     let mode = it
         .next()
         .ok_or_else(|| err("usage: rust-peer listen|dial [options]"))?;
-    if mode != "listen" && mode != "dial" && mode != "kad" {
+    const MODES: [&str; 6] = [
+        "listen",
+        "dial",
+        "kad",
+        "relay",
+        "relay-reserve",
+        "relay-dial",
+    ];
+    if !MODES.contains(&mode.as_str()) {
         return Err(err(format!("unknown mode {mode:?}")));
     }
     let mut opts = HashMap::new();
@@ -550,7 +560,28 @@ fn main() {
                 return 2;
             }
         };
-        if args.mode == "kad" {
+        if args.mode.starts_with("relay") {
+            let outcome = match args.mode.as_str() {
+                "relay" => relay::run_relay(&args).await.map(|()| None),
+                "relay-reserve" => relay::run_reserve(&args).await.map(|()| None),
+                _ => relay::run_dial(&args).await.map(Some),
+            };
+            match outcome {
+                Ok(None) => 0,
+                Ok(Some(line)) => {
+                    println!("{line}");
+                    0
+                }
+                Err(e) if args.mode == "relay-dial" => {
+                    println!("{}", json!({"ok": false, "error": e.to_string()}));
+                    1
+                }
+                Err(e) => {
+                    eprintln!("{} failed: {e}", args.mode);
+                    1
+                }
+            }
+        } else if args.mode == "kad" {
             match kad::run(args.opts.get("seed-hex")).await {
                 Ok(()) => 0,
                 Err(e) => {
