@@ -19,6 +19,7 @@ import trio
 
 from neonet.core.multiaddr import Multiaddr
 from neonet.node import Stream, open_node
+from neonet.services.dcutr import open_dcutr
 from neonet.services.relay import open_relay, open_relay_client
 from tests.interop import harness
 
@@ -162,3 +163,67 @@ async def test_they_dial_neonet_through_neonet_relay(other: tuple[str, list[str]
         )
         check_relayed(name, result)
         assert service.statistics.circuits_opened == 1
+
+
+# --- DCUtR with rust-libp2p (dcutr::Behaviour): the relayed connection becomes direct ---------
+RUST = "rust-libp2p"
+needs_rust = pytest.mark.skipif(RUST not in IMPLEMENTATIONS, reason="NEONET_INTEROP excludes rust")
+
+
+@needs_rust
+async def test_dcutr_neonet_initiates_with_rust() -> None:
+    """rust dials NeoNet through a NeoNet relay; NeoNet (the relayed listener) punches."""
+    prefix = harness.ensure_built(RUST)
+    async with (
+        open_node() as relay_node,
+        open_relay(relay_node),
+        open_node(listen=()) as node,
+        open_dcutr(node) as dcutr,
+    ):
+        await node.listen("/ip4/127.0.0.1/tcp/0")
+        node.set_stream_handler(ECHO, echo)
+        async with open_relay_client(node, [relay_node.listen_addrs[0]]) as client:
+            with trio.fail_after(TIMEOUT):
+                await client.wait_reserved()
+            circuit = f"{relay_node.listen_addrs[0]}/p2p-circuit/p2p/{node.peer_id}"
+            result = await harness.run_mode(
+                RUST,
+                "relay-dial",
+                argv_prefix=prefix,
+                addr=circuit,
+                echo_bytes=ECHO_BYTES,
+                dcutr=1,
+            )
+            assert result["echo_ok"] and result["relayed"] is True
+            assert result["dcutr"] == {"ok": True}, result
+            with trio.fail_after(TIMEOUT):
+                punch = await dcutr.wait_for(lambda r: r.success)
+            assert punch.initiator, punch
+
+
+@needs_rust
+async def test_dcutr_rust_initiates_with_neonet() -> None:
+    """NeoNet dials a rust peer through a NeoNet relay; rust (the relayed listener) punches."""
+    prefix = harness.ensure_built(RUST)
+    async with open_node() as relay_node, open_relay(relay_node):
+        relay_addr = str(relay_node.listen_addrs[0])
+        async with await harness.start_mode(
+            RUST, "relay-reserve", argv_prefix=prefix, relay=relay_addr, dcutr=1
+        ) as target:
+            async with (
+                open_node(listen=()) as node,
+                open_dcutr(node) as dcutr,
+                open_relay_client(node),
+            ):
+                await node.listen("/ip4/127.0.0.1/tcp/0")
+                with trio.fail_after(TIMEOUT):
+                    await node.identify(await node.connect(relay_addr))
+                    peer = await node.connect(Multiaddr.from_string(target.addr))
+                    punch = await dcutr.wait_for(lambda r: r.peer == peer and r.success)
+                    assert not punch.initiator
+                    direct = node.host.swarm.connections_to(peer)[0]
+                    assert not direct.relayed and direct.direction == "outbound"
+                    stream = await node.new_stream(peer, [ECHO])
+                    assert stream.session is direct.session
+                    payload = os.urandom(ECHO_BYTES)
+                    assert await exchange(stream, payload) == payload

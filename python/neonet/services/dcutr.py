@@ -8,6 +8,9 @@ listening port (``swarm.reuse_port``), so the two SYNs can cross and open one TC
 connection through both NATs (simultaneous open). A is the client (Noise initiator,
 yamux client) of that connection and B the server, as the spec says. The first direct
 connection wins; the relayed one is closed after a grace period. B tries three times.
+Where no NAT drops the first SYN (loopback), the peer's SYN can reach our listener
+before we dial: while we punch as the client, ``swarm.punch_as_client`` makes the
+swarm upgrade a connection from the peer's punch address as if we had dialed it.
 
 Observed addresses come from identify (``observed_addr``) and are kept in a small
 bounded set (``neonet.proto.dcutr.ObservedAddrs``).
@@ -282,6 +285,20 @@ class DcutrService:
         A connection that arrives at our listener in the meantime (the peer's SYN got
         through first) counts too.
         """
+        expected = self.host.swarm.punch_as_client
+        if role == "outbound":
+            for address in addrs:
+                expected[address] = peer
+        try:
+            return await self._race(peer, addrs, role)
+        finally:
+            for address in addrs:
+                if expected.get(address) == peer:
+                    del expected[address]
+
+    async def _race(
+        self, peer: PeerId, addrs: list[Multiaddr], role: Direction
+    ) -> Connection | None:
         winner: Connection | None = None
         with trio.move_on_after(self.dial_timeout):
             async with trio.open_nursery() as nursery:

@@ -6,15 +6,17 @@
 //!   /echo/1.0.0, prints `{"peer_id", "addrs": [circuit addr], "limit_*"}`.
 //! `rust-peer relay-dial --addr CIRCUIT_MA [--echo-bytes N]`: dials through a relay,
 //!   echoes N bytes, prints one JSON report.
-//! The first two run until stdin reaches EOF.
+//! The first two run until stdin reaches EOF. With `--dcutr 1`, relay-reserve and
+//! relay-dial also listen on 127.0.0.1 TCP and run `dcutr::Behaviour` (hole punching);
+//! relay-dial then waits for its outcome and reports it.
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
 use libp2p::{
-    identify, multiaddr::Protocol, noise, relay, swarm::NetworkBehaviour, swarm::SwarmEvent, tcp,
-    yamux, Multiaddr,
+    dcutr, identify, multiaddr::Protocol, noise, relay, swarm::behaviour::toggle::Toggle,
+    swarm::NetworkBehaviour, swarm::SwarmEvent, tcp, yamux, Multiaddr,
 };
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt as _;
@@ -33,6 +35,15 @@ struct ClientBehaviour {
     relay_client: relay::client::Behaviour,
     identify: identify::Behaviour,
     stream: libp2p_stream::Behaviour,
+    dcutr: Toggle<dcutr::Behaviour>,
+}
+
+fn dcutr_enabled(args: &Args) -> bool {
+    args.opts.get("dcutr").map(String::as_str) == Some("1")
+}
+
+fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
 }
 
 fn identify_behaviour(key: &libp2p::identity::Keypair) -> identify::Behaviour {
@@ -62,7 +73,8 @@ async fn stdin_eof() {
 
 fn client_swarm(args: &Args) -> Result<libp2p::Swarm<ClientBehaviour>, AnyError> {
     let key = keypair(args.opts.get("seed-hex"))?;
-    Ok(libp2p::SwarmBuilder::with_existing_identity(key)
+    let with_dcutr = dcutr_enabled(args);
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
@@ -74,9 +86,17 @@ fn client_swarm(args: &Args) -> Result<libp2p::Swarm<ClientBehaviour>, AnyError>
             relay_client,
             identify: identify_behaviour(key),
             stream: libp2p_stream::Behaviour::new(),
+            dcutr: Toggle::from(
+                with_dcutr.then(|| dcutr::Behaviour::new(key.public().to_peer_id())),
+            ),
         })?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
-        .build())
+        .build();
+    if with_dcutr {
+        // Hole punching needs a listener: outbound connections then leave from its port.
+        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+    }
+    Ok(swarm)
 }
 
 pub async fn run_relay(args: &Args) -> Result<(), AnyError> {
@@ -185,8 +205,14 @@ pub async fn run_reserve(args: &Args) -> Result<(), AnyError> {
         tokio::select! {
             _ = &mut eof => break,
             ev = swarm.select_next_some() => {
-                if let SwarmEvent::Behaviour(ClientBehaviourEvent::RelayClient(event)) = ev {
-                    eprintln!("relay client: {event:?}");
+                match ev {
+                    SwarmEvent::Behaviour(ClientBehaviourEvent::RelayClient(event)) => {
+                        eprintln!("relay client: {event:?}");
+                    }
+                    SwarmEvent::Behaviour(ClientBehaviourEvent::Dcutr(event)) => {
+                        eprintln!("dcutr: {event:?}");
+                    }
+                    _ => {}
                 }
             }
         }
@@ -226,6 +252,33 @@ pub async fn run_dial(args: &Args) -> Result<Value, AnyError> {
     .await
     .map_err(|_| err("no connection within 30 s"))??;
     let connect_ms = start.elapsed().as_secs_f64() * 1000.0;
+    let mut dcutr_report = Value::Null;
+    let mut direct_addr: Option<Multiaddr> = None;
+    if dcutr_enabled(args) {
+        let outcome = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match swarm.select_next_some().await {
+                    SwarmEvent::Behaviour(ClientBehaviourEvent::Dcutr(event))
+                        if event.remote_peer_id == target =>
+                    {
+                        return event.result.map(|_| ()).map_err(|e| e.to_string())
+                    }
+                    SwarmEvent::ConnectionEstablished {
+                        peer_id, endpoint, ..
+                    } if peer_id == target && !is_relayed(endpoint.get_remote_address()) => {
+                        direct_addr = Some(endpoint.get_remote_address().clone());
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err("no DCUtR outcome within 20 s".to_string()));
+        dcutr_report = match outcome {
+            Ok(()) => json!({"ok": true}),
+            Err(e) => json!({"ok": false, "error": e}),
+        };
+    }
     // Keep the swarm running while the echo runs on its own task.
     let echo = tokio::spawn(async move {
         let data = pseudo_random(echo_bytes, 11);
@@ -275,6 +328,8 @@ pub async fn run_dial(args: &Args) -> Result<Value, AnyError> {
         "connect_ms": connect_ms,
         "echo_ok": true,
         "echo_bytes": echo_bytes,
-        "relayed": remote.iter().any(|p| matches!(p, Protocol::P2pCircuit)),
+        "relayed": is_relayed(&remote),
+        "dcutr": dcutr_report,
+        "direct_addr": direct_addr.map(|a| a.to_string()),
     }))
 }
