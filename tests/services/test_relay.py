@@ -189,3 +189,15 @@ async def test_reservation_is_refreshed_after_the_relay_drops_us() -> None:
             ):
                 await a_client.wait_changed()
         assert service.statistics.reservations_accepted >= 2
+
+
+async def test_reservation_is_refreshed_before_it_expires() -> None:
+    # A 2 s reservation: the client renews it after half its remaining time.
+    limits = RelayLimits(reservation_ttl=2)
+    async with relay_setup(limits) as (relay_node, service, _, a_client, _, _):
+        first = a_client.reservations[relay_node.peer_id]
+        with trio.fail_after(TIMEOUT):
+            while a_client.reservations.get(relay_node.peer_id, first).expire <= first.expire:
+                await a_client.wait_changed()
+        assert service.statistics.reservations_accepted >= 2
+        assert service.resources.reservation_count(trio.current_time()) == 1
