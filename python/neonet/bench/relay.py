@@ -31,7 +31,16 @@ from neonet.proto.relay import Limit, RelayLimits
 from neonet.services.dcutr import open_dcutr
 from neonet.services.relay import open_relay, open_relay_client
 
-UNLIMITED = RelayLimits(circuit=Limit(duration=0, data=0), max_circuits_per_peer=64)
+# The benchmark measures the relay, not its abuse limits: lift them.
+UNLIMITED = RelayLimits(
+    circuit=Limit(duration=0, data=0),
+    max_circuits_per_peer=1024,
+    max_circuits_per_ip=1024,
+    circuit_rate=1e6,
+    circuit_burst=1_000_000,
+    reservation_rate=1e6,
+    reservation_burst=1_000_000,
+)
 
 
 def _say(line: dict[str, Any]) -> None:

@@ -62,7 +62,7 @@ from neonet.services.identify import IdentifyService
 
 logger = logging.getLogger("neonet.relay")
 
-SPLICE_CHUNK = 64 * 1024
+SPLICE_CHUNK = 262144
 
 
 class NodeLike(Protocol):
