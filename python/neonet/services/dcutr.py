@@ -52,6 +52,8 @@ logger = logging.getLogger("neonet.dcutr")
 MESSAGE_TIMEOUT = 10.0
 IDENTIFY_WAIT = 10.0
 MAX_RESULTS = 256
+# A peer's CONNECT makes us dial what it lists: dial a few of them, not 32 arbitrary hosts.
+MAX_PUNCH_ADDRS = 8
 _DIAL_ERRORS = (NeoNetError, OSError, trio.BrokenResourceError, trio.TooSlowError)
 
 
@@ -91,6 +93,7 @@ class DcutrService:
         self._result_event = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._active: set[PeerId] = set()
+        self._responding: set[PeerId] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -227,7 +230,7 @@ class DcutrService:
                 await stream.send_eof()
             finally:
                 stream.close_now()
-        addrs = tcp_candidates(reply.addrs)
+        addrs = tcp_candidates(reply.addrs)[:MAX_PUNCH_ADDRS]
         if not addrs:
             raise RemoteProtocolError("the peer sent no TCP address to punch")
         return addrs, rtt
@@ -237,9 +240,16 @@ class DcutrService:
         peer = stream.remote_peer
         assert isinstance(peer, PeerId)
         relayed = connection_of(self.host, stream)
-        if relayed is None or not relayed.relayed:
-            stream.reset()  # nothing to upgrade on a direct connection
+        if relayed is None or not relayed.relayed or peer in self._responding:
+            stream.reset()  # nothing to upgrade on a direct connection; one punch at a time
             return
+        self._responding.add(peer)
+        try:
+            await self._respond(stream, peer, relayed)
+        finally:
+            self._responding.discard(peer)
+
+    async def _respond(self, stream: YamuxStream, peer: PeerId, relayed: Connection) -> None:
         start = trio.current_time()
         reader = HolePunchReader()
         try:
@@ -259,7 +269,7 @@ class DcutrService:
             logger.info("DCUtR exchange with %s failed: %s", peer, exc)
             stream.reset()
             return
-        addrs = tcp_candidates(connect.addrs)
+        addrs = tcp_candidates(connect.addrs)[:MAX_PUNCH_ADDRS]
         direct = await self._dial_any(peer, addrs, role="outbound") if addrs else None
         self._record(
             HolePunchResult(

@@ -359,6 +359,8 @@ class RelayClient:
 
     def _set(self, relay: PeerId, info: ReservationInfo | None) -> None:
         swarm_addrs = self.node.host.swarm.listen_addrs
+        if info is None and relay not in self.reservations:
+            return  # nothing held, nothing to withdraw or announce
         old = self.reservations.pop(relay, None)
         if old is not None:
             for address in old.addrs:
