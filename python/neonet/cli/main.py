@@ -8,6 +8,7 @@ neonet perf MADDR [--upload N] [--download N]     /perf/1.0.0 against a peer
 neonet bench transport [--quick] [--json] [--both-backends]
                                                   NeoNet vs py-libp2p vs raw TCP
 neonet bench core [--quick] [--json]              Rust core vs its pure-Python twins
+neonet bench dht [--quick] [--json]               DHT lookup latency and hops, 10/50/200 nodes
 neonet dht ... / neonet name ...                  Kademlia DHT and names (neonet.cli.dht)
 """
 
@@ -195,6 +196,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from neonet.bench import core as bench_core
 
         bench_core.main(quick=args.quick, as_json=args.json)
+    elif args.suite == "dht":
+        from neonet.bench import dht as bench_dht
+
+        bench_dht.main(quick=args.quick, as_json=args.json)
     else:
         raise CliError(f"unknown benchmark {args.suite!r}")
 
@@ -271,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dht_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
-    bench.add_argument("suite", choices=["transport", "core"])
+    bench.add_argument("suite", choices=["transport", "core", "dht"])
     bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument(
