@@ -544,7 +544,7 @@ async def run_dialer(
 # --------------------------------------------------------------------------- pubsub peers
 
 #: Implementations with a pubsub peer (the JSON-lines contract in tests/interop/README.md).
-PUBSUB_IMPLEMENTATIONS: Final = ("py-libp2p", "go-libp2p")
+PUBSUB_IMPLEMENTATIONS: Final = ("py-libp2p", "go-libp2p", "js-libp2p")
 
 
 def pubsub_argv(name: str) -> list[str]:
@@ -553,6 +553,8 @@ def pubsub_argv(name: str) -> list[str]:
     prefix = ensure_built(name)
     if name == "py-libp2p":
         return [prefix[0], str(PEERS_DIR / "py" / "pubsub_peer.py")]
+    if name == "js-libp2p":  # the prefix ends with peer.mjs
+        return [*prefix[:-1], str(PEERS_DIR / "js" / "pubsub.mjs")]
     return [*prefix, "pubsub"]
 
 
