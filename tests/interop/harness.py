@@ -544,7 +544,7 @@ async def run_dialer(
 # --------------------------------------------------------------------------- pubsub peers
 
 #: Implementations with a pubsub peer (the JSON-lines contract in tests/interop/README.md).
-PUBSUB_IMPLEMENTATIONS: Final = ("py-libp2p", "go-libp2p", "js-libp2p")
+PUBSUB_IMPLEMENTATIONS: Final = IMPLEMENTATIONS
 
 
 def pubsub_argv(name: str) -> list[str]:

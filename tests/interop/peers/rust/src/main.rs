@@ -1,7 +1,10 @@
 //! rust-libp2p interop peer for NeoNet's harness (see tests/interop/README.md).
 //!
 //! `rust-peer listen --transport tcp|ws [--ip IP] [--seed-hex HEX]`
+//! `rust-peer pubsub [--ip IP] [--seed-hex HEX]` (gossip.rs)
 //! `rust-peer dial --addr MA [--echo-bytes N] [--pings N] [--perf-upload N --perf-download M] [--streams N]`
+
+mod gossip;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -47,7 +50,7 @@ fn parse_args() -> Result<Args, AnyError> {
     let mode = it
         .next()
         .ok_or_else(|| err("usage: rust-peer listen|dial [options]"))?;
-    if mode != "listen" && mode != "dial" {
+    if mode != "listen" && mode != "dial" && mode != "pubsub" {
         return Err(err(format!("unknown mode {mode:?}")));
     }
     let mut opts = HashMap::new();
@@ -547,7 +550,24 @@ fn main() {
                 return 2;
             }
         };
-        if args.mode == "listen" {
+        if args.mode == "pubsub" {
+            let ip = args
+                .opts
+                .get("ip")
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1".to_string());
+            let result = match keypair(args.opts.get("seed-hex")) {
+                Ok(key) => gossip::run(key, &ip).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("pubsub failed: {e}");
+                    1
+                }
+            }
+        } else if args.mode == "listen" {
             match listen(&args).await {
                 Ok(()) => 0,
                 Err(e) => {
