@@ -8,6 +8,7 @@ neonet perf MADDR [--upload N] [--download N]     /perf/1.0.0 against a peer
 neonet bench transport [--quick] [--json] [--both-backends]
                                                   NeoNet vs py-libp2p vs raw TCP
 neonet bench core [--quick] [--json]              Rust core vs its pure-Python twins
+neonet bench gossip [--quick] [--json]            50-node GossipSub network, both backends
 """
 
 from __future__ import annotations
@@ -194,6 +195,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from neonet.bench import core as bench_core
 
         bench_core.main(quick=args.quick, as_json=args.json)
+    elif args.suite == "gossip":
+        from neonet.bench import gossip as bench_gossip
+
+        bench_gossip.main(quick=args.quick, as_json=args.json)
     else:
         raise CliError(f"unknown benchmark {args.suite!r}")
 
@@ -266,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf.set_defaults(handler=lambda args: trio.run(_perf, args))
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
-    bench.add_argument("suite", choices=["transport", "core"])
+    bench.add_argument("suite", choices=["transport", "core", "gossip"])
     bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument(
