@@ -190,6 +190,7 @@ class GossipRouter:
             config.history_length, config.history_gossip, config.mcache_capacity
         )
         self.score = PeerScore(config.score) if config.score is not None else None
+        self._verify_ed25519 = impl.verify_signature
         self.stats = RouterStats()
         self._rng = SplitMix64(seed)
         self._peers: dict[bytes, _PeerState] = {}
@@ -378,7 +379,7 @@ class GossipRouter:
         if len(message.data) > config.max_message_size:
             problem = "message too large"
         else:
-            problem = verify_message(message, config.signature_policy)
+            problem = verify_message(message, config.signature_policy, self._verify_ed25519)
         if problem is not None:
             # Not marked seen: a forged copy must not shadow the genuine message.
             self.stats.invalid_received += 1

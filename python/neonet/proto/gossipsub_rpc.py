@@ -20,6 +20,7 @@ Decoding bounds every list and size; anything malformed or oversized is a
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -28,7 +29,7 @@ from typing import Literal
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from neonet.core.errors import DecodeError, LocalProtocolError, RemoteProtocolError
-from neonet.core.keys import Ed25519Identity, PublicKey
+from neonet.core.keys import Ed25519Identity, KeyType, PublicKey
 from neonet.core.peer_id import PeerId
 from neonet.core.varint import encode_uvarint, try_decode_uvarint
 from neonet.proto.pb import gossipsub_pb2 as pb
@@ -376,8 +377,33 @@ def sign_message(identity: Ed25519Identity, topic: str, data: bytes, seqno: int)
     )
 
 
-def verify_message(message: Message, policy: SignaturePolicy) -> str | None:
-    """Check ``message`` against ``policy``; None when fine, else the reason it is invalid."""
+Ed25519Verifier = Callable[[bytes, bytes, bytes], bool]  # (public key, message, signature)
+
+
+@functools.lru_cache(maxsize=4096)
+def _author_key(from_peer: bytes, key: bytes | None) -> PublicKey | str:
+    """The author's public key (from ``key`` or inlined in the peer ID), or why not."""
+    try:
+        author = PeerId(from_peer)
+        if key is not None:
+            public_key = PublicKey.from_protobuf(key)
+            if not author.matches_public_key(public_key):
+                return "key does not match from"
+            return public_key
+        inlined = author.extract_public_key()
+    except (DecodeError, ValueError) as exc:
+        return f"bad author or key: {exc}"
+    return "no key for a hashed peer ID" if inlined is None else inlined
+
+
+def verify_message(
+    message: Message, policy: SignaturePolicy, verify_ed25519: Ed25519Verifier | None = None
+) -> str | None:
+    """Check ``message`` against ``policy``; None when fine, else the reason it is invalid.
+
+    ``verify_ed25519`` checks Ed25519 signatures (the backend's ``verify_signature``, the
+    Rust core's when native); other key types use ``PublicKey.verify``.
+    """
     if policy is SignaturePolicy.STRICT_NO_SIGN:
         if message.signature is not None or message.key is not None:
             return "signature present under StrictNoSign"
@@ -388,22 +414,15 @@ def verify_message(message: Message, policy: SignaturePolicy) -> str | None:
         return "unsigned message (no from or seqno)"
     if message.signature is None:
         return "missing signature"
-    try:
-        author = PeerId(message.from_peer)
-        if message.key is not None:
-            public_key = PublicKey.from_protobuf(message.key)
-            if not author.matches_public_key(public_key):
-                return "key does not match from"
-        else:
-            inlined = author.extract_public_key()
-            if inlined is None:
-                return "no key for a hashed peer ID"
-            public_key = inlined
-    except (DecodeError, ValueError) as exc:
-        return f"bad author or key: {exc}"
-    if not public_key.verify(message.signature, message.signed_bytes()):
-        return "bad signature"
-    return None
+    public_key = _author_key(message.from_peer, message.key)
+    if isinstance(public_key, str):
+        return public_key
+    signed = message.signed_bytes()
+    if verify_ed25519 is not None and public_key.key_type == KeyType.ED25519:
+        valid = verify_ed25519(public_key.data, signed, message.signature)
+    else:
+        valid = public_key.verify(message.signature, signed)
+    return None if valid else "bad signature"
 
 
 def message_ids(
