@@ -3,8 +3,10 @@
 //! `rust-peer listen --transport tcp|ws [--ip IP] [--seed-hex HEX]`
 //! `rust-peer pubsub [--ip IP] [--seed-hex HEX]` (gossip.rs)
 //! `rust-peer dial --addr MA [--echo-bytes N] [--pings N] [--perf-upload N --perf-download M] [--streams N]`
+//! `rust-peer kad [--seed-hex HEX]` (see kad.rs)
 
 mod gossip;
+mod kad;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -50,7 +52,7 @@ fn parse_args() -> Result<Args, AnyError> {
     let mode = it
         .next()
         .ok_or_else(|| err("usage: rust-peer listen|dial [options]"))?;
-    if mode != "listen" && mode != "dial" && mode != "pubsub" {
+    if mode != "listen" && mode != "dial" && mode != "kad" && mode != "pubsub" {
         return Err(err(format!("unknown mode {mode:?}")));
     }
     let mut opts = HashMap::new();
@@ -564,6 +566,14 @@ fn main() {
                 Ok(()) => 0,
                 Err(e) => {
                     eprintln!("pubsub failed: {e}");
+                    1
+                }
+            }
+        } else if args.mode == "kad" {
+            match kad::run(args.opts.get("seed-hex")).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("kad peer failed: {e}");
                     1
                 }
             }
