@@ -45,7 +45,7 @@ class Plan:
     rate: float = 100.0
     duration: float = 20.0
     drain: float = 3.0
-    sweep: tuple[float, ...] = (50.0, 100.0, 150.0, 200.0, 300.0, 400.0)
+    sweep: tuple[float, ...] = (10.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0, 200.0)
     sweep_duration: float = 8.0
 
 
@@ -234,6 +234,7 @@ def run_backend(name: str, plan: Plan, seed: int = 1) -> dict[str, Any]:
             "main": main,
             "sweep": sweep,
             "highest_rate_999": best,
+            "load_average_1min": round(os.getloadavg()[0], 1),
         }
     finally:
         for worker in workers:

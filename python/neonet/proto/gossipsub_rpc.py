@@ -172,6 +172,9 @@ def encode_rpc(rpc: Rpc) -> bytes:
     Raw message encodings are appended as ``publish`` fields: protobuf merges repeated
     fields from concatenated encodings, so this equals encoding them in the message.
     """
+    if not rpc.subscriptions and not rpc.messages and rpc.control.empty():
+        # The forwarding fast path: only raw messages, no protobuf object needed.
+        return b"".join(_MESSAGE_TAG + encode_uvarint(len(raw)) + raw for raw in rpc.raw_messages)
     out = pb.RPC()
     for subscribe, topic in rpc.subscriptions:
         out.subscriptions.add(subscribe=subscribe, topicid=topic)
