@@ -103,3 +103,60 @@ async def test_mixed_mesh_delivers_both_ways(implementation: str) -> None:
                     await other.wait_event("message", topic=TOPIC, data=data.hex())
                 foreign = {bytes.fromhex(m["data"]) for m in other.messages(TOPIC)}
                 assert {d for d in expected if d.startswith(b"from neonet")} <= foreign
+
+
+async def test_one_mesh_of_every_implementation() -> None:
+    """Two NeoNet nodes and one pubsub peer of each selected implementation in one mesh.
+
+    The foreign peers form a chain among themselves and each also dials a NeoNet node,
+    so messages cross between every pair of implementations, directly or relayed.
+    """
+    names = _selected()
+    argvs = {name: harness.pubsub_argv(name) for name in names}
+    with trio.fail_after(180):
+        async with AsyncExitStack() as stack:
+            ours: list[tuple[Node, Pubsub]] = []
+            for _ in range(2):
+                node = await stack.enter_async_context(open_node())
+                ours.append((node, await stack.enter_async_context(open_pubsub(node))))
+            await ours[1][0].connect(ours[0][0].listen_addrs[0])
+            others = [
+                await stack.enter_async_context(harness.start_pubsub_peer(name, argv=argvs[name]))
+                for name in names
+            ]
+            for index, other in enumerate(others):
+                if index:
+                    await other.command("connect", "connected", addr=others[index - 1].addr)
+                await ours[index % 2][0].connect(other.addr)
+
+            received: list[list[PubsubMessage]] = [[], []]
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            stack.callback(nursery.cancel_scope.cancel)
+            for index, (_, pubsub) in enumerate(ours):
+                nursery.start_soon(_collect, pubsub.subscribe(TOPIC), received[index])
+            for other in others:
+                await other.command("subscribe", "subscribed", topic=TOPIC)
+            for index, other in enumerate(others):
+                pubsub = ours[index % 2][1]
+
+                def bridged(pubsub: Pubsub = pubsub, bridge: str = other.peer_id) -> bool:
+                    return bridge in {str(peer) for peer in pubsub.mesh_peers(TOPIC)}
+
+                await pubsub.wait_until(bridged)
+
+            sent: dict[str, bytes] = {}
+            for index, (_, pubsub) in enumerate(ours):
+                sent[f"neonet-{index}"] = b"from neonet %d" % index
+                await pubsub.publish(TOPIC, sent[f"neonet-{index}"])
+            for name, other in zip(names, others, strict=True):
+                sent[name] = b"from " + name.encode()
+                await other.command("publish", "published", topic=TOPIC, data=sent[name].hex())
+
+            for index, (_, pubsub) in enumerate(ours):
+                await pubsub.wait_until(
+                    lambda i=index: {m.data for m in received[i]} >= set(sent.values())
+                )
+            for name, other in zip(names, others, strict=True):
+                for author, data in sent.items():
+                    if author != name:
+                        await other.wait_event("message", topic=TOPIC, data=data.hex())
