@@ -9,6 +9,7 @@ neonet bench transport [--quick] [--json] [--both-backends]
                                                   NeoNet vs py-libp2p vs raw TCP
 neonet bench core [--quick] [--json]              Rust core vs its pure-Python twins
 neonet bench dht [--quick] [--json]               DHT lookup latency and hops, 10/50/200 nodes
+neonet bench gossip [--quick] [--json]            50-node GossipSub network, both backends
 neonet dht ... / neonet name ...                  Kademlia DHT and names (neonet.cli.dht)
 """
 
@@ -200,6 +201,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from neonet.bench import dht as bench_dht
 
         bench_dht.main(quick=args.quick, as_json=args.json)
+    elif args.suite == "gossip":
+        from neonet.bench import gossip as bench_gossip
+
+        bench_gossip.main(quick=args.quick, as_json=args.json)
     else:
         raise CliError(f"unknown benchmark {args.suite!r}")
 
@@ -276,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dht_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
-    bench.add_argument("suite", choices=["transport", "core", "dht"])
+    bench.add_argument("suite", choices=["transport", "core", "dht", "gossip"])
     bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument(
