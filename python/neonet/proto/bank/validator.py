@@ -142,8 +142,11 @@ class Validator:
         """A block already certified: vote for it again (a wallet that crashed after the
         certificate formed resends it to rebuild the certificate it never stored)."""
         certified = self.ledger.certificate_at(block.account, block.sequence)
-        if certified is None or certified.block != data:
-            return Refusal("this slot is certified with another block")
+        if certified is None:
+            return Refusal("this slot is behind the certified chain")
+        if certified.block != data:
+            # A second signed block for a certified slot: a double spend if it is valid.
+            return self._conflict(data, certified.block)
         if self.store.record(block.account, block.sequence, data, None) is not None:
             return Refusal("this validator voted for another block at this slot")
         return Vote(self.index, self._sign(vote_message(self._committee_id, block.hash())))
