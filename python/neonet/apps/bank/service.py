@@ -15,7 +15,8 @@ in its (durable) store; the engine calls are synchronous, so trio runs them one 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 import trio
@@ -107,7 +108,8 @@ class ValidatorService:
                     self.requests += 1
                     answer = self.answer(wire.parse_request(message))
                 except DecodeError as exc:
-                    await stream.send_all(wire.frame([wire.REFUSED, f"bad request: {exc}", None]))
+                    refusal = [wire.REFUSED, f"bad request: {exc}", None, None]
+                    await stream.send_all(wire.frame(refusal))
                     return
                 await stream.send_all(wire.frame(answer))
         except (RemoteProtocolError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -132,7 +134,7 @@ class ValidatorService:
             if result.proof is not None and self.store is not None:
                 self.store.add_proof(result.proof)
             proof = None if result.proof is None else result.proof.encode()
-            return [wire.REFUSED, result.reason, proof]
+            return [wire.REFUSED, result.reason, proof, result.behind]
         if request.kind == wire.CERTIFY:
             return [wire.DONE, self._apply(request.certificates[0]).value]
         if request.kind == wire.PROOF:
@@ -163,7 +165,11 @@ class CertificationFailed(NeoNetError):
         self.proof = proof
 
 
-def check_certificates(certificates: Sequence[Certificate], committee: Committee) -> list[bool]:
+def check_certificates(
+    certificates: Sequence[Certificate],
+    committee: Committee,
+    implementation: backend.Implementation = backend.ACTIVE,
+) -> list[bool]:
     """``check_certificate`` for many at once: all votes go through one batch verifier."""
     committee_id = committee.id()
     items: list[tuple[bytes, bytes, bytes]] = []
@@ -177,65 +183,90 @@ def check_certificates(certificates: Sequence[Certificate], committee: Committee
         spans.append((start, len(items)))
     verdicts: list[bool] = []
     for offset in range(0, len(items), 4096):
-        verdicts.extend(backend.verify_signatures(items[offset : offset + 4096]))
+        verdicts.extend(implementation.verify_signatures(items[offset : offset + 4096]))
     return [
         len(certificate.votes) >= committee.quorum and sum(verdicts[a:b]) >= committee.quorum
         for certificate, (a, b) in zip(certificates, spans, strict=True)
     ]
 
 
+MAX_IDLE_CONNECTIONS = 64
+
+
 class BankClient:
-    """Talks to the committee: certify blocks, spread certificates and proofs, sync chains."""
+    """Talks to the committee: certify blocks, spread certificates and proofs, sync chains.
+
+    Each request takes an idle stream to the validator (or opens one), so many requests
+    run at once. With a ``nursery`` (``open_bank_client``), ``certify`` returns at the
+    quorum and lets the remaining validators' answers finish in the background, so they
+    keep up; without one it waits for every answer (or its timeout).
+    """
 
     def __init__(
-        self, host: StreamHost, committee: Committee, validators: Sequence[PeerId]
+        self,
+        host: StreamHost,
+        committee: Committee,
+        validators: Sequence[PeerId],
+        nursery: trio.Nursery | None = None,
     ) -> None:
         if len(validators) != len(committee.validators):
             raise ValueError("one peer per committee member, in committee order")
         self.host = host
         self.committee = committee
         self.validators = list(validators)
-        self._connections: dict[tuple[int, str], BankConnection] = {}
-
-    async def _connection(self, index: int, protocol: str) -> BankConnection:
-        key = (index, protocol)
-        connection = self._connections.get(key)
-        if connection is None or connection.broken:
-            stream = await self.host.new_stream(self.validators[index], [protocol])
-            connection = self._connections[key] = BankConnection(stream)
-        return connection
+        self._nursery = nursery
+        self._idle: dict[tuple[int, str], list[BankConnection]] = {}
 
     async def ask(self, index: int, message: list[object], protocol: str) -> list[object]:
+        """One request to validator ``index`` and its answer (``REQUEST_TIMEOUT``)."""
+        idle = self._idle.setdefault((index, protocol), [])
         with trio.fail_after(REQUEST_TIMEOUT):
-            return await (await self._connection(index, protocol)).request(message)
+            if idle:
+                connection = idle.pop()
+            else:
+                connection = BankConnection(
+                    await self.host.new_stream(self.validators[index], [protocol])
+                )
+            try:
+                answer = await connection.request(message)
+            finally:
+                if connection.broken or len(idle) >= MAX_IDLE_CONNECTIONS:
+                    with trio.CancelScope(shield=True):
+                        await connection.aclose()
+                else:
+                    idle.append(connection)
+        return answer
 
-    async def certify(self, block: bytes, previous: Sequence[Certificate] = ()) -> Certificate:
-        """Gather 2f+1 votes for ``block`` (returns as soon as there are enough)."""
+    async def certify(self, block: bytes, history: Sequence[Certificate] = ()) -> Certificate:
+        """Gather 2f+1 votes for ``block``; ``CertificationFailed`` if they do not come.
+
+        ``history`` is what validators may need first: the account's certified chain
+        (its last certificate is sent along; a validator that says it is further behind
+        gets the missing ones, up to ``wire.MAX_PREVIOUS``) and any certificate the block
+        depends on (a RECEIVE's transfer) placed after the account's own.
+        """
         votes: list[Vote] = []
         reasons: list[str] = []
         proofs: list[FraudProof] = []
         done = trio.Event()
-        request = wire.sign_request(block, list(previous))
+        account = decode_block(block).account
+        own = [c for c in history if c.decoded().account == account]
+        depends = [c for c in history if c.decoded().account != account]
         message = vote_message(self.committee.id(), _hash(block))
 
         async def one(index: int) -> None:
             try:
-                answer = await self.ask(index, request, wire.TRANSFER_PROTOCOL)
-                if answer[0] == wire.VOTE and len(answer) == 3 and answer[1] == index:
-                    signature = answer[2]
-                    key = self.committee.validators[index]
-                    if type(signature) is bytes and backend.verify_signature(
-                        key, message, signature
-                    ):
-                        votes.append(Vote(index, signature))
-                    else:
-                        reasons.append(f"validator {index}: bad vote")
-                elif answer[0] == wire.REFUSED and len(answer) == 3:
-                    reasons.append(f"validator {index}: {answer[1]}")
-                    if type(answer[2]) is bytes:
-                        proofs.append(FraudProof.decode(answer[2]))
-                else:
-                    reasons.append(f"validator {index}: unexpected answer")
+                answer = await self.ask(
+                    index, wire.sign_request(block, [*own[-1:], *depends]), wire.TRANSFER_PROTOCOL
+                )
+                expected = _behind(answer)
+                if expected is not None and own:
+                    missing = [c for c in own if c.decoded().sequence >= expected]
+                    catch_up = [*missing[-wire.MAX_PREVIOUS + len(depends) :], *depends]
+                    answer = await self.ask(
+                        index, wire.sign_request(block, catch_up), wire.TRANSFER_PROTOCOL
+                    )
+                self._take(index, answer, message, votes, reasons, proofs)
             except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                 reasons.append(f"validator {index}: {exc}")
             if len(votes) >= self.committee.quorum or len(votes) + len(reasons) == len(
@@ -243,15 +274,41 @@ class BankClient:
             ):
                 done.set()
 
-        async with trio.open_nursery() as nursery:
+        if self._nursery is not None:
             for index in range(len(self.validators)):
-                nursery.start_soon(one, index)
+                self._nursery.start_soon(one, index)
             await done.wait()
-            nursery.cancel_scope.cancel()
+        else:
+            async with trio.open_nursery() as nursery:
+                for index in range(len(self.validators)):
+                    nursery.start_soon(one, index)
         certificate = assemble_certificate(block, votes, self.committee)
         if certificate is None:
             raise CertificationFailed(reasons, proofs[0] if proofs else None)
         return certificate
+
+    def _take(
+        self,
+        index: int,
+        answer: list[object],
+        message: bytes,
+        votes: list[Vote],
+        reasons: list[str],
+        proofs: list[FraudProof],
+    ) -> None:
+        if answer[0] == wire.VOTE and len(answer) == 3 and answer[1] == index:
+            signature = answer[2]
+            key = self.committee.validators[index]
+            if type(signature) is bytes and backend.verify_signature(key, message, signature):
+                votes.append(Vote(index, signature))
+            else:
+                reasons.append(f"validator {index}: bad vote")
+        elif answer[0] == wire.REFUSED and len(answer) == 4:
+            reasons.append(f"validator {index}: {answer[1]}")
+            if type(answer[2]) is bytes:
+                proofs.append(FraudProof.decode(answer[2]))
+        else:
+            reasons.append(f"validator {index}: unexpected answer")
 
     async def broadcast(self, message: list[object]) -> list[list[object] | None]:
         """Send a CERTIFY or PROOF request to every validator; their answers (None: failed)."""
@@ -314,21 +371,41 @@ def verify_synced(
     committee: Committee,
     mint_account: bytes,
     start: ChainHead | None,
+    implementation: backend.Implementation = backend.ACTIVE,
 ) -> ChainHead | None:
-    """Check a synced chain: blocks in one ``verify_chain`` call per 100,000, votes batched."""
+    """Check a synced chain: blocks in one ``verify_chain`` call per 100,000, votes batched.
+
+    ``RemoteProtocolError`` if anything does not verify; the new head otherwise.
+    """
     head = start
     blocks = [certificate.block for certificate in certificates]
     for offset in range(0, len(blocks), 100_000):
-        verdict = backend.verify_chain(
+        verdict = implementation.verify_chain(
             blocks[offset : offset + 100_000], mint_account=mint_account, start=head
         )
         if verdict.failure is not None:
             raise RemoteProtocolError(f"synced chain refused: {verdict.failure.message}")
         head = verdict.head
-    if not all(check_certificates(certificates, committee)):
+    if not all(check_certificates(certificates, committee, implementation)):
         raise RemoteProtocolError("a synced certificate lacks a quorum of valid votes")
     return head
 
 
 def _hash(block: bytes) -> bytes:
     return decode_block(block).hash()
+
+
+def _behind(answer: list[object]) -> int | None:
+    if answer[0] == wire.REFUSED and len(answer) == 4 and type(answer[3]) is int:
+        return answer[3]
+    return None
+
+
+@asynccontextmanager
+async def open_bank_client(
+    host: StreamHost, committee: Committee, validators: Sequence[PeerId]
+) -> AsyncIterator[BankClient]:
+    """A ``BankClient`` whose late validator answers finish in the background."""
+    async with trio.open_nursery() as nursery:
+        yield BankClient(host, committee, validators, nursery)
+        nursery.cancel_scope.cancel()

@@ -77,6 +77,7 @@ class Refusal:
 
     reason: str
     proof: FraudProof | None = None
+    behind: int | None = None  # the sequence this validator's certified chain expects
 
 
 class Validator:
@@ -119,7 +120,10 @@ class Validator:
         if block.sequence < expected:
             return self._revote(block, data)
         if block.sequence != expected:
-            return Refusal(f"sequence {block.sequence}, the certified chain expects {expected}")
+            return Refusal(
+                f"sequence {block.sequence}, the certified chain expects {expected}",
+                behind=expected,
+            )
         verdict = backend.verify_chain([data], mint_account=ledger.mint_account, start=head)
         if verdict.failure is not None:
             return Refusal(f"chain check: {verdict.failure.message}")

@@ -12,7 +12,9 @@ first element says what the message is:
 - ``[4, account, start, count]`` RANGE: certificates of ``account`` from sequence
   ``start``, at most ``count`` <= ``MAX_RANGE``.
 
-Answers: ``[0, validator, signature]`` VOTE, ``[1, reason, proof | null]`` REFUSED,
+Answers: ``[0, validator, signature]`` VOTE, ``[1, reason, proof | null, expected |
+null]`` REFUSED (``expected``: the sequence the validator's certified chain of that
+account expects, when it is behind the block),
 ``[2, outcome]`` DONE, ``[3, [[account, sequence, hash, balance], ...]]`` HEADS and
 ``[4, [certificate, ...]]`` RANGE. Anything else is a ``DecodeError``.
 """
