@@ -8,6 +8,8 @@ neonet perf MADDR [--upload N] [--download N]     /perf/1.0.0 against a peer
 neonet bench transport [--quick] [--json] [--both-backends]
                                                   NeoNet vs py-libp2p vs raw TCP
 neonet bench core [--quick] [--json]              Rust core vs its pure-Python twins
+neonet bench bank [--quick] [--json]              NeoBankof: certified transfers, POS, sync
+neonet bank ...                                   NeoBankof wallets, POS, validators, mint
 """
 
 from __future__ import annotations
@@ -194,6 +196,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from neonet.bench import core as bench_core
 
         bench_core.main(quick=args.quick, as_json=args.json)
+    elif args.suite == "bank":
+        from neonet.bench import bank as bench_bank
+
+        bench_bank.main(quick=args.quick, as_json=args.json)
     else:
         raise CliError(f"unknown benchmark {args.suite!r}")
 
@@ -266,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     perf.set_defaults(handler=lambda args: trio.run(_perf, args))
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
-    bench.add_argument("suite", choices=["transport", "core"])
+    bench.add_argument("suite", choices=["transport", "core", "bank"])
     bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument(
@@ -278,6 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="transport: also run NeoNet on the other backend (native and pure side by side)",
     )
     bench.set_defaults(handler=cmd_bench)
+
+    from neonet.cli import bank as bank_cli
+
+    bank_cli.register(commands)
     return parser
 
 

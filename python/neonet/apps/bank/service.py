@@ -151,6 +151,13 @@ class ValidatorService:
                 head = ledger.accounts[account].head
                 heads.append([account, head.sequence, head.hash, head.balance])
             return [wire.HEADS, heads]
+        if request.kind == wire.INCOMING:
+            chosen = []
+            for (payer, sequence), _ in ledger.pending_credits(request.account)[: wire.MAX_RANGE]:
+                found = ledger.certificate_at(payer, sequence)
+                if found is not None:
+                    chosen.append(found)
+            return [wire.RANGE, [[c.block, [list(v) for v in c.votes]] for c in chosen]]
         state = ledger.accounts.get(request.account)
         chosen = [] if state is None else state.certificates[request.start :][: request.count]
         return [wire.RANGE, [[c.block, [list(v) for v in c.votes]] for c in chosen]]
@@ -330,6 +337,14 @@ class BankClient:
 
     async def spread_proof(self, proof: FraudProof) -> None:
         await self.broadcast(wire.proof_request(proof))
+
+    async def incoming(self, index: int, account: bytes) -> list[Certificate]:
+        """Certified transfers to ``account`` not yet received, each checked for a quorum."""
+        answer = await self.ask(index, wire.incoming_request(account), wire.SYNC_PROTOCOL)
+        certificates = wire.parse_certificates(answer)
+        if not all(check_certificates(certificates, self.committee)):
+            raise RemoteProtocolError("an incoming transfer lacks a quorum of valid votes")
+        return certificates
 
     async def heads(self, index: int) -> list[tuple[bytes, int, bytes, int]]:
         """Every chain head a validator knows (paged)."""

@@ -11,12 +11,14 @@ first element says what the message is:
   from the start), at most ``limit`` <= ``MAX_HEADS``.
 - ``[4, account, start, count]`` RANGE: certificates of ``account`` from sequence
   ``start``, at most ``count`` <= ``MAX_RANGE``.
+- ``[5, account]`` INCOMING: certificates of transfers to ``account`` not yet received
+  (at most ``MAX_RANGE``).
 
 Answers: ``[0, validator, signature]`` VOTE, ``[1, reason, proof | null, expected |
 null]`` REFUSED (``expected``: the sequence the validator's certified chain of that
 account expects, when it is behind the block),
 ``[2, outcome]`` DONE, ``[3, [[account, sequence, hash, balance], ...]]`` HEADS and
-``[4, [certificate, ...]]`` RANGE. Anything else is a ``DecodeError``.
+``[4, [certificate, ...]]`` RANGE (also the answer to INCOMING). Anything else is a ``DecodeError``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ MAX_PREVIOUS = 16
 MAX_HEADS = 1024
 MAX_RANGE = 512
 
-SIGN, CERTIFY, PROOF, HEADS, RANGE = 0, 1, 2, 3, 4
+SIGN, CERTIFY, PROOF, HEADS, RANGE, INCOMING = 0, 1, 2, 3, 4, 5
 VOTE, REFUSED, DONE = 0, 1, 2
 
 
@@ -97,6 +99,10 @@ def heads_request(after: bytes, limit: int) -> list[object]:
     return [HEADS, after, min(limit, MAX_HEADS)]
 
 
+def incoming_request(account: bytes) -> list[object]:
+    return [INCOMING, account]
+
+
 def range_request(account: bytes, start: int, count: int) -> list[object]:
     return [RANGE, account, start, min(count, MAX_RANGE)]
 
@@ -148,6 +154,8 @@ def parse_request(message: list[object]) -> Request:
         if not 0 < count <= MAX_RANGE:
             raise DecodeError(f"range count must be 1..{MAX_RANGE}")
         return Request(RANGE, account=_bytes(message[1]), start=_uint(message[2]), count=count)
+    if kind == INCOMING and len(message) == 2:
+        return Request(INCOMING, account=_bytes(message[1]))
     raise DecodeError("unknown bank request")
 
 
