@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Final
@@ -539,6 +539,107 @@ async def run_dialer(
             result=result,
         )
     return result
+
+
+# --------------------------------------------------------------------------- kad peers
+
+#: Implementations with a Kademlia peer program (JSON commands on stdin, answers on stdout).
+KAD_IMPLEMENTATIONS: Final = ("py-libp2p", "rust-libp2p")
+
+
+def kad_peer_argv(name: str) -> list[str]:
+    """The command that starts ``name``'s Kademlia peer (building it if needed; blocking)."""
+    if name == "py-libp2p":
+        python = ensure_built(name)[0]
+        return [python, str(PEERS_DIR / "py" / "kad_peer.py")]
+    if name == "rust-libp2p":
+        return [*ensure_built(name), "kad"]
+    raise ValueError(f"no kad peer for {name!r}; expected one of {KAD_IMPLEMENTATIONS}")
+
+
+class KadPeer(ListeningPeer):
+    """A running Kademlia peer: ``await peer.command("get", key=...)`` returns its answer.
+
+    Every command is one JSON line in and one out (see ``peers/py/kad_peer.py``); an
+    answer with ``"ok": false`` raises ``PeerFailed``.
+    """
+
+    def __init__(self, *args: Any, leftover: bytes = b"") -> None:
+        super().__init__(*args)
+        self._buffer = leftover
+        self._lock = trio.Lock()
+
+    async def command(self, cmd: str, *, time_limit: float = 60.0, **args: Any) -> dict[str, Any]:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        async with self._lock:
+            line = (json.dumps({"cmd": cmd, **args}) + "\n").encode()
+            await self.process.stdin.send_all(line)
+            with trio.move_on_after(time_limit):
+                while b"\n" not in self._buffer:
+                    chunk = await self.process.stdout.receive_some(65536)
+                    if not chunk:
+                        break
+                    self._buffer += chunk
+            if b"\n" not in self._buffer:
+                raise PeerFailed(
+                    f"{self.name} kad peer gave no answer to {cmd}", stderr=self.stderr()
+                )
+            answer, self._buffer = self._buffer.split(b"\n", 1)
+        result: dict[str, Any] = json.loads(answer)
+        if not result.get("ok"):
+            raise PeerFailed(
+                f"{self.name} kad {cmd} failed: {result.get('error')}",
+                stderr=self.stderr(),
+                result=result,
+            )
+        return result
+
+
+@contextlib.asynccontextmanager
+async def start_kad_peer(
+    name: str,
+    *,
+    argv: list[str] | None = None,
+    extra_args: Iterable[str] = (),
+    time_limit: float = LISTEN_TIMEOUT,
+) -> AsyncIterator[KadPeer]:
+    """Start ``name``'s Kademlia peer on 127.0.0.1; it stops when the block ends."""
+    command = [*(argv if argv is not None else kad_peer_argv(name)), *extra_args]
+    err_file, err_path = _stderr_file(f"{name}-kad")
+    try:
+        process = await trio.lowlevel.open_process(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err_file
+        )
+    finally:
+        err_file.close()
+    peer: KadPeer | None = None
+    try:
+        buffer = b""
+        assert process.stdout is not None
+        with trio.move_on_after(time_limit):
+            while b"\n" not in buffer:
+                chunk = await process.stdout.receive_some(65536)
+                if not chunk:
+                    break
+                buffer += chunk
+        line, _, rest = buffer.partition(b"\n")
+        try:
+            info = json.loads(line)
+            peer_id, addrs = str(info["peer_id"]), [str(a) for a in info["addrs"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PeerFailed(
+                f"{name} kad peer did not print its address (got {line[:200]!r})",
+                stderr=_read_tail(err_path),
+            ) from exc
+        peer = KadPeer(name, "tcp", process, peer_id, addrs, err_path, leftover=rest)
+        yield peer
+    finally:
+        if peer is not None:
+            await peer.aclose()
+        else:
+            with trio.CancelScope(shield=True):
+                await _stop_process(process)
+            err_path.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- command line

@@ -10,6 +10,7 @@ neonet bench transport [--quick] [--json] [--both-backends]
 neonet bench core [--quick] [--json]              Rust core vs its pure-Python twins
 neonet bench bank [--quick] [--json]              NeoBankof: certified transfers, POS, sync
 neonet bank ...                                   NeoBankof wallets, POS, validators, mint
+neonet dht ... / neonet name ...                  Kademlia DHT and names (neonet.cli.dht)
 """
 
 from __future__ import annotations
@@ -270,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
     perf.add_argument("--identity", help="identity file (default: a fresh identity)")
     perf.add_argument("--json", action="store_true")
     perf.set_defaults(handler=lambda args: trio.run(_perf, args))
+
+    from neonet.cli.dht import add_commands as add_dht_commands
+
+    add_dht_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
     bench.add_argument("suite", choices=["transport", "core", "bank"])

@@ -2,6 +2,9 @@
 //!
 //! `rust-peer listen --transport tcp|ws [--ip IP] [--seed-hex HEX]`
 //! `rust-peer dial --addr MA [--echo-bytes N] [--pings N] [--perf-upload N --perf-download M] [--streams N]`
+//! `rust-peer kad [--seed-hex HEX]` (see kad.rs)
+
+mod kad;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -47,7 +50,7 @@ fn parse_args() -> Result<Args, AnyError> {
     let mode = it
         .next()
         .ok_or_else(|| err("usage: rust-peer listen|dial [options]"))?;
-    if mode != "listen" && mode != "dial" {
+    if mode != "listen" && mode != "dial" && mode != "kad" {
         return Err(err(format!("unknown mode {mode:?}")));
     }
     let mut opts = HashMap::new();
@@ -547,7 +550,15 @@ fn main() {
                 return 2;
             }
         };
-        if args.mode == "listen" {
+        if args.mode == "kad" {
+            match kad::run(args.opts.get("seed-hex")).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("kad peer failed: {e}");
+                    1
+                }
+            }
+        } else if args.mode == "listen" {
             match listen(&args).await {
                 Ok(()) => 0,
                 Err(e) => {
