@@ -75,7 +75,7 @@ class Keys:
 
 async def _validator_child(directory: str, index: int) -> None:
     keys = Keys()
-    store = SqliteVoteStore(Path(directory) / f"validator-{index}.db")
+    store = SqliteVoteStore(Path(directory) / f"validator-{index}.db", deferred=True)
     validator = Validator(
         keys.committee, index, keys.validators[index].sign, keys.mint_account, store
     )
@@ -131,8 +131,7 @@ async def _drive(client: BankClient, keys: Keys, accounts: int, seconds: float) 
     async def commit(
         wallet: Wallet, block: bytes, depends: list[Certificate] | None = None
     ) -> Certificate:
-        previous = [*wallet.history[-16:], *(depends or [])]
-        certificate = await client.certify(block, previous)
+        certificate = await client.certify(block, wallet.history[-16:], depends or ())
         wallet.certified(certificate)
         return certificate
 

@@ -136,7 +136,7 @@ async def _validator(args: argparse.Namespace) -> None:
         raise BankCliError("this key is not the committee's validator at that index")
     from neonet.proto.bank.validator import Validator
 
-    store = SqliteVoteStore(args.db or home / f"validator-{args.index}.db")
+    store = SqliteVoteStore(args.db or home / f"validator-{args.index}.db", deferred=True)
     validator = Validator(config.committee, args.index, ident.sign, config.mint_account, store)
     for certificate in store.certificates():
         validator.handle_certificate(certificate)
@@ -213,7 +213,7 @@ async def _commit(
     client: BankClient, wallet: Wallet, block: bytes, depends: list[Certificate] | None = None
 ) -> Certificate:
     try:
-        certificate = await client.certify(block, [*wallet.history[-16:], *(depends or [])])
+        certificate = await client.certify(block, wallet.history[-16:], depends or ())
     except CertificationFailed as failure:
         if failure.proof is not None:
             await client.spread_proof(failure.proof)

@@ -117,3 +117,20 @@ def test_keystore_round_trip_and_wrong_passphrase(tmp_path: Path) -> None:
         load_key(path, "wrong")
     with pytest.raises(ValueError, match="passphrase"):
         save_key(path, ident, "")
+
+
+def test_deferred_vote_store_writes_in_batches(tmp_path: Path) -> None:
+    path = tmp_path / "votes.db"
+    store = SqliteVoteStore(path, deferred=True)
+    a, b = b"a" * 32, b"b" * 32
+    assert store.record(a, 0, b"block-1", None) is None
+    assert store.record(a, 0, b"block-2", None) == b"block-1"  # decided in memory
+    assert store.record(b, 0, b"block-3", (b"p" * 32, 0)) is None
+    assert store.record(a, 1, b"block-4", (b"p" * 32, 0)) == b"block-3"
+    assert store.dirty
+    assert SqliteVoteStore(path).votes() == {}  # queued, not yet on disk
+    store.write_batch(store.take_batch())
+    assert not store.dirty
+    reopened = SqliteVoteStore(path, deferred=True)
+    assert reopened.votes() == {(a, 0): b"block-1", (b, 0): b"block-3"}
+    assert reopened.record(a, 0, b"block-2", None) == b"block-1"  # the index is reloaded

@@ -85,6 +85,46 @@ async def receive_message(stream: YamuxStream, reader: wire.FrameReader) -> list
         reader.receive_data(data)
 
 
+class GroupCommit:
+    """Batches the durable writes of concurrent requests into one commit (one fsync).
+
+    A handler whose request queued rows calls ``await wait(batch())``. One waiter at a
+    time writes the whole queue in a worker thread while the event loop keeps serving
+    (rows queued meanwhile form the next batch); each waiter returns once the batch
+    holding its rows is on disk, and only then answers.
+    """
+
+    def __init__(self, store: SqliteVoteStore) -> None:
+        self._store = store
+        self._batch = 0  # the batch that newly queued rows belong to
+        self._written = 0  # batches below this number are on disk
+        self._running = False
+        self._event = trio.Event()
+        self.commits = 0
+
+    def batch(self) -> int:
+        return self._batch
+
+    async def wait(self, batch: int) -> None:
+        while self._written <= batch:
+            if self._running:
+                await self._event.wait()
+                continue
+            self._running = True
+            try:
+                writing = self._batch
+                self._batch += 1
+                rows = self._store.take_batch()
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(self._store.write_batch, rows)
+                self.commits += 1
+                self._written = writing + 1
+            finally:
+                self._running = False
+                self._event.set()
+                self._event = trio.Event()
+
+
 class ValidatorService:
     """Serves one validator engine on both bank protocols."""
 
@@ -92,6 +132,7 @@ class ValidatorService:
         self.validator = validator
         self.store = store  # also keeps applied certificates and proofs, when given
         self.requests = 0
+        self.group_commit = None if store is None or not store.deferred else GroupCommit(store)
 
     def install(self, host: StreamHost) -> None:
         host.set_stream_handler(wire.TRANSFER_PROTOCOL, self._serve)
@@ -107,6 +148,9 @@ class ValidatorService:
                         return
                     self.requests += 1
                     answer = self.answer(wire.parse_request(message))
+                    commit = self.group_commit
+                    if commit is not None and self.store is not None and self.store.dirty:
+                        await commit.wait(commit.batch())
                 except DecodeError as exc:
                     refusal = [wire.REFUSED, f"bad request: {exc}", None, None]
                     await stream.send_all(wire.frame(refusal))
@@ -244,41 +288,62 @@ class BankClient:
                     idle.append(connection)
         return answer
 
-    async def certify(self, block: bytes, history: Sequence[Certificate] = ()) -> Certificate:
+    async def certify(
+        self,
+        block: bytes,
+        history: Sequence[Certificate] = (),
+        depends: Sequence[Certificate] = (),
+    ) -> Certificate:
         """Gather 2f+1 votes for ``block``; ``CertificationFailed`` if they do not come.
 
-        ``history`` is what validators may need first: the account's certified chain
-        (its last certificate is sent along; a validator that says it is further behind
-        gets the missing ones, up to ``wire.MAX_PREVIOUS``) and any certificate the block
-        depends on (a RECEIVE's transfer) placed after the account's own.
+        ``history`` is a tail of the account's certified chain, in order, ending just
+        before ``block``: its last certificate goes along, and a validator that says it
+        is further behind gets the missing ones (up to ``wire.MAX_PREVIOUS``).
+        ``depends`` are certificates the block needs (a RECEIVE's transfer, a REDEEM's
+        purse). Votes are checked in one batch once there are enough of them.
         """
         votes: list[Vote] = []
+        unchecked: list[Vote] = []
         reasons: list[str] = []
         proofs: list[FraudProof] = []
         done = trio.Event()
-        account = decode_block(block).account
-        own = [c for c in history if c.decoded().account == account]
-        depends = [c for c in history if c.decoded().account != account]
+        own = list(history)
+        extra = list(depends)
+        first_sequence = decode_block(block).sequence - len(own)
         message = vote_message(self.committee.id(), _hash(block))
+        quorum = self.committee.quorum
+
+        def check_votes() -> None:
+            items = [
+                (self.committee.validators[v.validator], message, v.signature) for v in unchecked
+            ]
+            for vote, ok in zip(unchecked, backend.verify_signatures(items), strict=True):
+                if ok:
+                    votes.append(vote)
+                else:
+                    reasons.append(f"validator {vote.validator}: bad vote")
+            unchecked.clear()
 
         async def one(index: int) -> None:
             try:
                 answer = await self.ask(
-                    index, wire.sign_request(block, [*own[-1:], *depends]), wire.TRANSFER_PROTOCOL
+                    index, wire.sign_request(block, [*own[-1:], *extra]), wire.TRANSFER_PROTOCOL
                 )
                 expected = _behind(answer)
                 if expected is not None and own:
-                    missing = [c for c in own if c.decoded().sequence >= expected]
-                    catch_up = [*missing[-wire.MAX_PREVIOUS + len(depends) :], *depends]
+                    missing = own[max(expected - first_sequence, 0) :]
+                    catch_up = [*missing[-wire.MAX_PREVIOUS + len(extra) :], *extra]
                     answer = await self.ask(
                         index, wire.sign_request(block, catch_up), wire.TRANSFER_PROTOCOL
                     )
-                self._take(index, answer, message, votes, reasons, proofs)
+                self._take(index, answer, unchecked, reasons, proofs)
             except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                 reasons.append(f"validator {index}: {exc}")
-            if len(votes) >= self.committee.quorum or len(votes) + len(reasons) == len(
-                self.validators
-            ):
+            if len(votes) + len(unchecked) >= quorum:
+                check_votes()
+            answered = len(votes) + len(unchecked) + len(reasons)
+            if len(votes) >= quorum or answered == len(self.validators):
+                check_votes()
                 done.set()
 
         if self._nursery is not None:
@@ -298,16 +363,14 @@ class BankClient:
         self,
         index: int,
         answer: list[object],
-        message: bytes,
-        votes: list[Vote],
+        unchecked: list[Vote],
         reasons: list[str],
         proofs: list[FraudProof],
     ) -> None:
         if answer[0] == wire.VOTE and len(answer) == 3 and answer[1] == index:
             signature = answer[2]
-            key = self.committee.validators[index]
-            if type(signature) is bytes and backend.verify_signature(key, message, signature):
-                votes.append(Vote(index, signature))
+            if type(signature) is bytes and len(signature) == 64:
+                unchecked.append(Vote(index, signature))
             else:
                 reasons.append(f"validator {index}: bad vote")
         elif answer[0] == wire.REFUSED and len(answer) == 4:

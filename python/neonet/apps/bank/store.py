@@ -55,8 +55,20 @@ class _Transaction:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
 
 
+_Row = tuple[str, tuple[object, ...]]
+
+
 class SqliteVoteStore(_Store):
-    """A validator's votes (one per slot, one per purse slot) and applied certificates."""
+    """A validator's votes (one per slot, one per purse slot) and applied certificates.
+
+    Immediate mode (default): each write is its own committed transaction. Deferred mode
+    (``deferred=True``, group commit): ``record`` decides against an in-memory index of
+    every vote (loaded at open) and queues the rows; ``take_batch()`` + ``write_batch()``
+    commit the queued rows in one transaction (one fsync), the latter on a separate
+    connection so that it may run in a worker thread while the event loop goes on. The
+    caller must hold every answer that depends on a queued row until its batch is written
+    (``ValidatorService`` does): a vote is on disk before its signature leaves.
+    """
 
     _SCHEMA = (
         "CREATE TABLE IF NOT EXISTS votes (account BLOB NOT NULL, sequence INTEGER NOT NULL,"
@@ -68,7 +80,78 @@ class SqliteVoteStore(_Store):
         "CREATE TABLE IF NOT EXISTS proofs (number INTEGER PRIMARY KEY, proof BLOB NOT NULL)",
     )
 
+    def __init__(self, path: str | Path, *, deferred: bool = False) -> None:
+        super().__init__(path)
+        self.deferred = deferred
+        self._queued: list[_Row] = []
+        self._votes: dict[tuple[bytes, int], bytes] = {}
+        self._slots: dict[tuple[bytes, int], bytes] = {}
+        self._writer: sqlite3.Connection | None = None
+        if deferred:
+            self._votes = self.votes()
+            rows = self.db.execute("SELECT purse, position, block FROM purse_slots").fetchall()
+            self._slots = {(bytes(p), i): bytes(b) for p, i, b in rows}
+            self._writer = sqlite3.connect(
+                str(path), isolation_level=None, timeout=30, check_same_thread=False
+            )
+            for pragma in _PRAGMAS:
+                self._writer.execute(pragma)
+
+    @property
+    def dirty(self) -> bool:
+        """Whether rows wait to be written (deferred mode)."""
+        return bool(self._queued)
+
+    def take_batch(self) -> list[_Row]:
+        """The queued rows, handed over to ``write_batch`` (deferred mode)."""
+        batch, self._queued = self._queued, []
+        return batch
+
+    def write_batch(self, batch: list[_Row]) -> None:
+        """Write rows in one transaction; returns once they are on disk (any one thread)."""
+        assert self._writer is not None
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            for statement, parameters in batch:
+                self._writer.execute(statement, parameters)
+        except BaseException:
+            self._writer.execute("ROLLBACK")
+            raise
+        self._writer.execute("COMMIT")
+
+    def flush(self) -> None:
+        """Write the queued rows now, on this thread."""
+        if self._queued:
+            self.write_batch(self.take_batch())
+
+    def _write(self, statement: str, parameters: tuple[object, ...]) -> None:
+        if self.deferred:
+            self._queued.append((statement, parameters))
+        else:
+            with self._transaction() as db:
+                db.execute(statement, parameters)
+
     def record(
+        self, account: bytes, sequence: int, block: bytes, slot: tuple[bytes, int] | None
+    ) -> bytes | None:
+        if not self.deferred:
+            return self._record_now(account, sequence, block, slot)
+        earlier = self._votes.get((account, sequence))
+        if earlier is not None and earlier != block:
+            return earlier
+        if slot is not None:
+            holder = self._slots.get(slot)
+            if holder is not None and holder != block:
+                return holder
+            if holder is None:
+                self._slots[slot] = block
+                self._write("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
+        if earlier is None:
+            self._votes[(account, sequence)] = block
+            self._write("INSERT OR IGNORE INTO votes VALUES (?, ?, ?)", (account, sequence, block))
+        return None
+
+    def _record_now(
         self, account: bytes, sequence: int, block: bytes, slot: tuple[bytes, int] | None
     ) -> bytes | None:
         with self._transaction() as db:
@@ -92,20 +175,23 @@ class SqliteVoteStore(_Store):
         return {(bytes(a), s): bytes(b) for a, s, b in rows}
 
     def add_certificate(self, certificate: Certificate) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT INTO certificates (certificate) VALUES (?)", (certificate.encode(),))
+        self._write("INSERT INTO certificates (certificate) VALUES (?)", (certificate.encode(),))
 
     def certificates(self) -> list[Certificate]:
         rows = self.db.execute("SELECT certificate FROM certificates ORDER BY number").fetchall()
         return [Certificate.decode(bytes(row[0])) for row in rows]
 
     def add_proof(self, proof: FraudProof) -> None:
-        with self._transaction() as db:
-            db.execute("INSERT INTO proofs (proof) VALUES (?)", (proof.encode(),))
+        self._write("INSERT INTO proofs (proof) VALUES (?)", (proof.encode(),))
 
     def proofs(self) -> list[FraudProof]:
         rows = self.db.execute("SELECT proof FROM proofs ORDER BY number").fetchall()
         return [FraudProof.decode(bytes(row[0])) for row in rows]
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        super().close()
 
 
 class SqliteWalletStore(_Store):

@@ -229,9 +229,14 @@ class BankLedger:
 
     # Applying -------------------------------------------------------------------------------
 
-    def apply(self, certificate: Certificate) -> Applied:
-        """Apply a certificate (any order, duplicates allowed); then whatever it unblocks."""
-        outcome = self._apply_one(certificate)
+    def apply(self, certificate: Certificate, verified: ChainHead | None = None) -> Applied:
+        """Apply a certificate (any order, duplicates allowed); then whatever it unblocks.
+
+        ``verified`` is the head after the block when the caller already ran the core
+        chain check of these exact bytes from the current head (a validator that voted
+        for the block); it is used only if the block continues the current head.
+        """
+        outcome = self._apply_one(certificate, verified=verified)
         if outcome is Applied.APPLIED:
             self._drain_parked()
         return outcome
@@ -246,7 +251,9 @@ class BankLedger:
                     del self._parked[key]
                     progress = progress or outcome is Applied.APPLIED
 
-    def _apply_one(self, certificate: Certificate, *, parking: bool = True) -> Applied:
+    def _apply_one(
+        self, certificate: Certificate, *, parking: bool = True, verified: ChainHead | None = None
+    ) -> Applied:
         try:
             block = certificate.decoded()
         except DecodeError:
@@ -267,20 +274,28 @@ class BankLedger:
             return Applied.REJECTED
         if block.sequence > last + 1:
             return self._park(block_hash, certificate, parking)
-        verdict = backend.verify_chain(
-            [certificate.block],
-            mint_account=self.mint_account,
-            start=None if state is None else state.head,
-        )
-        if not verdict.ok or verdict.head is None:
-            return Applied.REJECTED
+        head = None if state is None else state.head
+        if (
+            verified is not None
+            and verified.sequence == block.sequence
+            and verified.hash == block_hash
+            and (head.hash if head is not None else bytes(32)) == block.previous
+        ):
+            new_head = verified
+        else:
+            verdict = backend.verify_chain(
+                [certificate.block], mint_account=self.mint_account, start=head
+            )
+            if not verdict.ok or verdict.head is None:
+                return Applied.REJECTED
+            new_head = verdict.head
         try:
             self.check_block_rules(block)
         except BankRuleError as exc:
             if exc.missing:
                 return self._park(block_hash, certificate, parking)
             return Applied.REJECTED
-        self._commit(block, verdict.head, certificate)
+        self._commit(block, new_head, certificate)
         return Applied.APPLIED
 
     def _park(self, block_hash: bytes, certificate: Certificate, parking: bool) -> Applied:

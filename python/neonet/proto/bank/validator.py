@@ -18,7 +18,7 @@ from typing import Protocol
 
 from neonet.core import backend
 from neonet.core.errors import DecodeError
-from neonet.core.ledger import Block, BlockKind, decode_block
+from neonet.core.ledger import Block, BlockKind, ChainHead, decode_block
 from neonet.proto.bank.messages import (
     Certificate,
     Committee,
@@ -29,6 +29,8 @@ from neonet.proto.bank.messages import (
     vote_message,
 )
 from neonet.proto.bank.state import Applied, BankLedger, BankRuleError
+
+MAX_REMEMBERED_VOTES = 65_536
 
 
 class VoteStore(Protocol):
@@ -99,9 +101,15 @@ class Validator:
         self._committee_id = committee.id()
         self.store = store
         self.ledger = BankLedger(committee, mint_account)
+        self._voted: dict[bytes, ChainHead] = {}  # recent votes: block hash -> head after
 
     def handle_certificate(self, certificate: Certificate) -> Applied:
-        return self.ledger.apply(certificate)
+        # A block this validator voted for was chain-checked then: skip the second check.
+        try:
+            verified = self._voted.get(certificate.decoded().hash())
+        except DecodeError:
+            verified = None
+        return self.ledger.apply(certificate, verified)
 
     def handle_fraud_proof(self, proof: FraudProof) -> bytes | None:
         return self.ledger.apply_fraud_proof(proof)
@@ -139,7 +147,12 @@ class Validator:
         conflicting = self.store.record(block.account, block.sequence, data, slot)
         if conflicting is not None:
             return self._conflict(data, conflicting)
-        signature = self._sign(vote_message(self._committee_id, block.hash()))
+        block_hash = block.hash()
+        signature = self._sign(vote_message(self._committee_id, block_hash))
+        if verdict.head is not None:
+            if len(self._voted) >= MAX_REMEMBERED_VOTES:
+                del self._voted[next(iter(self._voted))]
+            self._voted[block_hash] = verdict.head
         return Vote(self.index, signature)
 
     def _revote(self, block: Block, data: bytes) -> Vote | Refusal:
