@@ -226,7 +226,10 @@ def check_certificates(
     items: list[tuple[bytes, bytes, bytes]] = []
     spans = []
     for certificate in certificates:
-        message = vote_message(committee_id, certificate.decoded().hash())
+        # A decoded certificate holds a canonical block: its body is block[1:-66].
+        message = vote_message(
+            committee_id, implementation.hash_block_body(certificate.block[1:-66])
+        )
         start = len(items)
         for index, signature in certificate.votes:
             if index < len(committee.validators):
