@@ -10,6 +10,8 @@ neonet bench transport [--quick] [--json] [--both-backends]
 neonet bench core [--quick] [--json]              Rust core vs its pure-Python twins
 neonet bench dht [--quick] [--json]               DHT lookup latency and hops, 10/50/200 nodes
 neonet bench gossip [--quick] [--json]            50-node GossipSub network, both backends
+neonet bench bank [--quick] [--json]              NeoBankof: certified transfers, POS, sync
+neonet bank ...                                   NeoBankof wallets, POS, validators, mint
 neonet dht ... / neonet name ...                  Kademlia DHT and names (neonet.cli.dht)
 """
 
@@ -205,6 +207,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from neonet.bench import gossip as bench_gossip
 
         bench_gossip.main(quick=args.quick, as_json=args.json)
+    elif args.suite == "bank":
+        from neonet.bench import bank as bench_bank
+
+        bench_bank.main(quick=args.quick, as_json=args.json)
     else:
         raise CliError(f"unknown benchmark {args.suite!r}")
 
@@ -281,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dht_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
-    bench.add_argument("suite", choices=["transport", "core", "dht", "gossip"])
+    bench.add_argument("suite", choices=["transport", "core", "dht", "gossip", "bank"])
     bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument(
@@ -293,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="transport: also run NeoNet on the other backend (native and pure side by side)",
     )
     bench.set_defaults(handler=cmd_bench)
+
+    from neonet.cli import bank as bank_cli
+
+    bank_cli.register(commands)
     return parser
 
 
