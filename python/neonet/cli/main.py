@@ -9,6 +9,7 @@ neonet bench transport [--quick] [--json] [--both-backends]
                                                   NeoNet vs py-libp2p vs raw TCP
 neonet bench core [--quick] [--json]              Rust core vs its pure-Python twins
 neonet dht ... / neonet name ...                  Kademlia DHT and names (neonet.cli.dht)
+neonet ssn ... / neonet demo                      Signaling Server Network (neonet.cli.ssn)
 """
 
 from __future__ import annotations
@@ -269,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     from neonet.cli.dht import add_commands as add_dht_commands
 
     add_dht_commands(commands)
+
+    from neonet.cli.ssn import add_commands as add_ssn_commands
+
+    add_ssn_commands(commands)
+
+    from neonet.cli.demo import add_commands as add_demo_commands
+
+    add_demo_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
     bench.add_argument("suite", choices=["transport", "core"])
