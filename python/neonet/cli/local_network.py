@@ -99,6 +99,7 @@ class LocalNetwork:
         command = [sys.executable, "-m", "neonet", "ssn", "serve", "--db", str(ssn.db), "--json"]
         command += ["--listen", f"/ip4/127.0.0.1/tcp/{ssn.tcp_port}"]
         command += ["--listen", f"/ip4/127.0.0.1/tcp/{ssn.ws_port}/ws"]
+        command += ["--stats-file", str(self.stats_path(index))]
         if first_time:
             command += ["--seeds", str(self.seeds_file), "--operator", str(self.operator_peer)]
         command += self.serve_args
@@ -121,6 +122,16 @@ class LocalNetwork:
         raise RuntimeError(
             f"SSN {index} did not start: {line!r}; see {self.directory / f'ssn{index}.log'}"
         )
+
+    def stats_path(self, index: int) -> Path:
+        return self.directory / f"ssn{index}.stats.json"
+
+    def stats(self, index: int) -> dict[str, Any] | None:
+        """The SSN's latest statistics snapshot (None before the first one)."""
+        try:
+            return json.loads(self.stats_path(index).read_text())  # type: ignore[no-any-return]
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
 
     def start_all(self) -> None:
         for index in range(len(self.ssns)):

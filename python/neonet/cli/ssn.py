@@ -131,25 +131,24 @@ async def _serve(args: argparse.Namespace) -> None:
             f"SSN {node.peer_id} (region {region}, network {seeds.network} serial"
             f" {seeds.serial}) listening on:\n  " + "\n  ".join(addrs),
         )
-        if args.stats_every:
+        if args.stats_file:
+            # Written whole and renamed, so a reader never sees half a file.
+            target = Path(args.stats_file)
             while True:
-                await trio.sleep(args.stats_every)
                 stats = server.statistics()
-                print(
-                    json.dumps(
-                        {
-                            "stats": {
-                                "clients": stats.clients,
-                                "registrations": stats.registrations,
-                                "lookups": stats.lookups,
-                                "signals": stats.signals,
-                                "live_members": len(server.live_member_ids()),
-                                "records": stats.stored_records,
-                            }
-                        }
-                    ),
-                    flush=True,
-                )
+                snapshot = {
+                    "peer_id": str(node.peer_id),
+                    "clients": stats.clients,
+                    "registrations": stats.registrations,
+                    "lookups": stats.lookups,
+                    "signals": stats.signals,
+                    "errors": stats.errors,
+                    "live_members": len(server.live_member_ids()),
+                    "records": stats.stored_records,
+                }
+                await trio.Path(str(target) + ".tmp").write_text(json.dumps(snapshot))
+                await trio.Path(str(target) + ".tmp").rename(target)
+                await trio.sleep(0.5)
         await trio.sleep_forever()
 
 
@@ -247,7 +246,7 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--address-rate", type=float, default=50.0, help="registrations/s per IP")
     serve.add_argument("--address-burst", type=float, default=200.0)
     serve.add_argument("--protocol-period", type=float, default=1.0, help="SWIM period, seconds")
-    serve.add_argument("--stats-every", type=float, default=0.0, help="print statistics (JSON)")
+    serve.add_argument("--stats-file", help="keep a JSON snapshot of statistics in this file")
     serve.add_argument("--json", action="store_true")
     serve.set_defaults(handler=lambda args: trio.run(_serve, args))
 
