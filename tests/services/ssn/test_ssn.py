@@ -13,7 +13,25 @@ import trio
 import neonet
 from neonet.core.keys import Ed25519Identity
 from neonet.node import Node
-from neonet.proto.ssn.client_protocol import ErrorCode, SignalStatus, SsnRequestError
+from neonet.proto.ssn.client_protocol import (
+    PROTOCOL_ID,
+    Challenge,
+    ClientMessage,
+    Error,
+    ErrorCode,
+    Found,
+    FrameDecoder,
+    Lookup,
+    Register,
+    Registered,
+    SignalStatus,
+    SsnRequestError,
+    decode_message,
+    encode_message,
+    frame,
+    proof_bytes,
+    sign_presence,
+)
 from neonet.proto.ssn.membership import MembershipConfig
 from neonet.proto.ssn.seeds import SeedEntry, SeedList, make_seed_list
 from neonet.services.ssn.client import SsnClient, open_ssn_client
@@ -185,3 +203,101 @@ async def test_client_fails_over_when_its_ssn_stops() -> None:
                         break
                     await trio.sleep(0.1)
             assert await alice.send_signal(bob_node.peer_id, b"again") is SignalStatus.DELIVERED
+
+
+async def _raw_session(node: Node, ssn: SsnServer) -> tuple[neonet.Stream, FrameDecoder, Challenge]:
+    stream = await node.new_stream(ssn.host.listen_addrs[0], [PROTOCOL_ID])
+    decoder = FrameDecoder()
+    message = await _next_message(stream, decoder)
+    assert isinstance(message, Challenge)
+    return stream, decoder, message
+
+
+async def _next_message(stream: neonet.Stream, decoder: FrameDecoder) -> ClientMessage:
+    pending: list[bytes] = []
+    while not pending:
+        data = await stream.receive_some()
+        assert data, "the SSN closed the stream"
+        pending = decoder.feed(data)
+    assert len(pending) == 1
+    return decode_message(pending[0])
+
+
+def _register_message(node: Node, challenge: Challenge, *, ssn_id: bytes | None = None) -> Register:
+    identity = node.host.identity
+    presence = sign_presence(
+        identity,
+        ssn_id or challenge.server_id,
+        [str(a) for a in node.listen_addrs],
+        seq=1,
+        expires=int(time.time()) + 60,
+    ).encode()
+    proof = identity.sign(proof_bytes(challenge.nonce, challenge.server_id, presence))
+    return Register(1, presence, proof, None)
+
+
+async def test_protocol_errors_limits_and_garbage() -> None:
+    with trio.fail_after(60):
+        async with (
+            federation(["eu"], max_clients=1, client_rate=1.0, client_burst=2.0) as (
+                seeds,
+                servers,
+                _,
+            ),
+            AsyncExitStack() as stack,
+        ):
+            ssn = servers[0]
+            node = await stack.enter_async_context(neonet.open_node())
+            stream, decoder, challenge = await _raw_session(node, ssn)
+            # A request before registering.
+            await stream.send_all(frame(encode_message(Lookup(5, "x"))))
+            reply = await _next_message(stream, decoder)
+            assert isinstance(reply, Error) and reply.code is ErrorCode.NOT_REGISTERED
+            # A proof made for another nonce.
+            bad = _register_message(node, Challenge(b"z" * 32, challenge.server_id))
+            await stream.send_all(frame(encode_message(bad)))
+            reply = await _next_message(stream, decoder)
+            assert isinstance(reply, Error) and reply.code is ErrorCode.BAD_PROOF
+            await stream.send_all(frame(encode_message(_register_message(node, challenge))))
+            assert isinstance(await _next_message(stream, decoder), Registered)
+            # The per-client rate: a burst of 2, then RATE_LIMITED with a retry time.
+            codes = []
+            for rid in range(10, 14):
+                await stream.send_all(frame(encode_message(Lookup(rid, node.peer_id.to_bytes()))))
+                reply = await _next_message(stream, decoder)
+                codes.append(reply.code if isinstance(reply, Error) else "found")
+            assert codes[:2] == ["found", "found"]
+            assert codes[2:] == [ErrorCode.RATE_LIMITED] * 2
+
+            # The SSN holds one client at most: a second one is told so.
+            other = await stack.enter_async_context(neonet.open_node())
+            with pytest.raises(SsnRequestError) as full:
+                async with open_ssn_client(other.host, seeds, region="eu"):
+                    pass
+            assert full.value.code is ErrorCode.OVER_CAPACITY
+
+            # Garbage on a stream ends that stream only; the SSN keeps serving.
+            garbage, _, _ = await _raw_session(other, ssn)
+            await garbage.send_all(b"\x05\xff\xff\xff\xff\xff")
+            assert await garbage.receive_some() == b""
+            await stream.send_all(frame(encode_message(Lookup(20, node.peer_id.to_bytes()))))
+            assert isinstance(await _next_message(stream, decoder), Error | Found)
+            assert ssn.statistics().clients == 1
+
+
+async def test_client_reaches_an_ssn_over_websocket() -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            node = await stack.enter_async_context(
+                neonet.open_node(listen=["/ip4/127.0.0.1/tcp/0/ws"])
+            )
+            entry = SeedEntry(node.peer_id.to_bytes(), "eu", (str(node.listen_addrs[0]),))
+            seeds = make_seed_list("ws", 1, [entry], issued_at=int(time.time()))
+            await stack.enter_async_context(open_ssn(node.host, seeds, "eu"))
+            alice_node, alice = await _client(stack, seeds, "alice", "eu")
+            _, bob = await _client(stack, seeds, "bob", "eu")
+            assert "/ws" in str(alice.ssn_addrs[0])
+            info = await bob.lookup("alice")
+            assert info.peer_id == alice_node.peer_id
+            assert await bob.send_signal(info.peer_id, b"over ws") is SignalStatus.DELIVERED
+            nursery.cancel_scope.cancel()

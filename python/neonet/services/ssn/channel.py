@@ -18,7 +18,12 @@ from typing import Generic, TypeVar
 
 import trio
 
-from neonet.core.errors import LimitExceededError, NeoNetError, TransportError
+from neonet.core.errors import (
+    LimitExceededError,
+    NeoNetError,
+    RemoteProtocolError,
+    TransportError,
+)
 from neonet.proto.ssn.client_protocol import MAX_FRAME, FrameDecoder, frame
 
 logger = logging.getLogger("neonet.ssn.channel")
@@ -112,29 +117,40 @@ class FramedChannel(Generic[M]):
         Raises ``RemoteProtocolError`` for a malformed frame (the caller closes the stream).
         """
         decoder = FrameDecoder()
+        error: RemoteProtocolError | None = None
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer)
                 task_status.started()
-                while True:
-                    try:
-                        data = await self.stream.receive_some(65536)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, NeoNetError):
-                        data = b""
-                    if not data:
-                        break
-                    for body in decoder.feed(data):
-                        message = self._decode(body)
-                        if self._is_reply(message):
-                            pending = self._pending.get(self._request_id_of(message))
-                            if pending is not None and not pending.event.is_set():
-                                pending.reply = message
-                                pending.event.set()
-                            continue
-                        await on_message(message)
+                try:
+                    await self._read(decoder, on_message)
+                except RemoteProtocolError as exc:
+                    error = exc  # raised below as itself, not inside the nursery's group
                 nursery.cancel_scope.cancel()
         finally:
             self._close()
+        if error is not None:
+            raise error
+
+    async def _read(
+        self, decoder: FrameDecoder, on_message: Callable[[M], Awaitable[None]]
+    ) -> None:
+        while True:
+            try:
+                data = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, NeoNetError):
+                return
+            if not data:
+                return
+            for body in decoder.feed(data):
+                message = self._decode(body)
+                if self._is_reply(message):
+                    pending = self._pending.get(self._request_id_of(message))
+                    if pending is not None and not pending.event.is_set():
+                        pending.reply = message
+                        pending.event.set()
+                    continue
+                await on_message(message)
 
     def _close(self) -> None:
         self.closed = True

@@ -313,6 +313,7 @@ class SsnClient:
 
     async def _connect_somewhere(self, nursery: trio.Nursery) -> FramedChannel[cp.ClientMessage]:
         errors: list[str] = []
+        refusal: cp.SsnRequestError | None = None
         for round_number in range(1_000_000):
             candidates = await self._choose()
             for entry in candidates:
@@ -322,6 +323,7 @@ class SsnClient:
                     errors.append(f"{entry.peer_id}: {exc}")
                     if exc.code is cp.ErrorCode.NAME_TAKEN:
                         raise
+                    refusal = exc
                     continue
                 except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                     errors.append(f"{entry.peer_id}: {exc}")
@@ -334,6 +336,8 @@ class SsnClient:
                         nursery.start_soon(self.host.disconnect, other.peer_id)
                 return channel
             if round_number == 2 and self.ssn is None:
+                if refusal is not None and len(errors) == 3 * len(candidates) and candidates:
+                    raise refusal  # every SSN said no, and why (OVER_CAPACITY, RATE_LIMITED...)
                 raise cp.SsnRequestError(
                     cp.ErrorCode.UNAVAILABLE, "no SSN accepted us: " + "; ".join(errors[-6:])
                 )
@@ -359,10 +363,20 @@ async def open_ssn_client(
     (failing over) until the block ends. Raises ``SsnRequestError`` if no SSN takes us or
     the name is held by another key."""
     client = SsnClient(host, seeds, name=name, region=region, config=config or SsnClientConfig())
-    async with trio.open_nursery() as nursery:
-        await nursery.start(client.run)
-        try:
-            yield client
-        finally:
-            nursery.cancel_scope.cancel()
-            await client.aclose()
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+                await client.aclose()
+    except BaseExceptionGroup as group:
+        # One error (the caller's own, or the client's) surfaces as itself, however many
+        # nurseries it came through.
+        single: BaseException = group
+        while isinstance(single, BaseExceptionGroup) and len(single.exceptions) == 1:
+            single = single.exceptions[0]
+        if single is group:
+            raise
+        raise single from None

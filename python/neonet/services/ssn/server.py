@@ -591,9 +591,12 @@ class SsnServer:
                         self._answer_client, channel, session.peer_id, message, limiter
                     )
 
-                await channel.run(on_message)
-        except RemoteProtocolError as exc:
-            logger.info("bad client message from %s: %s", remote, exc)
+                try:
+                    await channel.run(on_message)
+                except RemoteProtocolError as exc:
+                    # That stream ends; the SSN and the client's other streams go on.
+                    logger.info("bad client message from %s: %s", remote, exc)
+                nursery.cancel_scope.cancel()
         finally:
             if session is not None and self.clients.get(session.peer_id) is session:
                 del self.clients[session.peer_id]
