@@ -8,6 +8,7 @@ neonet perf MADDR [--upload N] [--download N]     /perf/1.0.0 against a peer
 neonet bench transport [--quick] [--json] [--both-backends]
                                                   NeoNet vs py-libp2p vs raw TCP
 neonet bench core [--quick] [--json]              Rust core vs its pure-Python twins
+neonet bench ssn [--quick] [--json]               SSN server vs a Node.js ws room relay
 neonet dht ... / neonet name ...                  Kademlia DHT and names (neonet.cli.dht)
 neonet ssn ... / neonet demo                      Signaling Server Network (neonet.cli.ssn)
 """
@@ -196,6 +197,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from neonet.bench import core as bench_core
 
         bench_core.main(quick=args.quick, as_json=args.json)
+    elif args.suite == "ssn":
+        from neonet.bench import ssn as bench_ssn
+
+        bench_ssn.main(quick=args.quick, as_json=args.json)
     else:
         raise CliError(f"unknown benchmark {args.suite!r}")
 
@@ -280,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
-    bench.add_argument("suite", choices=["transport", "core"])
+    bench.add_argument("suite", choices=["transport", "core", "ssn"])
     bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument(
