@@ -270,7 +270,7 @@ def encode_message(message: ClientMessage) -> bytes:
     """The message as one frame body (canonical CBOR, without the length prefix)."""
     head: list[object] = [VERSION]
     if isinstance(message, Challenge):
-        body = [*head, Kind.CHALLENGE, 0, message.nonce, message.server_id]
+        body = [*head, Kind.CHALLENGE, message.request_id, message.nonce, message.server_id]
     elif isinstance(message, Register):
         body = [
             *head,
