@@ -1,6 +1,7 @@
 // go-libp2p interop peer for NeoNet's harness (see tests/interop/README.md).
 //
 //	go-peer listen --transport tcp|ws [--ip IP] [--seed-hex HEX]
+//	go-peer pubsub [--ip IP] [--seed-hex HEX]   (pubsub.go)
 //	go-peer dial --addr MA [--echo-bytes N] [--pings N] [--perf-upload N --perf-download M] [--streams N]
 package main
 
@@ -66,6 +67,11 @@ func main() {
 		line, _ := json.Marshal(report)
 		os.Stdout.Write(append(line, '\n'))
 		if err != nil {
+			os.Exit(1)
+		}
+	case "pubsub":
+		if err := runPubsub(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "pubsub failed:", err)
 			os.Exit(1)
 		}
 	default:

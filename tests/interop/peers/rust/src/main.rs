@@ -1,10 +1,12 @@
 //! rust-libp2p interop peer for NeoNet's harness (see tests/interop/README.md).
 //!
 //! `rust-peer listen --transport tcp|ws [--ip IP] [--seed-hex HEX]`
+//! `rust-peer pubsub [--ip IP] [--seed-hex HEX]` (gossip.rs)
 //! `rust-peer dial --addr MA [--echo-bytes N] [--pings N] [--perf-upload N --perf-download M] [--streams N]`
 //! `rust-peer kad [--seed-hex HEX]` (see kad.rs)
 //! `rust-peer relay|relay-reserve|relay-dial ...` (see relay.rs)
 
+mod gossip;
 mod kad;
 mod relay;
 
@@ -52,10 +54,11 @@ fn parse_args() -> Result<Args, AnyError> {
     let mode = it
         .next()
         .ok_or_else(|| err("usage: rust-peer listen|dial [options]"))?;
-    const MODES: [&str; 6] = [
+    const MODES: [&str; 7] = [
         "listen",
         "dial",
         "kad",
+        "pubsub",
         "relay",
         "relay-reserve",
         "relay-dial",
@@ -578,6 +581,23 @@ fn main() {
                 }
                 Err(e) => {
                     eprintln!("{} failed: {e}", args.mode);
+                    1
+                }
+            }
+        } else if args.mode == "pubsub" {
+            let ip = args
+                .opts
+                .get("ip")
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1".to_string());
+            let result = match keypair(args.opts.get("seed-hex")) {
+                Ok(key) => gossip::run(key, &ip).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("pubsub failed: {e}");
                     1
                 }
             }
