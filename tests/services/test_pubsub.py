@@ -144,3 +144,21 @@ async def test_garbage_resets_only_that_stream() -> None:
         await pubsub_b.publish(TOPIC, b"still alive")
         (message,) = await _receive(sub_a, 1)
         assert message.data == b"still alive"
+
+
+async def test_outbound_stream_lost_is_reopened_on_the_live_connection() -> None:
+    async with _cluster(2) as members:
+        (_, pubsub_a), (node_b, pubsub_b) = members
+        key = node_b.peer_id.to_bytes()
+        sub_b = pubsub_b.subscribe(TOPIC)
+        pubsub_a.subscribe(TOPIC)
+        await _wait_for(members, lambda: bool(pubsub_a.mesh_peers(TOPIC)))
+        first = pubsub_a._writers[key]
+        first.stream.reset()  # the stream dies, the connection stays
+        await _wait_for(
+            members, lambda: key in pubsub_a._writers and pubsub_a._writers[key] is not first
+        )
+        await _wait_for(members, lambda: bool(pubsub_a.mesh_peers(TOPIC)))
+        await pubsub_a.publish(TOPIC, b"after the reset")
+        (message,) = await _receive(sub_b, 1)
+        assert message.data == b"after the reset"

@@ -242,6 +242,11 @@ class GossipRouter:
         if self._subscribed:
             self._rpc(peer).subscriptions.extend((True, t) for t in sorted(self._subscribed))
 
+    def resend_subscriptions(self, peer: bytes) -> None:
+        """Announce our topics to ``peer`` again (it opened a new stream: a new session)."""
+        if peer in self._peers and self._subscribed:
+            self._rpc(peer).subscriptions.extend((True, t) for t in sorted(self._subscribed))
+
     def remove_peer(self, peer: bytes, now: float) -> None:
         if self._peers.pop(peer, None) is None:
             return

@@ -185,6 +185,13 @@ class _Writer:
         self.wake.set()
 
     async def run(self) -> None:
+        """Send until the stream breaks; a reset is noticed even with nothing to send."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch, nursery.cancel_scope)
+            await self._send_loop()
+            nursery.cancel_scope.cancel()
+
+    async def _send_loop(self) -> None:
         while not self.closed:
             if not self.queue:
                 await self.wake.wait()
@@ -193,7 +200,20 @@ class _Writer:
             chunk = b"".join(self.queue)
             self.queue.clear()
             self.queued = 0
-            await self.stream.send_all(chunk)
+            try:
+                await self.stream.send_all(chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, NeoNetError) as exc:
+                logger.debug("pubsub stream to %s ended: %s", self.stream.remote_peer, exc)
+                return
+
+    async def _watch(self, scope: trio.CancelScope) -> None:
+        # The peer never writes on our outbound stream; a reset ends the writer. A clean
+        # end of its write side (some peers half-close) leaves our direction working.
+        try:
+            while await self.stream.receive_some():
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            scope.cancel()
 
 
 class Pubsub:
@@ -215,6 +235,7 @@ class Pubsub:
         self._writers: dict[bytes, _Writer] = {}
         self._opening: set[bytes] = set()
         self._registered: dict[bytes, trio.Event] = {}
+        self._had_inbound: set[bytes] = set()  # peers whose inbound stream we have read
         self._px_dials = 0
         self._changed = trio.Event()
         self.dropped_rpcs = 0
@@ -412,13 +433,21 @@ class Pubsub:
         self._registered.setdefault(key, trio.Event()).set()
         self._flush()
         try:
-            await writer.run()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, NeoNetError) as exc:
-            logger.debug("pubsub stream to %s ended: %s", peer, exc)
+            await writer.run()  # returns when the stream broke (errors are handled inside)
         finally:
-            if self._writers.get(key) is writer:
+            lost = self._writers.get(key) is writer
+            if lost:
                 self._drop_peer(key)
             stream.reset()
+            if lost and self.node.host.swarm.connections_to(peer):
+                # Our stream died but another connection to the peer lives: reopen on it
+                # (after a pause, so that a peer resetting every stream costs little).
+                self._nursery.start_soon(self._reopen, peer)
+
+    async def _reopen(self, peer: PeerId) -> None:
+        await trio.sleep(self.config.router.heartbeat_interval)
+        if self.node.host.swarm.connections_to(peer):
+            self._ensure_outbound(peer)
 
     def _drop_peer(self, key: bytes) -> None:
         writer = self._writers.pop(key, None)
@@ -426,6 +455,7 @@ class Pubsub:
             writer.closed = True
             writer.wake.set()
         self._registered.pop(key, None)
+        self._had_inbound.discard(key)
         if self.router.has_peer(key):
             self.router.remove_peer(key, trio.current_time())
             self._flush()
@@ -434,6 +464,12 @@ class Pubsub:
         peer = stream.remote_peer
         assert isinstance(peer, PeerId)
         key = peer.to_bytes()
+        if key in self._had_inbound and self.router.has_peer(key):
+            # A second inbound stream from a known peer is a new session on its side (its
+            # previous outbound stream died, and with it what it knew of us).
+            self.router.resend_subscriptions(key)
+            self._flush()
+        self._had_inbound.add(key)
         self._ensure_outbound(peer)
         event = self._registered.get(key)
         if event is not None and not self.router.has_peer(key):
