@@ -236,6 +236,7 @@ class Pubsub:
         self._opening: set[bytes] = set()
         self._registered: dict[bytes, trio.Event] = {}
         self._had_inbound: set[bytes] = set()  # peers whose inbound stream we have read
+        self._peer_ids: dict[bytes, PeerId] = {}
         self._px_dials = 0
         self._changed = trio.Event()
         self.dropped_rpcs = 0
@@ -318,7 +319,7 @@ class Pubsub:
         for delivered in out.deliver:
             subscribers = self._subscriptions.get(delivered.message.topic)
             if subscribers:
-                source = None if delivered.source is None else PeerId(delivered.source)
+                source = None if delivered.source is None else self._peer_id(delivered.source)
                 wrapped = self._wrap(delivered.msg_id, delivered.message, source)
                 for subscription in subscribers:
                     subscription._offer(wrapped)
@@ -327,14 +328,21 @@ class Pubsub:
         for peer in out.px:
             self._dial_px(peer)
 
-    @staticmethod
-    def _wrap(msg_id: bytes, message: Message, source: PeerId | None) -> PubsubMessage:
-        author = None
-        if message.from_peer is not None:
+    def _peer_id(self, raw: bytes) -> PeerId | None:
+        """``PeerId(raw)``, cached (every delivery names its author and its sender)."""
+        known = self._peer_ids.get(raw)
+        if known is None:
             try:
-                author = PeerId(message.from_peer)
+                known = PeerId(raw)
             except NeoNetError:
-                author = None
+                return None
+            if len(self._peer_ids) >= 4096:
+                self._peer_ids.clear()
+            self._peer_ids[raw] = known
+        return known
+
+    def _wrap(self, msg_id: bytes, message: Message, source: PeerId | None) -> PubsubMessage:
+        author = None if message.from_peer is None else self._peer_id(message.from_peer)
         return PubsubMessage(message.topic, message.data, msg_id, author, message.seqno, source)
 
     # -- validation -------------------------------------------------------------------
@@ -345,7 +353,7 @@ class Pubsub:
             self.router.validation_done(pending, ValidationResult.ACCEPT, trio.current_time())
             self._flush()
             return
-        wrapped = self._wrap(pending.msg_id, pending.message, PeerId(pending.source))
+        wrapped = self._wrap(pending.msg_id, pending.message, self._peer_id(pending.source))
         try:
             result = validator(wrapped)
         except Exception:
