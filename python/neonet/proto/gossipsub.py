@@ -18,7 +18,7 @@ caller. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -663,6 +663,3 @@ def _with_thresholds(params: GossipParams, thresholds: ScoreThresholds) -> Gossi
         publish_threshold=thresholds.publish_threshold,
         opportunistic_graft_threshold=thresholds.opportunistic_graft_threshold,
     )
-
-
-ValidatorCallable = Callable[[Message], ValidationResult]

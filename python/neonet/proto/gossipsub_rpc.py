@@ -21,7 +21,7 @@ Decoding bounds every list and size; anything malformed or oversized is a
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -420,10 +420,3 @@ def verify_message(
     else:
         valid = public_key.verify(message.signature, signed)
     return None if valid else "bad signature"
-
-
-def message_ids(
-    messages: Iterable[Message], function: MessageIdFunction = default_message_id
-) -> Sequence[bytes]:
-    """IDs of ``messages`` in order."""
-    return [function(message) for message in messages]
