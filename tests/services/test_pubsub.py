@@ -19,6 +19,7 @@ from neonet.core.varint import encode_uvarint
 from neonet.node import Node
 from neonet.services.pubsub import (
     Pubsub,
+    PubsubConfig,
     PubsubMessage,
     Subscription,
     ValidationResult,
@@ -162,3 +163,28 @@ async def test_outbound_stream_lost_is_reopened_on_the_live_connection() -> None
         await pubsub_a.publish(TOPIC, b"after the reset")
         (message,) = await _receive(sub_b, 1)
         assert message.data == b"after the reset"
+
+
+async def test_explicit_peers_are_dialed_never_meshed_and_always_served() -> None:
+    async with AsyncExitStack() as stack:
+        explicit = await stack.enter_async_context(neonet.open_node())
+        explicit_pubsub = await stack.enter_async_context(open_pubsub(explicit))
+        node_a = await stack.enter_async_context(neonet.open_node())
+        config = PubsubConfig(explicit_peers=(str(explicit.listen_addrs[0]),))
+        pubsub_a = await stack.enter_async_context(open_pubsub(node_a, config))
+        node_b = await stack.enter_async_context(neonet.open_node())
+        pubsub_b = await stack.enter_async_context(open_pubsub(node_b))
+        await node_b.connect(node_a.listen_addrs[0])
+        members = [(explicit, explicit_pubsub), (node_a, pubsub_a), (node_b, pubsub_b)]
+        inbox = explicit_pubsub.subscribe(TOPIC)
+        pubsub_a.subscribe(TOPIC)
+        pubsub_b.subscribe(TOPIC)
+        # A dials its explicit peer by itself and learns its subscription.
+        await _wait_for(members, lambda: explicit.peer_id in pubsub_a.topic_peers(TOPIC))
+        await _wait_for(members, lambda: bool(pubsub_a.mesh_peers(TOPIC)))
+        await pubsub_b.publish(TOPIC, b"via a to its explicit peer")
+        (message,) = await _receive(inbox, 1)
+        assert message.data == b"via a to its explicit peer"
+        assert explicit.peer_id not in pubsub_a.mesh_peers(TOPIC)
+        # The explicit peer may GRAFT A; A answers with a PRUNE, so it leaves the mesh.
+        await _wait_for(members, lambda: node_a.peer_id not in explicit_pubsub.mesh_peers(TOPIC))

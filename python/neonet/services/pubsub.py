@@ -26,7 +26,7 @@ import random
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Protocol
 
@@ -39,6 +39,7 @@ from neonet.core.gossip import (
     PROTOCOL_MESHSUB_V11,
     PROTOCOL_MESHSUB_V12,
 )
+from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.net.host import Host
 from neonet.net.swarm import Connection
@@ -102,6 +103,11 @@ class PubsubConfig:
     open_stream_timeout: float = 10.0
     inbound_wait_timeout: float = 10.0  # an inbound stream waits this long for our outbound one
     max_px_dials: int = 16
+    # v1.1 "Explicit Peering Agreements": addresses ending in /p2p/<peer ID>. They are
+    # dialed at start and redialed every ``explicit_redial_interval`` seconds while not
+    # connected; the router never meshes them and always forwards to them.
+    explicit_peers: tuple[str, ...] = ()
+    explicit_redial_interval: float = 300.0
 
 
 class Subscription:
@@ -517,12 +523,36 @@ class Pubsub:
         finally:
             self._px_dials -= 1
 
+    async def _keep_explicit_peers(self) -> None:
+        host = self.node.host
+        while True:
+            for address in self.config.explicit_peers:
+                peer = Multiaddr.from_string(address).peer_id()
+                if peer is None or host.swarm.connections_to(peer):
+                    continue
+                try:
+                    with trio.move_on_after(self.config.open_stream_timeout):
+                        await host.connect(address)
+                except (NeoNetError, OSError) as exc:
+                    logger.info("explicit peer %s unreachable: %s", address, exc)
+            await trio.sleep(self.config.explicit_redial_interval)
+
     async def _heartbeat(self) -> None:
         interval = self.config.router.heartbeat_interval
         while True:
             await trio.sleep(interval)
             self.router.heartbeat(trio.current_time())
             self._flush()
+
+
+def _explicit_ids(addresses: tuple[str, ...]) -> frozenset[bytes]:
+    ids = set()
+    for address in addresses:
+        peer = Multiaddr.from_string(address).peer_id()
+        if peer is None:
+            raise LocalProtocolError(f"explicit peer address without /p2p/: {address}")
+        ids.add(peer.to_bytes())
+    return frozenset(ids)
 
 
 def _verdict(result: object) -> ValidationResult:
@@ -555,6 +585,12 @@ class NodeLike(Protocol):
 async def open_pubsub(node: NodeLike, config: PubsubConfig | None = None) -> AsyncIterator[Pubsub]:
     """Run GossipSub on ``node`` until the block ends (then streams close, hooks go away)."""
     config = config or PubsubConfig()
+    explicit = _explicit_ids(config.explicit_peers)
+    if explicit:
+        config = replace(
+            config,
+            router=replace(config.router, explicit_peers=config.router.explicit_peers | explicit),
+        )
     try:
         async with trio.open_nursery() as nursery:
             pubsub = Pubsub(node, config, nursery)
@@ -566,6 +602,8 @@ async def open_pubsub(node: NodeLike, config: PubsubConfig | None = None) -> Asy
             swarm.on_disconnect.append(pubsub._on_disconnect)
             node.identify_service.on_identified.append(pubsub._on_identified)
             nursery.start_soon(pubsub._heartbeat)
+            if config.explicit_peers:
+                nursery.start_soon(pubsub._keep_explicit_peers)
             for peer in swarm.connected_peers():
                 pubsub._ensure_outbound(peer)
             try:
