@@ -6,6 +6,7 @@ interop with other implementations is in tests/interop/test_pubsub_interop.py.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -17,6 +18,7 @@ from neonet.core.errors import LocalProtocolError
 from neonet.core.gossip import PROTOCOL_MESHSUB_V12
 from neonet.core.varint import encode_uvarint
 from neonet.node import Node
+from neonet.proto.gossipsub_rpc import Rpc, encode_rpc, frame, sign_message
 from neonet.services.pubsub import (
     Pubsub,
     PubsubConfig,
@@ -188,3 +190,32 @@ async def test_explicit_peers_are_dialed_never_meshed_and_always_served() -> Non
         assert explicit.peer_id not in pubsub_a.mesh_peers(TOPIC)
         # The explicit peer may GRAFT A; A answers with a PRUNE, so it leaves the mesh.
         await _wait_for(members, lambda: node_a.peer_id not in explicit_pubsub.mesh_peers(TOPIC))
+
+
+async def test_invalid_flooder_over_tcp_is_graylisted_while_honest_traffic_flows() -> None:
+    async with _cluster(2) as members, neonet.open_node() as intruder:
+        (node_a, pubsub_a), (_, pubsub_b) = members
+        inbox = pubsub_a.subscribe(TOPIC)
+        pubsub_b.subscribe(TOPIC)
+        async with open_pubsub(intruder) as intruder_pubsub:
+            intruder_pubsub.subscribe(TOPIC)
+            await intruder.connect(node_a.listen_addrs[0])
+            key = intruder.peer_id.to_bytes()
+            await _wait_for(members, lambda: pubsub_a.router.has_peer(key))
+            # A second stream carries hand-made RPCs: signed messages, then tampered.
+            stream = await intruder.new_stream(node_a.peer_id, [PROTOCOL_MESHSUB_V12])
+            forged = []
+            for seqno in range(20):
+                good = sign_message(intruder.host.identity, TOPIC, b"spam", 1000 + seqno)
+                forged.append(dataclasses.replace(good, data=b"tampered %d" % seqno))
+            await stream.send_all(frame(encode_rpc(Rpc(messages=forged))))
+            await _wait_for(members, lambda: pubsub_a.router.peer_score(key) < -80)
+            assert pubsub_a.router.stats.invalid_received >= 3
+            assert intruder.peer_id not in pubsub_a.mesh_peers(TOPIC)
+            await _wait_for(members, lambda: bool(pubsub_b.mesh_peers(TOPIC)))
+            await pubsub_b.publish(TOPIC, b"honest")
+            with trio.fail_after(10):
+                async for message in inbox:
+                    assert not message.data.startswith(b"tampered")
+                    if message.data == b"honest":
+                        break
