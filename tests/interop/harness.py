@@ -323,6 +323,8 @@ class ListeningPeer:
         self.addrs = addrs
         self.stderr_path = stderr_path
         self.returncode: int | None = None
+        #: The whole line the peer printed (modes may add fields to peer_id and addrs).
+        self.info: dict[str, Any] = {}
         self._final_stderr: str | None = None
 
     @property
@@ -388,6 +390,13 @@ async def _start(
     argv = [*prefix, "listen", "--transport", transport, "--ip", ip]
     if seed_hex is not None:
         argv += ["--seed-hex", seed_hex]
+    return await _start_argv(name, transport, argv, time_limit)
+
+
+async def _start_argv(
+    name: str, transport: str, argv: list[str], time_limit: float
+) -> ListeningPeer:
+    """Start ``argv``, wait for its ``{"peer_id", "addrs"}`` line; the process keeps running."""
     err_file, err_path = _stderr_file(f"{name}-listen")
     try:
         process = await trio.lowlevel.open_process(
@@ -430,7 +439,10 @@ async def _start(
             await _stop_process(process)
         err_path.unlink(missing_ok=True)
         raise
-    return ListeningPeer(name, transport, process, peer_id, addrs, err_path)
+    peer = ListeningPeer(name, transport, process, peer_id, addrs, err_path)
+    if isinstance(info, dict):
+        peer.info = info
+    return peer
 
 
 class _ListenerStarter:
@@ -507,7 +519,11 @@ async def run_dialer(
     """
     _check_name(name)
     prefix = argv_prefix if argv_prefix is not None else ensure_built(name)
-    argv = [*prefix, *dialer_argv(addr, options)]
+    return await _run_json(name, [*prefix, *dialer_argv(addr, options)], time_limit)
+
+
+async def _run_json(name: str, argv: list[str], time_limit: float) -> dict[str, Any]:
+    """Run a one-shot peer command and return its JSON report (see :func:`run_dialer`)."""
     err_file, err_path = _stderr_file(f"{name}-dial")
     proc: subprocess.CompletedProcess[bytes] | None = None
     try:
@@ -679,6 +695,44 @@ async def start_pubsub_peer(
                 nursery.cancel_scope.cancel()
     finally:
         err_path.unlink(missing_ok=True)
+
+
+def _mode_argv(mode: str, options: Mapping[str, int | str | None]) -> list[str]:
+    argv = [mode]
+    for key, value in options.items():
+        if value is not None:
+            argv += ["--" + key.replace("_", "-"), str(value)]
+    return argv
+
+
+async def start_mode(
+    name: str,
+    mode: str,
+    *,
+    time_limit: float = LISTEN_TIMEOUT,
+    argv_prefix: list[str] | None = None,
+    **options: int | str | None,
+) -> ListeningPeer:
+    """Start a long-running peer mode other than ``listen`` (e.g. go's ``relay`` or
+    ``relay-reserve``) that prints one ``{"peer_id", "addrs", ...}`` line and serves
+    until stdin closes. Stop it with ``async with`` / ``aclose()`` like a listener."""
+    _check_name(name)
+    prefix = argv_prefix if argv_prefix is not None else ensure_built(name)
+    return await _start_argv(name, mode, [*prefix, *_mode_argv(mode, options)], time_limit)
+
+
+async def run_mode(
+    name: str,
+    mode: str,
+    *,
+    time_limit: float = DIAL_TIMEOUT,
+    argv_prefix: list[str] | None = None,
+    **options: int | str | None,
+) -> dict[str, Any]:
+    """Run a one-shot peer mode other than ``dial`` (e.g. go's ``relay-dial``); its JSON."""
+    _check_name(name)
+    prefix = argv_prefix if argv_prefix is not None else ensure_built(name)
+    return await _run_json(name, [*prefix, *_mode_argv(mode, options)], time_limit)
 
 
 # --------------------------------------------------------------------------- kad peers

@@ -45,6 +45,9 @@ const (
 	chunk       = 64 * 1024
 )
 
+// Modes added by other files of this package (relay.go), keyed by name.
+var extraModes = map[string]func([]string) error{}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: go-peer listen|dial [options]")
@@ -72,6 +75,13 @@ func main() {
 			os.Exit(1)
 		}
 	default:
+		if mode, ok := extraModes[os.Args[1]]; ok {
+			if err := mode(os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, os.Args[1], "failed:", err)
+				os.Exit(1)
+			}
+			return
+		}
 		fmt.Fprintf(os.Stderr, "unknown mode %q\n", os.Args[1])
 		os.Exit(2)
 	}
