@@ -128,8 +128,15 @@ class GroupCommit:
 class ValidatorService:
     """Serves one validator engine on both bank protocols."""
 
-    def __init__(self, validator: Validator, store: SqliteVoteStore | None = None) -> None:
+    def __init__(
+        self,
+        validator: Validator,
+        store: SqliteVoteStore | None = None,
+        *,
+        on_proof_found: Callable[[FraudProof], None] | None = None,
+    ) -> None:
         self.validator = validator
+        self.on_proof_found = on_proof_found  # e.g. publish it over GossipSub
         self.store = store  # also keeps applied certificates and proofs, when given
         self.requests = 0
         self.group_commit = None if store is None or not store.deferred else GroupCommit(store)
@@ -177,8 +184,11 @@ class ValidatorService:
             result = self.validator.handle_sign_request(request.block)
             if isinstance(result, Vote):
                 return [wire.VOTE, result.validator, result.signature]
-            if result.proof is not None and self.store is not None:
-                self.store.add_proof(result.proof)
+            if result.proof is not None:
+                if self.store is not None:
+                    self.store.add_proof(result.proof)
+                if self.on_proof_found is not None:
+                    self.on_proof_found(result.proof)
             proof = None if result.proof is None else result.proof.encode()
             return [wire.REFUSED, result.reason, proof, result.behind]
         if request.kind == wire.CERTIFY:
