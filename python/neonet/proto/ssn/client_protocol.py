@@ -270,7 +270,7 @@ def encode_message(message: ClientMessage) -> bytes:
     """The message as one frame body (canonical CBOR, without the length prefix)."""
     head: list[object] = [VERSION]
     if isinstance(message, Challenge):
-        body = [*head, Kind.CHALLENGE, message.request_id, message.nonce, message.server_id]
+        body = [*head, Kind.CHALLENGE, 0, message.nonce, message.server_id]
     elif isinstance(message, Register):
         body = [
             *head,
@@ -339,6 +339,8 @@ def decode_message(data: bytes) -> ClientMessage:
     if not isinstance(rid, int) or isinstance(rid, bool) or not 0 <= rid <= MAX_REQUEST_ID:
         raise DecodeError("request ID out of range")
     fields = value[3:]
+    if kind in (Kind.CHALLENGE, Kind.INCOMING) and rid != 0:
+        raise DecodeError(f"{kind.name} carries request ID 0")
     if kind is Kind.CHALLENGE:
         nonce = _blob(fields[0], "nonce", NONCE_LENGTH)
         if len(nonce) != NONCE_LENGTH:
