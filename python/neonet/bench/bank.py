@@ -288,7 +288,6 @@ async def _fetch(client: BankClient, account: bytes) -> list[Certificate]:
             return certificates
 
 
-
 def run(*, quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {"quick": quick, "backend": backend.BACKEND}
     with tempfile.TemporaryDirectory() as directory:
