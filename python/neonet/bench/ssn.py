@@ -1,0 +1,317 @@
+"""``neonet bench ssn``: what one SSN process holds and moves, next to a Node.js ``ws`` relay.
+
+Starts 4 SSN processes (2 regions, ``cli.local_network``) and drives them from this
+process with light clients (a swarm and an SSN client each, no listener):
+
+- clients held by one SSN and its memory per client (RSS growth / clients), and
+  registrations per second while they connect (NeoNet connection + Noise + yamux +
+  challenge, proof and STORE on the R=3 owners);
+- lookup latency (median, p99), one at a time, of peers registered in the same region
+  and in the other region (both are one federation hop at most; on loopback the region
+  is a label, so the difference is the hop, not the distance);
+- signals per second from senders on one SSN to receivers on another (client -> SSN ->
+  SSN -> client, each signal acknowledged end to end), counted at the receivers.
+
+Then the same load against ``bench/ssn-relay/relay.mjs`` (a minimal room relay, what the
+original NeoNet server is) from this same process over plain WebSocket (wsproto):
+connections per second, memory per idle connection, and messages per second from
+senders through the relay to receivers. The load generator is Python in both cases;
+the figures say when it, rather than the server, is the limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, BytesMessage, Request, TextMessage
+
+from neonet.cli.local_network import LocalNetwork
+from neonet.core.keys import Ed25519Identity
+from neonet.net.host import Host
+from neonet.proto.ssn.seeds import SeedList, make_seed_list
+from neonet.services.ssn.client import SsnClient, SsnClientConfig
+
+RELAY_DIR = Path(__file__).resolve().parents[3] / "bench" / "ssn-relay"
+SERVE_ARGS = [
+    "--address-rate", "1000000", "--address-burst", "1000000",
+    "--client-rate", "1000000", "--max-clients", "19000",
+]  # fmt: skip
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _only(seeds: SeedList, index: int) -> SeedList:
+    """A seed list naming one SSN, so a light client registers exactly there."""
+    entry = seeds.entries[index]
+    return make_seed_list(seeds.network, seeds.serial, [entry], issued_at=seeds.issued_at)
+
+
+async def _light_client(nursery: trio.Nursery, seeds: SeedList, name: str | None) -> SsnClient:
+    host = Host(Ed25519Identity.generate())
+    await nursery.start(host.swarm.serve)
+    client = SsnClient(host, seeds, name=name, region=None, config=SsnClientConfig())
+    await nursery.start(client.run)
+    return client
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def _ssn_part(quick: bool, directory: Path) -> dict[str, Any]:
+    held = 500 if quick else 4000
+    seconds = 3.0 if quick else 8.0
+    network = LocalNetwork.create(directory, ["eu", "eu", "us", "us"], SERVE_ARGS)
+    results: dict[str, Any] = {}
+    try:
+        await trio.to_thread.run_sync(network.start_all)
+        with trio.fail_after(30):
+            while not all(  # noqa: ASYNC110 (polling the SSN processes' statistics files)
+                (network.stats(i) or {}).get("live_members") == 4 for i in range(4)
+            ):
+                await trio.sleep(0.2)
+        pid = network.ssns[0].process.pid  # type: ignore[union-attr]
+        async with trio.open_nursery() as nursery:
+            # 1. Clients held by SSN 0, registrations/s, memory per client.
+            await trio.sleep(1.0)
+            rss_before = _rss_kib(pid)
+            on_ssn0 = _only(network.seeds, 0)
+            clients: list[SsnClient] = []
+            limiter = trio.Semaphore(64)
+
+            async def add(index: int) -> None:
+                async with limiter:
+                    clients.append(await _light_client(nursery, on_ssn0, f"held-{index}"))
+
+            started = time.perf_counter()
+            async with trio.open_nursery() as adders:
+                for index in range(held):
+                    adders.start_soon(add, index)
+            elapsed = time.perf_counter() - started
+            await trio.sleep(1.0)
+            rss_after = _rss_kib(pid)
+            results["clients_held"] = len(clients)
+            results["registrations_per_s"] = len(clients) / elapsed
+            results["kib_per_client"] = (rss_after - rss_before) / len(clients)
+            results["ssn_rss_mib"] = rss_after / 1024
+
+            # 2. Lookup latency within the region (targets on SSN 1, eu) and across (SSN 2, us).
+            far = [
+                await _light_client(nursery, _only(network.seeds, 2), f"far-{i}") for i in range(50)
+            ]
+            near = [
+                await _light_client(nursery, _only(network.seeds, 1), f"near-{i}")
+                for i in range(50)
+            ]
+            asker = clients[0]
+            for label, targets in (("within_region", near), ("across_regions", far)):
+                latencies = []
+                for round_number in range(200 if quick else 1000):
+                    target = targets[round_number % len(targets)]
+                    assert target.host.peer_id is not None
+                    begun = time.perf_counter()
+                    await asker.lookup(target.host.peer_id)
+                    latencies.append(time.perf_counter() - begun)
+                results[f"lookup_{label}_median_ms"] = 1000 * statistics.median(latencies)
+                results[f"lookup_{label}_p99_ms"] = 1000 * _percentile(latencies, 0.99)
+
+            # 3. Signals/s between two SSNs: senders on SSN 0, receivers on SSN 2.
+            senders = clients[1:9]
+            receivers = far[:8]
+            received = 0
+
+            async def count(client: SsnClient) -> None:
+                nonlocal received
+                async for _ in client.signals():
+                    received += 1
+
+            for receiver in receivers:
+                nursery.start_soon(count, receiver)
+            stop_at = trio.current_time() + seconds
+            acknowledged = 0
+
+            async def pump(sender: SsnClient, receiver: SsnClient) -> None:
+                nonlocal acknowledged
+                while trio.current_time() < stop_at:
+                    await sender.send_signal(receiver.host.peer_id, b"candidate:1 1 udp 2113937151")
+                    acknowledged += 1
+
+            base = received
+            started = time.perf_counter()
+            async with trio.open_nursery() as pumps:
+                for sender, receiver in zip(senders, receivers, strict=True):
+                    for _ in range(32):  # 32 signals in flight per pair
+                        pumps.start_soon(pump, sender, receiver)
+            elapsed = time.perf_counter() - started
+            results["signals_per_s_between_ssns"] = (received - base) / elapsed
+            results["signals_acknowledged"] = acknowledged
+            nursery.cancel_scope.cancel()
+    finally:
+        await trio.to_thread.run_sync(network.stop_all)
+    return results
+
+
+# --- the Node.js ws relay -------------------------------------------------------------
+class _WsClient:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.CLIENT)
+        self.received = 0
+
+    @classmethod
+    async def connect(cls, port: int, ident: str) -> _WsClient:
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        client = cls(stream)
+        await stream.send_all(client.ws.send(Request(host="127.0.0.1", target="/")))
+        await client._until(lambda e: isinstance(e, AcceptConnection))
+        await stream.send_all(client.ws.send(TextMessage(ident)))
+        await client._until(lambda e: isinstance(e, TextMessage))
+        return client
+
+    async def _until(self, wanted: Any) -> None:
+        while True:
+            data = await self.stream.receive_some(65536)
+            if not data:
+                raise ConnectionError("relay closed the connection")
+            self.ws.receive_data(data)
+            if any(wanted(event) for event in self.ws.events()):
+                return
+
+    async def count_forever(self) -> None:
+        while data := await self.stream.receive_some(65536):
+            self.ws.receive_data(data)
+            self.received += sum(isinstance(e, BytesMessage) for e in self.ws.events())
+
+
+def _install_relay() -> None:
+    """``npm install`` the relay's one dependency (``ws``, pinned by package-lock.json)."""
+    npm = shutil.which("npm")
+    if npm is not None and not (RELAY_DIR / "node_modules" / "ws").exists():
+        subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund"], cwd=RELAY_DIR, check=False, timeout=300
+        )
+
+
+def _start_relay(node: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [node, str(RELAY_DIR / "relay.mjs"), "0"], stdout=subprocess.PIPE, text=True
+    )
+
+
+async def _relay_part(quick: bool) -> dict[str, Any]:
+    node = shutil.which("node")
+    await trio.to_thread.run_sync(_install_relay)
+    if node is None or not (RELAY_DIR / "node_modules" / "ws").exists():
+        return {"skipped": f"needs node and `npm install` in {RELAY_DIR}"}
+    held = 500 if quick else 4000
+    seconds = 3.0 if quick else 8.0
+    process = _start_relay(node)
+    results: dict[str, Any] = {}
+    try:
+        assert process.stdout is not None
+        started_line = await trio.to_thread.run_sync(process.stdout.readline)
+        port = json.loads(started_line)["port"]
+        await trio.sleep(0.5)
+        rss_before = _rss_kib(process.pid)
+        clients: list[_WsClient] = []
+        limiter = trio.Semaphore(64)
+
+        async def add(index: int) -> None:
+            async with limiter:
+                clients.append(await _WsClient.connect(port, f"c{index}"))
+
+        begun = time.perf_counter()
+        async with trio.open_nursery() as adders:
+            for index in range(held):
+                adders.start_soon(add, index)
+        elapsed = time.perf_counter() - begun
+        await trio.sleep(1.0)
+        results["connections_held"] = len(clients)
+        results["connections_per_s"] = len(clients) / elapsed
+        results["kib_per_connection"] = (_rss_kib(process.pid) - rss_before) / len(clients)
+
+        pairs = [
+            (await _WsClient.connect(port, f"s{i}"), await _WsClient.connect(port, f"r{i}"))
+            for i in range(8)
+        ]
+        payload = b"candidate:1 1 udp 2113937151"
+        async with trio.open_nursery() as nursery:
+            for _, receiver in pairs:
+                nursery.start_soon(receiver.count_forever)
+            stop_at = trio.current_time() + seconds
+
+            async def pump(sender: _WsClient, to: str) -> None:
+                frame = sender.ws.send(BytesMessage(to.encode() + b"\n" + payload))
+                batch = frame * 64
+                while trio.current_time() < stop_at:
+                    await sender.stream.send_all(batch)
+
+            begun = time.perf_counter()
+            async with trio.open_nursery() as pumps:
+                for index, (sender, _) in enumerate(pairs):
+                    pumps.start_soon(pump, sender, f"r{index}")
+            await trio.sleep(0.5)  # let the relay drain what is in flight
+            elapsed = time.perf_counter() - begun
+            results["messages_per_s"] = sum(r.received for _, r in pairs) / elapsed
+            nursery.cancel_scope.cancel()
+        for client in clients + [c for pair in pairs for c in pair]:
+            await client.stream.aclose()
+    finally:
+        process.terminate()
+        await trio.to_thread.run_sync(process.wait)
+        if process.stdout is not None:
+            process.stdout.close()
+    return results
+
+
+async def _run(quick: bool) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="neonet-bench-ssn-") as directory:
+        ssn = await _ssn_part(quick, Path(directory))
+    relay = await _relay_part(quick)
+    return {"quick": quick, "cpus": os.cpu_count(), "ssn": ssn, "node_ws_relay": relay}
+
+
+def main(*, quick: bool, as_json: bool) -> None:
+    results = trio.run(_run, quick)
+    if as_json:
+        print(json.dumps(results))
+        return
+    ssn, relay = results["ssn"], results["node_ws_relay"]
+    print("SSN (one process; 4 SSNs in 2 regions on loopback, Python load generator)")
+    print(f"  clients held by one SSN      {ssn['clients_held']}")
+    print(
+        f"  memory per client            {ssn['kib_per_client']:.1f} KiB"
+        f" (SSN RSS {ssn['ssn_rss_mib']:.0f} MiB)"
+    )
+    print(f"  registrations/s              {ssn['registrations_per_s']:.0f}")
+    print(f"  signals/s between two SSNs   {ssn['signals_per_s_between_ssns']:.0f}")
+    for label in ("within_region", "across_regions"):
+        print(
+            f"  lookup {label.replace('_', ' '):15}"
+            f"  median {ssn[f'lookup_{label}_median_ms']:.2f} ms,"
+            f" p99 {ssn[f'lookup_{label}_p99_ms']:.2f} ms"
+        )
+    print("Node.js ws room relay (same load generator)")
+    if "skipped" in relay:
+        print(f"  skipped: {relay['skipped']}")
+        return
+    print(f"  connections held             {relay['connections_held']}")
+    print(f"  memory per connection        {relay['kib_per_connection']:.1f} KiB")
+    print(f"  connections/s                {relay['connections_per_s']:.0f}")
+    print(f"  messages/s relayed           {relay['messages_per_s']:.0f}")

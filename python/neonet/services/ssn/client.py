@@ -1,0 +1,382 @@
+"""The SSN client: pick a nearby SSN, register, look peers up, send and receive signals.
+
+``open_ssn_client(host, seeds, ...)`` measures the round-trip time (connect + ping) to
+the SSNs of the seed list, its own region first, picks the lowest of the region (any
+region if none of its own answers), and registers there under the client's peer ID
+and, optionally, a name (``proto.ssn.client_protocol``). A supervisor keeps it
+registered: when the SSN's stream ends (the SSN died or restarted), it picks again
+among the others and registers within ``FAILOVER_BOUND`` seconds (one RTT round of at
+most ``probe_timeout`` plus one registration of at most ``request_timeout``); requests
+made meanwhile wait for the new registration. Incoming signals are an async iterator
+(``signals()``), fed from a bounded buffer: when the application does not read and the
+buffer is full, newer signals are dropped and counted (``dropped_signals``).
+
+The seam for relays: ``SsnClient.ssn`` is the SSN's peer ID and ``ssn_addrs`` its
+addresses, so a relay client can reserve a circuit there (circuit relay v2 is another
+module) and add the relayed address to ``extra_addrs`` before the next registration.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import trio
+
+from neonet.core.errors import NeoNetError
+from neonet.core.multiaddr import Multiaddr
+from neonet.core.peer_id import PeerId
+from neonet.net.host import Host
+from neonet.proto.names import NameRecord, decode_name_record, sign_name_record
+from neonet.proto.ssn import client_protocol as cp
+from neonet.proto.ssn.seeds import SeedEntry, SeedList
+from neonet.services import ping as ping_service
+from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
+
+logger = logging.getLogger("neonet.ssn.client")
+FAILOVER_BOUND = 10.0  # seconds from losing the SSN to being registered elsewhere (default config)
+
+
+@dataclass(frozen=True, slots=True)
+class SsnClientConfig:
+    probe_timeout: float = 3.0
+    request_timeout: float = 5.0
+    presence_lifetime: int = 3600  # seconds; re-registration renews it
+    incoming_buffer: int = 1024
+    max_probes: int = 8  # SSNs measured per choice
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """What a lookup returns: the peer, its addresses and SSN, and its name if any."""
+
+    peer_id: PeerId
+    addrs: tuple[Multiaddr, ...]
+    ssn_id: PeerId
+    seq: int
+    name: NameRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingSignal:
+    sender: PeerId
+    payload: bytes
+
+
+@dataclass(slots=True)
+class ClientStatistics:
+    registrations: int = 0
+    failovers: int = 0
+    dropped_signals: int = 0
+    last_failover_seconds: float = 0.0
+    rtts: dict[str, float] = field(default_factory=dict)
+
+
+def _is_reply(message: cp.ClientMessage) -> bool:
+    return not isinstance(message, cp.Incoming | cp.Challenge)
+
+
+def _entry_address(entry: SeedEntry) -> Multiaddr:
+    address = Multiaddr.from_string(entry.addrs[0])
+    return address if address.peer_id() else address.with_peer_id(entry.peer_id)
+
+
+class SsnClient:
+    def __init__(
+        self,
+        host: Host,
+        seeds: SeedList,
+        *,
+        name: str | None,
+        region: str | None,
+        config: SsnClientConfig,
+    ) -> None:
+        self.host = host
+        self.seeds = seeds
+        self.name = name
+        self.region = region
+        self.config = config
+        self.ssn: PeerId | None = None
+        self.ssn_addrs: list[Multiaddr] = []
+        self.extra_addrs: list[str] = []
+        self.stats = ClientStatistics()
+        self._channel: FramedChannel[cp.ClientMessage] | None = None
+        self._registered = trio.Event()
+        self._changed = trio.Event()
+        self._send_incoming, self._receive_incoming = trio.open_memory_channel[IncomingSignal](
+            config.incoming_buffer
+        )
+        self._challenge: trio.MemoryReceiveChannel[cp.Challenge] | None = None
+        self._seq = 0
+
+    # --- public API ---------------------------------------------------------------
+    async def wait_registered(self) -> None:
+        await self._registered.wait()
+
+    async def lookup(self, query: str | PeerId) -> PeerInfo:
+        """Find a peer by name or peer ID; ``SsnRequestError`` (UNKNOWN_PEER, ...) if not.
+
+        Checks the presence signature (and, for a name, that the name record is valid and
+        names the same key). Safe to cancel.
+        """
+        raw: str | bytes = query if isinstance(query, str) else query.to_bytes()
+        reply = await self._request(lambda rid: cp.Lookup(rid, raw))
+        assert isinstance(reply, cp.Found)
+        presence = cp.decode_presence(reply.presence)
+        cp.verify_presence(presence, time.time())
+        name = None
+        if reply.name_record is not None:
+            from neonet.proto.names import verify_name_record
+
+            name = decode_name_record(reply.name_record)
+            verify_name_record(name, key=None, now=time.time())
+            if name.peer_id.to_bytes() != presence.peer_id:
+                raise cp.SsnRequestError(cp.ErrorCode.BAD_REQUEST, "name and presence disagree")
+        if isinstance(query, PeerId) and presence.peer_id != query.to_bytes():
+            raise cp.SsnRequestError(cp.ErrorCode.BAD_REQUEST, "the SSN answered for another peer")
+        if isinstance(query, str) and (name is None or name.name != query.casefold()):
+            raise cp.SsnRequestError(cp.ErrorCode.BAD_REQUEST, "the SSN answered another name")
+        return PeerInfo(
+            PeerId(presence.peer_id),
+            tuple(Multiaddr.from_string(a) for a in presence.addrs),
+            PeerId(presence.ssn_id),
+            presence.seq,
+            name,
+        )
+
+    async def send_signal(self, peer: PeerId, payload: bytes) -> cp.SignalStatus:
+        """Deliver ``payload`` to ``peer`` through the SSNs: DELIVERED, or QUEUED in its
+        mailbox; ``SsnRequestError`` says why not (OFFLINE, UNKNOWN_PEER, TOO_LARGE, ...)."""
+        reply = await self._request(lambda rid: cp.Signal(rid, peer.to_bytes(), payload))
+        assert isinstance(reply, cp.SignalSent)
+        return reply.status
+
+    async def signals(self) -> AsyncIterator[IncomingSignal]:
+        """Incoming signals, in arrival order, until the client closes."""
+        async for signal in self._receive_incoming:
+            yield signal
+
+    async def _current_channel(
+        self, not_this: FramedChannel[cp.ClientMessage] | None
+    ) -> FramedChannel[cp.ClientMessage]:
+        with trio.fail_after(FAILOVER_BOUND + self.config.request_timeout):
+            while True:
+                channel = self._channel
+                if channel is not None and channel is not not_this and not channel.closed:
+                    return channel
+                await self._changed.wait()
+
+    def _state_changed(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def _request(self, build: Callable[[int], cp.ClientMessage]) -> cp.ClientMessage:
+        channel: FramedChannel[cp.ClientMessage] | None = None
+        for attempt in range(2):
+            # After a lost SSN, wait for the supervisor's registration elsewhere.
+            channel = await self._current_channel(channel)
+            try:
+                message = build(channel.new_request_id())
+                reply = await channel.request(message, answer_within=self.config.request_timeout)
+            except ChannelClosedError:
+                if attempt == 0:
+                    continue
+                raise
+            if isinstance(reply, cp.Error):
+                raise cp.SsnRequestError(reply.code, reply.text)
+            return reply
+        raise ChannelClosedError("no SSN answered")
+
+    # --- choosing and registering -----------------------------------------------------
+    async def _probe(self, entry: SeedEntry) -> float | None:
+        try:
+            with trio.fail_after(self.config.probe_timeout):
+                started = trio.current_time()
+                peer = await self.host.connect(_entry_address(entry))
+                rtts = await ping_service.ping(self.host, peer, count=1)
+                return min(rtts[0], trio.current_time() - started)
+        except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError):
+            return None
+
+    async def _choose(self) -> list[SeedEntry]:
+        """Reachable SSNs, best first: own region by RTT, then the rest by RTT."""
+        ordered = self.seeds.in_region_first(self.region)
+        own = [e for e in ordered if e.region == self.region]
+        rest = [e for e in ordered if e.region != self.region]
+        results: list[tuple[int, float, SeedEntry]] = []
+        for group_rank, group in enumerate((own, rest)):
+            measured: dict[bytes, float] = {}
+
+            async def measure(entry: SeedEntry, into: dict[bytes, float] = measured) -> None:
+                rtt = await self._probe(entry)
+                if rtt is not None:
+                    into[entry.member_id] = rtt
+
+            async with trio.open_nursery() as nursery:
+                for entry in group[: self.config.max_probes]:
+                    nursery.start_soon(measure, entry)
+            for entry in group:
+                if entry.member_id in measured:
+                    rtt = measured[entry.member_id]
+                    results.append((group_rank, rtt, entry))
+                    self.stats.rtts[str(entry.peer_id)] = rtt
+            if results:
+                break  # own region answered: do not spend time on the others
+        results.sort(key=lambda item: (item[0], item[1]))
+        return [entry for _, _, entry in results]
+
+    async def _register(
+        self, entry: SeedEntry, nursery: trio.Nursery
+    ) -> FramedChannel[cp.ClientMessage]:
+        stream = await self.host.new_stream(entry.peer_id, [cp.PROTOCOL_ID])
+        channel: FramedChannel[cp.ClientMessage] = FramedChannel(
+            stream,
+            decode=cp.decode_message,
+            encode=cp.encode_message,
+            is_reply=_is_reply,
+            request_id_of=lambda m: m.request_id,
+        )
+        challenge_send, challenge_receive = trio.open_memory_channel[cp.Challenge](1)
+
+        async def on_message(message: cp.ClientMessage) -> None:
+            if isinstance(message, cp.Challenge):
+                challenge_send.send_nowait(message)  # a second challenge is a protocol error
+            elif isinstance(message, cp.Incoming):
+                try:
+                    self._send_incoming.send_nowait(
+                        IncomingSignal(PeerId(message.sender), message.payload)
+                    )
+                except trio.WouldBlock:
+                    self.stats.dropped_signals += 1
+
+        await nursery.start(channel.run, on_message)
+        try:
+            with trio.fail_after(self.config.request_timeout):
+                challenge = await challenge_receive.receive()
+            if challenge.server_id != entry.member_id:
+                raise cp.SsnRequestError(cp.ErrorCode.BAD_PROOF, "the SSN is not who we dialed")
+            identity = self.host.identity
+            self._seq = max(self._seq + 1, int(time.time() * 1000))
+            expires = int(time.time()) + self.config.presence_lifetime
+            addrs = [str(a) for a in self.host.listen_addrs] + self.extra_addrs
+            presence = cp.sign_presence(
+                identity, entry.member_id, addrs, seq=self._seq, expires=expires
+            ).encode()
+            proof = identity.sign(cp.proof_bytes(challenge.nonce, challenge.server_id, presence))
+            name_record = None
+            if self.name is not None:
+                name_record = sign_name_record(
+                    self.name, identity, seq=self._seq, expires=expires
+                ).encode()
+            reply = await channel.request(
+                cp.Register(channel.new_request_id(), presence, proof, name_record),
+                answer_within=self.config.request_timeout,
+            )
+        except BaseException:
+            await channel.aclose()
+            raise
+        if isinstance(reply, cp.Error):
+            await channel.aclose()
+            raise cp.SsnRequestError(reply.code, reply.text)
+        return channel
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Stay registered until cancelled; started once the first registration is done."""
+        started = False
+        lost_at: float | None = None
+        while True:
+            try:
+                async with trio.open_nursery() as nursery:
+                    channel = await self._connect_somewhere(nursery)
+                    self._channel = channel
+                    self.stats.registrations += 1
+                    if lost_at is not None:
+                        self.stats.failovers += 1
+                        self.stats.last_failover_seconds = trio.current_time() - lost_at
+                    self._registered.set()
+                    self._state_changed()
+                    if not started:
+                        started = True
+                        task_status.started()
+                    await channel.closed_event.wait()
+                    nursery.cancel_scope.cancel()
+            except cp.SsnRequestError as exc:
+                if exc.code is cp.ErrorCode.NAME_TAKEN or not started:
+                    raise
+            lost_at = trio.current_time()
+            self._state_changed()
+            logger.info("lost SSN %s; registering elsewhere", self.ssn)
+
+    async def _connect_somewhere(self, nursery: trio.Nursery) -> FramedChannel[cp.ClientMessage]:
+        errors: list[str] = []
+        refusal: cp.SsnRequestError | None = None
+        for round_number in range(1_000_000):
+            candidates = await self._choose()
+            for entry in candidates:
+                try:
+                    channel = await self._register(entry, nursery)
+                except cp.SsnRequestError as exc:
+                    errors.append(f"{entry.peer_id}: {exc}")
+                    if exc.code is cp.ErrorCode.NAME_TAKEN:
+                        raise
+                    refusal = exc
+                    continue
+                except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                    errors.append(f"{entry.peer_id}: {exc}")
+                    continue
+                self.ssn = entry.peer_id
+                self.ssn_addrs = [_entry_address(entry)]
+                for other in candidates:
+                    if other is not entry:
+                        # Only the chosen SSN keeps a connection (each costs it memory).
+                        nursery.start_soon(self.host.disconnect, other.peer_id)
+                return channel
+            if round_number == 2 and self.ssn is None:
+                if refusal is not None and len(errors) == 3 * len(candidates) and candidates:
+                    raise refusal  # every SSN said no, and why (OVER_CAPACITY, RATE_LIMITED...)
+                raise cp.SsnRequestError(
+                    cp.ErrorCode.UNAVAILABLE, "no SSN accepted us: " + "; ".join(errors[-6:])
+                )
+            await trio.sleep(min(2.0, 0.2 * math.pow(2, round_number)))
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        if self._channel is not None:
+            await self._channel.aclose()
+        self._send_incoming.close()
+
+
+@asynccontextmanager
+async def open_ssn_client(
+    host: Host,
+    seeds: SeedList,
+    *,
+    name: str | None = None,
+    region: str | None = None,
+    config: SsnClientConfig | None = None,
+) -> AsyncIterator[SsnClient]:
+    """Register with the best SSN of ``seeds`` (see the module docstring); stays registered
+    (failing over) until the block ends. Raises ``SsnRequestError`` if no SSN takes us or
+    the name is held by another key."""
+    client = SsnClient(host, seeds, name=name, region=region, config=config or SsnClientConfig())
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            try:
+                yield client
+            finally:
+                nursery.cancel_scope.cancel()
+                await client.aclose()
+    except BaseExceptionGroup as group:
+        # One error (the caller's own, or the client's) surfaces as itself, however many
+        # nurseries it came through.
+        single: BaseException = group
+        while isinstance(single, BaseExceptionGroup) and len(single.exceptions) == 1:
+            single = single.exceptions[0]
+        if single is group:
+            raise
+        raise single from None

@@ -1,0 +1,303 @@
+"""SSN servers and clients in one process over loopback TCP (the federation, end to end)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+import trio
+
+import neonet
+from neonet.core.keys import Ed25519Identity
+from neonet.node import Node
+from neonet.proto.ssn.client_protocol import (
+    PROTOCOL_ID,
+    Challenge,
+    ClientMessage,
+    Error,
+    ErrorCode,
+    Found,
+    FrameDecoder,
+    Lookup,
+    Register,
+    Registered,
+    SignalStatus,
+    SsnRequestError,
+    decode_message,
+    encode_message,
+    frame,
+    proof_bytes,
+    sign_presence,
+)
+from neonet.proto.ssn.membership import MembershipConfig
+from neonet.proto.ssn.seeds import SeedEntry, SeedList, make_seed_list
+from neonet.services.ssn.client import SsnClient, open_ssn_client
+from neonet.services.ssn.server import SsnConfig, SsnServer, open_ssn
+
+FAST_MEMBERSHIP = MembershipConfig(protocol_period=0.3, ack_timeout=0.1, gossip_interval=0.05)
+
+
+@dataclass
+class Federation:
+    seeds: SeedList
+    servers: list[SsnServer]
+    nodes: list[Node]
+    scopes: list[trio.CancelScope]
+
+    def stop(self, index: int) -> None:
+        """Stop one SSN and its node at once (its connections close)."""
+        self.scopes[index].cancel()
+
+
+@asynccontextmanager
+async def federation(
+    regions: list[str], **config: object
+) -> AsyncIterator[tuple[SeedList, list[SsnServer], list[Node]]]:
+    async with federation_with_scopes(regions, **config) as fed:
+        yield fed.seeds, fed.servers, fed.nodes
+
+
+@asynccontextmanager
+async def federation_with_scopes(regions: list[str], **config: object) -> AsyncIterator[Federation]:
+    ssn_config = SsnConfig(membership=FAST_MEMBERSHIP, **config)  # type: ignore[arg-type]
+    seeds_ready = trio.Event()
+    shared: dict[str, SeedList] = {}
+    servers: dict[int, SsnServer] = {}
+    async with trio.open_nursery() as nursery:
+        nodes: list[Node] = []
+        scopes: list[trio.CancelScope] = []
+
+        async def run_one(index: int, region: str, *, task_status: trio.TaskStatus[Node]) -> None:
+            with scopes[index]:
+                async with neonet.open_node() as node:
+                    task_status.started(node)
+                    await seeds_ready.wait()
+                    async with open_ssn(node.host, shared["seeds"], region, ssn_config) as server:
+                        servers[index] = server
+                        await trio.sleep_forever()
+
+        for index, region in enumerate(regions):
+            scopes.append(trio.CancelScope())
+            nodes.append(await nursery.start(run_one, index, region))
+        entries = [
+            SeedEntry(node.peer_id.to_bytes(), region, (str(node.listen_addrs[0]),))
+            for node, region in zip(nodes, regions, strict=True)
+        ]
+        shared["seeds"] = make_seed_list("test", 1, entries, issued_at=int(time.time()))
+        seeds_ready.set()
+        with trio.fail_after(20):
+            while len(servers) < len(regions) or not all(  # noqa: ASYNC110 (polled views)
+                len(s.live_member_ids()) == len(regions) for s in servers.values()
+            ):
+                await trio.sleep(0.05)
+        try:
+            yield Federation(
+                shared["seeds"], [servers[i] for i in range(len(regions))], nodes, scopes
+            )
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+async def _client(
+    stack: AsyncExitStack, seeds: SeedList, name: str | None, region: str
+) -> tuple[Node, SsnClient]:
+    node = await stack.enter_async_context(neonet.open_node())
+    client = await stack.enter_async_context(
+        open_ssn_client(node.host, seeds, name=name, region=region)
+    )
+    return node, client
+
+
+async def test_clients_find_each_other_signal_and_connect() -> None:
+    with trio.fail_after(60):
+        async with (
+            federation(["eu", "eu", "us", "us"]) as (seeds, servers, _),
+            AsyncExitStack() as stack,
+        ):
+            alice_node, alice = await _client(stack, seeds, "Alice", "eu")
+            bob_node, bob = await _client(stack, seeds, "bob", "us")
+            eu = {s.id for s in servers if s.region == "eu"}
+            assert alice.ssn is not None and alice.ssn.to_bytes() in eu
+            assert bob.ssn is not None and bob.ssn.to_bytes() not in eu
+
+            found = await alice.lookup("BOB")
+            assert found.peer_id == bob_node.peer_id
+            assert found.name is not None and found.name.name == "bob"
+            assert found.ssn_id == bob.ssn
+            by_id = await bob.lookup(alice_node.peer_id)
+            assert by_id.name is not None and by_id.name.name == "alice"
+
+            status = await alice.send_signal(found.peer_id, b"offer: v=0")
+            assert status is SignalStatus.DELIVERED
+            incoming = bob.signals()
+            signal = await incoming.__anext__()
+            assert (signal.sender, signal.payload) == (alice_node.peer_id, b"offer: v=0")
+
+            # After the signaling, a direct NeoNet connection to the looked-up addresses.
+            peer = await alice_node.connect(found.addrs[0])
+            assert peer == bob_node.peer_id
+            assert len(await alice_node.ping(peer, count=2)) == 2
+
+            with pytest.raises(SsnRequestError) as unknown:
+                await alice.lookup("carol")
+            assert unknown.value.code is ErrorCode.UNKNOWN_PEER
+            with pytest.raises(SsnRequestError) as large:
+                await alice.send_signal(bob_node.peer_id, b"x" * 20000)
+            assert large.value.code is ErrorCode.TOO_LARGE
+            stranger = neonet.PeerId.from_public_key(Ed25519Identity.generate().public_key)
+            with pytest.raises(SsnRequestError) as nobody:
+                await alice.send_signal(stranger, b"hi")
+            assert nobody.value.code is ErrorCode.UNKNOWN_PEER
+
+
+async def test_name_taken_by_another_key_is_refused() -> None:
+    with trio.fail_after(60):
+        async with federation(["eu", "eu", "eu"]) as (seeds, _, _), AsyncExitStack() as stack:
+            await _client(stack, seeds, "dave", "eu")
+            node = await stack.enter_async_context(neonet.open_node())
+            with pytest.raises(SsnRequestError) as taken:
+                async with open_ssn_client(node.host, seeds, name="Dave", region="eu"):
+                    pass
+            assert taken.value.code is ErrorCode.NAME_TAKEN
+
+
+async def test_mailbox_holds_signals_for_a_briefly_offline_peer() -> None:
+    with trio.fail_after(60):
+        # Bob's region has one SSN, so he comes back to the SSN that holds his mailbox.
+        async with federation(["eu", "us", "us"]) as (seeds, _, _), AsyncExitStack() as stack:
+            _, alice = await _client(stack, seeds, "alice", "us")
+            bob_node = await stack.enter_async_context(neonet.open_node())
+            async with open_ssn_client(bob_node.host, seeds, name="bob", region="eu"):
+                pass
+            status = await alice.send_signal(bob_node.peer_id, b"are you there")
+            assert status is SignalStatus.QUEUED
+            async with open_ssn_client(bob_node.host, seeds, name="bob", region="eu") as bob:
+                signal = await bob.signals().__anext__()
+                assert signal.payload == b"are you there"
+                assert signal.sender == alice.host.peer_id
+
+
+async def test_client_fails_over_when_its_ssn_stops() -> None:
+    with trio.fail_after(60):
+        async with federation_with_scopes(["eu"] * 4) as fed, AsyncExitStack() as stack:
+            _, alice = await _client(stack, fed.seeds, "alice", "eu")
+            bob_node, bob = await _client(stack, fed.seeds, "bob", "eu")
+            first = bob.ssn
+            fed.stop(next(i for i, s in enumerate(fed.servers) if s.host.peer_id == first))
+            started = trio.current_time()
+            with trio.fail_after(10):
+                while bob.ssn == first or bob.stats.failovers == 0:  # noqa: ASYNC110
+                    await trio.sleep(0.05)
+            assert bob.stats.last_failover_seconds < 10
+            assert trio.current_time() - started < 10
+            with trio.fail_after(10):
+                while True:
+                    try:
+                        found = await alice.lookup("bob")
+                    except SsnRequestError:
+                        found = None
+                    if found is not None and found.ssn_id == bob.ssn:
+                        break
+                    await trio.sleep(0.1)
+            assert await alice.send_signal(bob_node.peer_id, b"again") is SignalStatus.DELIVERED
+
+
+async def _raw_session(node: Node, ssn: SsnServer) -> tuple[neonet.Stream, FrameDecoder, Challenge]:
+    stream = await node.new_stream(ssn.host.listen_addrs[0], [PROTOCOL_ID])
+    decoder = FrameDecoder()
+    message = await _next_message(stream, decoder)
+    assert isinstance(message, Challenge)
+    return stream, decoder, message
+
+
+async def _next_message(stream: neonet.Stream, decoder: FrameDecoder) -> ClientMessage:
+    pending: list[bytes] = []
+    while not pending:
+        data = await stream.receive_some()
+        assert data, "the SSN closed the stream"
+        pending = decoder.feed(data)
+    assert len(pending) == 1
+    return decode_message(pending[0])
+
+
+def _register_message(node: Node, challenge: Challenge, *, ssn_id: bytes | None = None) -> Register:
+    identity = node.host.identity
+    presence = sign_presence(
+        identity,
+        ssn_id or challenge.server_id,
+        [str(a) for a in node.listen_addrs],
+        seq=1,
+        expires=int(time.time()) + 60,
+    ).encode()
+    proof = identity.sign(proof_bytes(challenge.nonce, challenge.server_id, presence))
+    return Register(1, presence, proof, None)
+
+
+async def test_protocol_errors_limits_and_garbage() -> None:
+    with trio.fail_after(60):
+        async with (
+            federation(["eu"], max_clients=1, client_rate=1.0, client_burst=2.0) as (
+                seeds,
+                servers,
+                _,
+            ),
+            AsyncExitStack() as stack,
+        ):
+            ssn = servers[0]
+            node = await stack.enter_async_context(neonet.open_node())
+            stream, decoder, challenge = await _raw_session(node, ssn)
+            # A request before registering.
+            await stream.send_all(frame(encode_message(Lookup(5, "x"))))
+            reply = await _next_message(stream, decoder)
+            assert isinstance(reply, Error) and reply.code is ErrorCode.NOT_REGISTERED
+            # A proof made for another nonce.
+            bad = _register_message(node, Challenge(b"z" * 32, challenge.server_id))
+            await stream.send_all(frame(encode_message(bad)))
+            reply = await _next_message(stream, decoder)
+            assert isinstance(reply, Error) and reply.code is ErrorCode.BAD_PROOF
+            await stream.send_all(frame(encode_message(_register_message(node, challenge))))
+            assert isinstance(await _next_message(stream, decoder), Registered)
+            # The per-client rate: a burst of 2, then RATE_LIMITED with a retry time.
+            codes = []
+            for rid in range(10, 14):
+                await stream.send_all(frame(encode_message(Lookup(rid, node.peer_id.to_bytes()))))
+                reply = await _next_message(stream, decoder)
+                codes.append(reply.code if isinstance(reply, Error) else "found")
+            assert codes[:2] == ["found", "found"]
+            assert codes[2:] == [ErrorCode.RATE_LIMITED] * 2
+
+            # The SSN holds one client at most: a second one is told so.
+            other = await stack.enter_async_context(neonet.open_node())
+            with pytest.raises(SsnRequestError) as full:
+                async with open_ssn_client(other.host, seeds, region="eu"):
+                    pass
+            assert full.value.code is ErrorCode.OVER_CAPACITY
+
+            # Garbage on a stream ends that stream only; the SSN keeps serving.
+            garbage, _, _ = await _raw_session(other, ssn)
+            await garbage.send_all(b"\x05\xff\xff\xff\xff\xff")
+            assert await garbage.receive_some() == b""
+            await stream.send_all(frame(encode_message(Lookup(20, node.peer_id.to_bytes()))))
+            assert isinstance(await _next_message(stream, decoder), Error | Found)
+            assert ssn.statistics().clients == 1
+
+
+async def test_client_reaches_an_ssn_over_websocket() -> None:
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            node = await stack.enter_async_context(
+                neonet.open_node(listen=["/ip4/127.0.0.1/tcp/0/ws"])
+            )
+            entry = SeedEntry(node.peer_id.to_bytes(), "eu", (str(node.listen_addrs[0]),))
+            seeds = make_seed_list("ws", 1, [entry], issued_at=int(time.time()))
+            await stack.enter_async_context(open_ssn(node.host, seeds, "eu"))
+            alice_node, alice = await _client(stack, seeds, "alice", "eu")
+            _, bob = await _client(stack, seeds, "bob", "eu")
+            assert "/ws" in str(alice.ssn_addrs[0])
+            info = await bob.lookup("alice")
+            assert info.peer_id == alice_node.peer_id
+            assert await bob.send_signal(info.peer_id, b"over ws") is SignalStatus.DELIVERED
+            nursery.cancel_scope.cancel()
