@@ -228,3 +228,49 @@ async def test_requests_reuse_streams_and_replace_ones_the_peer_closed() -> None
             await served[0].send_eof()
             assert await dhts[0].request(peer, request) is not None
             assert len(served) == 2
+
+
+def test_records_and_providers_expire_by_the_clock() -> None:
+    from neonet.core.keys import Ed25519Identity as Identity
+    from neonet.net.host import Host
+    from neonet.proto.kad import KadPeer
+    from neonet.proto.kad_records import blob_key
+    from neonet.proto.names import sign_name_record
+    from neonet.services.identify import IdentifyService
+
+    now = [1_000_000.0]
+    host = Host(Identity.generate())
+    dht = KadDHT(
+        host,
+        IdentifyService(host),
+        config=KadConfig(record_ttl=100.0, provider_ttl=50.0),
+        wall_clock=lambda: now[0],
+    )
+    requester = PeerId.from_public_key(Identity.generate().public_key)
+    blob = blob_key(b"v")
+    dht.store_record(blob, b"v")
+    owner = Identity.generate()
+    name = sign_name_record("erin", owner, seq=1, expires=int(now[0]) + 30)
+    dht.store_record(name_key("erin"), name.encode())
+    announce = KadMessage(
+        MessageType.ADD_PROVIDER, CID, provider_peers=(KadPeer(requester.to_bytes(), ()),)
+    )
+    assert dht.answer(requester, announce) is None
+
+    def holds(key: bytes) -> bool:
+        response = dht.answer(requester, KadMessage(MessageType.GET_VALUE, key))
+        return response is not None and response.record is not None
+
+    def providers() -> int:
+        response = dht.answer(requester, KadMessage(MessageType.GET_PROVIDERS, CID))
+        assert response is not None
+        return len(response.provider_peers)
+
+    assert holds(blob) and holds(name_key("erin")) and providers() == 1
+    now[0] += 31  # the name record's own expiry comes before the store's TTL
+    assert holds(blob) and not holds(name_key("erin")) and providers() == 1
+    now[0] += 20
+    assert holds(blob) and providers() == 0
+    now[0] += 50
+    assert not holds(blob)
+    assert dht.store.expire(now[0]) == 3
