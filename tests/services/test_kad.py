@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import neonet
-from neonet.core.errors import RemoteProtocolError
+from neonet.core.errors import LimitExceededError, RemoteProtocolError
 from neonet.core.keys import Ed25519Identity
 from neonet.core.peer_id import PeerId
 from neonet.node import Node
-from neonet.proto.kad import PROTOCOL_ID, KadMessage, KadRecord, MessageType, frame_message
+from neonet.proto.kad import (
+    PROTOCOL_ID,
+    KadMessage,
+    KadPeer,
+    KadRecord,
+    MessageType,
+    frame_message,
+)
 from neonet.proto.kad_records import InvalidRecordError, public_key_record_key
 from neonet.proto.names import name_key
 from neonet.services.kad import KadConfig, KadDHT, open_kad
@@ -274,3 +283,35 @@ def test_records_and_providers_expire_by_the_clock() -> None:
     now[0] += 50
     assert not holds(blob)
     assert dht.store.expire(now[0]) == 3
+
+
+def _offline_dht() -> KadDHT:
+    from neonet.net.host import Host
+    from neonet.services.identify import IdentifyService
+
+    host = Host(Ed25519Identity.generate())
+    return KadDHT(host, IdentifyService(host))
+
+
+_REQUESTER = PeerId.from_public_key(Ed25519Identity.from_seed(b"\x07" * 32).public_key)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.builds(
+        KadMessage,
+        st.sampled_from(MessageType),
+        st.sampled_from([b"", b"/pk/x", b"/neonet-name/alice", b"/neonet-blob/00", b"x"])
+        | st.binary(max_size=40),
+        st.none() | st.builds(KadRecord, st.binary(max_size=20), st.binary(max_size=60)),
+        st.lists(st.builds(KadPeer, st.binary(min_size=1, max_size=40)), max_size=3).map(tuple),
+        st.lists(
+            st.builds(KadPeer, st.just(_REQUESTER.to_bytes()) | st.binary(min_size=1, max_size=40)),
+            max_size=3,
+        ).map(tuple),
+    )
+)
+def test_any_request_is_answered_or_refused_as_the_peers_fault(message: KadMessage) -> None:
+    dht = _offline_dht()
+    with suppress(RemoteProtocolError, LimitExceededError):
+        dht.answer(_REQUESTER, message)
