@@ -339,6 +339,8 @@ def decode_message(data: bytes) -> ClientMessage:
     if not isinstance(rid, int) or isinstance(rid, bool) or not 0 <= rid <= MAX_REQUEST_ID:
         raise DecodeError("request ID out of range")
     fields = value[3:]
+    if kind in (Kind.CHALLENGE, Kind.INCOMING) and rid != 0:
+        raise DecodeError(f"{kind.name} carries request ID 0")
     if kind is Kind.CHALLENGE:
         nonce = _blob(fields[0], "nonce", NONCE_LENGTH)
         if len(nonce) != NONCE_LENGTH:
