@@ -3,8 +3,8 @@
 Before the kill every lookup must succeed (closest peers, values, names); after
 SIGKILLing 3 of the 10 processes (60 nodes, no goodbye) at least 99% of the values
 stored before must still be found and every name must still resolve. The figures are
-printed (``-s``); on the shared 2-core machine the test takes 1.5-2 minutes, most of it
-the first contacts between nodes (TCP + Noise + yamux + identify each).
+printed (``-s``); on the shared 2-core machine the test takes 75-145 s, most of it the
+first contacts between nodes (TCP + Noise + yamux + identify each).
 """
 
 from __future__ import annotations
