@@ -315,3 +315,33 @@ def test_any_request_is_answered_or_refused_as_the_peers_fault(message: KadMessa
     dht = _offline_dht()
     with suppress(RemoteProtocolError, LimitExceededError):
         dht.answer(_REQUESTER, message)
+
+
+async def test_maintenance_expires_and_republishes(autojump_clock: trio.testing.MockClock) -> None:
+    from neonet.net.host import Host
+    from neonet.proto.kad_records import blob_key
+    from neonet.services.identify import IdentifyService
+
+    wall = [1_000_000.0]
+    host = Host(Ed25519Identity.generate())
+    dht = KadDHT(
+        host,
+        IdentifyService(host),
+        config=KadConfig(maintenance_interval=60.0, republish_interval=120.0),
+        wall_clock=lambda: wall[0],
+    )
+    published = blob_key(b"mine")
+    dht.store.set_published(published, b"mine")  # ours, not stored here yet
+    dht.store.put_record(b"/neonet-blob/old", b"x", wall[0], wall[0] + 10)
+
+    def rows() -> set[bytes]:
+        return {bytes(row[0]) for row in dht.store._db.execute("SELECT key FROM records")}
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(dht.serve)
+        wall[0] += 100
+        await trio.sleep(61)  # one maintenance round: the expired record is deleted
+        assert rows() == set()
+        await trio.sleep(60)  # the republish interval has passed: our value is put again
+        assert rows() == {published}
+        nursery.cancel_scope.cancel()
