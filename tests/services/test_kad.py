@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import neonet
-from neonet.core.errors import RemoteProtocolError
+from neonet.core.errors import LimitExceededError, RemoteProtocolError
 from neonet.core.keys import Ed25519Identity
 from neonet.core.peer_id import PeerId
 from neonet.node import Node
-from neonet.proto.kad import PROTOCOL_ID, KadMessage, KadRecord, MessageType, frame_message
+from neonet.proto.kad import (
+    PROTOCOL_ID,
+    KadMessage,
+    KadPeer,
+    KadRecord,
+    MessageType,
+    frame_message,
+)
 from neonet.proto.kad_records import InvalidRecordError, public_key_record_key
 from neonet.proto.names import name_key
 from neonet.services.kad import KadConfig, KadDHT, open_kad
@@ -228,3 +237,111 @@ async def test_requests_reuse_streams_and_replace_ones_the_peer_closed() -> None
             await served[0].send_eof()
             assert await dhts[0].request(peer, request) is not None
             assert len(served) == 2
+
+
+def test_records_and_providers_expire_by_the_clock() -> None:
+    from neonet.core.keys import Ed25519Identity as Identity
+    from neonet.net.host import Host
+    from neonet.proto.kad import KadPeer
+    from neonet.proto.kad_records import blob_key
+    from neonet.proto.names import sign_name_record
+    from neonet.services.identify import IdentifyService
+
+    now = [1_000_000.0]
+    host = Host(Identity.generate())
+    dht = KadDHT(
+        host,
+        IdentifyService(host),
+        config=KadConfig(record_ttl=100.0, provider_ttl=50.0),
+        wall_clock=lambda: now[0],
+    )
+    requester = PeerId.from_public_key(Identity.generate().public_key)
+    blob = blob_key(b"v")
+    dht.store_record(blob, b"v")
+    owner = Identity.generate()
+    name = sign_name_record("erin", owner, seq=1, expires=int(now[0]) + 30)
+    dht.store_record(name_key("erin"), name.encode())
+    announce = KadMessage(
+        MessageType.ADD_PROVIDER, CID, provider_peers=(KadPeer(requester.to_bytes(), ()),)
+    )
+    assert dht.answer(requester, announce) is None
+
+    def holds(key: bytes) -> bool:
+        response = dht.answer(requester, KadMessage(MessageType.GET_VALUE, key))
+        return response is not None and response.record is not None
+
+    def providers() -> int:
+        response = dht.answer(requester, KadMessage(MessageType.GET_PROVIDERS, CID))
+        assert response is not None
+        return len(response.provider_peers)
+
+    assert holds(blob) and holds(name_key("erin")) and providers() == 1
+    now[0] += 31  # the name record's own expiry comes before the store's TTL
+    assert holds(blob) and not holds(name_key("erin")) and providers() == 1
+    now[0] += 20
+    assert holds(blob) and providers() == 0
+    now[0] += 50
+    assert not holds(blob)
+    assert dht.store.expire(now[0]) == 3
+
+
+def _offline_dht() -> KadDHT:
+    from neonet.net.host import Host
+    from neonet.services.identify import IdentifyService
+
+    host = Host(Ed25519Identity.generate())
+    return KadDHT(host, IdentifyService(host))
+
+
+_REQUESTER = PeerId.from_public_key(Ed25519Identity.from_seed(b"\x07" * 32).public_key)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.builds(
+        KadMessage,
+        st.sampled_from(MessageType),
+        st.sampled_from([b"", b"/pk/x", b"/neonet-name/alice", b"/neonet-blob/00", b"x"])
+        | st.binary(max_size=40),
+        st.none() | st.builds(KadRecord, st.binary(max_size=20), st.binary(max_size=60)),
+        st.lists(st.builds(KadPeer, st.binary(min_size=1, max_size=40)), max_size=3).map(tuple),
+        st.lists(
+            st.builds(KadPeer, st.just(_REQUESTER.to_bytes()) | st.binary(min_size=1, max_size=40)),
+            max_size=3,
+        ).map(tuple),
+    )
+)
+def test_any_request_is_answered_or_refused_as_the_peers_fault(message: KadMessage) -> None:
+    dht = _offline_dht()
+    with suppress(RemoteProtocolError, LimitExceededError):
+        dht.answer(_REQUESTER, message)
+
+
+async def test_maintenance_expires_and_republishes(autojump_clock: trio.testing.MockClock) -> None:
+    from neonet.net.host import Host
+    from neonet.proto.kad_records import blob_key
+    from neonet.services.identify import IdentifyService
+
+    wall = [1_000_000.0]
+    host = Host(Ed25519Identity.generate())
+    dht = KadDHT(
+        host,
+        IdentifyService(host),
+        config=KadConfig(maintenance_interval=60.0, republish_interval=120.0),
+        wall_clock=lambda: wall[0],
+    )
+    published = blob_key(b"mine")
+    dht.store.set_published(published, b"mine")  # ours, not stored here yet
+    dht.store.put_record(b"/neonet-blob/old", b"x", wall[0], wall[0] + 10)
+
+    def rows() -> set[bytes]:
+        return {bytes(row[0]) for row in dht.store._db.execute("SELECT key FROM records")}
+
+    async with trio.open_nursery() as nursery:
+        await nursery.start(dht.serve)
+        wall[0] += 100
+        await trio.sleep(61)  # one maintenance round: the expired record is deleted
+        assert rows() == set()
+        await trio.sleep(60)  # the republish interval has passed: our value is put again
+        assert rows() == {published}
+        nursery.cancel_scope.cancel()

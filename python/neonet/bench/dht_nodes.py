@@ -16,7 +16,8 @@ command per stdin line with one JSON line (``neonet.bench.dht`` drives it):
     {"cmd": "stats"}
 
 Lookup answers carry the latency in milliseconds (timed here), hops and peers queried.
-Items run concurrently, at most ``CONCURRENCY`` at a time per process. The process
+Items run concurrently, at most ``CONCURRENCY`` (or the command's ``"concurrency"``)
+at a time per process. The process
 ends at EOF on stdin.
 """
 
@@ -39,10 +40,12 @@ CONCURRENCY = 32
 
 
 async def _each(
-    items: list[Any], work: Callable[[Any], Awaitable[dict[str, Any]]]
+    items: list[Any],
+    work: Callable[[Any], Awaitable[dict[str, Any]]],
+    concurrency: int = CONCURRENCY,
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = [{} for _ in items]
-    limit = trio.Semaphore(CONCURRENCY)
+    limit = trio.Semaphore(max(1, concurrency))
 
     async def one(index: int, item: Any) -> None:
         async with limit:
@@ -68,6 +71,7 @@ class Worker:
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         cmd = command["cmd"]
         dhts = self.dhts
+        limit = int(command.get("concurrency", CONCURRENCY))
         if cmd == "bootstrap":
 
             async def join(item: list[Any]) -> dict[str, Any]:
@@ -76,14 +80,14 @@ class Worker:
                     await dht.add_peer(address)
                 return {"ok": True, "table": len(dht.table)}
 
-            return {"results": await _each(command["peers"], join)}
+            return {"results": await _each(command["peers"], join, limit)}
         if cmd == "self_lookup":
 
             async def lookup_self(index: int) -> dict[str, Any]:
                 await dhts[index].find_closest(dhts[index].local_id)
                 return {"ok": True, "table": len(dhts[index].table)}
 
-            return {"results": await _each(list(range(len(dhts))), lookup_self)}
+            return {"results": await _each(list(range(len(dhts))), lookup_self, limit)}
         if cmd == "closest":
 
             async def closest(item: list[Any]) -> dict[str, Any]:
@@ -91,7 +95,7 @@ class Worker:
                 peers = [p.to_bytes().hex() for p in result.peers]
                 return {"ok": True, "peers": peers, "hops": result.hops, "queried": result.queried}
 
-            return {"results": await _each(command["items"], closest)}
+            return {"results": await _each(command["items"], closest, limit)}
         if cmd == "put":
 
             async def put(item: list[Any]) -> dict[str, Any]:
@@ -99,7 +103,7 @@ class Worker:
                 stored = await dhts[item[0]].put_value(key, value, remember=False)
                 return {"ok": stored > 0, "stored": stored}
 
-            return {"results": await _each(command["items"], put)}
+            return {"results": await _each(command["items"], put, limit)}
         if cmd == "get":
 
             async def get(item: list[Any]) -> dict[str, Any]:
@@ -114,7 +118,7 @@ class Worker:
                     "queried": result.queried,
                 }
 
-            return {"results": await _each(command["items"], get)}
+            return {"results": await _each(command["items"], get, limit)}
         if cmd == "claim":
 
             async def claim(item: list[Any]) -> dict[str, Any]:
@@ -122,7 +126,7 @@ class Worker:
                 record, stored = await claim_name(dhts[item[0]], item[1], node.host.identity)
                 return {"ok": stored > 0, "peer_id": str(record.peer_id)}
 
-            return {"results": await _each(command["items"], claim)}
+            return {"results": await _each(command["items"], claim, limit)}
         if cmd == "resolve":
 
             async def resolve(item: list[Any]) -> dict[str, Any]:
@@ -132,7 +136,7 @@ class Worker:
                     "peer_id": str(record.peer_id) if record else None,
                 }
 
-            return {"results": await _each(command["items"], resolve)}
+            return {"results": await _each(command["items"], resolve, limit)}
         if cmd == "stats":
             return {
                 "tables": [len(d.table) for d in dhts],
@@ -142,7 +146,9 @@ class Worker:
 
 
 async def main(count: int) -> None:
-    config = KadConfig(request_timeout=5.0, maintenance_interval=3600.0)
+    # A generous request timeout: 200 nodes share 2 cores, and a request that times out
+    # drops a live peer from the lookup (and from the table).
+    config = KadConfig(request_timeout=10.0, maintenance_interval=3600.0)
     async with AsyncExitStack() as stack:
         nodes: list[Node] = []
         dhts: list[KadDHT] = []

@@ -86,6 +86,11 @@ class NamespacedValidator:
             raise ValueError("select needs at least one value")
         return self._validator(key).select(key, values)
 
+    def expiry(self, key: bytes, value: bytes) -> float | None:
+        """When a valid record stops being valid by its own terms (None: never)."""
+        expiry = getattr(self._validator(key), "expiry", None)
+        return None if expiry is None else float(expiry(key, value))
+
 
 class PublicKeyValidator:
     """``/pk/<multihash>``: the value must be the public key that hashes to the peer ID."""

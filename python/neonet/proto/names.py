@@ -248,3 +248,7 @@ class NameValidator:
             if supersedes(candidate, best):
                 best_index, best = index, candidate
         return best_index
+
+    def expiry(self, key: bytes, value: bytes) -> int:
+        """The record's own expiry (stores drop it then, before their own TTL)."""
+        return decode_name_record(value).expires

@@ -380,7 +380,11 @@ class KadDHT:
             and self.validator.select(key, [existing, value]) == 0
         ):
             raise InvalidRecordError("a better record is already stored for this key")
-        self.store.put_record(key, value, now, now + self.config.record_ttl)
+        expires = now + self.config.record_ttl
+        own_expiry = self.validator.expiry(key, value)
+        if own_expiry is not None:
+            expires = min(expires, own_expiry)
+        self.store.put_record(key, value, now, expires)
 
     # --- outbound -----------------------------------------------------------------
     def _learn_addrs(self, peer: KadPeer) -> None:
