@@ -38,6 +38,7 @@ from neonet.core import backend
 from neonet.core.errors import LimitExceededError, NeoNetError, RemoteProtocolError
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
+from neonet.core.ratelimit import RateLimiter
 from neonet.net.host import Host
 from neonet.net.swarm import Connection
 from neonet.net.yamux_session import YamuxStream
@@ -125,23 +126,6 @@ class LookupResult:
     failed: int = 0
 
 
-class _RateLimiter:
-    """Token bucket per peer; the table of buckets is bounded (least recently used go)."""
-
-    def __init__(self, rate: float, burst: float, max_peers: int = 4096) -> None:
-        self.rate, self.burst, self.max_peers = rate, burst, max_peers
-        self._buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
-
-    def allow(self, peer: bytes, now: float) -> bool:
-        tokens, last = self._buckets.pop(peer, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        allowed = tokens >= 1.0
-        self._buckets[peer] = (tokens - 1.0 if allowed else tokens, now)
-        while len(self._buckets) > self.max_peers:
-            self._buckets.popitem(last=False)
-        return allowed
-
-
 def default_validator(extra: Mapping[str, Validator] | None = None) -> NamespacedValidator:
     """``/pk/``, NeoNet's ``/neonet-name/`` and ``/neonet-blob/``, and ``extra`` namespaces."""
     from neonet.proto.names import NAMESPACE, NameValidator
@@ -182,7 +166,9 @@ class KadDHT:
         self.random_bytes = random_bytes
         self.local_id = host.peer_id.to_bytes()
         self.table = backend.RoutingTable(self.local_id, bucket_size=self.config.k)
-        self._limiter = _RateLimiter(self.config.requests_per_second, self.config.request_burst)
+        self._limiter: RateLimiter[bytes] = RateLimiter(
+            self.config.requests_per_second, self.config.request_burst, max_keys=4096
+        )
         self._nursery: trio.Nursery | None = None
         self._checks = 0
         # Raw addresses per peer as last seen (identify or kad answers), so answers and
