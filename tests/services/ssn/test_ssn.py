@@ -34,7 +34,7 @@ from neonet.proto.ssn.client_protocol import (
 )
 from neonet.proto.ssn.membership import MembershipConfig
 from neonet.proto.ssn.seeds import SeedEntry, SeedList, make_seed_list
-from neonet.services.ssn.client import SsnClient, open_ssn_client
+from neonet.services.ssn.client import SsnClient, SsnClientConfig, open_ssn_client
 from neonet.services.ssn.server import SsnConfig, SsnServer, open_ssn
 
 FAST_MEMBERSHIP = MembershipConfig(protocol_period=0.3, ack_timeout=0.1, gossip_interval=0.05)
@@ -301,3 +301,36 @@ async def test_client_reaches_an_ssn_over_websocket() -> None:
             assert info.peer_id == alice_node.peer_id
             assert await bob.send_signal(info.peer_id, b"over ws") is SignalStatus.DELIVERED
             nursery.cancel_scope.cancel()
+
+
+async def test_keepalive_leaves_a_silent_ssn_and_registration_is_renewed() -> None:
+    config = SsnClientConfig(presence_lifetime=4, keepalive_interval=0.2, keepalive_timeout=0.5)
+    with trio.fail_after(60):
+        async with (
+            federation(["eu", "eu", "eu"]) as (seeds, _, nodes),
+            AsyncExitStack() as stack,
+        ):
+            _, alice = await _client(stack, seeds, "alice", "eu")
+            bob_node = await stack.enter_async_context(neonet.open_node())
+            bob = await stack.enter_async_context(
+                open_ssn_client(bob_node.host, seeds, name="bob", region="eu", config=config)
+            )
+            seqs = [(await alice.lookup("bob")).seq]
+            started = trio.current_time()
+            # Renewals every 2 s keep bob findable past his first record's 4 s lifetime.
+            with trio.fail_after(15):
+                while len(seqs) < 3:
+                    found = await alice.lookup("bob")
+                    assert found.ssn_id == bob.ssn
+                    if found.seq != seqs[-1]:
+                        seqs.append(found.seq)
+                    await trio.sleep(0.1)
+            assert seqs == sorted(seqs)
+            assert trio.current_time() - started >= 3
+            # Bob's SSN stops answering pings (its connection stays open): bob moves.
+            silent = next(n for n in nodes if n.peer_id == bob.ssn)
+            silent.host.remove_stream_handler("/ipfs/ping/1.0.0")
+            with trio.fail_after(5):
+                while bob.ssn == silent.peer_id:  # noqa: ASYNC110 (polled client state)
+                    await trio.sleep(0.05)
+            assert bob.stats.failovers == 1

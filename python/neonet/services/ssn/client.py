@@ -38,7 +38,10 @@ from neonet.services import ping as ping_service
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
 
 logger = logging.getLogger("neonet.ssn.client")
-FAILOVER_BOUND = 10.0  # seconds from losing the SSN to being registered elsewhere (default config)
+# Seconds from losing the SSN's connection to being registered elsewhere (default config).
+# An SSN that stops answering without closing the connection is noticed by the keep-alive
+# ping first, which adds up to keepalive_interval + keepalive_timeout (15 s).
+FAILOVER_BOUND = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,8 @@ class SsnClientConfig:
     presence_lifetime: int = 3600  # seconds; re-registration renews it
     incoming_buffer: int = 1024
     max_probes: int = 8  # SSNs measured per choice
+    keepalive_interval: float = 10.0
+    keepalive_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,30 +264,59 @@ class SsnClient:
                 challenge = await challenge_receive.receive()
             if challenge.server_id != entry.member_id:
                 raise cp.SsnRequestError(cp.ErrorCode.BAD_PROOF, "the SSN is not who we dialed")
-            identity = self.host.identity
-            self._seq = max(self._seq + 1, int(time.time() * 1000))
-            expires = int(time.time()) + self.config.presence_lifetime
-            addrs = [str(a) for a in self.host.listen_addrs] + self.extra_addrs
-            presence = cp.sign_presence(
-                identity, entry.member_id, addrs, seq=self._seq, expires=expires
-            ).encode()
-            proof = identity.sign(cp.proof_bytes(challenge.nonce, challenge.server_id, presence))
-            name_record = None
-            if self.name is not None:
-                name_record = sign_name_record(
-                    self.name, identity, seq=self._seq, expires=expires
-                ).encode()
-            reply = await channel.request(
-                cp.Register(channel.new_request_id(), presence, proof, name_record),
-                answer_within=self.config.request_timeout,
-            )
+            register = self._register_message(channel, challenge)
+            reply = await channel.request(register, answer_within=self.config.request_timeout)
         except BaseException:
             await channel.aclose()
             raise
         if isinstance(reply, cp.Error):
             await channel.aclose()
             raise cp.SsnRequestError(reply.code, reply.text)
+        nursery.start_soon(self._maintain, channel, challenge)
         return channel
+
+    def _register_message(
+        self, channel: FramedChannel[cp.ClientMessage], challenge: cp.Challenge
+    ) -> cp.Register:
+        identity = self.host.identity
+        self._seq = max(self._seq + 1, int(time.time() * 1000))
+        expires = int(time.time()) + self.config.presence_lifetime
+        addrs = [str(a) for a in self.host.listen_addrs] + self.extra_addrs
+        presence = cp.sign_presence(
+            identity, challenge.server_id, addrs, seq=self._seq, expires=expires
+        ).encode()
+        proof = identity.sign(cp.proof_bytes(challenge.nonce, challenge.server_id, presence))
+        name_record = None
+        if self.name is not None:
+            name_record = sign_name_record(
+                self.name, identity, seq=self._seq, expires=expires
+            ).encode()
+        return cp.Register(channel.new_request_id(), presence, proof, name_record)
+
+    async def _maintain(
+        self, channel: FramedChannel[cp.ClientMessage], challenge: cp.Challenge
+    ) -> None:
+        """Ping the SSN every ``keepalive_interval`` (a silent SSN is given up after
+        ``keepalive_timeout``) and renew the registration at half the presence lifetime."""
+        peer = PeerId(challenge.server_id)
+        renew_at = trio.current_time() + self.config.presence_lifetime / 2
+        while not channel.closed:
+            await trio.sleep(self.config.keepalive_interval)
+            try:
+                with trio.fail_after(self.config.keepalive_timeout):
+                    await ping_service.ping(self.host, peer, count=1)
+                    if trio.current_time() >= renew_at:
+                        message = self._register_message(channel, challenge)
+                        reply = await channel.request(
+                            message, answer_within=self.config.keepalive_timeout
+                        )
+                        if isinstance(reply, cp.Error):
+                            raise cp.SsnRequestError(reply.code, reply.text)
+                        renew_at = trio.current_time() + self.config.presence_lifetime / 2
+            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                logger.info("SSN %s stopped answering (%s); registering elsewhere", peer, exc)
+                await channel.aclose()
+                return
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Stay registered until cancelled; started once the first registration is done."""
