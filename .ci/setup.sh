@@ -11,6 +11,8 @@ PYTHON_BIN=${PYTHON:-python3}
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(build-essential)
 dpkg -s libgmp-dev >/dev/null 2>&1 || need_apt+=(libgmp-dev)  # py-libp2p's fastecdsa (interop tests)
+command -v iptables >/dev/null 2>&1 || need_apt+=(iptables)  # the NAT test (tests/nat), as root
+command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 "$PYTHON_BIN" -c "import venv, ensurepip" >/dev/null 2>&1 || need_apt+=(python3-venv)
 if ((${#need_apt[@]})); then
   if [ "$(id -u)" = 0 ]; then

@@ -152,8 +152,9 @@ def _install_binary(built: Path, prefix: str, key: str) -> Path:
     tmp = target.with_suffix(".tmp")
     shutil.copy2(built, tmp)
     tmp.replace(target)
+    # Other checkouts (git worktrees) may still use their binaries: only old ones go.
     for old in BIN_DIR.glob(f"{prefix}-*"):
-        if old != target:
+        if old != target and time.time() - old.stat().st_mtime > 86_400:
             old.unlink(missing_ok=True)
     return target
 
@@ -198,12 +199,18 @@ def _build_rust() -> list[str]:
     binary = BIN_DIR / f"rust-peer-{key}"
     if binary.exists():
         return [str(binary)]
+    # One target directory per checkout: cargo decides freshness by file times, so a
+    # target shared by two worktrees hands one the other's binary (seen with git
+    # worktrees building different peers). A new one is seeded from the shared one.
+    target = RUST_TARGET_DIR / hashlib.sha256(str(src).encode()).hexdigest()[:12]
+    if not target.exists() and (RUST_TARGET_DIR / "release").exists():
+        shutil.copytree(RUST_TARGET_DIR / "release", target / "release", symlinks=True)
     _run_build(
         [cargo, "build", "--release", "--locked", "-j", BUILD_JOBS],
         cwd=src,
-        env={"CARGO_TARGET_DIR": str(RUST_TARGET_DIR)},
+        env={"CARGO_TARGET_DIR": str(target)},
     )
-    return [str(_install_binary(RUST_TARGET_DIR / "release" / "rust-peer", "rust-peer", key))]
+    return [str(_install_binary(target / "release" / "rust-peer", "rust-peer", key))]
 
 
 def _build_go() -> list[str]:
@@ -316,6 +323,8 @@ class ListeningPeer:
         self.addrs = addrs
         self.stderr_path = stderr_path
         self.returncode: int | None = None
+        #: The whole line the peer printed (modes may add fields to peer_id and addrs).
+        self.info: dict[str, Any] = {}
         self._final_stderr: str | None = None
 
     @property
@@ -381,6 +390,13 @@ async def _start(
     argv = [*prefix, "listen", "--transport", transport, "--ip", ip]
     if seed_hex is not None:
         argv += ["--seed-hex", seed_hex]
+    return await _start_argv(name, transport, argv, time_limit)
+
+
+async def _start_argv(
+    name: str, transport: str, argv: list[str], time_limit: float
+) -> ListeningPeer:
+    """Start ``argv``, wait for its ``{"peer_id", "addrs"}`` line; the process keeps running."""
     err_file, err_path = _stderr_file(f"{name}-listen")
     try:
         process = await trio.lowlevel.open_process(
@@ -423,7 +439,10 @@ async def _start(
             await _stop_process(process)
         err_path.unlink(missing_ok=True)
         raise
-    return ListeningPeer(name, transport, process, peer_id, addrs, err_path)
+    peer = ListeningPeer(name, transport, process, peer_id, addrs, err_path)
+    if isinstance(info, dict):
+        peer.info = info
+    return peer
 
 
 class _ListenerStarter:
@@ -500,7 +519,11 @@ async def run_dialer(
     """
     _check_name(name)
     prefix = argv_prefix if argv_prefix is not None else ensure_built(name)
-    argv = [*prefix, *dialer_argv(addr, options)]
+    return await _run_json(name, [*prefix, *dialer_argv(addr, options)], time_limit)
+
+
+async def _run_json(name: str, argv: list[str], time_limit: float) -> dict[str, Any]:
+    """Run a one-shot peer command and return its JSON report (see :func:`run_dialer`)."""
     err_file, err_path = _stderr_file(f"{name}-dial")
     proc: subprocess.CompletedProcess[bytes] | None = None
     try:
@@ -539,6 +562,177 @@ async def run_dialer(
             result=result,
         )
     return result
+
+
+# --------------------------------------------------------------------------- pubsub peers
+
+#: Implementations with a pubsub peer (the JSON-lines contract in tests/interop/README.md).
+PUBSUB_IMPLEMENTATIONS: Final = IMPLEMENTATIONS
+
+
+def pubsub_argv(name: str) -> list[str]:
+    """The command that starts ``name``'s pubsub peer (built first if needed)."""
+    _check_name(name)
+    prefix = ensure_built(name)
+    if name == "py-libp2p":
+        return [prefix[0], str(PEERS_DIR / "py" / "pubsub_peer.py")]
+    if name == "js-libp2p":  # the prefix ends with peer.mjs
+        return [*prefix[:-1], str(PEERS_DIR / "js" / "pubsub.mjs")]
+    return [*prefix, "pubsub"]
+
+
+class PubsubPeer:
+    """A running pubsub peer: send commands, wait for the JSON events it prints."""
+
+    def __init__(self, name: str, process: trio.Process, stderr_path: Path) -> None:
+        self.name = name
+        self.process = process
+        self.stderr_path = stderr_path
+        self.peer_id = ""
+        self.addrs: list[str] = []
+        self.events: list[dict[str, Any]] = []
+        self._changed = trio.Event()
+
+    @property
+    def addr(self) -> str:
+        return self.addrs[0]
+
+    def stderr(self) -> str:
+        return _read_tail(self.stderr_path)
+
+    async def _read_events(self) -> None:
+        assert self.process.stdout is not None
+        buffer = b""
+        while True:
+            chunk = await self.process.stdout.receive_some(65536)
+            if not chunk:
+                self._changed.set()
+                return
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(event, dict):
+                    self.events.append(event)
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def send(self, **command: Any) -> None:
+        assert self.process.stdin is not None
+        await self.process.stdin.send_all(json.dumps(command).encode() + b"\n")
+
+    async def wait_event(
+        self, event: str, time_limit: float = 30.0, **match: Any
+    ) -> dict[str, Any]:
+        """The first event named ``event`` whose fields include ``match``; PeerFailed if none."""
+        seen = 0
+        with trio.move_on_after(time_limit):
+            while True:
+                for found in self.events[seen:]:
+                    if found.get("event") == "error":
+                        raise PeerFailed(f"{self.name}: {found}", stderr=self.stderr())
+                    if found.get("event") == event and all(
+                        found.get(k) == v for k, v in match.items()
+                    ):
+                        return found
+                seen = len(self.events)
+                if self.process.returncode is not None:
+                    break
+                await self._changed.wait()
+        raise PeerFailed(
+            f"{self.name} printed no {event} {match} within {time_limit:.0f} s",
+            stderr=self.stderr(),
+        )
+
+    async def command(self, cmd: str, reply: str, **fields: Any) -> dict[str, Any]:
+        """Send ``cmd`` and wait for its ``reply`` event (one command at a time)."""
+        start = len(self.events)
+        await self.send(cmd=cmd, **fields)
+        seen = start
+        with trio.move_on_after(30):
+            while True:
+                for found in self.events[seen:]:
+                    if found.get("event") == "error":
+                        raise PeerFailed(f"{self.name}: {found}", stderr=self.stderr())
+                    if found.get("event") == reply:
+                        return found
+                seen = len(self.events)
+                await self._changed.wait()
+        raise PeerFailed(f"{self.name}: no reply to {cmd}", stderr=self.stderr())
+
+    def messages(self, topic: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e.get("event") == "message" and e.get("topic") == topic]
+
+
+@contextlib.asynccontextmanager
+async def start_pubsub_peer(
+    name: str, *, ip: str = "127.0.0.1", argv: list[str] | None = None
+) -> Any:
+    """Start ``name``'s pubsub peer; it stops (stdin closed, then signals) on exit."""
+    command = argv if argv is not None else pubsub_argv(name)
+    err_file, err_path = _stderr_file(f"{name}-pubsub")
+    try:
+        process = await trio.lowlevel.open_process(
+            [*command, "--ip", ip], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err_file
+        )
+    finally:
+        err_file.close()
+    peer = PubsubPeer(name, process, err_path)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(peer._read_events)
+            try:
+                listening = await peer.wait_event("listening", LISTEN_TIMEOUT)
+                peer.peer_id = str(listening["peer_id"])
+                peer.addrs = [str(a) for a in listening["addrs"]]
+                yield peer
+            finally:
+                with trio.CancelScope(shield=True):
+                    await _stop_process(process)
+                nursery.cancel_scope.cancel()
+    finally:
+        err_path.unlink(missing_ok=True)
+
+
+def _mode_argv(mode: str, options: Mapping[str, int | str | None]) -> list[str]:
+    argv = [mode]
+    for key, value in options.items():
+        if value is not None:
+            argv += ["--" + key.replace("_", "-"), str(value)]
+    return argv
+
+
+async def start_mode(
+    name: str,
+    mode: str,
+    *,
+    time_limit: float = LISTEN_TIMEOUT,
+    argv_prefix: list[str] | None = None,
+    **options: int | str | None,
+) -> ListeningPeer:
+    """Start a long-running peer mode other than ``listen`` (e.g. go's ``relay`` or
+    ``relay-reserve``) that prints one ``{"peer_id", "addrs", ...}`` line and serves
+    until stdin closes. Stop it with ``async with`` / ``aclose()`` like a listener."""
+    _check_name(name)
+    prefix = argv_prefix if argv_prefix is not None else ensure_built(name)
+    return await _start_argv(name, mode, [*prefix, *_mode_argv(mode, options)], time_limit)
+
+
+async def run_mode(
+    name: str,
+    mode: str,
+    *,
+    time_limit: float = DIAL_TIMEOUT,
+    argv_prefix: list[str] | None = None,
+    **options: int | str | None,
+) -> dict[str, Any]:
+    """Run a one-shot peer mode other than ``dial`` (e.g. go's ``relay-dial``); its JSON."""
+    _check_name(name)
+    prefix = argv_prefix if argv_prefix is not None else ensure_built(name)
+    return await _run_json(name, [*prefix, *_mode_argv(mode, options)], time_limit)
 
 
 # --------------------------------------------------------------------------- kad peers

@@ -80,7 +80,7 @@ async def test_invalid_records_are_refused_and_never_stored() -> None:
             with pytest.raises((RemoteProtocolError, trio.BrokenResourceError)):
                 await dhts[0].request(nodes[1].peer_id, bad)
             assert dhts[1].store.get_record(key, dhts[1].wall_clock()) is None
-            assert dhts[1].refused == 1
+            assert dhts[1].refused in (1, 2)  # a failed pooled stream is retried once
             for namespace_key in (b"/unknown/x", b"no-namespace"):
                 message = KadMessage(
                     MessageType.PUT_VALUE, namespace_key, KadRecord(namespace_key, b"v")
@@ -127,7 +127,7 @@ async def test_request_rate_limit_resets_the_stream_and_the_node_keeps_serving()
                         raise trio.BrokenResourceError
                     answered += 1
             assert 1 <= answered <= 6
-            assert dhts[1].refused == 1
+            assert dhts[1].refused in (1, 2)  # a failed pooled stream is retried once
 
 
 async def test_records_identity_and_claims_survive_a_restart(tmp_path: Path) -> None:
@@ -200,3 +200,31 @@ async def test_names_claim_resolve_rotate_and_refuse_hijacks() -> None:
                 )
             with pytest.raises(NameClaimError, match="not by the current key"):
                 await rotate_name(dhts[2], "alice", alice, mallory)
+
+
+async def test_requests_reuse_streams_and_replace_ones_the_peer_closed() -> None:
+    with trio.fail_after(30):
+        async with network(2) as (nodes, dhts):
+            request = KadMessage(MessageType.FIND_NODE, b"x")
+            peer = nodes[1].peer_id
+            handlers = nodes[1].host.swarm.handlers
+            serve = handlers[PROTOCOL_ID]
+            served: list[neonet.Stream] = []
+
+            async def counting(stream: neonet.Stream) -> None:
+                served.append(stream)
+                await serve(stream)
+
+            handlers[PROTOCOL_ID] = counting
+            for idle in dhts[0]._idle_streams.values():  # start without pooled streams
+                for stream, _ in idle:
+                    stream.close_now()
+            dhts[0]._idle_streams.clear()
+            for _ in range(5):
+                assert await dhts[0].request(peer, request) is not None
+            assert len(served) == 1  # five requests, one stream
+            # The server ends the idle stream (as its idle timeout would): the next
+            # request finds the pooled stream dead and goes out again on a new one.
+            await served[0].send_eof()
+            assert await dhts[0].request(peer, request) is not None
+            assert len(served) == 2

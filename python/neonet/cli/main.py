@@ -8,6 +8,10 @@ neonet perf MADDR [--upload N] [--download N]     /perf/1.0.0 against a peer
 neonet bench transport [--quick] [--json] [--both-backends]
                                                   NeoNet vs py-libp2p vs raw TCP
 neonet bench core [--quick] [--json]              Rust core vs its pure-Python twins
+neonet bench dht [--quick] [--json]               DHT lookup latency and hops, 10/50/200 nodes
+neonet bench gossip [--quick] [--json]            50-node GossipSub network, both backends
+neonet bench bank [--quick] [--json]              NeoBankof: certified transfers, POS, sync
+neonet bank ...                                   NeoBankof wallets, POS, validators, mint
 neonet bench ssn [--quick] [--json]               SSN server vs a Node.js ws room relay
 neonet dht ... / neonet name ...                  Kademlia DHT and names (neonet.cli.dht)
 neonet ssn ... / neonet demo                      Signaling Server Network (neonet.cli.ssn)
@@ -197,6 +201,18 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from neonet.bench import core as bench_core
 
         bench_core.main(quick=args.quick, as_json=args.json)
+    elif args.suite == "dht":
+        from neonet.bench import dht as bench_dht
+
+        bench_dht.main(quick=args.quick, as_json=args.json)
+    elif args.suite == "gossip":
+        from neonet.bench import gossip as bench_gossip
+
+        bench_gossip.main(quick=args.quick, as_json=args.json)
+    elif args.suite == "bank":
+        from neonet.bench import bank as bench_bank
+
+        bench_bank.main(quick=args.quick, as_json=args.json)
     elif args.suite == "ssn":
         from neonet.bench import ssn as bench_ssn
 
@@ -285,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
-    bench.add_argument("suite", choices=["transport", "core", "ssn"])
+    bench.add_argument("suite", choices=["transport", "core", "dht", "gossip", "bank", "ssn"])
     bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument(
@@ -297,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="transport: also run NeoNet on the other backend (native and pure side by side)",
     )
     bench.set_defaults(handler=cmd_bench)
+
+    from neonet.cli import bank as bank_cli
+
+    bank_cli.register(commands)
     return parser
 
 

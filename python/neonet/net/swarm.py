@@ -18,6 +18,7 @@ from neonet.core.errors import (
     LimitExceededError,
     NegotiationError,
     NeoNetError,
+    PeerIdMismatchError,
     ProtocolError,
     RemoteProtocolError,
     TransportError,
@@ -66,6 +67,11 @@ class Connection:
     direction: Direction
     session: YamuxSession
     opened_at: float = field(default_factory=trio.current_time)
+    #: Whether the connection runs over a relay (a /p2p-circuit address).
+    relayed: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.relayed = "p2p-circuit" in self.remote_addr.protocol_names()
 
     async def open_stream(self) -> YamuxStream:
         return await self.session.open_stream()
@@ -95,6 +101,10 @@ class Swarm:
         #: Called (synchronously, must not block) when a connection is up, and when it is gone.
         self.on_connection: list[Callable[[Connection], None]] = []
         self.on_disconnect: list[Callable[[Connection], None]] = []
+        #: Dials /p2p-circuit addresses (set by the relay client, neonet.services.relay).
+        self.circuit_dialer: Callable[[Multiaddr], Awaitable[transport.RawConnection]] | None = None
+        #: Listen with SO_REUSEPORT and dial from the listening port (NAT hole punching).
+        self.reuse_port = False
 
     # --- lifecycle ---------------------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -110,7 +120,7 @@ class Swarm:
 
     async def listen(self, address: Multiaddr) -> list[Multiaddr]:
         """Start listening on ``address``; return the bound addresses (port 0 resolved)."""
-        listener = transport.Listener(address)
+        listener = transport.Listener(address, reuse_port=self.reuse_port)
         addrs: list[Multiaddr] = await self._require_nursery().start(
             listener.serve, self._handle_inbound
         )
@@ -129,7 +139,11 @@ class Swarm:
         return sum(len(connections) for connections in self._connections.values())
 
     def connections_to(self, peer: PeerId) -> list[Connection]:
-        return [c for c in self._connections.get(peer, []) if not c.closed]
+        """Live connections to ``peer``, direct ones before relayed ones."""
+        live = [c for c in self._connections.get(peer, []) if not c.closed]
+        if len(live) > 1:
+            live.sort(key=lambda connection: connection.relayed)
+        return live
 
     def connected_peers(self) -> list[PeerId]:
         return [peer for peer in self._connections if self.connections_to(peer)]
@@ -145,7 +159,7 @@ class Swarm:
         self._pending_inbound += 1
         try:
             with trio.fail_after(self.config.handshake_timeout):
-                if transport.parse_listen_address(raw.local_addr).websocket:
+                if raw.local_addr.protocol_names()[-1:] == ("ws",):
                     raw = await transport.upgrade_websocket_inbound(raw)
                 channel = await upgrade(raw.stream, self.identity, direction="inbound")
         except (trio.TooSlowError, NeoNetError, trio.BrokenResourceError, OSError) as exc:
@@ -159,6 +173,11 @@ class Swarm:
             await trio.aclose_forcefully(channel.secure)
             return
         await self._run_connection(raw, channel, "inbound")
+
+    async def accept_inbound(self, raw: transport.RawConnection) -> None:
+        """Upgrade and run an inbound connection that arrived some other way (a relayed
+        stream); returns when the connection ends."""
+        await self._handle_inbound(raw)
 
     async def _run_connection(
         self,
@@ -274,11 +293,46 @@ class Swarm:
         if self.connection_count() >= self.config.max_connections:
             raise LimitExceededError(f"connection limit {self.config.max_connections} reached")
         with trio.fail_after(self.config.dial_timeout):
-            raw = await transport.dial(address)
+            if "p2p-circuit" in address.protocol_names():
+                if self.circuit_dialer is None:
+                    raise TransportError(f"cannot dial {address}: no relay client is running")
+                raw = await self.circuit_dialer(address)
+            else:
+                raw = await transport.dial(address, local_port=self.reuse_port_for(address))
+        return await self.upgrade_outbound(raw, address, expected)
+
+    def reuse_port_for(self, address: Multiaddr) -> int | None:
+        if not self.reuse_port:
+            return None
+        family = address.protocol_names()[0]
+        for listen in self.listen_addrs:
+            names = listen.protocol_names()
+            if names[0] == family and names[1:] == ("tcp",):
+                return int(listen.value_for("tcp") or 0)
+        return None
+
+    async def upgrade_outbound(
+        self,
+        raw: transport.RawConnection,
+        address: Multiaddr,
+        expected: PeerId | None,
+        *,
+        role: Direction = "outbound",
+    ) -> Connection:
+        """Secure, multiplex and run a connection we opened (``role="inbound"`` makes us
+        the Noise responder and yamux server, for the server side of a hole punch)."""
+        with trio.fail_after(self.config.dial_timeout):
             try:
-                channel = await upgrade(
-                    raw.stream, self.identity, direction="outbound", expected_peer=expected
-                )
+                if role == "outbound":
+                    channel = await upgrade(
+                        raw.stream, self.identity, direction="outbound", expected_peer=expected
+                    )
+                else:
+                    channel = await upgrade(raw.stream, self.identity, direction="inbound")
+                    if expected is not None and channel.remote_peer != expected:
+                        raise PeerIdMismatchError(
+                            f"{address} is {channel.remote_peer}, not {expected}"
+                        )
             except (trio.BrokenResourceError, OSError) as exc:
                 await trio.aclose_forcefully(raw.stream)
                 raise TransportError(
@@ -296,7 +350,7 @@ class Swarm:
                 await trio.aclose_forcefully(raw.stream)
                 raise
         connection: Connection = await self._require_nursery().start(
-            self._run_connection, raw, channel, "outbound"
+            self._run_connection, raw, channel, role
         )
         return connection
 

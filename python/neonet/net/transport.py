@@ -64,11 +64,37 @@ class RawConnection:
     remote_addr: Multiaddr
 
 
-async def dial(address: Multiaddr) -> RawConnection:
-    """Open a TCP (or WebSocket-over-TCP) connection to ``address``."""
+async def _connect_from_port(target: TcpTarget, local_port: int) -> trio.SocketStream:
+    """Connect from ``local_port`` (shared with our listener: SO_REUSEADDR + SO_REUSEPORT).
+
+    Dialing from the listening port makes a NAT map our outbound connections and our
+    listener to the same public port, and lets two peers open one TCP connection by
+    dialing each other at once (TCP simultaneous open, for DCUtR hole punching).
+    """
+    sock = trio.socket.socket(target.family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind(("::" if target.family == socket.AF_INET6 else "0.0.0.0", local_port))
+        await sock.connect((target.host, target.port))
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
+
+
+async def dial(address: Multiaddr, *, local_port: int | None = None) -> RawConnection:
+    """Open a TCP (or WebSocket-over-TCP) connection to ``address``.
+
+    With ``local_port`` (an IP address, not a DNS name, is needed then) the connection
+    leaves from that port, which our listener shares (see ``Listener(reuse_port=True)``).
+    """
     target = parse_dial_address(address)
     try:
-        tcp = await trio.open_tcp_stream(target.host, target.port)
+        if local_port is not None and target.family != socket.AF_UNSPEC:
+            tcp = await _connect_from_port(target, local_port)
+        else:
+            tcp = await trio.open_tcp_stream(target.host, target.port)
     except OSError as exc:
         raise TransportError(f"cannot connect to {address}: {exc.strerror or exc}") from exc
     sock = tcp.socket
@@ -101,11 +127,26 @@ def parse_listen_address(address: Multiaddr) -> TcpTarget:
     return TcpTarget(host, int(address.value_for("tcp") or 0), names[2:] == ("ws",), family)
 
 
+async def _reuse_port_listener(target: TcpTarget) -> trio.SocketListener:
+    """A listener whose port outbound connections can share (SO_REUSEPORT)."""
+    sock = trio.socket.socket(target.family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        await sock.bind((target.host, target.port))
+        sock.listen(128)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
 class Listener:
     """Accepts raw connections on one multiaddr and hands each to a callback."""
 
-    def __init__(self, address: Multiaddr) -> None:
+    def __init__(self, address: Multiaddr, *, reuse_port: bool = False) -> None:
         self.requested = address
+        self.reuse_port = reuse_port
         self.target = parse_listen_address(address)
         self._listeners: list[trio.SocketListener] = []
         self.addrs: list[Multiaddr] = []
@@ -117,7 +158,12 @@ class Listener:
         task_status: trio.TaskStatus[list[Multiaddr]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
-            self._listeners = await trio.open_tcp_listeners(self.target.port, host=self.target.host)
+            if self.reuse_port:
+                self._listeners = [await _reuse_port_listener(self.target)]
+            else:
+                self._listeners = await trio.open_tcp_listeners(
+                    self.target.port, host=self.target.host
+                )
         except OSError as exc:
             raise TransportError(
                 f"cannot listen on {self.requested}: {exc.strerror or exc}"

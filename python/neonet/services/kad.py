@@ -39,6 +39,7 @@ from neonet.core.errors import LimitExceededError, NeoNetError, RemoteProtocolEr
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.net.host import Host
+from neonet.net.swarm import Connection
 from neonet.net.yamux_session import YamuxStream
 from neonet.proto.identify import IdentifyInfo
 from neonet.proto.kad import (
@@ -68,6 +69,18 @@ from neonet.services.identify import IdentifyService
 from neonet.services.kad_store import KadStore, StoreLimits
 
 logger = logging.getLogger("neonet.kad")
+
+MAX_CACHED_PEERS = 10_000
+# Outbound request streams kept open for reuse: per peer, in all, and for how long
+# (below the idle timeouts of go-libp2p, 1 min, and NeoNet, 30 s, that close them).
+STREAMS_KEPT_PER_PEER = 2
+MAX_PEERS_WITH_IDLE_STREAMS = 512
+STREAM_REUSE_IDLE = 10.0
+
+
+class _StreamEnded(RemoteProtocolError):
+    """The peer ended a kad stream without answering."""
+
 
 _FAILURES = (
     NeoNetError,
@@ -172,6 +185,11 @@ class KadDHT:
         self._limiter = _RateLimiter(self.config.requests_per_second, self.config.request_burst)
         self._nursery: trio.Nursery | None = None
         self._checks = 0
+        # Raw addresses per peer as last seen (identify or kad answers), so answers and
+        # repeated mentions of a peer cost no multiaddr parsing; bounded, oldest dropped.
+        self._addr_cache: OrderedDict[bytes, tuple[bytes, ...]] = OrderedDict()
+        self._connected: dict[bytes, int] = {}  # peer -> live connections (for hints)
+        self._idle_streams: OrderedDict[bytes, list[tuple[YamuxStream, float]]] = OrderedDict()
         self.refused: int = 0  # inbound requests refused (rate, invalid record, limits)
 
     # --- lifecycle ----------------------------------------------------------------
@@ -180,6 +198,10 @@ class KadDHT:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self.identify.on_identified.append(self._on_identified)
+            self.host.swarm.on_connection.append(self._on_connection)
+            self.host.swarm.on_disconnect.append(self._on_disconnect)
+            for peer in self.host.connected_peers():
+                self._connected[peer.to_bytes()] = len(self.host.swarm.connections_to(peer))
             for peer, info in list(self.identify.results.items()):
                 self._on_identified(peer, info)
             if self.config.mode == "server":
@@ -192,10 +214,35 @@ class KadDHT:
             finally:
                 if self._on_identified in self.identify.on_identified:
                     self.identify.on_identified.remove(self._on_identified)
+                for hooks, hook in (
+                    (self.host.swarm.on_connection, self._on_connection),
+                    (self.host.swarm.on_disconnect, self._on_disconnect),
+                ):
+                    if hook in hooks:
+                        hooks.remove(hook)
                 if self.config.mode == "server":
                     self.host.remove_stream_handler(PROTOCOL_ID)
 
+    def _on_connection(self, connection: Connection) -> None:
+        peer = connection.remote_peer.to_bytes()
+        self._connected[peer] = self._connected.get(peer, 0) + 1
+
+    def _on_disconnect(self, connection: Connection) -> None:
+        peer = connection.remote_peer.to_bytes()
+        left = self._connected.pop(peer, 0) - 1
+        if left > 0:
+            self._connected[peer] = left
+
+    def _cache_addrs(self, peer_id: bytes, addrs: tuple[bytes, ...]) -> None:
+        cache = self._addr_cache
+        cache.pop(peer_id, None)
+        cache[peer_id] = addrs
+        while len(cache) > MAX_CACHED_PEERS:
+            cache.popitem(last=False)
+
     def _on_identified(self, peer: PeerId, info: IdentifyInfo) -> None:
+        if info.listen_addrs:
+            self._cache_addrs(peer.to_bytes(), tuple(info.listen_addrs))
         if PROTOCOL_ID in info.protocols:
             self._seen(peer)
         else:
@@ -251,9 +298,11 @@ class KadDHT:
                     await stream.send_all(frame_message(response))
 
     def _peer_entry(self, peer_id: bytes) -> KadPeer:
-        peer = PeerId(peer_id)
-        connected = bool(self.host.swarm.connections_to(peer))
-        addrs = tuple(a.to_bytes() for a in self.host.peerstore.addrs(peer))
+        addrs = self._addr_cache.get(peer_id)
+        if addrs is None:
+            addrs = tuple(a.to_bytes() for a in self.host.peerstore.addrs(PeerId(peer_id)))
+            self._cache_addrs(peer_id, addrs)
+        connected = peer_id in self._connected
         kind = ConnectionType.CONNECTED if connected else ConnectionType.NOT_CONNECTED
         return KadPeer(peer_id, addrs, kind)
 
@@ -335,7 +384,11 @@ class KadDHT:
 
     # --- outbound -----------------------------------------------------------------
     def _learn_addrs(self, peer: KadPeer) -> None:
-        if peer.peer_id == self.local_id or not peer.addrs:
+        if (
+            peer.peer_id == self.local_id
+            or not peer.addrs
+            or self._addr_cache.get(peer.peer_id) == peer.addrs
+        ):
             return
         addrs = []
         for raw in peer.addrs:
@@ -345,32 +398,83 @@ class KadDHT:
                 continue
         with suppress(NeoNetError):
             self.host.peerstore.add_addrs(PeerId(peer.peer_id), addrs)
+            self._cache_addrs(peer.peer_id, peer.addrs)
+
+    def _take_stream(self, peer: PeerId) -> YamuxStream | None:
+        """An idle outbound kad stream to ``peer`` from the pool (fresh enough), or None."""
+        idle = self._idle_streams.get(peer.to_bytes())
+        now = trio.current_time()
+        while idle:
+            stream, since = idle.pop()
+            if now - since <= STREAM_REUSE_IDLE and not stream.session.closed:
+                return stream
+            stream.close_now()
+        return None
+
+    def _give_back(self, peer: PeerId, stream: YamuxStream) -> None:
+        key = peer.to_bytes()
+        idle = self._idle_streams.pop(key, [])
+        idle.append((stream, trio.current_time()))
+        while len(idle) > STREAMS_KEPT_PER_PEER:
+            idle.pop(0)[0].close_now()
+        self._idle_streams[key] = idle
+        while len(self._idle_streams) > MAX_PEERS_WITH_IDLE_STREAMS:
+            for old, _ in self._idle_streams.popitem(last=False)[1]:
+                old.close_now()
+
+    async def _exchange(self, stream: YamuxStream, message: KadMessage) -> KadMessage:
+        await stream.send_all(frame_message(message))
+        reader = MessageReader()
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                raise _StreamEnded("kad stream ended before the response")
+            responses = reader.receive_data(data)
+            if responses:
+                if len(responses) > 1 or reader.buffered:
+                    raise RemoteProtocolError("kad peer sent more than one response")
+                return responses[0]
 
     async def request(self, peer: PeerId, message: KadMessage) -> KadMessage | None:
-        """Send one request to ``peer`` and return its response (None for ADD_PROVIDER)."""
+        """Send one request to ``peer`` and return its response (None for ADD_PROVIDER).
+
+        Requests reuse an idle outbound stream to the peer where one is pooled (the
+        spec allows several requests per stream); when a pooled stream fails (the peer
+        ended or reset it, e.g. its idle timeout raced our request) the request is sent
+        again on a new stream, so a refused request may reach the peer twice.
+        Cancel-safe: a request cut short resets its stream.
+        """
         with trio.fail_after(self.config.request_timeout):
-            stream = await self.host.new_stream(peer, [PROTOCOL_ID])
-            try:
-                await stream.send_all(frame_message(message))
-                if message.type == MessageType.ADD_PROVIDER:
+            if message.type == MessageType.ADD_PROVIDER:
+                stream = await self.host.new_stream(peer, [PROTOCOL_ID])
+                try:
+                    await stream.send_all(frame_message(message))
                     # No response exists; the peer's end of the stream (after it read
                     # ours) tells us the announcement arrived.
                     await stream.send_eof()
                     while await stream.receive_some(65536):
                         pass
-                    return None
-                reader = MessageReader()
-                responses: list[KadMessage] = []
-                while not responses:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        raise RemoteProtocolError("kad stream ended before the response")
-                    responses = reader.receive_data(data)
-            finally:
-                await stream.aclose()
-        response = responses[0]
+                finally:
+                    await stream.aclose()
+                return None
+            while True:
+                pooled = self._take_stream(peer)
+                stream = pooled or await self.host.new_stream(peer, [PROTOCOL_ID])
+                try:
+                    response = await self._exchange(stream, message)
+                except (_StreamEnded, trio.BrokenResourceError, trio.ClosedResourceError):
+                    stream.reset()
+                    if pooled is not None:
+                        continue  # the peer closed the idle stream: once more, fresh
+                    raise
+                except BaseException:
+                    stream.reset()
+                    raise
+                break
         if response.type != message.type:
+            stream.reset()
             raise RemoteProtocolError(f"kad response of type {response.type.name}")
+        self._give_back(peer, stream)
         self._seen(peer)
         for entry in (*response.closer_peers, *response.provider_peers):
             self._learn_addrs(entry)
@@ -502,12 +606,17 @@ class KadDHT:
                 nursery.start_soon(send_one, peer)
         return accepted
 
-    async def search_value(self, key: bytes, *, quorum: int = 1) -> LookupResult:
-        """Look ``key`` up; ends when ``quorum`` valid values were seen (the local one counts)."""
+    async def search_value(
+        self, key: bytes, *, quorum: int = 1, use_local: bool = True
+    ) -> LookupResult:
+        """Look ``key`` up; ends when ``quorum`` valid values were seen (the local one counts).
+
+        ``use_local=False`` ignores our own store (to measure the network lookup).
+        """
         now = self.wall_clock()
         values: list[bytes] = []
         holders: list[tuple[PeerId, bytes]] = []
-        local = self.store.get_record(key, now)
+        local = self.store.get_record(key, now) if use_local else None
         if local is not None:
             values.append(local)
             if quorum <= 1:

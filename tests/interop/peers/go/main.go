@@ -1,6 +1,7 @@
 // go-libp2p interop peer for NeoNet's harness (see tests/interop/README.md).
 //
 //	go-peer listen --transport tcp|ws [--ip IP] [--seed-hex HEX]
+//	go-peer pubsub [--ip IP] [--seed-hex HEX]   (pubsub.go)
 //	go-peer dial --addr MA [--echo-bytes N] [--pings N] [--perf-upload N --perf-download M] [--streams N]
 package main
 
@@ -44,6 +45,9 @@ const (
 	chunk       = 64 * 1024
 )
 
+// Modes added by other files of this package (relay.go), keyed by name.
+var extraModes = map[string]func([]string) error{}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: go-peer listen|dial [options]")
@@ -65,7 +69,19 @@ func main() {
 		if err != nil {
 			os.Exit(1)
 		}
+	case "pubsub":
+		if err := runPubsub(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "pubsub failed:", err)
+			os.Exit(1)
+		}
 	default:
+		if mode, ok := extraModes[os.Args[1]]; ok {
+			if err := mode(os.Args[2:]); err != nil {
+				fmt.Fprintln(os.Stderr, os.Args[1], "failed:", err)
+				os.Exit(1)
+			}
+			return
+		}
 		fmt.Fprintf(os.Stderr, "unknown mode %q\n", os.Args[1])
 		os.Exit(2)
 	}

@@ -1,9 +1,11 @@
 //! rust-libp2p interop peer for NeoNet's harness (see tests/interop/README.md).
 //!
 //! `rust-peer listen --transport tcp|ws [--ip IP] [--seed-hex HEX]`
+//! `rust-peer pubsub [--ip IP] [--seed-hex HEX]` (gossip.rs)
 //! `rust-peer dial --addr MA [--echo-bytes N] [--pings N] [--perf-upload N --perf-download M] [--streams N]`
 //! `rust-peer kad [--seed-hex HEX]` (see kad.rs)
 
+mod gossip;
 mod kad;
 
 use std::collections::HashMap;
@@ -50,7 +52,7 @@ fn parse_args() -> Result<Args, AnyError> {
     let mode = it
         .next()
         .ok_or_else(|| err("usage: rust-peer listen|dial [options]"))?;
-    if mode != "listen" && mode != "dial" && mode != "kad" {
+    if mode != "listen" && mode != "dial" && mode != "kad" && mode != "pubsub" {
         return Err(err(format!("unknown mode {mode:?}")));
     }
     let mut opts = HashMap::new();
@@ -550,7 +552,24 @@ fn main() {
                 return 2;
             }
         };
-        if args.mode == "kad" {
+        if args.mode == "pubsub" {
+            let ip = args
+                .opts
+                .get("ip")
+                .cloned()
+                .unwrap_or_else(|| "127.0.0.1".to_string());
+            let result = match keypair(args.opts.get("seed-hex")) {
+                Ok(key) => gossip::run(key, &ip).await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("pubsub failed: {e}");
+                    1
+                }
+            }
+        } else if args.mode == "kad" {
             match kad::run(args.opts.get("seed-hex")).await {
                 Ok(()) => 0,
                 Err(e) => {

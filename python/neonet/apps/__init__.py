@@ -1,0 +1,1 @@
+"""Applications on NeoNet (ARCHITECTURE.md, "Layers"): sans-I/O messages + a trio service."""

@@ -1,0 +1,299 @@
+"""SQLite stores for the NeoBankof engines: validator votes, wallet chain, POS receipts.
+
+Each store is one SQLite file in WAL mode with ``synchronous=FULL``, so a method that
+returned has its data on disk: a vote is durable before the validator signs, a wallet's
+pending block before the wallet releases it, a receipt's spend before the POS hands the
+receipt out (``docs/bank.md``, "Storage"). They implement the store protocols of
+``neonet.proto.bank`` (``VoteStore``, ``WalletStore``, ``PosStore``). One connection per
+store object, used from one thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from neonet.proto.bank.messages import Certificate, FraudProof, OfflinePayment, Receipt
+
+_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON")
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """Open ``path`` in autocommit mode (explicit transactions), WAL, synchronous=FULL."""
+    connection = sqlite3.connect(str(path), isolation_level=None, timeout=30)
+    for pragma in _PRAGMAS:
+        connection.execute(pragma)
+    return connection
+
+
+class _Store:
+    _SCHEMA: tuple[str, ...] = ()
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.db = connect(path)
+        with self._transaction():
+            for statement in self._SCHEMA:
+                self.db.execute(statement)
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, kind: object, value: object, traceback: object) -> None:
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+_Row = tuple[str, tuple[object, ...]]
+
+
+class SqliteVoteStore(_Store):
+    """A validator's votes (one per slot, one per purse slot) and applied certificates.
+
+    Immediate mode (default): each write is its own committed transaction. Deferred mode
+    (``deferred=True``, group commit): ``record`` decides against an in-memory index of
+    every vote (loaded at open) and queues the rows; ``take_batch()`` + ``write_batch()``
+    commit the queued rows in one transaction (one fsync), the latter on a separate
+    connection so that it may run in a worker thread while the event loop goes on. The
+    caller must hold every answer that depends on a queued row until its batch is written
+    (``ValidatorService`` does): a vote is on disk before its signature leaves.
+    """
+
+    _SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS votes (account BLOB NOT NULL, sequence INTEGER NOT NULL,"
+        " block BLOB NOT NULL, PRIMARY KEY (account, sequence))",
+        "CREATE TABLE IF NOT EXISTS purse_slots (purse BLOB NOT NULL, position INTEGER NOT NULL,"
+        " block BLOB NOT NULL, PRIMARY KEY (purse, position))",
+        "CREATE TABLE IF NOT EXISTS certificates (number INTEGER PRIMARY KEY,"
+        " certificate BLOB NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS proofs (number INTEGER PRIMARY KEY, proof BLOB NOT NULL)",
+    )
+
+    def __init__(self, path: str | Path, *, deferred: bool = False) -> None:
+        super().__init__(path)
+        self.deferred = deferred
+        self._queued: list[_Row] = []
+        self._votes: dict[tuple[bytes, int], bytes] = {}
+        self._slots: dict[tuple[bytes, int], bytes] = {}
+        self._writer: sqlite3.Connection | None = None
+        if deferred:
+            self._votes = self.votes()
+            rows = self.db.execute("SELECT purse, position, block FROM purse_slots").fetchall()
+            self._slots = {(bytes(p), i): bytes(b) for p, i, b in rows}
+            self._writer = sqlite3.connect(
+                str(path), isolation_level=None, timeout=30, check_same_thread=False
+            )
+            for pragma in _PRAGMAS:
+                self._writer.execute(pragma)
+
+    @property
+    def dirty(self) -> bool:
+        """Whether rows wait to be written (deferred mode)."""
+        return bool(self._queued)
+
+    def take_batch(self) -> list[_Row]:
+        """The queued rows, handed over to ``write_batch`` (deferred mode)."""
+        batch, self._queued = self._queued, []
+        return batch
+
+    def write_batch(self, batch: list[_Row]) -> None:
+        """Write rows in one transaction; returns once they are on disk (any one thread)."""
+        assert self._writer is not None
+        self._writer.execute("BEGIN IMMEDIATE")
+        try:
+            for statement, parameters in batch:
+                self._writer.execute(statement, parameters)
+        except BaseException:
+            self._writer.execute("ROLLBACK")
+            raise
+        self._writer.execute("COMMIT")
+
+    def flush(self) -> None:
+        """Write the queued rows now, on this thread."""
+        if self._queued:
+            self.write_batch(self.take_batch())
+
+    def _write(self, statement: str, parameters: tuple[object, ...]) -> None:
+        if self.deferred:
+            self._queued.append((statement, parameters))
+        else:
+            with self._transaction() as db:
+                db.execute(statement, parameters)
+
+    def record(
+        self, account: bytes, sequence: int, block: bytes, slot: tuple[bytes, int] | None
+    ) -> bytes | None:
+        if not self.deferred:
+            return self._record_now(account, sequence, block, slot)
+        earlier = self._votes.get((account, sequence))
+        if earlier is not None and earlier != block:
+            return earlier
+        if slot is not None:
+            holder = self._slots.get(slot)
+            if holder is not None and holder != block:
+                return holder
+            if holder is None:
+                self._slots[slot] = block
+                self._write("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
+        if earlier is None:
+            self._votes[(account, sequence)] = block
+            self._write("INSERT OR IGNORE INTO votes VALUES (?, ?, ?)", (account, sequence, block))
+        return None
+
+    def _record_now(
+        self, account: bytes, sequence: int, block: bytes, slot: tuple[bytes, int] | None
+    ) -> bytes | None:
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT block FROM votes WHERE account = ? AND sequence = ?", (account, sequence)
+            ).fetchone()
+            if row is not None and row[0] != block:
+                return bytes(row[0])
+            if slot is not None:
+                held = db.execute(
+                    "SELECT block FROM purse_slots WHERE purse = ? AND position = ?", slot
+                ).fetchone()
+                if held is not None and held[0] != block:
+                    return bytes(held[0])
+                db.execute("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
+            db.execute("INSERT OR IGNORE INTO votes VALUES (?, ?, ?)", (account, sequence, block))
+        return None
+
+    def votes(self) -> dict[tuple[bytes, int], bytes]:
+        rows = self.db.execute("SELECT account, sequence, block FROM votes").fetchall()
+        return {(bytes(a), s): bytes(b) for a, s, b in rows}
+
+    def add_certificate(self, certificate: Certificate) -> None:
+        self._write("INSERT INTO certificates (certificate) VALUES (?)", (certificate.encode(),))
+
+    def certificates(self) -> list[Certificate]:
+        rows = self.db.execute("SELECT certificate FROM certificates ORDER BY number").fetchall()
+        return [Certificate.decode(bytes(row[0])) for row in rows]
+
+    def add_proof(self, proof: FraudProof) -> None:
+        self._write("INSERT INTO proofs (proof) VALUES (?)", (proof.encode(),))
+
+    def proofs(self) -> list[FraudProof]:
+        rows = self.db.execute("SELECT proof FROM proofs ORDER BY number").fetchall()
+        return [FraudProof.decode(bytes(row[0])) for row in rows]
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        super().close()
+
+
+class SqliteWalletStore(_Store):
+    """A wallet's certified chain, its one pending block, and its purses' next indexes."""
+
+    _SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS chain (sequence INTEGER PRIMARY KEY,"
+        " certificate BLOB NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS pending (slot INTEGER PRIMARY KEY CHECK (slot = 0),"
+        " block BLOB NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS purses (purse BLOB PRIMARY KEY, certificate BLOB NOT NULL,"
+        " next_index INTEGER NOT NULL, key_seed BLOB NOT NULL)",
+    )
+
+    def save_pending(self, block: bytes) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO pending VALUES (0, ?)", (block,))
+
+    def save_certified(self, certificate: Certificate) -> None:
+        sequence = certificate.decoded().sequence
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO chain VALUES (?, ?)", (sequence, certificate.encode())
+            )
+            db.execute("DELETE FROM pending WHERE block = ?", (certificate.block,))
+
+    def load(self) -> tuple[list[Certificate], bytes | None]:
+        rows = self.db.execute("SELECT certificate FROM chain ORDER BY sequence").fetchall()
+        pending = self.db.execute("SELECT block FROM pending").fetchone()
+        chain = [Certificate.decode(bytes(row[0])) for row in rows]
+        return chain, None if pending is None else bytes(pending[0])
+
+    def save_purse(self, purse_id: bytes, certificate: Certificate, key_seed: bytes) -> None:
+        """A purse and its spending key's seed (the database is the device's own storage)."""
+        with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO purses VALUES (?, ?, 0, ?)",
+                (purse_id, certificate.encode(), key_seed),
+            )
+
+    def set_purse_index(self, purse_id: bytes, next_index: int) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE purses SET next_index = MAX(next_index, ?) WHERE purse = ?",
+                (next_index, purse_id),
+            )
+
+    def purses(self) -> list[tuple[Certificate, int, bytes]]:
+        rows = self.db.execute("SELECT certificate, next_index, key_seed FROM purses").fetchall()
+        return [(Certificate.decode(bytes(c)), n, bytes(k)) for c, n, k in rows]
+
+
+class SqlitePosStore(_Store):
+    """A POS's accepted payments with their receipts, and the fraud proofs it found."""
+
+    _SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS accepted (purse BLOB NOT NULL, position INTEGER NOT NULL,"
+        " payment BLOB NOT NULL, receipt BLOB NOT NULL, redeemed INTEGER NOT NULL DEFAULT 0,"
+        " PRIMARY KEY (purse, position))",
+        "CREATE TABLE IF NOT EXISTS proofs (number INTEGER PRIMARY KEY, proof BLOB NOT NULL)",
+    )
+
+    def spend_at(self, purse_id: bytes, index: int) -> tuple[OfflinePayment, Receipt] | None:
+        row = self.db.execute(
+            "SELECT payment, receipt FROM accepted WHERE purse = ? AND position = ?",
+            (purse_id, index),
+        ).fetchone()
+        if row is None:
+            return None
+        return OfflinePayment.decode(bytes(row[0])), Receipt.decode(bytes(row[1]))
+
+    def save(self, payment: OfflinePayment, receipt: Receipt) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO accepted (purse, position, payment, receipt) VALUES (?, ?, ?, ?)",
+                (
+                    payment.spend.purse_id,
+                    payment.spend.index,
+                    payment.encode(),
+                    receipt.encode(),
+                ),
+            )
+
+    def save_proof(self, proof: FraudProof) -> None:
+        with self._transaction() as db:
+            db.execute("INSERT INTO proofs (proof) VALUES (?)", (proof.encode(),))
+
+    def receipts(self) -> list[tuple[OfflinePayment, Receipt, bool]]:
+        rows = self.db.execute(
+            "SELECT payment, receipt, redeemed FROM accepted ORDER BY rowid"
+        ).fetchall()
+        return [
+            (OfflinePayment.decode(bytes(p)), Receipt.decode(bytes(r)), bool(d)) for p, r, d in rows
+        ]
+
+    def mark_redeemed(self, purse_id: bytes, index: int) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE accepted SET redeemed = 1 WHERE purse = ? AND position = ?",
+                (purse_id, index),
+            )
+
+    def proofs(self) -> list[FraudProof]:
+        rows = self.db.execute("SELECT proof FROM proofs ORDER BY number").fetchall()
+        return [FraudProof.decode(bytes(row[0])) for row in rows]

@@ -1,0 +1,339 @@
+"""``neonet bench bank``: NeoBankof figures (issue 7; printed, not timed tests).
+
+1. Online: 4 validator processes on loopback (each a NeoNet node serving
+   ``/neonet/bank/transfer/1.0.0`` with a SQLite vote store, WAL + synchronous=FULL) and
+   one client process driving many accounts at once; certified transfers per second and
+   the latency from signing a block to holding its certificate (median, p99).
+   Targets: >= 3,000 transfers/s, p99 < 50 ms.
+2. Offline: a POS accepting purse payments (engine alone, and with its SQLite store);
+   target < 2 ms per acceptance.
+3. Sync: one chain of 100,000 certified blocks (10,000 with ``--quick``) fetched over
+   ``/neonet/bank/sync/1.0.0`` and verified (``verify_chain`` + batched vote signatures)
+   on the pure and the native backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from neonet.apps.bank.service import (
+    BankClient,
+    ValidatorService,
+    open_bank_client,
+    verify_synced,
+)
+from neonet.apps.bank.store import SqlitePosStore, SqliteVoteStore
+from neonet.core import backend
+from neonet.core.keys import Ed25519Identity
+from neonet.core.ledger import Block, BlockKind, ChainHead, encode_block, sign_block
+from neonet.node import open_node
+from neonet.proto.bank.messages import Certificate, Committee, PursePayload, vote_message
+from neonet.proto.bank.pos import MemoryPosStore, PointOfSale
+from neonet.proto.bank.state import AccountState
+from neonet.proto.bank.validator import Validator
+from neonet.proto.bank.wallet import MemoryWalletStore, PurseWallet, Wallet
+
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+TARGET_TRANSFERS_PER_SECOND = 3_000.0
+TARGET_P99_MS = 50.0
+TARGET_POS_MS = 2.0
+
+
+def _identity(label: str) -> Ed25519Identity:
+    import hashlib
+
+    return Ed25519Identity.from_seed(
+        hashlib.sha256(b"neonet bench bank " + label.encode()).digest()
+    )
+
+
+class Keys:
+    """The bench's committee (4 validators, f = 1), root and mint."""
+
+    def __init__(self) -> None:
+        self.root = _identity("root")
+        self.validators = [_identity(f"validator-{i}") for i in range(4)]
+        self.committee = Committee(0, tuple(v.public_key.data for v in self.validators)).signed(
+            self.root.sign
+        )
+        self.mint = _identity("mint")
+        self.mint_account = self.mint.public_key.data
+
+
+# 1. Validator processes -----------------------------------------------------------------
+
+
+async def _validator_child(directory: str, index: int) -> None:
+    keys = Keys()
+    store = SqliteVoteStore(Path(directory) / f"validator-{index}.db", deferred=True)
+    validator = Validator(
+        keys.committee, index, keys.validators[index].sign, keys.mint_account, store
+    )
+    async with open_node(listen=[LOOPBACK]) as node:
+        ValidatorService(validator, store).install(node)
+        print(node.listen_addrs[0], flush=True)
+        # Run until the parent closes our stdin.
+        await trio.to_thread.run_sync(sys.stdin.read)
+
+
+def _start_validators(directory: str) -> tuple[list[subprocess.Popen[str]], list[str]]:
+    processes, addresses = [], []
+    for index in range(4):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "neonet.bench.bank", "validator-child", directory, str(index)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        processes.append(process)
+    for process in processes:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        if not line:
+            raise RuntimeError("a validator process did not start")
+        addresses.append(line)
+    return processes, addresses
+
+
+def _stop(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        if process.stdin is not None:
+            process.stdin.close()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+async def _online(addresses: list[str], accounts: int, seconds: float) -> dict[str, float]:
+    keys = Keys()
+    async with open_node(listen=[LOOPBACK]) as node:
+        peers = [await node.connect(address) for address in addresses]
+        async with open_bank_client(node, keys.committee, peers) as client:
+            return await _drive(client, keys, accounts, seconds)
+
+
+async def _drive(client: BankClient, keys: Keys, accounts: int, seconds: float) -> dict[str, float]:
+    mint = Wallet(keys.mint_account, keys.mint_account, keys.mint.sign, MemoryWalletStore())
+
+    async def commit(
+        wallet: Wallet, block: bytes, depends: list[Certificate] | None = None
+    ) -> Certificate:
+        certificate = await client.certify(block, wallet.history[-16:], depends or ())
+        wallet.certified(certificate)
+        return certificate
+
+    await commit(mint, mint.open())
+    await commit(mint, mint.issue(10**12))
+    wallets = []
+    for index in range(accounts):
+        ident = _identity(f"account-{index}")
+        wallet = Wallet(
+            ident.public_key.data, ident.public_key.data, ident.sign, MemoryWalletStore()
+        )
+        await commit(wallet, wallet.open())
+        certificate = await commit(mint, mint.transfer(wallet.account, 10**9))
+        transfer = certificate.decoded()
+        block = wallet.receive(mint.account, transfer.sequence, transfer.hash(), 10**9)
+        await commit(wallet, block, [certificate])
+        wallets.append(wallet)
+    payee = _identity("payee").public_key.data
+    latencies: list[float] = []
+    deadline = trio.current_time() + seconds
+
+    async def pay(wallet: Wallet) -> None:
+        while trio.current_time() < deadline:
+            started = time.perf_counter()
+            await commit(wallet, wallet.transfer(payee, 1))
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for wallet in wallets:
+            nursery.start_soon(pay, wallet)
+    elapsed = time.perf_counter() - started
+    ordered = sorted(latencies)
+    return {
+        "accounts in flight": float(accounts),
+        "certified transfers/s": len(latencies) / elapsed,
+        "latency median ms": 1000 * statistics.median(ordered),
+        "latency p99 ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
+        "transfers": float(len(latencies)),
+    }
+
+
+# 2. Offline POS ---------------------------------------------------------------------------
+
+
+def _pos(count: int) -> dict[str, float]:
+    keys = Keys()
+    owner = _identity("purse-owner")
+    purse_key = _identity("purse-key")
+    terms = PursePayload(purse_key.public_key.data, 10, count, 2**40)
+    block = sign_block(
+        Block(
+            owner.public_key.data,
+            3,
+            bytes(32),
+            BlockKind.OPEN_PURSE,
+            10 * count,
+            0,
+            owner.public_key.data,
+            terms.encode(),
+        ),
+        owner.sign,
+    )
+    data = encode_block(block)
+    message = vote_message(keys.committee.id(), block.hash())
+    certificate = Certificate(data, tuple((i, keys.validators[i].sign(message)) for i in range(3)))
+    shop = _identity("shop")
+    purse = PurseWallet(certificate, purse_key.sign)
+    payments = [purse.pay(shop.public_key.data, 7, now=1000).encode() for _ in range(count)]
+    results: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        for name, store in (
+            ("engine only", MemoryPosStore()),
+            ("with SQLite store", SqlitePosStore(Path(directory) / "pos.db")),
+        ):
+            pos = PointOfSale(keys.committee, shop.public_key.data, shop.sign, store)
+            pos.accept(payments[0], now=1001)  # the purse certificate is checked once
+            times = []
+            for payment in payments[1:]:
+                started = time.perf_counter()
+                pos.accept(payment, now=1001)
+                times.append(time.perf_counter() - started)
+            times.sort()
+            results[f"POS acceptance median ms, {name}"] = 1000 * statistics.median(times)
+            results[f"POS acceptance p99 ms, {name}"] = 1000 * times[int(0.99 * (len(times) - 1))]
+    return results
+
+
+# 3. Sync of a long chain --------------------------------------------------------------------
+
+
+def _long_chain(keys: Keys, count: int) -> list[Certificate]:
+    owner = keys.mint
+    account = keys.mint_account
+    committee_id = keys.committee.id()
+    certificates = []
+    previous, balance = bytes(32), 0
+    for sequence in range(count):
+        kind = BlockKind.OPEN if sequence == 0 else BlockKind.ISSUE
+        amount = 0 if sequence == 0 else 5
+        balance += amount
+        block = sign_block(
+            Block(account, sequence, previous, kind, amount, balance, account, b""), owner.sign
+        )
+        previous = block.hash()
+        message = vote_message(committee_id, previous)
+        votes = tuple((i, keys.validators[i].sign(message)) for i in range(3))
+        certificates.append(Certificate(encode_block(block), votes))
+    return certificates
+
+
+async def _sync(count: int) -> dict[str, float]:
+    keys = Keys()
+    chain = _long_chain(keys, count)
+    validator = Validator(
+        keys.committee, 0, keys.validators[0].sign, keys.mint_account, MemoryVoteStore()
+    )
+    last = chain[-1].decoded()
+    head = ChainHead(last.account, last.sequence, last.hash(), last.balance, last.key)
+    # Served as given (the server side is not what is measured).
+    validator.ledger.accounts[keys.mint_account] = AccountState(head, chain)
+    results: dict[str, float] = {}
+    async with open_node(listen=[LOOPBACK]) as server, open_node(listen=[LOOPBACK]) as client_node:
+        ValidatorService(validator).install(server)
+        peer = await client_node.connect(server.listen_addrs[0])
+        client = BankClient(client_node, keys.committee, [peer] * 4)
+        names: tuple[backend.BackendName, ...] = ("pure", "native")
+        for name in names:
+            implementation = backend.implementation(name)
+            started = time.perf_counter()
+            fetched = await client_fetch(client, keys.mint_account)
+            fetched_at = time.perf_counter()
+            verified = verify_synced(
+                fetched, keys.committee, keys.mint_account, None, implementation
+            )
+            done = time.perf_counter()
+            assert verified == head
+            results[f"sync {count:,} blocks, {name}: fetch s"] = fetched_at - started
+            results[f"sync {count:,} blocks, {name}: verify s"] = done - fetched_at
+            results[f"sync {count:,} blocks, {name}: blocks/s"] = count / (done - started)
+    return results
+
+
+async def client_fetch(client: BankClient, account: bytes) -> list[Certificate]:
+    """The chain's certificates over the sync protocol, unverified (timed apart)."""
+    from neonet.proto.bank import wire
+
+    certificates: list[Certificate] = []
+    while True:
+        answer = await client.ask(
+            0, wire.range_request(account, len(certificates), wire.MAX_RANGE), wire.SYNC_PROTOCOL
+        )
+        page = wire.parse_certificates(answer)
+        certificates.extend(page)
+        if len(page) < wire.MAX_RANGE:
+            return certificates
+
+
+from neonet.proto.bank.validator import MemoryVoteStore  # noqa: E402
+
+
+def run(*, quick: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {"quick": quick, "backend": backend.BACKEND}
+    with tempfile.TemporaryDirectory() as directory:
+        processes, addresses = _start_validators(directory)
+        try:
+            results["online"] = trio.run(
+                _online, addresses, 32 if quick else 64, 3.0 if quick else 10.0
+            )
+        finally:
+            _stop(processes)
+    results["offline"] = _pos(500 if quick else 5_000)
+    results["sync"] = trio.run(_sync, 10_000 if quick else 100_000)
+    online = results["online"]
+    results["targets"] = {
+        "transfers/s >= 3,000": online["certified transfers/s"] >= TARGET_TRANSFERS_PER_SECOND,
+        "p99 < 50 ms": online["latency p99 ms"] < TARGET_P99_MS,
+        "POS acceptance < 2 ms": results["offline"]["POS acceptance p99 ms, with SQLite store"]
+        < TARGET_POS_MS,
+    }
+    return results
+
+
+def main(*, quick: bool, as_json: bool) -> None:
+    if not backend.NATIVE_AVAILABLE:
+        raise SystemExit("neonet bench bank needs neonet._native: build it with `maturin develop`")
+    results = run(quick=quick)
+    if as_json:
+        print(json.dumps(results, indent=2))
+        return
+    for section in ("online", "offline", "sync"):
+        print(section)
+        for key, value in results[section].items():
+            print(f"    {key}: {value:,.3f}")
+    print("targets")
+    for key, met in results["targets"].items():
+        print(f"    {key}: {'met' if met else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "validator-child":
+        os.environ.setdefault("PYTHONUNBUFFERED", "1")
+        trio.run(_validator_child, sys.argv[2], int(sys.argv[3]))
+    else:
+        main(quick="--quick" in sys.argv, as_json="--json" in sys.argv)

@@ -1,0 +1,357 @@
+"""The NeoBankof ledger state machine: what certified blocks and fraud proofs add up to.
+
+Sans-I/O (``docs/bank.md``, "Ledger state"). A ``BankLedger`` applies certificates (a
+block with 2f+1 committee votes) in any order and any number of times: a certificate
+whose predecessor, transfer or purse is not known yet waits in a bounded parking area
+and is applied as soon as it can be, so every delivery order of the same set ends in the
+same state. Each block is checked by the core verifier (``neonet.core.backend``: hash
+chain, key, balance arithmetic, ZIP-215 signature) and then by the bank rules here:
+payloads per kind, a RECEIVE credits one certified TRANSFER to its payee at most once,
+a REDEEM credits one purse slot at most once, and purses never pay out more than they
+hold. Fraud proofs freeze accounts (validators then refuse them) and record which
+offline payees were double-spent (their claims on the frozen balance).
+
+Money is conserved: ``issued == sum(balances) + in_flight + purse_reserves`` after every
+step (``conservation()``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from neonet.core import backend
+from neonet.core.errors import DecodeError
+from neonet.core.ledger import Block, BlockKind, ChainHead, decode_block
+from neonet.proto.bank.messages import (
+    Certificate,
+    Committee,
+    FraudProof,
+    PursePayload,
+    ReceivePayload,
+    RedeemPayload,
+    Spend,
+    TransferPayload,
+    check_certificate,
+    check_fraud_proof,
+)
+
+MAX_PARKED = 4096
+MAX_PURSE_COUNT = 10_000
+
+
+class Applied(Enum):
+    """What ``BankLedger.apply`` did with a certificate."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # already applied
+    PARKED = "parked"  # waits for a predecessor, transfer or purse
+    REJECTED = "rejected"  # not a valid certificate, or breaks a rule
+    CONFLICT = "conflict"  # a second certificate for an applied slot (> f faulty)
+
+
+@dataclass(slots=True)
+class Incoming:
+    """A certified transfer not yet received by its payee."""
+
+    payee: bytes
+    amount: int
+    transfer_hash: bytes
+
+
+@dataclass(slots=True)
+class PurseState:
+    owner: bytes
+    terms: PursePayload
+    amount: int
+    remaining: int
+    certificate: Certificate
+
+
+@dataclass(slots=True)
+class AccountState:
+    head: ChainHead
+    certificates: list[Certificate] = field(default_factory=list)  # index = sequence
+
+    @property
+    def blocks(self) -> list[bytes]:
+        return [certificate.block for certificate in self.certificates]
+
+
+class BankRuleError(Exception):
+    """A block breaks a bank rule (``missing`` when it only waits for something unknown)."""
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class BankLedger:
+    """Balances, transfers in flight, purses and frozen accounts, from certificates."""
+
+    def __init__(self, committee: Committee, mint_account: bytes) -> None:
+        self.committee = committee
+        self.mint_account = mint_account
+        self.accounts: dict[bytes, AccountState] = {}
+        self.incoming: dict[tuple[bytes, int], Incoming] = {}
+        self.received: set[tuple[bytes, int]] = set()
+        self.purses: dict[bytes, PurseState] = {}
+        self.redeemed: dict[tuple[bytes, int], bytes] = {}  # slot -> spend digest
+        self.redeemed_spends: dict[tuple[bytes, int], Spend] = {}
+        self.frozen: dict[bytes, FraudProof] = {}
+        self.double_spent: dict[tuple[bytes, int], dict[bytes, Spend]] = {}
+        self.issued = 0
+        self.conflicts: list[tuple[bytes, bytes]] = []
+        self._parked: dict[bytes, Certificate] = {}
+
+    # Queries ----------------------------------------------------------------------------
+
+    def head(self, account: bytes) -> ChainHead | None:
+        state = self.accounts.get(account)
+        return None if state is None else state.head
+
+    def balance(self, account: bytes) -> int:
+        head = self.head(account)
+        return 0 if head is None else head.balance
+
+    def pending_credits(self, account: bytes) -> list[tuple[tuple[bytes, int], Incoming]]:
+        return [(slot, item) for slot, item in self.incoming.items() if item.payee == account]
+
+    def conservation(self) -> tuple[int, int]:
+        """(money issued, money held): equal at every step."""
+        held = sum(state.head.balance for state in self.accounts.values())
+        held += sum(item.amount for item in self.incoming.values())
+        held += sum(purse.remaining for purse in self.purses.values())
+        return self.issued, held
+
+    def parked_count(self) -> int:
+        return len(self._parked)
+
+    def claims(self, account: bytes) -> list[tuple[bytes, int]]:
+        """Offline payees of a frozen account who lost a double-spent slot: (payee, amount).
+
+        For each double-spent slot of the account's purses, the spend that was not
+        redeemed (both, while none is) is a claim on the frozen balance.
+        """
+        result = []
+        for slot, spends in sorted(self.double_spent.items()):
+            purse = self.purses.get(slot[0])
+            if purse is None or purse.owner != account:
+                continue
+            winner = self.redeemed.get(slot)
+            for digest, spend in sorted(spends.items()):
+                if digest != winner:
+                    result.append((spend.payee, spend.amount))
+        return result
+
+    def snapshot(self) -> tuple[object, ...]:
+        """A value equal for equal states (for order-independence checks)."""
+        return (
+            sorted(
+                (a, s.head.sequence, s.head.hash, s.head.balance) for a, s in self.accounts.items()
+            ),
+            sorted((k, v.amount) for k, v in self.incoming.items()),
+            sorted(self.received),
+            sorted((k, v.remaining) for k, v in self.purses.items()),
+            sorted(self.redeemed.items()),
+            sorted(self.frozen),
+            self.issued,
+        )
+
+    # Rules --------------------------------------------------------------------------------
+
+    def check_block_rules(self, block: Block) -> None:
+        """Raise ``BankRuleError`` if ``block`` breaks a bank rule against this state.
+
+        The core chain checks (sequence, link, key, arithmetic, signature) are separate.
+        """
+        try:
+            self._check_rules(block)
+        except DecodeError as exc:
+            raise BankRuleError(f"bad {BlockKind(block.kind).name} payload: {exc}") from None
+
+    def _check_rules(self, block: Block) -> None:
+        kind = block.kind
+        if kind == BlockKind.TRANSFER:
+            TransferPayload.decode(block.payload)
+            if block.amount == 0:
+                raise BankRuleError("a transfer moves a positive amount")
+        elif kind == BlockKind.RECEIVE:
+            ref = ReceivePayload.decode(block.payload)
+            slot = (ref.payer, ref.sequence)
+            if slot in self.received:
+                raise BankRuleError("this transfer was already received")
+            item = self.incoming.get(slot)
+            if item is None:
+                payer = self.head(ref.payer)
+                unknown = payer is None or payer.sequence < ref.sequence
+                raise BankRuleError("no such certified transfer", missing=unknown)
+            if item.payee != block.account:
+                raise BankRuleError("the transfer is to another account")
+            if item.amount != block.amount or item.transfer_hash != ref.transfer_hash:
+                raise BankRuleError("RECEIVE does not match the transfer")
+        elif kind == BlockKind.OPEN_PURSE:
+            terms = PursePayload.decode(block.payload)
+            if not 0 < terms.count <= MAX_PURSE_COUNT or terms.cap == 0:
+                raise BankRuleError("a purse has 1..10000 payments of a positive cap")
+            if terms.cap * terms.count > block.amount:
+                raise BankRuleError("cap * count exceeds the purse amount")
+        elif kind == BlockKind.REDEEM:
+            spend = RedeemPayload.decode(block.payload).spend
+            self.check_spend(spend, payee=block.account)
+            if spend.amount != block.amount:
+                raise BankRuleError("REDEEM amount is not the spend's amount")
+        elif kind == BlockKind.ISSUE:
+            if block.amount == 0:
+                raise BankRuleError("an issue creates a positive amount")
+        elif block.payload and kind == BlockKind.OPEN:
+            raise BankRuleError("OPEN has an empty payload")
+
+    def check_spend(self, spend: Spend, *, payee: bytes) -> PurseState:
+        """Raise ``BankRuleError`` unless ``spend`` may be redeemed by ``payee`` now."""
+        purse = self.purses.get(spend.purse_id)
+        if purse is None:
+            raise BankRuleError("unknown purse", missing=True)
+        terms = purse.terms
+        if spend.payee != payee:
+            raise BankRuleError("the spend pays another account")
+        if not 0 < spend.amount <= terms.cap or spend.index >= terms.count:
+            raise BankRuleError("the spend breaks the purse's cap or count")
+        if spend.time >= terms.expiry:
+            raise BankRuleError("the spend is dated after the purse expired")
+        if (spend.purse_id, spend.index) in self.redeemed:
+            raise BankRuleError("this purse slot was already redeemed")
+        if spend.amount > purse.remaining:
+            raise BankRuleError("the purse does not hold this much")
+        if not spend.verify(terms.purse_key):
+            raise BankRuleError("the spend's signature does not verify")
+        return purse
+
+    # Applying -------------------------------------------------------------------------------
+
+    def apply(self, certificate: Certificate, verified: ChainHead | None = None) -> Applied:
+        """Apply a certificate (any order, duplicates allowed); then whatever it unblocks.
+
+        ``verified`` is the head after the block when the caller already ran the core
+        chain check of these exact bytes from the current head (a validator that voted
+        for the block); it is used only if the block continues the current head.
+        """
+        outcome = self._apply_one(certificate, verified=verified)
+        if outcome is Applied.APPLIED:
+            self._drain_parked()
+        return outcome
+
+    def _drain_parked(self) -> None:
+        progress = True
+        while progress and self._parked:
+            progress = False
+            for key, parked in list(self._parked.items()):
+                outcome = self._apply_one(parked, parking=False)
+                if outcome is not Applied.PARKED:
+                    del self._parked[key]
+                    progress = progress or outcome is Applied.APPLIED
+
+    def _apply_one(
+        self, certificate: Certificate, *, parking: bool = True, verified: ChainHead | None = None
+    ) -> Applied:
+        try:
+            block = certificate.decoded()
+        except DecodeError:
+            return Applied.REJECTED
+        block_hash = block.hash()
+        state = self.accounts.get(block.account)
+        last = -1 if state is None else state.head.sequence
+        if block.sequence <= last:
+            assert state is not None
+            applied = state.certificates[block.sequence].block
+            if decode_block(applied).hash() == block_hash:
+                return Applied.DUPLICATE
+            if check_certificate(certificate, self.committee):
+                self.conflicts.append((applied, certificate.block))
+                return Applied.CONFLICT
+            return Applied.REJECTED
+        if not check_certificate(certificate, self.committee):
+            return Applied.REJECTED
+        if block.sequence > last + 1:
+            return self._park(block_hash, certificate, parking)
+        head = None if state is None else state.head
+        if (
+            verified is not None
+            and verified.sequence == block.sequence
+            and verified.hash == block_hash
+            and (head.hash if head is not None else bytes(32)) == block.previous
+        ):
+            new_head = verified
+        else:
+            verdict = backend.verify_chain(
+                [certificate.block], mint_account=self.mint_account, start=head
+            )
+            if not verdict.ok or verdict.head is None:
+                return Applied.REJECTED
+            new_head = verdict.head
+        try:
+            self.check_block_rules(block)
+        except BankRuleError as exc:
+            if exc.missing:
+                return self._park(block_hash, certificate, parking)
+            return Applied.REJECTED
+        self._commit(block, new_head, certificate)
+        return Applied.APPLIED
+
+    def _park(self, block_hash: bytes, certificate: Certificate, parking: bool) -> Applied:
+        if parking:
+            if len(self._parked) >= MAX_PARKED and block_hash not in self._parked:
+                return Applied.REJECTED  # bounded: the sender retries later
+            self._parked[block_hash] = certificate
+        return Applied.PARKED
+
+    def _commit(self, block: Block, head: ChainHead, certificate: Certificate) -> None:
+        state = self.accounts.get(block.account)
+        if state is None:
+            state = self.accounts[block.account] = AccountState(head)
+        state.head = head
+        state.certificates.append(certificate)
+        kind = block.kind
+        if kind == BlockKind.ISSUE:
+            self.issued += block.amount
+        elif kind == BlockKind.TRANSFER:
+            payee = TransferPayload.decode(block.payload).payee
+            self.incoming[(block.account, block.sequence)] = Incoming(
+                payee, block.amount, block.hash()
+            )
+        elif kind == BlockKind.RECEIVE:
+            ref = ReceivePayload.decode(block.payload)
+            del self.incoming[(ref.payer, ref.sequence)]
+            self.received.add((ref.payer, ref.sequence))
+        elif kind == BlockKind.OPEN_PURSE:
+            terms = PursePayload.decode(block.payload)
+            self.purses[block.hash()] = PurseState(
+                block.account, terms, block.amount, block.amount, certificate
+            )
+        elif kind == BlockKind.REDEEM:
+            spend = RedeemPayload.decode(block.payload).spend
+            self.purses[spend.purse_id].remaining -= spend.amount
+            self.redeemed[(spend.purse_id, spend.index)] = spend.digest()
+            self.redeemed_spends[(spend.purse_id, spend.index)] = spend
+
+    def certificate_at(self, account: bytes, sequence: int) -> Certificate | None:
+        """The certificate of the account's block at ``sequence``, if applied."""
+        state = self.accounts.get(account)
+        if state is None or not 0 <= sequence <= state.head.sequence:
+            return None
+        return state.certificates[sequence]
+
+    def apply_fraud_proof(self, proof: FraudProof) -> bytes | None:
+        """Freeze the convicted account if ``proof`` holds; returns it (``None`` if not)."""
+        account = check_fraud_proof(proof, self.committee)
+        if account is None:
+            return None
+        self.frozen.setdefault(account, proof)
+        if proof.kind == 1:
+            first, second = Spend.decode(proof.first), Spend.decode(proof.second)
+            spends = self.double_spent.setdefault((first.purse_id, first.index), {})
+            spends[first.digest()] = first
+            spends[second.digest()] = second
+            if proof.evidence is not None:
+                self.apply(proof.evidence)
+        return account

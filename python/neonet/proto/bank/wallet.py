@@ -1,0 +1,219 @@
+"""A NeoBankof wallet: builds and signs its account's blocks, never two for one sequence.
+
+Sans-I/O (``docs/bank.md``, "Wallet"). The wallet knows its certified head and at most
+one pending block (signed, not yet certified). ``sign_next`` writes the signed block to
+the injected ``WalletStore`` before it returns it, so after a crash (even SIGKILL between
+signing and sending) the restarted wallet finds the pending block and sends that same
+block again instead of signing another for the sequence. A wallet restored from its
+keys alone (a new device) has no store history: it must sync its own certified chain
+(``synced``) before it may sign anything.
+
+``PurseWallet`` spends an offline purse: indexes in order, each persisted before the
+spend is released, within the purse's cap, count and expiry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from neonet.core.errors import LocalProtocolError
+from neonet.core.ledger import Block, BlockKind, ChainHead, decode_block, encode_block, sign_block
+from neonet.proto.bank.messages import (
+    Certificate,
+    OfflinePayment,
+    PursePayload,
+    ReceivePayload,
+    RedeemPayload,
+    Signer,
+    Spend,
+    TransferPayload,
+)
+
+ZERO = bytes(32)
+
+
+class WalletStore(Protocol):
+    """Durable wallet state; each method returns once the data is on disk."""
+
+    def save_pending(self, block: bytes) -> None: ...
+    def save_certified(self, certificate: Certificate) -> None: ...
+    def load(self) -> tuple[list[Certificate], bytes | None]:
+        """The certified chain (in order) and the pending block, if any."""
+        ...
+
+
+class MemoryWalletStore:
+    def __init__(self) -> None:
+        self.chain: list[Certificate] = []
+        self.pending: bytes | None = None
+
+    def save_pending(self, block: bytes) -> None:
+        self.pending = block
+
+    def save_certified(self, certificate: Certificate) -> None:
+        self.chain.append(certificate)
+        if self.pending == certificate.block:
+            self.pending = None
+
+    def load(self) -> tuple[list[Certificate], bytes | None]:
+        return list(self.chain), self.pending
+
+
+class Wallet:
+    """The signing side of one account."""
+
+    def __init__(
+        self,
+        account: bytes,
+        key: bytes,
+        sign: Signer,
+        store: WalletStore,
+        *,
+        restored: bool = False,
+    ) -> None:
+        self.account = account
+        self.key = key  # the current signing key's public half
+        self._sign = sign
+        self.store = store
+        chain, pending = store.load()
+        self.head: ChainHead | None = None
+        self.history: list[Certificate] = []
+        for certificate in chain:
+            self._advance(certificate)
+        self.pending: bytes | None = pending
+        # A wallet restored from keys alone must learn its chain before signing.
+        self.needs_sync = restored and not chain
+
+    def _advance(self, certificate: Certificate) -> None:
+        block = certificate.decoded()
+        key = block.payload if block.kind == BlockKind.ROTATE_KEY else block.key
+        self.head = ChainHead(block.account, block.sequence, block.hash(), block.balance, key)
+        self.history.append(certificate)
+
+    @property
+    def balance(self) -> int:
+        return 0 if self.head is None else self.head.balance
+
+    def sign_next(self, kind: BlockKind, amount: int, payload: bytes = b"") -> bytes:
+        """Sign the next block and persist it before returning it (the one pending block)."""
+        if self.needs_sync:
+            raise LocalProtocolError("restored wallet: sync the account's chain before signing")
+        if self.pending is not None:
+            raise LocalProtocolError("a block is pending: get it certified (or resend it) first")
+        head = self.head
+        if head is not None and head.key != self.key:
+            raise LocalProtocolError("the chain's current key is not this wallet's key")
+        credit = kind in (BlockKind.ISSUE, BlockKind.RECEIVE, BlockKind.REDEEM)
+        debit = kind in (BlockKind.TRANSFER, BlockKind.OPEN_PURSE)
+        balance = (
+            self.balance + amount if credit else self.balance - amount if debit else self.balance
+        )
+        if balance < 0:
+            raise LocalProtocolError(f"insufficient balance: {self.balance} < {amount}")
+        unsigned = Block(
+            self.account,
+            0 if head is None else head.sequence + 1,
+            ZERO if head is None else head.hash,
+            kind,
+            amount,
+            balance,
+            self.key if head is None else head.key,
+            payload,
+        )
+        data = encode_block(sign_block(unsigned, self._sign))
+        self.store.save_pending(data)  # durable before the signature leaves the wallet
+        self.pending = data
+        return data
+
+    def open(self) -> bytes:
+        return self.sign_next(BlockKind.OPEN, 0)
+
+    def issue(self, amount: int) -> bytes:
+        return self.sign_next(BlockKind.ISSUE, amount)
+
+    def transfer(self, payee: bytes, amount: int, memo: bytes = b"") -> bytes:
+        return self.sign_next(BlockKind.TRANSFER, amount, TransferPayload(payee, memo).encode())
+
+    def receive(self, payer: bytes, sequence: int, transfer_hash: bytes, amount: int) -> bytes:
+        payload = ReceivePayload(payer, sequence, transfer_hash).encode()
+        return self.sign_next(BlockKind.RECEIVE, amount, payload)
+
+    def open_purse(self, amount: int, terms: PursePayload) -> bytes:
+        return self.sign_next(BlockKind.OPEN_PURSE, amount, terms.encode())
+
+    def redeem(self, spend: Spend) -> bytes:
+        return self.sign_next(BlockKind.REDEEM, spend.amount, RedeemPayload(spend).encode())
+
+    def rotate_key(self, new_key: bytes) -> bytes:
+        return self.sign_next(BlockKind.ROTATE_KEY, 0, new_key)
+
+    def use_key(self, key: bytes, sign: Signer) -> None:
+        """Switch to the key a certified ROTATE_KEY installed."""
+        self.key, self._sign = key, sign
+
+    def certified(self, certificate: Certificate) -> None:
+        """Record the certificate of the pending block (checked by the caller's ledger)."""
+        if certificate.block != self.pending:
+            raise LocalProtocolError("the certificate is not for the pending block")
+        self.store.save_certified(certificate)
+        self._advance(certificate)
+        self.pending = None
+
+    def synced(self, chain: list[Certificate]) -> None:
+        """Adopt the account's certified chain learnt from the network (already verified).
+
+        A pending block that the chain contains is settled; one that it does not is kept
+        (it may still be certified: resend it), unless its slot is taken by another block,
+        which only a second signer (a stolen key) can have made.
+        """
+        known = len(self.history)
+        for certificate in chain[known:]:
+            block = certificate.decoded()
+            if block.account != self.account or block.sequence != len(self.history):
+                raise LocalProtocolError("the synced chain does not continue this wallet's")
+            self.store.save_certified(certificate)
+            self._advance(certificate)
+            if certificate.block == self.pending:
+                self.pending = None
+        if self.pending is not None and decode_block(self.pending).sequence <= (
+            -1 if self.head is None else self.head.sequence
+        ):
+            raise LocalProtocolError("another block was certified at the pending block's slot")
+        self.needs_sync = False
+
+
+class PurseWallet:
+    """Spends one certified purse offline, within its limits."""
+
+    def __init__(
+        self,
+        certificate: Certificate,
+        sign: Signer,
+        next_index: int = 0,
+        persist_index: Callable[[int], None] | None = None,
+    ) -> None:
+        block = certificate.decoded()
+        if block.kind != BlockKind.OPEN_PURSE:
+            raise ValueError("not a purse certificate")
+        self.certificate = certificate
+        self.purse_id = block.hash()
+        self.terms = PursePayload.decode(block.payload)
+        self._sign = sign
+        self.next_index = next_index
+        # Called with the next free index before a spend is released (durable storage).
+        self._persist_index = persist_index
+
+    def pay(self, payee: bytes, amount: int, now: int) -> OfflinePayment:
+        """A signed spend of ``amount`` to ``payee`` at time ``now``, within the limits."""
+        if not 0 < amount <= self.terms.cap:
+            raise LocalProtocolError(f"amount must be 1..{self.terms.cap} (the per-payment cap)")
+        if self.next_index >= self.terms.count:
+            raise LocalProtocolError("the purse has no payments left")
+        if now >= self.terms.expiry:
+            raise LocalProtocolError("the purse has expired")
+        spend = Spend(self.purse_id, self.next_index, amount, payee, now).signed(self._sign)
+        if self._persist_index is not None:
+            self._persist_index(self.next_index + 1)  # durable before the spend leaves
+        self.next_index += 1
+        return OfflinePayment(self.certificate, spend)

@@ -1,0 +1,435 @@
+"""Pubsub RPC codec, message IDs and message signing (sans-I/O).
+
+Spec sections (libp2p/specs):
+
+* ``pubsub/README.md`` "The RPC" and "The Message": the protobuf ``RPC`` and
+  ``Message``; on the stream every RPC is prefixed with its length as an unsigned
+  varint. "Message Identification": the default ID is ``from`` followed by ``seqno``.
+  "Message Signing": the signature covers ``"libp2p-pubsub:"`` followed by the
+  protobuf encoding of the message without its ``signature`` and ``key`` fields; the
+  key is carried in ``key`` unless the peer ID inlines it (Ed25519). "Signature
+  Policy Options": ``StrictSign`` (the default here) requires ``from``, ``seqno``
+  and a valid signature.
+* ``pubsub/gossipsub/gossipsub-v1.0.md`` "Control Messages" (IHAVE, IWANT, GRAFT,
+  PRUNE), ``gossipsub-v1.1.md`` (PRUNE backoff and peer exchange) and
+  ``gossipsub-v1.2.md`` (IDONTWANT).
+
+Decoding bounds every list and size; anything malformed or oversized is a
+``RemoteProtocolError`` (``DecodeError`` for bad bytes) for that stream.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+
+from neonet.core.errors import DecodeError, LocalProtocolError, RemoteProtocolError
+from neonet.core.keys import Ed25519Identity, KeyType, PublicKey
+from neonet.core.peer_id import PeerId
+from neonet.core.varint import encode_uvarint, try_decode_uvarint
+from neonet.proto.pb import gossipsub_pb2 as pb
+
+__all__ = [
+    "DEFAULT_MAX_RPC_SIZE",
+    "SIGNING_PREFIX",
+    "Control",
+    "Message",
+    "Prune",
+    "Rpc",
+    "RpcLimits",
+    "RpcReader",
+    "SignaturePolicy",
+    "decode_rpc",
+    "default_message_id",
+    "encode_rpc",
+    "frame",
+    "sign_message",
+    "verify_message",
+]
+
+SIGNING_PREFIX = b"libp2p-pubsub:"
+DEFAULT_MAX_RPC_SIZE = 1 << 20  # go-libp2p-pubsub and rust-libp2p use 1 MiB as well
+_MAX_FROM_LENGTH = 128
+_MAX_SEQNO_LENGTH = 64
+_MAX_SIGNATURE_LENGTH = 1024
+_MAX_TOPIC_LENGTH = 1024
+
+
+class SignaturePolicy(Enum):
+    """What a router demands of messages (pubsub/README.md "Signature Policy Options")."""
+
+    STRICT_SIGN = "strict_sign"  # sign our messages; require valid signatures
+    STRICT_NO_SIGN = "strict_no_sign"  # no from/seqno/signature/key, in or out
+
+
+@dataclass(frozen=True, slots=True)
+class RpcLimits:
+    """Bounds on one decoded RPC; an RPC beyond any of them is refused whole."""
+
+    max_rpc_size: int = DEFAULT_MAX_RPC_SIZE
+    max_subscriptions: int = 1_000
+    max_messages: int = 5_000
+    max_control_entries: int = 5_000  # IHAVE + IWANT + GRAFT + PRUNE + IDONTWANT entries
+    max_message_ids: int = 5_000  # IDs over all IHAVE, IWANT and IDONTWANT of one RPC
+    max_px_peers: int = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One pubsub message as it travels (fields as in the protobuf; None when absent)."""
+
+    topic: str
+    data: bytes
+    from_peer: bytes | None = None
+    seqno: bytes | None = None
+    signature: bytes | None = None
+    key: bytes | None = None
+
+    def encode(self) -> bytes:
+        """The protobuf encoding (fields in number order, as every implementation writes)."""
+        return _to_pb(self).SerializeToString()
+
+    def signed_bytes(self) -> bytes:
+        """What the signature covers: the prefix and the message without signature and key."""
+        unsigned = pb.Message()
+        if self.from_peer is not None:
+            unsigned.__setattr__("from", self.from_peer)
+        unsigned.data = self.data
+        if self.seqno is not None:
+            unsigned.seqno = self.seqno
+        unsigned.topic = self.topic
+        return SIGNING_PREFIX + unsigned.SerializeToString()
+
+
+@dataclass(frozen=True, slots=True)
+class Prune:
+    """A PRUNE: leave ``topic``'s mesh; peer exchange (peer ID bytes) and backoff seconds."""
+
+    topic: str
+    peers: tuple[bytes, ...] = ()
+    backoff: int | None = None
+
+
+@dataclass(slots=True)
+class Control:
+    """The control part of an RPC; IHAVE is (topic, message IDs)."""
+
+    ihave: list[tuple[str, list[bytes]]] = field(default_factory=list)
+    iwant: list[bytes] = field(default_factory=list)
+    graft: list[str] = field(default_factory=list)
+    prune: list[Prune] = field(default_factory=list)
+    idontwant: list[bytes] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return not (self.ihave or self.iwant or self.graft or self.prune or self.idontwant)
+
+
+@dataclass(slots=True)
+class Rpc:
+    """One RPC. ``messages`` holds decoded messages; encoding also takes raw ``Message``
+    encodings in ``raw_messages`` (forwarding re-sends the bytes it received)."""
+
+    subscriptions: list[tuple[bool, str]] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    raw_messages: list[bytes] = field(default_factory=list)
+    control: Control = field(default_factory=Control)
+
+    def empty(self) -> bool:
+        return (
+            not self.subscriptions
+            and not self.messages
+            and not self.raw_messages
+            and self.control.empty()
+        )
+
+
+def _to_pb(message: Message) -> pb.Message:
+    out = pb.Message()
+    if message.from_peer is not None:
+        out.__setattr__("from", message.from_peer)
+    out.data = message.data
+    if message.seqno is not None:
+        out.seqno = message.seqno
+    out.topic = message.topic
+    if message.signature is not None:
+        out.signature = message.signature
+    if message.key is not None:
+        out.key = message.key
+    return out
+
+
+_MESSAGE_TAG = b"\x12"  # RPC field 2 (publish), length-delimited
+
+
+def encode_rpc(rpc: Rpc) -> bytes:
+    """The protobuf encoding of ``rpc`` (without the length prefix).
+
+    Raw message encodings are appended as ``publish`` fields: protobuf merges repeated
+    fields from concatenated encodings, so this equals encoding them in the message.
+    """
+    if not rpc.subscriptions and not rpc.messages and rpc.control.empty():
+        # The forwarding fast path: only raw messages, no protobuf object needed.
+        return b"".join(_MESSAGE_TAG + encode_uvarint(len(raw)) + raw for raw in rpc.raw_messages)
+    out = pb.RPC()
+    for subscribe, topic in rpc.subscriptions:
+        out.subscriptions.add(subscribe=subscribe, topicid=topic)
+    for message in rpc.messages:
+        out.publish.append(_to_pb(message))
+    control = rpc.control
+    if not control.empty():
+        target = out.control
+        for topic, ids in control.ihave:
+            target.ihave.add(topicID=topic, messageIDs=ids)
+        if control.iwant:
+            target.iwant.add(messageIDs=control.iwant)
+        for topic in control.graft:
+            target.graft.add(topicID=topic)
+        for prune in control.prune:
+            entry = target.prune.add(topicID=prune.topic)
+            for peer in prune.peers:
+                entry.peers.add(peerID=peer)
+            if prune.backoff is not None:
+                entry.backoff = prune.backoff
+        if control.idontwant:
+            target.idontwant.add(messageIDs=control.idontwant)
+    encoded = out.SerializeToString()
+    if rpc.raw_messages:
+        parts = [encoded]
+        for raw in rpc.raw_messages:
+            parts.append(_MESSAGE_TAG + encode_uvarint(len(raw)) + raw)
+        encoded = b"".join(parts)
+    return encoded
+
+
+def frame(encoded_rpc: bytes) -> bytes:
+    """Length-prefix one encoded RPC for the stream."""
+    return encode_uvarint(len(encoded_rpc)) + encoded_rpc
+
+
+def _optional(
+    message: pb.Message, name: Literal["from", "seqno", "signature", "key"]
+) -> bytes | None:
+    value: bytes = getattr(message, name)
+    return value if message.HasField(name) else None
+
+
+def decode_rpc(data: bytes, limits: RpcLimits | None = None) -> Rpc:
+    """Decode one RPC (no length prefix); ``RemoteProtocolError`` when malformed or too big."""
+    limits = limits or RpcLimits()
+    if len(data) > limits.max_rpc_size:
+        raise RemoteProtocolError(f"RPC of {len(data)} bytes exceeds {limits.max_rpc_size}")
+    parsed = pb.RPC()
+    try:
+        parsed.ParseFromString(data)
+    except (ProtobufDecodeError, ValueError, RuntimeError) as exc:
+        raise DecodeError(f"malformed pubsub RPC: {exc}") from exc
+    if len(parsed.subscriptions) > limits.max_subscriptions:
+        raise RemoteProtocolError("too many subscriptions in one RPC")
+    if len(parsed.publish) > limits.max_messages:
+        raise RemoteProtocolError("too many messages in one RPC")
+    rpc = Rpc()
+    for option in parsed.subscriptions:
+        if not option.HasField("topicid"):
+            raise RemoteProtocolError("subscription without a topic")
+        _check_topic(option.topicid)
+        rpc.subscriptions.append((bool(option.subscribe), option.topicid))
+    for message in parsed.publish:
+        rpc.messages.append(_from_pb(message))
+    if parsed.HasField("control"):
+        rpc.control = _decode_control(parsed.control, limits)
+    return rpc
+
+
+def _check_topic(topic: str) -> None:
+    if len(topic) > _MAX_TOPIC_LENGTH // 4 and len(topic.encode()) > _MAX_TOPIC_LENGTH:
+        raise RemoteProtocolError(f"topic longer than {_MAX_TOPIC_LENGTH} bytes")
+
+
+def _from_pb(message: pb.Message) -> Message:
+    if not message.HasField("topic"):
+        raise RemoteProtocolError("message without a topic")
+    _check_topic(message.topic)
+    from_peer = _optional(message, "from")
+    seqno = _optional(message, "seqno")
+    signature = _optional(message, "signature")
+    if from_peer is not None and len(from_peer) > _MAX_FROM_LENGTH:
+        raise RemoteProtocolError("message 'from' too long")
+    if seqno is not None and len(seqno) > _MAX_SEQNO_LENGTH:
+        raise RemoteProtocolError("message seqno too long")
+    if signature is not None and len(signature) > _MAX_SIGNATURE_LENGTH:
+        raise RemoteProtocolError("message signature too long")
+    return Message(
+        topic=message.topic,
+        data=message.data,
+        from_peer=from_peer,
+        seqno=seqno,
+        signature=signature,
+        key=_optional(message, "key"),
+    )
+
+
+def _decode_control(control: pb.ControlMessage, limits: RpcLimits) -> Control:
+    entries = (
+        len(control.ihave)
+        + len(control.iwant)
+        + len(control.graft)
+        + len(control.prune)
+        + len(control.idontwant)
+    )
+    if entries > limits.max_control_entries:
+        raise RemoteProtocolError("too many control entries in one RPC")
+    ids = sum(len(entry.messageIDs) for entry in control.ihave)
+    ids += sum(len(entry.messageIDs) for entry in control.iwant)
+    ids += sum(len(entry.messageIDs) for entry in control.idontwant)
+    if ids > limits.max_message_ids:
+        raise RemoteProtocolError("too many message IDs in one RPC")
+    out = Control()
+    for ihave in control.ihave:
+        _check_topic(ihave.topicID)
+        out.ihave.append((ihave.topicID, list(ihave.messageIDs)))
+    for iwant in control.iwant:
+        out.iwant.extend(iwant.messageIDs)
+    for graft in control.graft:
+        _check_topic(graft.topicID)
+        out.graft.append(graft.topicID)
+    for prune in control.prune:
+        _check_topic(prune.topicID)
+        if len(prune.peers) > limits.max_px_peers:
+            raise RemoteProtocolError("too many peers in a PRUNE")
+        peers = tuple(info.peerID for info in prune.peers if info.HasField("peerID"))
+        backoff = prune.backoff if prune.HasField("backoff") else None
+        out.prune.append(Prune(prune.topicID, peers, backoff))
+    for idontwant in control.idontwant:
+        out.idontwant.extend(idontwant.messageIDs)
+    return out
+
+
+class RpcReader:
+    """Splits a byte stream into RPCs: uvarint length, then that many bytes.
+
+    ``feed`` returns the complete RPC encodings found so far; a length above
+    ``max_rpc_size`` is a ``RemoteProtocolError`` (the stream must be dropped).
+    """
+
+    __slots__ = ("_buffer", "_max")
+
+    def __init__(self, max_rpc_size: int = DEFAULT_MAX_RPC_SIZE) -> None:
+        self._buffer = bytearray()
+        self._max = max_rpc_size
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buffer = self._buffer
+        buffer += data
+        found: list[bytes] = []
+        offset = 0
+        while True:
+            decoded = try_decode_uvarint(buffer, offset)
+            if decoded is None:
+                if len(buffer) - offset > 10:
+                    raise DecodeError("RPC length prefix is not a valid varint")
+                break
+            length, start = decoded
+            if length > self._max:
+                raise RemoteProtocolError(f"RPC of {length} bytes exceeds {self._max}")
+            end = start + length
+            if end > len(buffer):
+                break
+            found.append(bytes(buffer[start:end]))
+            offset = end
+        if offset:
+            del buffer[:offset]
+        return found
+
+    def pending(self) -> int:
+        """Bytes held of an incomplete RPC."""
+        return len(self._buffer)
+
+
+# -- message IDs and signing ----------------------------------------------------------
+
+MessageIdFunction = Callable[[Message], bytes]
+
+
+def default_message_id(message: Message) -> bytes:
+    """The spec's default ID: ``from`` followed by ``seqno`` (raw bytes)."""
+    return (message.from_peer or b"") + (message.seqno or b"")
+
+
+def sign_message(identity: Ed25519Identity, topic: str, data: bytes, seqno: int) -> Message:
+    """A StrictSign message from ``identity`` (8-byte big-endian seqno; key inlined in from)."""
+    if not 0 <= seqno < 1 << 64:
+        raise LocalProtocolError("seqno must fit in 64 bits")
+    peer = PeerId.from_public_key(identity.public_key)
+    unsigned = Message(topic=topic, data=data, from_peer=peer.to_bytes(), seqno=seqno.to_bytes(8))
+    signature = identity.sign(unsigned.signed_bytes())
+    key = None
+    if peer.extract_public_key() is None:  # not inlinable: send the key along
+        key = identity.public_key.to_protobuf()
+    return Message(
+        topic=topic,
+        data=data,
+        from_peer=unsigned.from_peer,
+        seqno=unsigned.seqno,
+        signature=signature,
+        key=key,
+    )
+
+
+Ed25519Verifier = Callable[[bytes, bytes, bytes], bool]  # (public key, message, signature)
+
+
+@functools.lru_cache(maxsize=4096)
+def _author_key(from_peer: bytes, key: bytes | None) -> PublicKey | str:
+    """The author's public key (from ``key`` or inlined in the peer ID), or why not."""
+    try:
+        author = PeerId(from_peer)
+        if key is not None:
+            public_key = PublicKey.from_protobuf(key)
+            if not author.matches_public_key(public_key):
+                return "key does not match from"
+            return public_key
+        inlined = author.extract_public_key()
+    except (DecodeError, ValueError) as exc:
+        return f"bad author or key: {exc}"
+    return "no key for a hashed peer ID" if inlined is None else inlined
+
+
+def verify_message(
+    message: Message, policy: SignaturePolicy, verify_ed25519: Ed25519Verifier | None = None
+) -> str | None:
+    """Check ``message`` against ``policy``; None when fine, else the reason it is invalid.
+
+    ``verify_ed25519`` checks Ed25519 signatures (the backend's ``verify_signature``, the
+    Rust core's when native); other key types use ``PublicKey.verify``.
+    """
+    if policy is SignaturePolicy.STRICT_NO_SIGN:
+        if message.signature is not None or message.key is not None:
+            return "signature present under StrictNoSign"
+        if message.from_peer is not None or message.seqno is not None:
+            return "from/seqno present under StrictNoSign"
+        return None
+    if message.from_peer is None or message.seqno is None:
+        return "unsigned message (no from or seqno)"
+    if message.signature is None:
+        return "missing signature"
+    public_key = _author_key(message.from_peer, message.key)
+    if isinstance(public_key, str):
+        return public_key
+    signed = message.signed_bytes()
+    if verify_ed25519 is not None and public_key.key_type == KeyType.ED25519:
+        valid = verify_ed25519(public_key.data, signed, message.signature)
+    else:
+        valid = public_key.verify(message.signature, signed)
+    return None if valid else "bad signature"
+
+
+def message_ids(
+    messages: Iterable[Message], function: MessageIdFunction = default_message_id
+) -> Sequence[bytes]:
+    """IDs of ``messages`` in order."""
+    return [function(message) for message in messages]

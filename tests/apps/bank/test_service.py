@@ -1,0 +1,125 @@
+"""NeoBankof over real NeoNet streams on loopback: 4 validator nodes and a client node."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+
+import pytest
+import trio
+
+from neonet.apps.bank.service import BankClient, CertificationFailed, ValidatorService
+from neonet.apps.bank.store import SqliteVoteStore
+from neonet.core.errors import RemoteProtocolError
+from neonet.node import Node, open_node
+from neonet.proto.bank import wire
+from neonet.proto.bank.messages import check_fraud_proof
+from neonet.proto.bank.validator import Validator
+from neonet.proto.bank.wallet import MemoryWalletStore, Wallet
+from tests.apps.bank.test_store import World
+from tests.proto.bank.world import identity
+
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+
+
+@asynccontextmanager
+async def bank_network(
+    world: World, directory: Path
+) -> AsyncIterator[tuple[Node, BankClient, list[ValidatorService]]]:
+    async with AsyncExitStack() as stack:
+        services = []
+        peers = []
+        client_node = await stack.enter_async_context(open_node(listen=[LOOPBACK]))
+        for index, ident in enumerate(world.validator_ids):
+            # Even validators use group commit (deferred writes), odd ones commit each write.
+            store = SqliteVoteStore(directory / f"validator-{index}.db", deferred=index % 2 == 0)
+            validator = Validator(world.committee, index, ident.sign, world.mint_account, store)
+            node = await stack.enter_async_context(open_node(listen=[LOOPBACK]))
+            service = ValidatorService(validator, store)
+            service.install(node)
+            services.append(service)
+            peers.append(await client_node.connect(node.listen_addrs[0]))
+        yield client_node, BankClient(client_node, world.committee, peers), services
+
+
+async def certify(client: BankClient, wallet: Wallet, block: bytes) -> None:
+    certificate = await client.certify(block, wallet.history[-1:])
+    await client.spread_certificate(certificate)
+    wallet.certified(certificate)
+
+
+async def test_transfer_receive_and_sync_over_streams(tmp_path: Path) -> None:
+    world = World()
+    bob = world.wallet("bob")
+    with trio.fail_after(30):
+        async with bank_network(world, tmp_path) as (_, client, services):
+            mint = world.mint
+            await certify(client, mint, mint.open())
+            await certify(client, mint, mint.issue(500))
+            await certify(client, bob, bob.open())
+            await certify(client, mint, mint.transfer(bob.account, 200))
+            transfer = mint.history[-1].decoded()
+            block = bob.receive(mint.account, transfer.sequence, transfer.hash(), 200)
+            await certify(client, bob, block)
+            for service in services:
+                assert service.validator.ledger.balance(bob.account) == 200
+                issued, held = service.validator.ledger.conservation()
+                assert issued == held == 500
+            heads = await client.heads(2)
+            assert {(account, sequence) for account, sequence, _, _ in heads} == {
+                (mint.account, 2),
+                (bob.account, 1),
+            }
+            chain = await client.sync_chain(2, mint.account, world.mint_account)
+            assert [c.block for c in chain] == [c.block for c in mint.history]
+            # A second RECEIVE of the same transfer gathers no quorum.
+            again = bob.receive(mint.account, transfer.sequence, transfer.hash(), 200)
+            with pytest.raises(CertificationFailed, match="already received"):
+                await client.certify(again)
+
+
+async def test_equivocation_over_streams_yields_a_proof(tmp_path: Path) -> None:
+    world = World()
+    with trio.fail_after(30):
+        async with bank_network(world, tmp_path) as (_, client, services):
+            mint = world.mint
+            await certify(client, mint, mint.open())
+            await certify(client, mint, mint.issue(100))
+            twin = Wallet(mint.account, mint.key, world.mint_id.sign, MemoryWalletStore())
+            twin.synced(list(mint.history))
+            a = mint.transfer(identity("x").public_key.data, 100)
+            b = twin.transfer(identity("y").public_key.data, 100)
+            await certify(client, mint, a)
+            with pytest.raises(CertificationFailed) as failure:
+                await client.certify(b)
+            proof = failure.value.proof
+            assert proof is not None
+            assert check_fraud_proof(proof, world.committee) == mint.account
+            await client.spread_proof(proof)
+            for service in services:
+                assert mint.account in service.validator.ledger.frozen
+
+
+async def test_bad_input_is_refused_and_the_service_keeps_running(tmp_path: Path) -> None:
+    world = World()
+    with trio.fail_after(30):
+        async with bank_network(world, tmp_path) as (node, client, services):
+            stream = await node.new_stream(client.validators[0], [wire.TRANSFER_PROTOCOL])
+            await stream.send_all(b"\x05\xff\xff\xff\xff\xff")  # not CBOR
+            data = await stream.receive_some(1000)
+            assert b"bad request" in data
+            assert await stream.receive_some(1000) == b""  # then closed
+            # A synced chain that does not verify is refused.
+            mint = world.mint
+            await certify(client, mint, mint.open())
+            services[1].validator.ledger.accounts[mint.account].certificates[0] = (
+                services[1]
+                .validator.ledger.accounts[mint.account]
+                .certificates[0]
+                .__class__(mint.history[0].block, mint.history[0].votes[:2])
+            )
+            with pytest.raises(RemoteProtocolError, match="quorum"):
+                await client.sync_chain(1, mint.account, world.mint_account)
+            # The validator still serves.
+            assert len(await client.sync_chain(0, mint.account, world.mint_account)) == 1

@@ -1,0 +1,117 @@
+"""Every NeoBankof decoder refuses non-canonical input: it either raises ``DecodeError`` or
+returns a value whose encoding is exactly the input (Hypothesis fuzzing)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cbor2
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neonet.core.errors import DecodeError
+from neonet.proto.bank.messages import (
+    Certificate,
+    Committee,
+    FraudProof,
+    OfflinePayment,
+    PursePayload,
+    Receipt,
+    ReceivePayload,
+    RedeemPayload,
+    Spend,
+    TransferPayload,
+)
+from neonet.proto.bank.wallet import PurseWallet
+from tests.proto.bank.world import World, identity, key_of
+
+
+def _samples() -> dict[str, tuple[Callable[[bytes], object], bytes]]:
+    world = World()
+    alice = world.funded("alice", 500)
+    bob = world.wallet("bob")
+    purse_key = identity("fuzz-purse")
+    terms = PursePayload(key_of(purse_key), 50, 4, 1000)
+    purse_cert = world.commit(alice, alice.open_purse(200, terms))
+    payment = PurseWallet(purse_cert, purse_key.sign).pay(bob.account, 20, now=3)
+    other = PurseWallet(purse_cert, purse_key.sign).pay(alice.account, 10, now=4)
+    receipt = Receipt(payment.spend.digest(), bob.account, 5).signed(identity("r").sign)
+    return {
+        "transfer": (TransferPayload.decode, TransferPayload(bob.account, b"memo").encode()),
+        "receive": (ReceivePayload.decode, ReceivePayload(alice.account, 3, bytes(32)).encode()),
+        "purse": (PursePayload.decode, terms.encode()),
+        "spend": (Spend.decode, payment.spend.encode()),
+        "redeem": (RedeemPayload.decode, RedeemPayload(payment.spend).encode()),
+        "committee": (Committee.decode, world.committee.encode()),
+        "certificate": (Certificate.decode, purse_cert.encode()),
+        "receipt": (Receipt.decode, receipt.encode()),
+        "payment": (OfflinePayment.decode, payment.encode()),
+        "proof": (
+            FraudProof.decode,
+            FraudProof.of_spends(payment.spend, other.spend, purse_cert).encode(),
+        ),
+    }
+
+
+SAMPLES = _samples()
+
+
+def _encode_again(value: object) -> bytes:
+    return value.encode()  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_samples_round_trip(name: str) -> None:
+    decode, data = SAMPLES[name]
+    assert _encode_again(decode(data)) == data
+
+
+def _check(decode: Callable[[bytes], object], data: bytes) -> None:
+    try:
+        value = decode(data)
+    except DecodeError:
+        return
+    assert _encode_again(value) == data
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_mutations_are_refused_or_canonical(name: str, data: st.DataObject) -> None:
+    decode, sample = SAMPLES[name]
+    mutated = bytearray(sample)
+    for _ in range(data.draw(st.integers(1, 4))):
+        action = data.draw(st.sampled_from(["flip", "cut", "insert", "delete"]))
+        position = data.draw(st.integers(0, max(len(mutated) - 1, 0)))
+        if action == "flip" and mutated:
+            mutated[position] ^= 1 << data.draw(st.integers(0, 7))
+        elif action == "cut":
+            del mutated[position:]
+        elif action == "insert":
+            mutated[position:position] = data.draw(st.binary(min_size=1, max_size=3))
+        elif mutated:
+            del mutated[position]
+    _check(decode, bytes(mutated))
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+@settings(max_examples=100, deadline=None)
+@given(raw=st.binary(max_size=300))
+def test_random_bytes_are_refused_or_canonical(name: str, raw: bytes) -> None:
+    _check(SAMPLES[name][0], raw)
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_non_canonical_forms_are_refused(name: str) -> None:
+    decode, sample = SAMPLES[name]
+    value = cbor2.loads(sample)
+    # A non-shortest array head, an indefinite-length array and a trailing byte.
+    head = sample[0]
+    assert 0x80 <= head <= 0x97
+    long_head = bytes([0x98, head - 0x80]) + sample[1:]
+    indefinite = b"\x9f" + sample[1:] + b"\xff"
+    for bad in (long_head, indefinite, sample + b"\x00"):
+        with pytest.raises(DecodeError):
+            decode(bad)
+    assert cbor2.dumps(value) == sample

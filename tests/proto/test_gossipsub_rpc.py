@@ -1,0 +1,181 @@
+"""Pubsub RPC codec, framing, message IDs and StrictSign (neonet.proto.gossipsub_rpc)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neonet.core.errors import DecodeError, RemoteProtocolError
+from neonet.core.keys import Ed25519Identity
+from neonet.core.peer_id import PeerId
+from neonet.core.varint import encode_uvarint
+from neonet.proto.gossipsub_rpc import (
+    SIGNING_PREFIX,
+    Message,
+    Prune,
+    Rpc,
+    RpcLimits,
+    RpcReader,
+    SignaturePolicy,
+    decode_rpc,
+    default_message_id,
+    encode_rpc,
+    frame,
+    sign_message,
+    verify_message,
+)
+from neonet.proto.pb import gossipsub_pb2 as pb
+
+IDENTITY = Ed25519Identity.from_seed(bytes(range(32)))
+
+
+def test_round_trip_of_every_field() -> None:
+    message = sign_message(IDENTITY, "news", b"hello", 7)
+    rpc = Rpc(subscriptions=[(True, "news"), (False, "old")], messages=[message])
+    rpc.control.ihave.append(("news", [b"a", b"b"]))
+    rpc.control.iwant.extend([b"c"])
+    rpc.control.graft.append("news")
+    rpc.control.prune.append(Prune("old", (b"peer1", b"peer2"), 60))
+    rpc.control.idontwant.extend([b"d", b"e"])
+    decoded = decode_rpc(encode_rpc(rpc))
+    assert decoded.subscriptions == rpc.subscriptions
+    assert decoded.messages == [message]
+    assert decoded.control == rpc.control
+
+
+def test_raw_messages_decode_like_messages() -> None:
+    message = sign_message(IDENTITY, "news", b"x" * 300, 1)
+    via_raw = encode_rpc(Rpc(raw_messages=[message.encode()], subscriptions=[(True, "t")]))
+    assert decode_rpc(via_raw).messages == [message]
+    assert decode_rpc(via_raw).subscriptions == [(True, "t")]
+
+
+def test_wire_format_matches_the_spec_protobuf() -> None:
+    """Field numbers as in pubsub/README.md: from=1, data=2, seqno=3, topic=4, signature=5."""
+    message = sign_message(IDENTITY, "t", b"d", 1)
+    encoded = message.encode()
+    author = PeerId.from_public_key(IDENTITY.public_key).to_bytes()
+    assert encoded.startswith(b"\x0a" + bytes([len(author)]) + author + b"\x12\x01d")
+    assert b"\x1a\x08" + (1).to_bytes(8, "big") + b"\x22\x01t" in encoded
+    assert message.key is None  # Ed25519 keys are inlined in the peer ID
+
+
+def test_signature_covers_prefix_and_unsigned_fields() -> None:
+    message = sign_message(IDENTITY, "t", b"payload", 42)
+    unsigned = pb.Message()
+    unsigned.__setattr__("from", message.from_peer)
+    unsigned.data = b"payload"
+    unsigned.seqno = (42).to_bytes(8, "big")
+    unsigned.topic = "t"
+    assert message.signature is not None
+    assert IDENTITY.public_key.verify(
+        message.signature, SIGNING_PREFIX + unsigned.SerializeToString()
+    )
+    assert verify_message(message, SignaturePolicy.STRICT_SIGN) is None
+    assert default_message_id(message) == message.from_peer + (42).to_bytes(8, "big")  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"data": b"other"}, "bad signature"),
+        ({"topic": "other"}, "bad signature"),
+        ({"seqno": (43).to_bytes(8, "big")}, "bad signature"),
+        ({"signature": None}, "missing signature"),
+        ({"seqno": None}, "unsigned message (no from or seqno)"),
+        ({"from_peer": b"\x00\x01"}, "bad author"),
+        ({"key": Ed25519Identity.generate().public_key.to_protobuf()}, "key does not match from"),
+    ],
+)
+def test_strict_sign_refuses_tampering(change: dict[str, object], reason: str) -> None:
+    good = sign_message(IDENTITY, "t", b"payload", 42)
+    fields = {
+        "topic": good.topic,
+        "data": good.data,
+        "from_peer": good.from_peer,
+        "seqno": good.seqno,
+        "signature": good.signature,
+        "key": good.key,
+    }
+    fields.update(change)
+    problem = verify_message(Message(**fields), SignaturePolicy.STRICT_SIGN)  # type: ignore[arg-type]
+    assert problem is not None and problem.startswith(reason)
+
+
+def test_strict_no_sign() -> None:
+    assert verify_message(Message("t", b"x"), SignaturePolicy.STRICT_NO_SIGN) is None
+    signed = sign_message(IDENTITY, "t", b"x", 1)
+    assert verify_message(signed, SignaturePolicy.STRICT_NO_SIGN) is not None
+    assert verify_message(Message("t", b"x"), SignaturePolicy.STRICT_SIGN) is not None
+
+
+def test_reader_splits_frames_across_reads() -> None:
+    frames = [encode_rpc(Rpc(subscriptions=[(True, f"t{i}")])) for i in range(5)]
+    stream = b"".join(frame(f) for f in frames)
+    reader = RpcReader()
+    found: list[bytes] = []
+    for index in range(0, len(stream), 3):
+        found.extend(reader.feed(stream[index : index + 3]))
+    assert found == frames
+    assert reader.pending() == 0
+
+
+def test_reader_refuses_oversized_length() -> None:
+    reader = RpcReader(max_rpc_size=100)
+    with pytest.raises(RemoteProtocolError, match="exceeds"):
+        reader.feed(encode_uvarint(101))
+
+
+def test_limits_refuse_floods() -> None:
+    rpc = Rpc()
+    rpc.control.iwant.extend(bytes([i % 256, i // 256]) for i in range(11))
+    encoded = encode_rpc(rpc)
+    with pytest.raises(RemoteProtocolError, match="message IDs"):
+        decode_rpc(encoded, RpcLimits(max_message_ids=10))
+    rpc = Rpc(subscriptions=[(True, str(i)) for i in range(11)])
+    with pytest.raises(RemoteProtocolError, match="subscriptions"):
+        decode_rpc(encode_rpc(rpc), RpcLimits(max_subscriptions=10))
+    with pytest.raises(RemoteProtocolError, match="exceeds"):
+        decode_rpc(b"\x00" * 101, RpcLimits(max_rpc_size=100))
+    with pytest.raises(RemoteProtocolError, match="topic"):
+        decode_rpc(encode_rpc(Rpc(subscriptions=[(True, "x" * 1025)])))
+
+
+def test_message_without_topic_is_refused() -> None:
+    raw = pb.RPC()
+    raw.publish.add(data=b"x")
+    with pytest.raises(RemoteProtocolError, match="topic"):
+        decode_rpc(raw.SerializeToString())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=512))
+def test_fuzz_decode_raises_only_remote_protocol_error(data: bytes) -> None:
+    try:
+        rpc = decode_rpc(data)
+    except RemoteProtocolError:
+        return
+    # Whatever decodes must re-encode and decode to the same RPC.
+    assert decode_rpc(encode_rpc(rpc)) == rpc
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=8), st.binary(max_size=40))
+def test_fuzz_reader(chunks: list[bytes], garbage: bytes) -> None:
+    reader = RpcReader(max_rpc_size=1024)
+    stream = b"".join(frame(chunk) for chunk in chunks)
+    assert reader.feed(stream) == chunks
+    try:
+        for rpc in reader.feed(garbage):
+            assert len(rpc) <= 1024
+    except (DecodeError, RemoteProtocolError):
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(min_size=1, max_size=50), st.binary(max_size=200), st.integers(0, 2**64 - 1))
+def test_fuzz_sign_verify(topic: str, data: bytes, seqno: int) -> None:
+    message = sign_message(IDENTITY, topic, data, seqno)
+    decoded = decode_rpc(encode_rpc(Rpc(messages=[message]))).messages[0]
+    assert verify_message(decoded, SignaturePolicy.STRICT_SIGN) is None

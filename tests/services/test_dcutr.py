@@ -1,0 +1,85 @@
+"""DCUtR between NeoNet nodes on loopback: a relayed connection becomes a direct one.
+
+(Through real NATs in network namespaces: tests/scale/test_nat.py.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import trio
+
+from neonet.net.swarm import Connection
+from neonet.node import Node, Stream, open_node
+from neonet.services.dcutr import DcutrService, open_dcutr
+from neonet.services.relay import open_relay, open_relay_client
+
+ECHO = "/echo/1.0.0"
+TIMEOUT = 20
+
+
+async def echo(stream: Stream) -> None:
+    while data := await stream.receive_some():
+        await stream.send_all(data)
+    await stream.send_eof()
+
+
+@asynccontextmanager
+async def punching_node(stack: AsyncExitStack) -> AsyncIterator[tuple[Node, DcutrService]]:
+    node = await stack.enter_async_context(open_node(listen=()))
+    service = await stack.enter_async_context(open_dcutr(node, grace_period=0.2))
+    await node.listen("/ip4/127.0.0.1/tcp/0")
+    yield node, service
+
+
+async def test_relayed_connection_is_upgraded_to_direct() -> None:
+    async with AsyncExitStack() as stack:
+        relay_node = await stack.enter_async_context(open_node())
+        await stack.enter_async_context(open_relay(relay_node))
+        listener, listener_dcutr = await stack.enter_async_context(punching_node(stack))
+        listener.set_stream_handler(ECHO, echo)
+        client = await stack.enter_async_context(
+            open_relay_client(listener, [relay_node.listen_addrs[0]])
+        )
+        dialer, dialer_dcutr = await stack.enter_async_context(punching_node(stack))
+        await stack.enter_async_context(open_relay_client(dialer))
+        with trio.fail_after(TIMEOUT):
+            await client.wait_reserved()
+            circuit = (
+                relay_node.listen_addrs[0]
+                .encapsulate("/p2p-circuit")
+                .with_peer_id(listener.peer_id)
+            )
+            await dialer.connect(circuit)
+            result = await listener_dcutr.wait_result(dialer.peer_id)
+            assert result.success, result
+            assert result.initiator and result.rtt is not None and result.attempts == 1
+            other = await dialer_dcutr.wait_result(listener.peer_id)
+            assert other.success and not other.initiator
+            # The dialer (A in the spec) is the client of the direct connection.
+            direct = dialer.host.swarm.connections_to(listener.peer_id)[0]
+            assert not direct.relayed and direct.direction == "outbound"
+            # New streams take the direct connection; the relayed one goes after the grace.
+            stream = await dialer.new_stream(listener.peer_id, [ECHO])
+            await stream.send_all(b"direct")
+            await stream.send_eof()
+            assert await stream.receive_some() == b"direct"
+            for connection in dialer.host.swarm.connections_to(listener.peer_id):
+                if connection.relayed:
+                    await wait_closed(dialer, connection)
+            assert [c.relayed for c in dialer.host.swarm.connections_to(listener.peer_id)] == [
+                False
+            ]
+
+
+async def wait_closed(node: Node, connection: Connection) -> None:
+    gone = trio.Event()
+
+    def on_disconnect(closed: Connection) -> None:
+        if closed is connection:
+            gone.set()
+
+    node.host.swarm.on_disconnect.append(on_disconnect)
+    if not connection.closed:
+        await gone.wait()
