@@ -34,6 +34,7 @@ from neonet.proto.ssn.client_protocol import (
 )
 from neonet.proto.ssn.membership import MembershipConfig
 from neonet.proto.ssn.seeds import SeedEntry, SeedList, make_seed_list
+from neonet.services.relay import open_relay, open_relay_client
 from neonet.services.ssn.client import SsnClient, SsnClientConfig, open_ssn_client
 from neonet.services.ssn.server import SsnConfig, SsnServer, open_ssn
 
@@ -334,3 +335,35 @@ async def test_keepalive_leaves_a_silent_ssn_and_registration_is_renewed() -> No
                 while bob.ssn == silent.peer_id:  # noqa: ASYNC110 (polled client state)
                     await trio.sleep(0.05)
             assert bob.stats.failovers == 1
+
+
+async def test_client_without_a_listener_is_reached_through_its_ssns_relay() -> None:
+    """Alice listens nowhere: she reserves on her SSN's circuit relay, publishes the
+    relayed address by re-registering, and bob, having looked her up, connects through it."""
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            ssn_node = await stack.enter_async_context(neonet.open_node())
+            entry = SeedEntry(ssn_node.peer_id.to_bytes(), "eu", (str(ssn_node.listen_addrs[0]),))
+            seeds = make_seed_list("relay", 1, [entry], issued_at=int(time.time()))
+            await stack.enter_async_context(open_relay(ssn_node))
+            await stack.enter_async_context(open_ssn(ssn_node.host, seeds, "eu"))
+
+            alice_node = await stack.enter_async_context(neonet.open_node(listen=()))
+            alice = await stack.enter_async_context(
+                open_ssn_client(alice_node.host, seeds, name="alice", region="eu")
+            )
+            relay_client = await stack.enter_async_context(
+                open_relay_client(alice_node, alice.ssn_addrs)
+            )
+            await relay_client.wait_reserved()
+            await alice.refresh()
+
+            bob_node = await stack.enter_async_context(neonet.open_node(listen=()))
+            await stack.enter_async_context(open_relay_client(bob_node))  # dials circuits
+            _, bob = await _client(stack, seeds, "bob", "eu")
+            info = await bob.lookup("alice")
+            assert info.addrs and all("/p2p-circuit" in str(a) for a in info.addrs)
+            peer = await bob_node.connect(info.addrs[0])
+            assert peer == alice_node.peer_id
+            assert len(await bob_node.ping(peer, count=2)) == 2
+            nursery.cancel_scope.cancel()

@@ -11,9 +11,11 @@ made meanwhile wait for the new registration. Incoming signals are an async iter
 (``signals()``), fed from a bounded buffer: when the application does not read and the
 buffer is full, newer signals are dropped and counted (``dropped_signals``).
 
-The seam for relays: ``SsnClient.ssn`` is the SSN's peer ID and ``ssn_addrs`` its
-addresses, so a relay client can reserve a circuit there (circuit relay v2 is another
-module) and add the relayed address to ``extra_addrs`` before the next registration.
+Relays: SSNs run circuit relay v2 (``neonet ssn serve`` does unless ``--no-relay``).
+``SsnClient.ssn_addrs`` is where to reserve (``services.relay.open_relay_client(node,
+client.ssn_addrs)``); the reservation adds the ``/p2p-circuit`` address to the host's
+addresses, and ``refresh()`` publishes it in a new presence record, so a peer that looks
+the client up can dial it through its SSN. ``extra_addrs`` adds any other address.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ class SsnClient:
         self._send_incoming, self._receive_incoming = trio.open_memory_channel[IncomingSignal](
             config.incoming_buffer
         )
-        self._challenge: trio.MemoryReceiveChannel[cp.Challenge] | None = None
+        self._challenge: cp.Challenge | None = None
         self._seq = 0
 
     # --- public API ---------------------------------------------------------------
@@ -273,7 +275,20 @@ class SsnClient:
             await channel.aclose()
             raise cp.SsnRequestError(reply.code, reply.text)
         nursery.start_soon(self._maintain, channel, challenge)
+        self._challenge = challenge
         return channel
+
+    async def refresh(self) -> None:
+        """Register again now on the current SSN, e.g. to publish new addresses (a relayed
+        address after a reservation on ``ssn``: it appears in ``host.listen_addrs``)."""
+        channel = await self._current_channel(None)
+        assert self._challenge is not None
+        reply = await channel.request(
+            self._register_message(channel, self._challenge),
+            answer_within=self.config.request_timeout,
+        )
+        if isinstance(reply, cp.Error):
+            raise cp.SsnRequestError(reply.code, reply.text)
 
     def _register_message(
         self, channel: FramedChannel[cp.ClientMessage], challenge: cp.Challenge
