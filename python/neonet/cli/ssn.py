@@ -1,8 +1,8 @@
 """``neonet ssn``: run a signaling server of the SSN federation and manage its seed list.
 
 neonet ssn init --db FILE [--region R]        make the SSN's identity (prints its peer ID)
-neonet ssn serve --db FILE [--seeds FILE --operator PEER_ID] [--region R] [--listen MADDR]... [--no-relay]
-                                              run the SSN until Ctrl-C
+neonet ssn serve --db FILE [--seeds FILE --operator PEER_ID] [--region R] [--listen MADDR]...
+                 [--no-relay]                 run the SSN (and a circuit relay v2) until Ctrl-C
 neonet ssn seeds make --operator-identity F --network N --entry PEER_ID=REGION=MADDR[,MADDR]...
                  [--serial N] [--lifetime SECONDS] --out FILE
                                               the operator signs a seed list

@@ -367,3 +367,18 @@ async def test_client_without_a_listener_is_reached_through_its_ssns_relay() -> 
             assert peer == alice_node.peer_id
             assert len(await bob_node.ping(peer, count=2)) == 2
             nursery.cancel_scope.cancel()
+
+
+async def test_registrations_per_address_are_rate_limited() -> None:
+    with trio.fail_after(60):
+        async with (
+            federation(["eu"], address_rate=0.01, address_burst=1.0) as (seeds, _, _),
+            AsyncExitStack() as stack,
+        ):
+            await _client(stack, seeds, "first", "eu")
+            node = await stack.enter_async_context(neonet.open_node())
+            with pytest.raises(SsnRequestError) as limited:
+                async with open_ssn_client(node.host, seeds, region="eu"):
+                    pass
+            assert limited.value.code is ErrorCode.RATE_LIMITED
+            assert "127.0.0.1" in limited.value.text

@@ -467,6 +467,8 @@ class SsnServer:
                 )
             elif isinstance(message, fed.Forward):
                 self.stats.forwards_in += 1
+                if len(message.payload) > self.config.max_payload:
+                    raise RequestFailed(Code.TOO_LARGE, "forwarded signal exceeds our payload cap")
                 status = await self._deliver_here(message.sender, message.to, message.payload)
                 reply = fed.Forwarded(rid, status)
             else:
