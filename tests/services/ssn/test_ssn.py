@@ -32,7 +32,11 @@ from neonet.proto.ssn.client_protocol import (
     proof_bytes,
     sign_presence,
 )
-from neonet.proto.ssn.membership import MembershipConfig
+from neonet.proto.ssn.federation import MEMBERSHIP_PROTOCOL_ID
+from neonet.proto.ssn.federation import PROTOCOL_ID as FEDERATION_PROTOCOL_ID
+from neonet.proto.ssn.membership import Member, MembershipConfig, MemberState, MessageKind
+from neonet.proto.ssn.membership import Message as MembershipMessage
+from neonet.proto.ssn.membership import encode_message as encode_membership
 from neonet.proto.ssn.seeds import SeedEntry, SeedList, make_seed_list
 from neonet.services.relay import open_relay, open_relay_client
 from neonet.services.ssn.client import SsnClient, SsnClientConfig, open_ssn_client
@@ -382,3 +386,26 @@ async def test_registrations_per_address_are_rate_limited() -> None:
                     pass
             assert limited.value.code is ErrorCode.RATE_LIMITED
             assert "127.0.0.1" in limited.value.text
+
+
+async def test_only_seed_list_members_speak_membership_and_federation() -> None:
+    with trio.fail_after(60):
+        async with federation(["eu", "eu"]) as (_, servers, _), AsyncExitStack() as stack:
+            outsider = await stack.enter_async_context(neonet.open_node())
+            victim = servers[1]
+            # An outsider claims the victim is dead (a high incarnation would win if heard).
+            update = Member(victim.id, "", "eu", 1 << 62, MemberState.DEAD)
+            lie = encode_membership(MembershipMessage(MessageKind.GOSSIP, updates=(update,)))
+            stream = await outsider.new_stream(
+                servers[0].host.listen_addrs[0], [MEMBERSHIP_PROTOCOL_ID]
+            )
+            await stream.send_all(frame(lie))
+            await stream.send_eof()
+            assert await stream.receive_some() == b""
+            federation_stream = await outsider.new_stream(
+                servers[0].host.listen_addrs[0], [FEDERATION_PROTOCOL_ID]
+            )
+            assert await federation_stream.receive_some() == b""  # closed at once
+            assert victim.id in servers[0].live_member_ids()
+            state = servers[0].membership.member(victim.id)
+            assert state is not None and state.state is MemberState.ALIVE

@@ -282,6 +282,8 @@ class SsnServer:
     async def _handle_membership(self, stream: YamuxStream) -> None:
         sender = stream.session.remote_peer
         assert isinstance(sender, PeerId)
+        if self.seeds.entry(sender.to_bytes()) is None:
+            return  # only SSNs of the seed list may tell us who is alive or dead
         decoder = cp.FrameDecoder(self.config.membership.max_message_size)
         with trio.move_on_after(10):
             while data := await stream.receive_some(65536):
