@@ -42,7 +42,7 @@ from neonet.services.relay import open_relay, open_relay_client
 from neonet.services.ssn.client import SsnClient, SsnClientConfig, open_ssn_client
 from neonet.services.ssn.server import SsnConfig, SsnServer, open_ssn
 
-FAST_MEMBERSHIP = MembershipConfig(protocol_period=0.3, ack_timeout=0.1, gossip_interval=0.05)
+FAST_MEMBERSHIP = MembershipConfig(protocol_period=0.5, ack_timeout=0.25, gossip_interval=0.05)
 
 
 @dataclass
@@ -93,7 +93,7 @@ async def federation_with_scopes(regions: list[str], **config: object) -> AsyncI
         ]
         shared["seeds"] = make_seed_list("test", 1, entries, issued_at=int(time.time()))
         seeds_ready.set()
-        with trio.fail_after(20):
+        with trio.fail_after(40):
             while len(servers) < len(regions) or not all(  # noqa: ASYNC110 (polled views)
                 len(s.live_member_ids()) == len(regions) for s in servers.values()
             ):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from neonet.core import backend
 from neonet.core.errors import NeoNetError
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
@@ -134,7 +135,7 @@ class SsnClient:
         reply = await self._request(lambda rid: cp.Lookup(rid, raw))
         assert isinstance(reply, cp.Found)
         presence = cp.decode_presence(reply.presence)
-        cp.verify_presence(presence, time.time())
+        cp.verify_presence(presence, time.time(), verify_ed25519=backend.verify_signature)
         name = None
         if reply.name_record is not None:
             from neonet.proto.names import verify_name_record

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from neonet.core import backend
 from neonet.core.errors import DecodeError, NeoNetError, RemoteProtocolError
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
@@ -142,7 +143,7 @@ class SsnServer:
         self.id = host.peer_id.to_bytes()
         if seeds.entry(self.id) is None:
             raise NeoNetError(f"this SSN ({host.peer_id}) is not on the seed list")
-        self.store = fed.RecordStore()
+        self.store = fed.RecordStore(verify_ed25519=backend.verify_signature)
         self.mailboxes = Mailboxes(self.config.mailbox)
         self.clients: dict[bytes, _ClientSession] = {}
         self._gone: OrderedDict[bytes, float] = OrderedDict()
@@ -263,7 +264,10 @@ class SsnServer:
     async def _send_membership(self, to: bytes, address: str | None, data: bytes) -> None:
         try:
             peer = PeerId(to)
-            with trio.move_on_after(self.config.membership.ack_timeout * 2):
+            # A late message is harmless (SWIM counts a late ACK as missing), but a budget
+            # shorter than a Noise handshake under load would keep members from ever
+            # connecting: so a generous bound for the dial and the write.
+            with trio.move_on_after(max(5.0, 2 * self.config.membership.protocol_period)):
                 if not self.host.swarm.connections_to(peer):
                     if address is None:
                         return
@@ -411,11 +415,15 @@ class SsnServer:
                 if found:
                     break
         best: fed.Entry | None = None
+        now = self._now()
         for presence_bytes, name_bytes in found:
+            # Owners checked the signatures on STORE (owners are seed-list SSNs, trusted as
+            # much as we trust ourselves); the client checks them again on its side.
             try:
                 presence = cp.decode_presence(presence_bytes)
-                cp.verify_presence(presence, self._now())
             except DecodeError:
+                continue
+            if presence.expires <= now:
                 continue
             if best is None or presence.seq > best.presence.seq:
                 best = fed.Entry(presence, presence_bytes, None, name_bytes)
@@ -629,8 +637,10 @@ class SsnServer:
             raise RequestFailed(Code.RATE_LIMITED, f"too many registrations from {address}")
         try:
             presence = cp.decode_presence(message.presence)
-            cp.verify_presence(presence, now)
-            cp.verify_proof(presence, message.proof, nonce, self.id)
+            cp.verify_presence(presence, now, verify_ed25519=backend.verify_signature)
+            cp.verify_proof(
+                presence, message.proof, nonce, self.id, verify_ed25519=backend.verify_signature
+            )
         except DecodeError as exc:
             raise RequestFailed(Code.BAD_PROOF, str(exc)) from None
         if presence.peer_id != remote.to_bytes():
