@@ -409,3 +409,33 @@ async def test_only_seed_list_members_speak_membership_and_federation() -> None:
             assert victim.id in servers[0].live_member_ids()
             state = servers[0].membership.member(victim.id)
             assert state is not None and state.state is MemberState.ALIVE
+
+
+async def test_a_misbehaving_ssn_of_our_region_sends_us_to_another_region() -> None:
+    """The eu SSN answers the challenge with garbage: the client is not hurt and registers
+    with the SSN of the other region."""
+
+    async def broken_ssn(stream: neonet.Stream) -> None:
+        await stream.send_all(frame(encode_message(Challenge(b"n" * 32, fake.peer_id.to_bytes()))))
+        await stream.receive_some()
+        await stream.send_all(b"\x03\xff\xff\xff")
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            fake = await stack.enter_async_context(neonet.open_node())
+            fake.set_stream_handler(PROTOCOL_ID, broken_ssn)
+            real = await stack.enter_async_context(neonet.open_node())
+            seeds = make_seed_list(
+                "mixed",
+                1,
+                [
+                    SeedEntry(fake.peer_id.to_bytes(), "eu", (str(fake.listen_addrs[0]),)),
+                    SeedEntry(real.peer_id.to_bytes(), "us", (str(real.listen_addrs[0]),)),
+                ],
+                issued_at=int(time.time()),
+            )
+            await stack.enter_async_context(open_ssn(real.host, seeds, "us"))
+            _, client = await _client(stack, seeds, "alice", "eu")
+            assert client.ssn == real.peer_id
+            assert (await client.lookup("alice")).ssn_id == real.peer_id
+            nursery.cancel_scope.cancel()

@@ -23,14 +23,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
 
 from neonet.core import backend
-from neonet.core.errors import NeoNetError
+from neonet.core.errors import NeoNetError, RemoteProtocolError
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.net.host import Host
@@ -210,13 +210,14 @@ class SsnClient:
         except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError):
             return None
 
-    async def _choose(self) -> list[SeedEntry]:
-        """Reachable SSNs, best first: own region by RTT, then the rest by RTT."""
-        ordered = self.seeds.in_region_first(self.region)
-        own = [e for e in ordered if e.region == self.region]
-        rest = [e for e in ordered if e.region != self.region]
-        results: list[tuple[int, float, SeedEntry]] = []
-        for group_rank, group in enumerate((own, rest)):
+    async def _choose(self, *, elsewhere: bool = False) -> list[SeedEntry]:
+        """Reachable SSNs by RTT: of our own region (of any region if none of ours answers),
+        or, ``elsewhere``, of the other regions only."""
+        own = [e for e in self.seeds.entries if e.region == self.region]
+        rest = [e for e in self.seeds.entries if e.region != self.region]
+        groups = (rest,) if elsewhere else (own, rest)
+        results: list[tuple[float, SeedEntry]] = []
+        for group in groups:
             measured: dict[bytes, float] = {}
 
             async def measure(entry: SeedEntry, into: dict[bytes, float] = measured) -> None:
@@ -229,13 +230,12 @@ class SsnClient:
                     nursery.start_soon(measure, entry)
             for entry in group:
                 if entry.member_id in measured:
-                    rtt = measured[entry.member_id]
-                    results.append((group_rank, rtt, entry))
-                    self.stats.rtts[str(entry.peer_id)] = rtt
+                    results.append((measured[entry.member_id], entry))
+                    self.stats.rtts[str(entry.peer_id)] = measured[entry.member_id]
             if results:
                 break  # own region answered: do not spend time on the others
-        results.sort(key=lambda item: (item[0], item[1]))
-        return [entry for _, _, entry in results]
+        results.sort(key=lambda item: item[0])
+        return [entry for _, entry in results]
 
     async def _register(
         self, entry: SeedEntry, nursery: trio.Nursery
@@ -252,7 +252,10 @@ class SsnClient:
 
         async def on_message(message: cp.ClientMessage) -> None:
             if isinstance(message, cp.Challenge):
-                challenge_send.send_nowait(message)  # a second challenge is a protocol error
+                try:
+                    challenge_send.send_nowait(message)
+                except trio.WouldBlock:
+                    raise RemoteProtocolError("the SSN sent a second CHALLENGE") from None
             elif isinstance(message, cp.Incoming):
                 try:
                     self._send_incoming.send_nowait(
@@ -261,7 +264,7 @@ class SsnClient:
                 except trio.WouldBlock:
                     self.stats.dropped_signals += 1
 
-        await nursery.start(channel.run, on_message)
+        await nursery.start(self._run_channel, channel, on_message)
         try:
             with trio.fail_after(self.config.request_timeout):
                 challenge = await challenge_receive.receive()
@@ -278,6 +281,20 @@ class SsnClient:
         nursery.start_soon(self._maintain, channel, challenge)
         self._challenge = challenge
         return channel
+
+    @staticmethod
+    async def _run_channel(
+        channel: FramedChannel[cp.ClientMessage],
+        on_message: Callable[[cp.ClientMessage], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            await channel.run(on_message, task_status=task_status)
+        except RemoteProtocolError as exc:
+            # A misbehaving SSN is treated like a lost one: the channel is closed, and the
+            # supervisor registers elsewhere.
+            logger.info("SSN broke the client protocol: %s", exc)
 
     async def refresh(self) -> None:
         """Register again now on the current SSN, e.g. to publish new addresses (a relayed
@@ -363,31 +380,42 @@ class SsnClient:
 
     async def _connect_somewhere(self, nursery: trio.Nursery) -> FramedChannel[cp.ClientMessage]:
         errors: list[str] = []
-        refusal: cp.SsnRequestError | None = None
+        refusals: list[cp.SsnRequestError] = []
         for round_number in range(1_000_000):
-            candidates = await self._choose()
-            for entry in candidates:
-                try:
-                    channel = await self._register(entry, nursery)
-                except cp.SsnRequestError as exc:
-                    errors.append(f"{entry.peer_id}: {exc}")
-                    if exc.code is cp.ErrorCode.NAME_TAKEN:
-                        raise
-                    refusal = exc
-                    continue
-                except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                    errors.append(f"{entry.peer_id}: {exc}")
-                    continue
-                self.ssn = entry.peer_id
-                self.ssn_addrs = [_entry_address(entry)]
-                for other in candidates:
-                    if other is not entry:
-                        # Only the chosen SSN keeps a connection (each costs it memory).
-                        nursery.start_soon(self.host.disconnect, other.peer_id)
-                return channel
+            tried: list[SeedEntry] = []
+            # Our region first; only if every SSN there fails us, the other regions.
+            for elsewhere in (False, True):
+                if elsewhere and self.region is None:
+                    break
+                candidates = [e for e in await self._choose(elsewhere=elsewhere) if e not in tried]
+                for entry in candidates:
+                    tried.append(entry)
+                    try:
+                        channel = await self._register(entry, nursery)
+                    except cp.SsnRequestError as exc:
+                        errors.append(f"{entry.peer_id}: {exc}")
+                        if exc.code is cp.ErrorCode.NAME_TAKEN:
+                            raise
+                        refusals.append(exc)
+                        continue
+                    except (
+                        NeoNetError,
+                        OSError,
+                        trio.TooSlowError,
+                        trio.BrokenResourceError,
+                    ) as exc:
+                        errors.append(f"{entry.peer_id}: {exc}")
+                        continue
+                    self.ssn = entry.peer_id
+                    self.ssn_addrs = [_entry_address(entry)]
+                    for other in tried:
+                        if other is not entry:
+                            # Only the chosen SSN keeps a connection (each costs it memory).
+                            nursery.start_soon(self.host.disconnect, other.peer_id)
+                    return channel
             if round_number == 2 and self.ssn is None:
-                if refusal is not None and len(errors) == 3 * len(candidates) and candidates:
-                    raise refusal  # every SSN said no, and why (OVER_CAPACITY, RATE_LIMITED...)
+                if refusals and len(refusals) == len(errors):
+                    raise refusals[-1]  # every SSN said no, and why (OVER_CAPACITY, ...)
                 raise cp.SsnRequestError(
                     cp.ErrorCode.UNAVAILABLE, "no SSN accepted us: " + "; ".join(errors[-6:])
                 )
