@@ -235,6 +235,10 @@ class SsnClient:
             if results:
                 break  # own region answered: do not spend time on the others
         results.sort(key=lambda item: item[0])
+        if not results and not elsewhere:
+            # Nobody answered a probe in time (an overloaded SSN is slow, not dead): try
+            # them in seed-list order, own region first; registration has its own bounds.
+            return self.seeds.in_region_first(self.region)
         return [entry for _, entry in results]
 
     async def _register(
