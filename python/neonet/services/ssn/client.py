@@ -244,6 +244,8 @@ class SsnClient:
     async def _register(
         self, entry: SeedEntry, nursery: trio.Nursery
     ) -> FramedChannel[cp.ClientMessage]:
+        if not self.host.swarm.connections_to(entry.peer_id):
+            await self.host.connect(_entry_address(entry))  # the probe did not connect us
         stream = await self.host.new_stream(entry.peer_id, [cp.PROTOCOL_ID])
         channel: FramedChannel[cp.ClientMessage] = FramedChannel(
             stream,
