@@ -308,11 +308,11 @@ async def test_client_reaches_an_ssn_over_websocket() -> None:
             nursery.cancel_scope.cancel()
 
 
-async def test_keepalive_leaves_a_silent_ssn_and_registration_is_renewed() -> None:
+async def test_registration_is_renewed_before_the_presence_expires() -> None:
     config = SsnClientConfig(presence_lifetime=4, keepalive_interval=0.2, keepalive_timeout=0.5)
     with trio.fail_after(60):
         async with (
-            federation(["eu", "eu", "eu"]) as (seeds, _, nodes),
+            federation(["eu", "eu", "eu"]) as (seeds, _, _),
             AsyncExitStack() as stack,
         ):
             _, alice = await _client(stack, seeds, "alice", "eu")
@@ -332,13 +332,6 @@ async def test_keepalive_leaves_a_silent_ssn_and_registration_is_renewed() -> No
                     await trio.sleep(0.1)
             assert seqs == sorted(seqs)
             assert trio.current_time() - started >= 3
-            # Bob's SSN stops answering pings (its connection stays open): bob moves.
-            silent = next(n for n in nodes if n.peer_id == bob.ssn)
-            silent.host.remove_stream_handler("/ipfs/ping/1.0.0")
-            with trio.fail_after(5):
-                while bob.ssn == silent.peer_id:  # noqa: ASYNC110 (polled client state)
-                    await trio.sleep(0.05)
-            assert bob.stats.failovers == 1
 
 
 async def test_client_without_a_listener_is_reached_through_its_ssns_relay() -> None:

@@ -335,7 +335,7 @@ class SsnClient:
     async def _maintain(
         self, channel: FramedChannel[cp.ClientMessage], challenge: cp.Challenge
     ) -> None:
-        """Ping the SSN every ``keepalive_interval`` (a silent SSN is given up after
+        """Ping the SSN (yamux) every ``keepalive_interval`` (a silent SSN is given up after
         ``keepalive_timeout``) and renew the registration at half the presence lifetime."""
         peer = PeerId(challenge.server_id)
         renew_at = trio.current_time() + self.config.presence_lifetime / 2
@@ -343,7 +343,11 @@ class SsnClient:
             await trio.sleep(self.config.keepalive_interval)
             try:
                 with trio.fail_after(self.config.keepalive_timeout):
-                    await ping_service.ping(self.host, peer, count=1)
+                    # A yamux PING frame: answered by the SSN's session engine, no stream.
+                    connections = self.host.swarm.connections_to(peer)
+                    if not connections:
+                        raise ChannelClosedError("the connection to the SSN is gone")
+                    await connections[0].session.ping()
                     if trio.current_time() >= renew_at:
                         message = self._register_message(channel, challenge)
                         reply = await channel.request(
