@@ -363,6 +363,8 @@ def decode_message(data: bytes) -> ClientMessage:
     if kind in (Kind.CHALLENGE, Kind.INCOMING) and rid != 0:
         raise DecodeError(f"{kind.name} is not an answer: its request ID is 0")
     fields = value[3:]
+    if kind in (Kind.CHALLENGE, Kind.INCOMING) and rid != 0:
+        raise DecodeError(f"{kind.name} carries request ID 0")
     if kind is Kind.CHALLENGE:
         nonce = _blob(fields[0], "nonce", NONCE_LENGTH)
         if len(nonce) != NONCE_LENGTH:
