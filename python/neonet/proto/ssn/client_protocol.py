@@ -360,8 +360,6 @@ def decode_message(data: bytes) -> ClientMessage:
     rid = value[2]
     if not isinstance(rid, int) or isinstance(rid, bool) or not 0 <= rid <= MAX_REQUEST_ID:
         raise DecodeError("request ID out of range")
-    if kind in (Kind.CHALLENGE, Kind.INCOMING) and rid != 0:
-        raise DecodeError(f"{kind.name} is not an answer: its request ID is 0")
     fields = value[3:]
     if kind in (Kind.CHALLENGE, Kind.INCOMING) and rid != 0:
         raise DecodeError(f"{kind.name} carries request ID 0")
