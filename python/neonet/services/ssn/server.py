@@ -23,12 +23,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
 
 import trio
 
@@ -43,68 +41,21 @@ from neonet.proto.kad_records import InvalidRecordError
 from neonet.proto.names import KEY_PREFIX, decode_name_record, name_key
 from neonet.proto.ssn import client_protocol as cp
 from neonet.proto.ssn import federation as fed
-from neonet.proto.ssn.mailbox import MailboxConfig, Mailboxes, MailboxFull
+from neonet.proto.ssn.mailbox import Mailboxes, MailboxFull
 from neonet.proto.ssn.membership import (
     MemberDied,
     MemberJoined,
     MemberLeft,
     MemberRecovered,
     Membership,
-    MembershipConfig,
 )
 from neonet.proto.ssn.placement import handoff, owners
 from neonet.proto.ssn.seeds import SeedList
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
+from neonet.services.ssn.config import RequestFailed, ServerStatistics, SsnConfig, SystemRandomness
 
 logger = logging.getLogger("neonet.ssn.server")
 Code = cp.ErrorCode
-
-
-class RequestFailed(Exception):
-    """Internal: answer the current request with ERROR(code, text)."""
-
-    def __init__(self, code: cp.ErrorCode, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.text = text
-
-
-@dataclass(frozen=True, slots=True)
-class SsnConfig:
-    replicas: int = 3
-    max_clients: int = 20_000
-    max_payload: int = cp.MAX_PAYLOAD
-    client_rate: float = 200.0  # requests per second per registered client
-    client_burst: float = 400.0
-    address_rate: float = 50.0  # registrations per second per remote IP address
-    address_burst: float = 200.0
-    offline_grace: float = 60.0  # a client gone this long gets signals queued, not refused
-    request_timeout: float = 3.0  # one federation hop
-    max_requests_in_flight: int = 256  # per client stream (backpressure beyond)
-    presence_cache: int = 100_000
-    membership: MembershipConfig = field(default_factory=MembershipConfig)
-    mailbox: MailboxConfig = field(default_factory=MailboxConfig)
-
-
-@dataclass(slots=True)
-class ServerStatistics:
-    clients: int = 0
-    registrations: int = 0
-    lookups: int = 0
-    signals: int = 0
-    forwards_in: int = 0
-    errors: int = 0
-    stored_records: int = 0
-
-
-class _Randomness:
-    """The engine's random source, from the OS generator."""
-
-    def __init__(self) -> None:
-        self._random = random.SystemRandom()
-
-    def randrange(self, stop: int) -> int:
-        return self._random.randrange(stop)
 
 
 class _ClientSession:
@@ -182,7 +133,7 @@ class SsnServer:
     # --- lifecycle ----------------------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         address = str(self.host.listen_addrs[0])
-        rng = _Randomness()
+        rng = SystemRandomness()
         self._membership = Membership(
             self.id,
             address,
@@ -761,3 +712,6 @@ async def open_ssn(
             yield server
         finally:
             nursery.cancel_scope.cancel()
+
+
+__all__ = ["ServerStatistics", "SsnConfig", "SsnServer", "open_ssn", "serve_ssn"]
