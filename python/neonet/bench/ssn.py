@@ -37,6 +37,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, Request, TextMessage
 
 from neonet.cli.local_network import LocalNetwork
+from neonet.core.errors import NeoNetError
 from neonet.core.keys import Ed25519Identity
 from neonet.net.host import Host
 from neonet.proto.ssn.seeds import SeedList, make_seed_list
@@ -96,9 +97,16 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
             clients: list[SsnClient] = []
             limiter = trio.Semaphore(64)
 
+            failures: list[str] = []
+
             async def add(index: int) -> None:
                 async with limiter:
-                    clients.append(await _light_client(nursery, on_ssn0, f"held-{index}"))
+                    try:
+                        client = await _light_client(nursery, on_ssn0, f"held-{index}")
+                    except (NeoNetError, trio.TooSlowError, OSError) as exc:
+                        failures.append(str(exc))  # counted and reported, not fatal
+                        return
+                    clients.append(client)
 
             started = time.perf_counter()
             async with trio.open_nursery() as adders:
@@ -108,6 +116,8 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
             await trio.sleep(1.0)
             rss_after = _rss_kib(pid)
             results["clients_held"] = len(clients)
+            results["registration_failures"] = len(failures)
+            results["registration_failure_sample"] = failures[:3]
             results["registrations_per_s"] = len(clients) / elapsed
             results["kib_per_client"] = (rss_after - rss_before) / len(clients)
             results["ssn_rss_mib"] = rss_after / 1024
@@ -298,7 +308,10 @@ def main(*, quick: bool, as_json: bool, clients: int | None = None) -> None:
         return
     ssn, relay = results["ssn"], results["node_ws_relay"]
     print("SSN (one process; 4 SSNs in 2 regions on loopback, Python load generator)")
-    print(f"  clients held by one SSN      {ssn['clients_held']}")
+    print(
+        f"  clients held by one SSN      {ssn['clients_held']}"
+        f" ({ssn['registration_failures']} registrations failed)"
+    )
     print(
         f"  memory per client            {ssn['kib_per_client']:.1f} KiB"
         f" (SSN RSS {ssn['ssn_rss_mib']:.0f} MiB)"

@@ -414,7 +414,7 @@ class SsnClient:
                         trio.TooSlowError,
                         trio.BrokenResourceError,
                     ) as exc:
-                        errors.append(f"{entry.peer_id}: {exc}")
+                        errors.append(f"{entry.peer_id}: {type(exc).__name__} {exc}".strip())
                         continue
                     self.ssn = entry.peer_id
                     self.ssn_addrs = [_entry_address(entry)]
