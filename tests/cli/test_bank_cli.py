@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -115,6 +116,25 @@ def test_bank_cli_end_to_end(
         kinds = [json.loads(line)["kind"] for line in history]
         assert kinds == [0, 3, 2, 4]  # open, receive, transfer, open purse
         assert json.loads(history[-1])["balance"] == 700
+        # Double spend: a copy of the wallet (its purse index at 2) pays index 2 twice,
+        # at two POS that are offline together; both accept, the second redeem is refused
+        # with a proof and the payer's account is frozen.
+        shutil.copytree(alice_dir, tmp_path / "alice-copy")
+        shop2_dir = str(tmp_path / "shop2")
+        shop2 = run(capsys, "wallet", "create", "--wallet", shop2_dir).strip()
+        first = run(capsys, "wallet", "pay-offline", shop, "40", "--wallet", alice_dir).strip()
+        second = run(
+            capsys, "wallet", "pay-offline", shop2, "45", "--wallet", str(tmp_path / "alice-copy")
+        ).strip()
+        run(capsys, "pos", "accept", first, *common, "--wallet", shop_dir)
+        run(capsys, "pos", "accept", second, *common, "--wallet", shop2_dir)
+        redeemed = json.loads(run(capsys, "pos", "redeem", *common, "--wallet", shop_dir))
+        assert redeemed == {"redeemed": 40, "balance": 220}
+        refused = run(capsys, "pos", "redeem", *common, "--wallet", shop2_dir).splitlines()
+        assert json.loads(refused[0])["proof"] is True
+        assert json.loads(refused[-1])["redeemed"] == 0
+        assert main(["bank", "wallet", "send", shop, "1", *common, "--wallet", alice_dir]) == 1
+        assert "frozen" in capsys.readouterr().err
     finally:
         for process in validators:
             process.kill()

@@ -208,6 +208,7 @@ def test_px_accepted_only_from_well_scored_peers(backend: Implementation) -> Non
     for seqno in range(20):  # a earns first-delivery credit (P2)
         message = sign_message(a.identity, TOPIC, b"%d" % seqno, seqno + 1)
         b.router.handle_rpc(a.peer, Rpc(messages=[message]), network.now)
+    b.router.heartbeat(network.now + 1)  # rewards count from the next heartbeat (cached)
     b.router.handle_rpc(a.peer, Rpc(control=_control(graft=[TOPIC])), network.now + 100)
     b.router.handle_rpc(a.peer, prune, network.now + 100)
     assert stranger in b.router.drain().px

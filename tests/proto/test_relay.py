@@ -184,6 +184,29 @@ def test_circuit_limits() -> None:
     assert resources.open_circuit(RELAY_ID, ALICE_ID, 0).status == Status.OK
 
 
+def test_circuits_per_ip_and_rates() -> None:
+    resources = RelayResources(
+        RelayLimits(max_circuits_per_ip=1, circuit_rate=1.0, circuit_burst=2, reservation_burst=2)
+    )
+    resources.reserve(ALICE_ID, "10.0.0.1", 0)
+    first = resources.open_circuit(BOB_ID, ALICE_ID, 0, "10.0.0.9")
+    assert first.status == Status.OK
+    # A second circuit from the same source IP (another peer) is over the per-IP cap.
+    assert resources.open_circuit(RELAY_ID, ALICE_ID, 0, "10.0.0.9").status == (
+        Status.RESOURCE_LIMIT_EXCEEDED
+    )
+    resources.close_circuit(first.circuit_id)
+    # The bucket of 10.0.0.9 (burst 2) is empty now; it refills at 1 per second.
+    assert resources.open_circuit(RELAY_ID, ALICE_ID, 0.5, "10.0.0.9").status == (
+        Status.RESOURCE_LIMIT_EXCEEDED
+    )
+    assert resources.open_circuit(RELAY_ID, ALICE_ID, 1.5, "10.0.0.9").status == Status.OK
+    # Reservations from one IP are rate limited too (burst 2, then 1 per second).
+    assert resources.reserve(BOB_ID, "10.0.0.1", 0).status == Status.OK
+    assert resources.reserve(BOB_ID, "10.0.0.1", 0).status == Status.RESOURCE_LIMIT_EXCEEDED
+    assert resources.reserve(BOB_ID, "10.0.0.1", 1.0).status == Status.OK
+
+
 def test_data_budget() -> None:
     budget = DataBudget(10)
     assert budget.take(4) == 4 and not budget.exhausted

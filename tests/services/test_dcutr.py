@@ -8,10 +8,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import pytest
 import trio
 
 from neonet.net.swarm import Connection
 from neonet.node import Node, Stream, open_node
+from neonet.proto.dcutr import PROTOCOL_ID
 from neonet.services.dcutr import DcutrService, open_dcutr
 from neonet.services.relay import open_relay, open_relay_client
 
@@ -83,3 +85,36 @@ async def wait_closed(node: Node, connection: Connection) -> None:
     node.host.swarm.on_disconnect.append(on_disconnect)
     if not connection.closed:
         await gone.wait()
+
+
+async def test_bad_dcutr_messages_only_reset_the_stream() -> None:
+    async with AsyncExitStack() as stack:
+        relay_node = await stack.enter_async_context(open_node())
+        await stack.enter_async_context(open_relay(relay_node))
+        listener, listener_dcutr = await stack.enter_async_context(punching_node(stack))
+        client = await stack.enter_async_context(
+            open_relay_client(listener, [relay_node.listen_addrs[0]])
+        )
+        # The dialer runs no DCUtR service: it only pokes the listener's.
+        dialer = await stack.enter_async_context(open_node())
+        await stack.enter_async_context(open_relay_client(dialer))
+        with trio.fail_after(TIMEOUT):
+            await client.wait_reserved()
+            circuit = (
+                relay_node.listen_addrs[0]
+                .encapsulate("/p2p-circuit")
+                .with_peer_id(listener.peer_id)
+            )
+            await dialer.connect(circuit)
+            for garbage in (b"\xff\xff\xff\xff\x0f", b"\x02\x08\x01", b"\x00"):
+                stream = await dialer.new_stream(listener.peer_id, [PROTOCOL_ID])
+                await stream.send_all(garbage)
+                await stream.send_eof()
+                with pytest.raises(trio.BrokenResourceError):
+                    while await stream.receive_some():
+                        pass
+            # The node is fine: the relayed connection still carries pings.
+            assert len(await dialer.ping(listener.peer_id, count=2)) == 2
+        # No garbage stream got as far as a punch (its only result: the dialer has no DCUtR).
+        assert [r.error for r in listener_dcutr.results if not r.initiator] == []
+        assert all(not r.success for r in listener_dcutr.results)

@@ -6,6 +6,7 @@ interop with other implementations is in tests/interop/test_pubsub_interop.py.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -17,8 +18,10 @@ from neonet.core.errors import LocalProtocolError
 from neonet.core.gossip import PROTOCOL_MESHSUB_V12
 from neonet.core.varint import encode_uvarint
 from neonet.node import Node
+from neonet.proto.gossipsub_rpc import Rpc, encode_rpc, frame, sign_message
 from neonet.services.pubsub import (
     Pubsub,
+    PubsubConfig,
     PubsubMessage,
     Subscription,
     ValidationResult,
@@ -144,3 +147,75 @@ async def test_garbage_resets_only_that_stream() -> None:
         await pubsub_b.publish(TOPIC, b"still alive")
         (message,) = await _receive(sub_a, 1)
         assert message.data == b"still alive"
+
+
+async def test_outbound_stream_lost_is_reopened_on_the_live_connection() -> None:
+    async with _cluster(2) as members:
+        (_, pubsub_a), (node_b, pubsub_b) = members
+        key = node_b.peer_id.to_bytes()
+        sub_b = pubsub_b.subscribe(TOPIC)
+        pubsub_a.subscribe(TOPIC)
+        await _wait_for(members, lambda: bool(pubsub_a.mesh_peers(TOPIC)))
+        first = pubsub_a._writers[key]
+        first.stream.reset()  # the stream dies, the connection stays
+        await _wait_for(
+            members, lambda: key in pubsub_a._writers and pubsub_a._writers[key] is not first
+        )
+        await _wait_for(members, lambda: bool(pubsub_a.mesh_peers(TOPIC)))
+        await pubsub_a.publish(TOPIC, b"after the reset")
+        (message,) = await _receive(sub_b, 1)
+        assert message.data == b"after the reset"
+
+
+async def test_explicit_peers_are_dialed_never_meshed_and_always_served() -> None:
+    async with AsyncExitStack() as stack:
+        explicit = await stack.enter_async_context(neonet.open_node())
+        explicit_pubsub = await stack.enter_async_context(open_pubsub(explicit))
+        node_a = await stack.enter_async_context(neonet.open_node())
+        config = PubsubConfig(explicit_peers=(str(explicit.listen_addrs[0]),))
+        pubsub_a = await stack.enter_async_context(open_pubsub(node_a, config))
+        node_b = await stack.enter_async_context(neonet.open_node())
+        pubsub_b = await stack.enter_async_context(open_pubsub(node_b))
+        await node_b.connect(node_a.listen_addrs[0])
+        members = [(explicit, explicit_pubsub), (node_a, pubsub_a), (node_b, pubsub_b)]
+        inbox = explicit_pubsub.subscribe(TOPIC)
+        pubsub_a.subscribe(TOPIC)
+        pubsub_b.subscribe(TOPIC)
+        # A dials its explicit peer by itself and learns its subscription.
+        await _wait_for(members, lambda: explicit.peer_id in pubsub_a.topic_peers(TOPIC))
+        await _wait_for(members, lambda: bool(pubsub_a.mesh_peers(TOPIC)))
+        await pubsub_b.publish(TOPIC, b"via a to its explicit peer")
+        (message,) = await _receive(inbox, 1)
+        assert message.data == b"via a to its explicit peer"
+        assert explicit.peer_id not in pubsub_a.mesh_peers(TOPIC)
+        # The explicit peer may GRAFT A; A answers with a PRUNE, so it leaves the mesh.
+        await _wait_for(members, lambda: node_a.peer_id not in explicit_pubsub.mesh_peers(TOPIC))
+
+
+async def test_invalid_flooder_over_tcp_is_graylisted_while_honest_traffic_flows() -> None:
+    async with _cluster(2) as members, neonet.open_node() as intruder:
+        (node_a, pubsub_a), (_, pubsub_b) = members
+        inbox = pubsub_a.subscribe(TOPIC)
+        pubsub_b.subscribe(TOPIC)
+        async with open_pubsub(intruder) as intruder_pubsub:
+            intruder_pubsub.subscribe(TOPIC)
+            await intruder.connect(node_a.listen_addrs[0])
+            key = intruder.peer_id.to_bytes()
+            await _wait_for(members, lambda: pubsub_a.router.has_peer(key))
+            # A second stream carries hand-made RPCs: signed messages, then tampered.
+            stream = await intruder.new_stream(node_a.peer_id, [PROTOCOL_MESHSUB_V12])
+            forged = []
+            for seqno in range(20):
+                good = sign_message(intruder.host.identity, TOPIC, b"spam", 1000 + seqno)
+                forged.append(dataclasses.replace(good, data=b"tampered %d" % seqno))
+            await stream.send_all(frame(encode_rpc(Rpc(messages=forged))))
+            await _wait_for(members, lambda: pubsub_a.router.peer_score(key) < -80)
+            assert pubsub_a.router.stats.invalid_received >= 3
+            assert intruder.peer_id not in pubsub_a.mesh_peers(TOPIC)
+            await _wait_for(members, lambda: bool(pubsub_b.mesh_peers(TOPIC)))
+            await pubsub_b.publish(TOPIC, b"honest")
+            with trio.fail_after(10):
+                async for message in inbox:
+                    assert not message.data.startswith(b"tampered")
+                    if message.data == b"honest":
+                        break

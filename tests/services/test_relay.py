@@ -15,7 +15,16 @@ from neonet.core.errors import TransportError
 from neonet.core.multiaddr import Multiaddr
 from neonet.net.relayed import RelayRefusedError
 from neonet.node import Node, Stream, open_node
-from neonet.proto.relay import Limit, RelayLimits, Status
+from neonet.proto.relay import (
+    HOP_PROTOCOL_ID,
+    STOP_PROTOCOL_ID,
+    FrameReader,
+    Limit,
+    RelayLimits,
+    Status,
+    decode_hop,
+    decode_stop,
+)
 from neonet.services.relay import (
     RelayClient,
     RelayService,
@@ -189,3 +198,41 @@ async def test_reservation_is_refreshed_after_the_relay_drops_us() -> None:
             ):
                 await a_client.wait_changed()
         assert service.statistics.reservations_accepted >= 2
+
+
+async def test_reservation_is_refreshed_before_it_expires() -> None:
+    # A 2 s reservation: the client renews it after half its remaining time.
+    limits = RelayLimits(reservation_ttl=2)
+    async with relay_setup(limits) as (relay_node, service, _, a_client, _, _):
+        first = a_client.reservations[relay_node.peer_id]
+        with trio.fail_after(TIMEOUT):
+            while a_client.reservations.get(relay_node.peer_id, first).expire <= first.expire:
+                await a_client.wait_changed()
+        assert service.statistics.reservations_accepted >= 2
+        assert service.resources.reservation_count(trio.current_time()) == 1
+
+
+async def test_malformed_hop_and_stop_messages_get_a_status() -> None:
+    async with relay_setup() as (relay_node, service, a, _, b, _):
+        with trio.fail_after(TIMEOUT):
+            await b.connect(relay_node.listen_addrs[0])
+            for garbage, protocol, peer in (
+                (b"\x03\xff\xff\xff", HOP_PROTOCOL_ID, relay_node.peer_id),
+                (b"\x02\x08\x07", HOP_PROTOCOL_ID, relay_node.peer_id),
+                (b"\x01\x08", STOP_PROTOCOL_ID, a.peer_id),
+            ):
+                if peer == a.peer_id:
+                    await b.connect(a.listen_addrs[0])
+                stream = await b.new_stream(peer, [protocol])
+                await stream.send_all(garbage)
+                reply = FrameReader()
+                reply.receive_data(await read_all(stream))
+                body = reply.next_frame()
+                assert body is not None
+                decode = decode_hop if protocol == HOP_PROTOCOL_ID else decode_stop
+                assert decode(body).status == Status.MALFORMED_MESSAGE
+            # Both nodes still serve: a circuit works afterwards.
+            await b.host.disconnect(a.peer_id)
+            await b.connect(circuit_to(relay_node, a))
+            assert len(await b.ping(a.peer_id)) == 1
+        assert service.statistics.circuits_opened == 1

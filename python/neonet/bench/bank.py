@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -37,10 +38,11 @@ from neonet.core import backend
 from neonet.core.keys import Ed25519Identity
 from neonet.core.ledger import Block, BlockKind, ChainHead, encode_block, sign_block
 from neonet.node import open_node
+from neonet.proto.bank import wire
 from neonet.proto.bank.messages import Certificate, Committee, PursePayload, vote_message
 from neonet.proto.bank.pos import MemoryPosStore, PointOfSale
 from neonet.proto.bank.state import AccountState
-from neonet.proto.bank.validator import Validator
+from neonet.proto.bank.validator import MemoryVoteStore, Validator
 from neonet.proto.bank.wallet import MemoryWalletStore, PurseWallet, Wallet
 
 LOOPBACK = "/ip4/127.0.0.1/tcp/0"
@@ -50,8 +52,6 @@ TARGET_POS_MS = 2.0
 
 
 def _identity(label: str) -> Ed25519Identity:
-    import hashlib
-
     return Ed25519Identity.from_seed(
         hashlib.sha256(b"neonet bench bank " + label.encode()).digest()
     )
@@ -262,7 +262,7 @@ async def _sync(count: int) -> dict[str, float]:
         for name in names:
             implementation = backend.implementation(name)
             started = time.perf_counter()
-            fetched = await client_fetch(client, keys.mint_account)
+            fetched = await _fetch(client, keys.mint_account)
             fetched_at = time.perf_counter()
             verified = verify_synced(
                 fetched, keys.committee, keys.mint_account, None, implementation
@@ -275,10 +275,8 @@ async def _sync(count: int) -> dict[str, float]:
     return results
 
 
-async def client_fetch(client: BankClient, account: bytes) -> list[Certificate]:
+async def _fetch(client: BankClient, account: bytes) -> list[Certificate]:
     """The chain's certificates over the sync protocol, unverified (timed apart)."""
-    from neonet.proto.bank import wire
-
     certificates: list[Certificate] = []
     while True:
         answer = await client.ask(
@@ -288,9 +286,6 @@ async def client_fetch(client: BankClient, account: bytes) -> list[Certificate]:
         certificates.extend(page)
         if len(page) < wire.MAX_RANGE:
             return certificates
-
-
-from neonet.proto.bank.validator import MemoryVoteStore  # noqa: E402
 
 
 def run(*, quick: bool) -> dict[str, Any]:

@@ -101,6 +101,7 @@ class Worker:
         self.first = first_index
         self.members = members
         self.recorder = Recorder()
+        self.cpu_at_run = time.process_time()
 
     async def connect(self, dials: list[tuple[int, str]]) -> dict[str, Any]:
         failures = 0
@@ -139,6 +140,7 @@ class Worker:
         self, tag: int, rate: float, duration: float, size: int, publishers: list[int]
     ) -> dict[str, Any]:
         counts: list[int] = []
+        self.cpu_at_run = time.process_time()
 
         async def publish(local: int) -> None:
             pubsub = self.members[local][1]
@@ -159,6 +161,7 @@ class Worker:
             "duplicates": sum(s.duplicates_received for s in stats),
             "idontwant_suppressed": sum(s.idontwant_suppressed for s in stats),
             "dropped_rpcs": sum(pubsub.dropped_rpcs for _, pubsub in self.members),
+            "cpu_s": time.process_time() - self.cpu_at_run,  # this process, run + drain
         }
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import trio
 
+from neonet.apps.bank.fraud_gossip import publish_fraud_proof, serve_fraud_gossip
 from neonet.apps.bank.keystore import load_key, save_key
 from neonet.apps.bank.service import (
     BankClient,
@@ -39,10 +40,11 @@ from neonet.apps.bank.store import SqlitePosStore, SqliteVoteStore, SqliteWallet
 from neonet.core.errors import DecodeError, NeoNetError
 from neonet.core.keys import Ed25519Identity
 from neonet.core.peer_id import PeerId
-from neonet.node import open_node
+from neonet.node import Node, open_node
 from neonet.proto.bank.messages import (
     Certificate,
     Committee,
+    FraudProof,
     PursePayload,
     Receipt,
     ReceivePayload,
@@ -50,6 +52,7 @@ from neonet.proto.bank.messages import (
 )
 from neonet.proto.bank.pos import PaymentRefused, PointOfSale
 from neonet.proto.bank.wallet import PurseWallet, Wallet
+from neonet.services.pubsub import open_pubsub
 
 PASSPHRASE_ENV = "NEONET_PASSPHRASE"
 PAYMENT_PREFIX = "neonet-bank-payment:"
@@ -143,10 +146,38 @@ async def _validator(args: argparse.Namespace) -> None:
     for proof in store.proofs():
         validator.handle_fraud_proof(proof)
     listen = config.validators[args.index].rsplit("/p2p/", 1)[0]
-    async with open_node(identity=ident, listen=[listen]) as node:
-        ValidatorService(validator, store).install(node)
+    async with (
+        open_node(identity=ident, listen=[listen]) as node,
+        open_pubsub(node) as pubsub,
+        trio.open_nursery() as nursery,
+    ):
+
+        def on_proof(proof: FraudProof, account: bytes) -> None:
+            if account not in validator.ledger.frozen:
+                validator.handle_fraud_proof(proof)
+                store.add_proof(proof)  # written with the next group commit
+
+        def found(proof: FraudProof) -> None:
+            nursery.start_soon(publish_fraud_proof, pubsub, proof)
+
+        await nursery.start(serve_fraud_gossip, pubsub, config.committee, on_proof)
+        ValidatorService(validator, store, on_proof_found=found).install(node)
         print(f"validator {args.index} on {node.listen_addrs[0]}", flush=True)
+        # The other validators are our gossip neighbours for fraud proofs.
+        for index, address in enumerate(config.validators):
+            if index != args.index:
+                nursery.start_soon(_keep_connected, node, address)
         await trio.sleep_forever()
+
+
+async def _keep_connected(node: Node, address: str) -> None:
+    """Dial a fellow validator until it answers (it may start later)."""
+    for _ in range(60):
+        try:
+            await node.connect(address)
+            return
+        except (NeoNetError, OSError):
+            await trio.sleep(1.0)
 
 
 # wallets -----------------------------------------------------------------------------------
@@ -231,7 +262,17 @@ def _run_online(args: argparse.Namespace, action: object) -> None:
             await _sync(client, wallet, config)
             await action(client, wallet, config, args)  # type: ignore[operator]
 
-    trio.run(_with_timeout, main, args.timeout)
+    try:
+        trio.run(_with_timeout, main, args.timeout)
+    except BaseExceptionGroup as group:
+        # The node's and client's nurseries wrap our error: report the first one.
+        errors = group.subgroup((NeoNetError, OSError, trio.TooSlowError))
+        if errors is None:
+            raise
+        first: BaseException = errors
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise BankCliError(str(first) or type(first).__name__) from group
 
 
 async def _with_timeout(function: object, seconds: float) -> None:

@@ -8,6 +8,7 @@ neonet perf MADDR [--upload N] [--download N]     /perf/1.0.0 against a peer
 neonet bench transport [--quick] [--json] [--both-backends]
                                                   NeoNet vs py-libp2p vs raw TCP
 neonet bench core [--quick] [--json]              Rust core vs its pure-Python twins
+neonet bench relay [--quick] [--json]             circuit relay v2 and DCUtR on loopback
 neonet bench dht [--quick] [--json]               DHT lookup latency and hops, 10/50/200 nodes
 neonet bench gossip [--quick] [--json]            50-node GossipSub network, both backends
 neonet bench bank [--quick] [--json]              NeoBankof: certified transfers, POS, sync
@@ -201,6 +202,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
         from neonet.bench import core as bench_core
 
         bench_core.main(quick=args.quick, as_json=args.json)
+    elif args.suite == "relay":
+        from neonet.bench import relay as bench_relay
+
+        bench_relay.main(quick=args.quick, as_json=args.json)
     elif args.suite == "dht":
         from neonet.bench import dht as bench_dht
 
@@ -301,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
-    bench.add_argument("suite", choices=["transport", "core", "dht", "gossip", "bank", "ssn"])
+    bench.add_argument(
+        "suite", choices=["transport", "core", "dht", "gossip", "bank", "ssn", "relay"]
+    )
     bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument(

@@ -105,6 +105,10 @@ class Swarm:
         self.circuit_dialer: Callable[[Multiaddr], Awaitable[transport.RawConnection]] | None = None
         #: Listen with SO_REUSEPORT and dial from the listening port (NAT hole punching).
         self.reuse_port = False
+        #: Hole punches in progress where we are the client: remote address -> peer. A
+        #: connection from there that lands on our listener (the peer's SYN won the race,
+        #: as on loopback) is upgraded as if we had dialed it (DCUtR, services/dcutr.py).
+        self.punch_as_client: dict[Multiaddr, PeerId] = {}
 
     # --- lifecycle ---------------------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -149,6 +153,13 @@ class Swarm:
         return [peer for peer in self._connections if self.connections_to(peer)]
 
     async def _handle_inbound(self, raw: transport.RawConnection) -> None:
+        punching = self.punch_as_client.get(raw.remote_addr)
+        if punching is not None:
+            try:
+                await self.upgrade_outbound(raw, raw.remote_addr, punching)
+            except (NeoNetError, trio.TooSlowError) as exc:
+                logger.info("hole-punched connection from %s failed: %s", raw.remote_addr, exc)
+            return
         if (
             self._pending_inbound >= self.config.max_pending_inbound
             or self.connection_count() >= self.config.max_connections

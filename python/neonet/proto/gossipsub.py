@@ -18,7 +18,7 @@ caller. Nothing here does I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -197,6 +197,7 @@ class GossipRouter:
         self._subscribed: set[str] = set()
         self._validated_topics: set[str] = set()
         self._deliveries: dict[bytes, _Delivery] = {}
+        self._score_cache: dict[bytes, float] = {}
         # IWANT promises: msg ID -> {peer: deadline}; kept when the message arrives in time.
         self._promises: dict[bytes, dict[bytes, float]] = {}
         self._pending = 0
@@ -227,7 +228,19 @@ class GossipRouter:
         return self._rng.next_u64()
 
     def _score_of(self, peer: bytes, now: float) -> float:
-        return 0.0 if self.score is None else self.score.score(peer, now)
+        # Scores are cached between heartbeats; penalties drop the peer's entry at once,
+        # so graylisting is immediate while the rewards (P1, P2) lag by one heartbeat.
+        if self.score is None:
+            return 0.0
+        cached = self._score_cache.get(peer)
+        if cached is None:
+            cached = self._score_cache[peer] = self.score.score(peer, now)
+        return cached
+
+    def _invalid(self, peer: bytes, topic: str) -> None:
+        if self.score is not None:
+            self.score.invalid_delivery(peer, topic)
+            self._score_cache.pop(peer, None)
 
     # -- peers ------------------------------------------------------------------------
 
@@ -242,6 +255,11 @@ class GossipRouter:
         if self._subscribed:
             self._rpc(peer).subscriptions.extend((True, t) for t in sorted(self._subscribed))
 
+    def resend_subscriptions(self, peer: bytes) -> None:
+        """Announce our topics to ``peer`` again (it opened a new stream: a new session)."""
+        if peer in self._peers and self._subscribed:
+            self._rpc(peer).subscriptions.extend((True, t) for t in sorted(self._subscribed))
+
     def remove_peer(self, peer: bytes, now: float) -> None:
         if self._peers.pop(peer, None) is None:
             return
@@ -249,6 +267,7 @@ class GossipRouter:
         if self.score is not None:
             self.score.remove_peer(peer, now)
         self._out.send.pop(peer, None)
+        self._score_cache.pop(peer, None)
         for peers in self._promises.values():
             peers.pop(peer, None)
 
@@ -361,6 +380,7 @@ class GossipRouter:
     def _penalise(self, peer: bytes, count: float = 1.0) -> None:
         if self.score is not None:
             self.score.behaviour_penalty(peer, count)
+            self._score_cache.pop(peer, None)
 
     def _handle_message(self, peer: bytes, state: _PeerState, message: Message, now: float) -> None:
         topic = message.topic
@@ -383,8 +403,7 @@ class GossipRouter:
         if problem is not None:
             # Not marked seen: a forged copy must not shadow the genuine message.
             self.stats.invalid_received += 1
-            if self.score is not None:
-                self.score.invalid_delivery(peer, topic)
+            self._invalid(peer, topic)
             return
         self.seen.add(msg_id, now)
         if len(message.data) >= config.idontwant_message_size:
@@ -424,7 +443,7 @@ class GossipRouter:
         if delivery.status == _VALID:
             self.score.near_first_delivery(peer, delivery.topic, delivery.first_seen, now)
         elif delivery.status == _INVALID:
-            self.score.invalid_delivery(peer, delivery.topic)
+            self._invalid(peer, delivery.topic)
 
     def _send_idontwant(self, msg_id: bytes, topic: str, source: bytes) -> None:
         for peer in self.mesh.mesh_peers(topic):
@@ -448,9 +467,8 @@ class GossipRouter:
         elif result is ValidationResult.REJECT:
             delivery.status = _INVALID
             self.stats.invalid_received += 1
-            if self.score is not None:
-                for peer in delivery.peers:
-                    self.score.invalid_delivery(peer, delivery.topic)
+            for peer in delivery.peers:
+                self._invalid(peer, delivery.topic)
         else:
             delivery.status = _IGNORED
 
@@ -574,6 +592,7 @@ class GossipRouter:
         self._now = now
         score = self.score
         if score is not None:
+            self._score_cache.clear()
             score.refresh(now)
             self._broken_promises(now)
             self.mesh.set_scores(score.scores(list(self._peers), now))
@@ -618,7 +637,7 @@ class GossipRouter:
             peers = self._promises.pop(msg_id)
             broken.update(peer for peer, deadline in peers.items() if deadline < now)
         for peer in broken:  # one penalty per peer and heartbeat, however many IDs
-            self.score.behaviour_penalty(peer)
+            self._penalise(peer)
 
     # -- queries ----------------------------------------------------------------------
 
@@ -644,6 +663,3 @@ def _with_thresholds(params: GossipParams, thresholds: ScoreThresholds) -> Gossi
         publish_threshold=thresholds.publish_threshold,
         opportunistic_graft_threshold=thresholds.opportunistic_graft_threshold,
     )
-
-
-ValidatorCallable = Callable[[Message], ValidationResult]

@@ -21,10 +21,9 @@ Decoding bounds every list and size; anything malformed or oversized is a
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Literal
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
@@ -211,13 +210,6 @@ def frame(encoded_rpc: bytes) -> bytes:
     return encode_uvarint(len(encoded_rpc)) + encoded_rpc
 
 
-def _optional(
-    message: pb.Message, name: Literal["from", "seqno", "signature", "key"]
-) -> bytes | None:
-    value: bytes = getattr(message, name)
-    return value if message.HasField(name) else None
-
-
 def decode_rpc(data: bytes, limits: RpcLimits | None = None) -> Rpc:
     """Decode one RPC (no length prefix); ``RemoteProtocolError`` when malformed or too big."""
     limits = limits or RpcLimits()
@@ -251,12 +243,14 @@ def _check_topic(topic: str) -> None:
 
 
 def _from_pb(message: pb.Message) -> Message:
-    if not message.HasField("topic"):
+    present = {descriptor.name: value for descriptor, value in message.ListFields()}
+    topic = present.get("topic")
+    if topic is None:
         raise RemoteProtocolError("message without a topic")
-    _check_topic(message.topic)
-    from_peer = _optional(message, "from")
-    seqno = _optional(message, "seqno")
-    signature = _optional(message, "signature")
+    _check_topic(topic)
+    from_peer = present.get("from")
+    seqno = present.get("seqno")
+    signature = present.get("signature")
     if from_peer is not None and len(from_peer) > _MAX_FROM_LENGTH:
         raise RemoteProtocolError("message 'from' too long")
     if seqno is not None and len(seqno) > _MAX_SEQNO_LENGTH:
@@ -264,12 +258,12 @@ def _from_pb(message: pb.Message) -> Message:
     if signature is not None and len(signature) > _MAX_SIGNATURE_LENGTH:
         raise RemoteProtocolError("message signature too long")
     return Message(
-        topic=message.topic,
-        data=message.data,
+        topic=topic,
+        data=present.get("data", b""),
         from_peer=from_peer,
         seqno=seqno,
         signature=signature,
-        key=_optional(message, "key"),
+        key=present.get("key"),
     )
 
 
@@ -426,10 +420,3 @@ def verify_message(
     else:
         valid = public_key.verify(message.signature, signed)
     return None if valid else "bad signature"
-
-
-def message_ids(
-    messages: Iterable[Message], function: MessageIdFunction = default_message_id
-) -> Sequence[bytes]:
-    """IDs of ``messages`` in order."""
-    return [function(message) for message in messages]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
@@ -25,6 +26,7 @@ from neonet.core.envelope import open_envelope, seal
 from neonet.core.errors import DecodeError, LocalProtocolError
 from neonet.core.keys import Ed25519Identity
 from neonet.core.peer_id import PeerId
+from neonet.core.ratelimit import RateLimiter
 from neonet.core.varint import encode_uvarint, try_decode_uvarint
 from neonet.proto.pb import relay_pb2
 
@@ -37,6 +39,7 @@ MAX_ADDR_SIZE = 1024
 VOUCHER_DOMAIN = "libp2p-relay-rsvp"
 VOUCHER_PAYLOAD_TYPE = b"\x03\x02"  # multicodec 0x0302, written as go and js write it
 MAX_U32 = (1 << 32) - 1
+_Key = TypeVar("_Key", PeerId, str)
 
 
 class Status(IntEnum):
@@ -327,6 +330,12 @@ class RelayLimits:
     max_reservations_per_ip: int = 8
     max_circuits: int = 256
     max_circuits_per_peer: int = 8  # as source or destination
+    max_circuits_per_ip: int = 16  # opened from one source IP
+    # Token buckets per source IP: requests per second and burst (RESERVE, CONNECT).
+    reservation_rate: float = 1.0
+    reservation_burst: int = 8
+    circuit_rate: float = 10.0
+    circuit_burst: int = 32
     circuit: Limit = field(default_factory=lambda: Limit(duration=120, data=1 << 20))
 
 
@@ -358,9 +367,17 @@ class RelayResources:
     def __init__(self, limits: RelayLimits | None = None) -> None:
         self.limits = limits or RelayLimits()
         self._reservations: dict[PeerId, _Reservation] = {}
-        self._circuits: dict[int, tuple[PeerId, PeerId]] = {}
+        self._circuits: dict[int, tuple[PeerId, PeerId, str]] = {}
         self._circuits_by_peer: dict[PeerId, int] = {}
+        self._circuits_by_ip: dict[str, int] = {}
         self._next_circuit = 1
+        limits = self.limits
+        self._reserve_rate: RateLimiter[str] = RateLimiter(
+            limits.reservation_rate, limits.reservation_burst, max_keys=4 * limits.max_reservations
+        )
+        self._circuit_rate: RateLimiter[str] = RateLimiter(
+            limits.circuit_rate, limits.circuit_burst, max_keys=4 * limits.max_reservations
+        )
 
     def _expire(self, now: float) -> None:
         for peer in [p for p, r in self._reservations.items() if r.expires_at <= now]:
@@ -368,6 +385,8 @@ class RelayResources:
 
     def reserve(self, peer: PeerId, ip: str, now: float) -> ReserveDecision:
         self._expire(now)
+        if not self._reserve_rate.allow(ip, now):
+            return ReserveDecision(Status.RESOURCE_LIMIT_EXCEEDED)
         expires_at = now + self.limits.reservation_ttl
         existing = self._reservations.get(peer)
         if existing is not None and existing.ip == ip:
@@ -393,7 +412,11 @@ class RelayResources:
         """``peer`` disconnected: its reservation is no longer valid."""
         self._reservations.pop(peer, None)
 
-    def open_circuit(self, source: PeerId, destination: PeerId, now: float) -> CircuitDecision:
+    def open_circuit(
+        self, source: PeerId, destination: PeerId, now: float, source_ip: str = ""
+    ) -> CircuitDecision:
+        if not self._circuit_rate.allow(source_ip, now):
+            return CircuitDecision(Status.RESOURCE_LIMIT_EXCEEDED)
         if not self.has_reservation(destination, now):
             return CircuitDecision(Status.NO_RESERVATION)
         limit = self.limits.max_circuits_per_peer
@@ -401,29 +424,37 @@ class RelayResources:
             len(self._circuits) >= self.limits.max_circuits
             or self._circuits_by_peer.get(source, 0) >= limit
             or self._circuits_by_peer.get(destination, 0) >= limit
+            or self._circuits_by_ip.get(source_ip, 0) >= self.limits.max_circuits_per_ip
         ):
             return CircuitDecision(Status.RESOURCE_LIMIT_EXCEEDED)
         circuit_id = self._next_circuit
         self._next_circuit += 1
-        self._circuits[circuit_id] = (source, destination)
+        self._circuits[circuit_id] = (source, destination, source_ip)
         for peer in (source, destination):
             self._circuits_by_peer[peer] = self._circuits_by_peer.get(peer, 0) + 1
+        self._circuits_by_ip[source_ip] = self._circuits_by_ip.get(source_ip, 0) + 1
         return CircuitDecision(Status.OK, circuit_id)
 
     def close_circuit(self, circuit_id: int) -> None:
-        peers = self._circuits.pop(circuit_id, None)
-        if peers is None:
+        entry = self._circuits.pop(circuit_id, None)
+        if entry is None:
             return
-        for peer in peers:
-            left = self._circuits_by_peer[peer] - 1
-            if left:
-                self._circuits_by_peer[peer] = left
-            else:
-                del self._circuits_by_peer[peer]
+        source, destination, source_ip = entry
+        _decrement(self._circuits_by_peer, source)
+        _decrement(self._circuits_by_peer, destination)
+        _decrement(self._circuits_by_ip, source_ip)
 
     @property
     def circuit_count(self) -> int:
         return len(self._circuits)
+
+
+def _decrement(counts: dict[_Key, int], key: _Key) -> None:
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
 
 
 class DataBudget:

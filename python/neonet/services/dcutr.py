@@ -8,6 +8,9 @@ listening port (``swarm.reuse_port``), so the two SYNs can cross and open one TC
 connection through both NATs (simultaneous open). A is the client (Noise initiator,
 yamux client) of that connection and B the server, as the spec says. The first direct
 connection wins; the relayed one is closed after a grace period. B tries three times.
+Where no NAT drops the first SYN (loopback), the peer's SYN can reach our listener
+before we dial: while we punch as the client, ``swarm.punch_as_client`` makes the
+swarm upgrade a connection from the peer's punch address as if we had dialed it.
 
 Observed addresses come from identify (``observed_addr``) and are kept in a small
 bounded set (``neonet.proto.dcutr.ObservedAddrs``).
@@ -49,6 +52,8 @@ logger = logging.getLogger("neonet.dcutr")
 MESSAGE_TIMEOUT = 10.0
 IDENTIFY_WAIT = 10.0
 MAX_RESULTS = 256
+# A peer's CONNECT makes us dial what it lists: dial a few of them, not 32 arbitrary hosts.
+MAX_PUNCH_ADDRS = 8
 _DIAL_ERRORS = (NeoNetError, OSError, trio.BrokenResourceError, trio.TooSlowError)
 
 
@@ -88,6 +93,7 @@ class DcutrService:
         self._result_event = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._active: set[PeerId] = set()
+        self._responding: set[PeerId] = set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -224,7 +230,7 @@ class DcutrService:
                 await stream.send_eof()
             finally:
                 stream.close_now()
-        addrs = tcp_candidates(reply.addrs)
+        addrs = tcp_candidates(reply.addrs)[:MAX_PUNCH_ADDRS]
         if not addrs:
             raise RemoteProtocolError("the peer sent no TCP address to punch")
         return addrs, rtt
@@ -234,9 +240,16 @@ class DcutrService:
         peer = stream.remote_peer
         assert isinstance(peer, PeerId)
         relayed = connection_of(self.host, stream)
-        if relayed is None or not relayed.relayed:
-            stream.reset()  # nothing to upgrade on a direct connection
+        if relayed is None or not relayed.relayed or peer in self._responding:
+            stream.reset()  # nothing to upgrade on a direct connection; one punch at a time
             return
+        self._responding.add(peer)
+        try:
+            await self._respond(stream, peer, relayed)
+        finally:
+            self._responding.discard(peer)
+
+    async def _respond(self, stream: YamuxStream, peer: PeerId, relayed: Connection) -> None:
         start = trio.current_time()
         reader = HolePunchReader()
         try:
@@ -256,7 +269,7 @@ class DcutrService:
             logger.info("DCUtR exchange with %s failed: %s", peer, exc)
             stream.reset()
             return
-        addrs = tcp_candidates(connect.addrs)
+        addrs = tcp_candidates(connect.addrs)[:MAX_PUNCH_ADDRS]
         direct = await self._dial_any(peer, addrs, role="outbound") if addrs else None
         self._record(
             HolePunchResult(
@@ -282,6 +295,20 @@ class DcutrService:
         A connection that arrives at our listener in the meantime (the peer's SYN got
         through first) counts too.
         """
+        expected = self.host.swarm.punch_as_client
+        if role == "outbound":
+            for address in addrs:
+                expected[address] = peer
+        try:
+            return await self._race(peer, addrs, role)
+        finally:
+            for address in addrs:
+                if expected.get(address) == peer:
+                    del expected[address]
+
+    async def _race(
+        self, peer: PeerId, addrs: list[Multiaddr], role: Direction
+    ) -> Connection | None:
         winner: Connection | None = None
         with trio.move_on_after(self.dial_timeout):
             async with trio.open_nursery() as nursery:

@@ -26,7 +26,7 @@ import random
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Protocol
 
@@ -39,6 +39,7 @@ from neonet.core.gossip import (
     PROTOCOL_MESHSUB_V11,
     PROTOCOL_MESHSUB_V12,
 )
+from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.net.host import Host
 from neonet.net.swarm import Connection
@@ -102,6 +103,11 @@ class PubsubConfig:
     open_stream_timeout: float = 10.0
     inbound_wait_timeout: float = 10.0  # an inbound stream waits this long for our outbound one
     max_px_dials: int = 16
+    # v1.1 "Explicit Peering Agreements": addresses ending in /p2p/<peer ID>. They are
+    # dialed at start and redialed every ``explicit_redial_interval`` seconds while not
+    # connected; the router never meshes them and always forwards to them.
+    explicit_peers: tuple[str, ...] = ()
+    explicit_redial_interval: float = 300.0
 
 
 class Subscription:
@@ -185,6 +191,13 @@ class _Writer:
         self.wake.set()
 
     async def run(self) -> None:
+        """Send until the stream breaks; a reset is noticed even with nothing to send."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch, nursery.cancel_scope)
+            await self._send_loop()
+            nursery.cancel_scope.cancel()
+
+    async def _send_loop(self) -> None:
         while not self.closed:
             if not self.queue:
                 await self.wake.wait()
@@ -193,7 +206,20 @@ class _Writer:
             chunk = b"".join(self.queue)
             self.queue.clear()
             self.queued = 0
-            await self.stream.send_all(chunk)
+            try:
+                await self.stream.send_all(chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, NeoNetError) as exc:
+                logger.debug("pubsub stream to %s ended: %s", self.stream.remote_peer, exc)
+                return
+
+    async def _watch(self, scope: trio.CancelScope) -> None:
+        # The peer never writes on our outbound stream; a reset ends the writer. A clean
+        # end of its write side (some peers half-close) leaves our direction working.
+        try:
+            while await self.stream.receive_some():
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            scope.cancel()
 
 
 class Pubsub:
@@ -215,6 +241,8 @@ class Pubsub:
         self._writers: dict[bytes, _Writer] = {}
         self._opening: set[bytes] = set()
         self._registered: dict[bytes, trio.Event] = {}
+        self._had_inbound: set[bytes] = set()  # peers whose inbound stream we have read
+        self._peer_ids: dict[bytes, PeerId] = {}
         self._px_dials = 0
         self._changed = trio.Event()
         self.dropped_rpcs = 0
@@ -297,7 +325,7 @@ class Pubsub:
         for delivered in out.deliver:
             subscribers = self._subscriptions.get(delivered.message.topic)
             if subscribers:
-                source = None if delivered.source is None else PeerId(delivered.source)
+                source = None if delivered.source is None else self._peer_id(delivered.source)
                 wrapped = self._wrap(delivered.msg_id, delivered.message, source)
                 for subscription in subscribers:
                     subscription._offer(wrapped)
@@ -306,14 +334,21 @@ class Pubsub:
         for peer in out.px:
             self._dial_px(peer)
 
-    @staticmethod
-    def _wrap(msg_id: bytes, message: Message, source: PeerId | None) -> PubsubMessage:
-        author = None
-        if message.from_peer is not None:
+    def _peer_id(self, raw: bytes) -> PeerId | None:
+        """``PeerId(raw)``, cached (every delivery names its author and its sender)."""
+        known = self._peer_ids.get(raw)
+        if known is None:
             try:
-                author = PeerId(message.from_peer)
+                known = PeerId(raw)
             except NeoNetError:
-                author = None
+                return None
+            if len(self._peer_ids) >= 4096:
+                self._peer_ids.clear()
+            self._peer_ids[raw] = known
+        return known
+
+    def _wrap(self, msg_id: bytes, message: Message, source: PeerId | None) -> PubsubMessage:
+        author = None if message.from_peer is None else self._peer_id(message.from_peer)
         return PubsubMessage(message.topic, message.data, msg_id, author, message.seqno, source)
 
     # -- validation -------------------------------------------------------------------
@@ -324,7 +359,7 @@ class Pubsub:
             self.router.validation_done(pending, ValidationResult.ACCEPT, trio.current_time())
             self._flush()
             return
-        wrapped = self._wrap(pending.msg_id, pending.message, PeerId(pending.source))
+        wrapped = self._wrap(pending.msg_id, pending.message, self._peer_id(pending.source))
         try:
             result = validator(wrapped)
         except Exception:
@@ -412,13 +447,21 @@ class Pubsub:
         self._registered.setdefault(key, trio.Event()).set()
         self._flush()
         try:
-            await writer.run()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, NeoNetError) as exc:
-            logger.debug("pubsub stream to %s ended: %s", peer, exc)
+            await writer.run()  # returns when the stream broke (errors are handled inside)
         finally:
-            if self._writers.get(key) is writer:
+            lost = self._writers.get(key) is writer
+            if lost:
                 self._drop_peer(key)
             stream.reset()
+            if lost and self.node.host.swarm.connections_to(peer):
+                # Our stream died but another connection to the peer lives: reopen on it
+                # (after a pause, so that a peer resetting every stream costs little).
+                self._nursery.start_soon(self._reopen, peer)
+
+    async def _reopen(self, peer: PeerId) -> None:
+        await trio.sleep(self.config.router.heartbeat_interval)
+        if self.node.host.swarm.connections_to(peer):
+            self._ensure_outbound(peer)
 
     def _drop_peer(self, key: bytes) -> None:
         writer = self._writers.pop(key, None)
@@ -426,6 +469,7 @@ class Pubsub:
             writer.closed = True
             writer.wake.set()
         self._registered.pop(key, None)
+        self._had_inbound.discard(key)
         if self.router.has_peer(key):
             self.router.remove_peer(key, trio.current_time())
             self._flush()
@@ -434,6 +478,12 @@ class Pubsub:
         peer = stream.remote_peer
         assert isinstance(peer, PeerId)
         key = peer.to_bytes()
+        if key in self._had_inbound and self.router.has_peer(key):
+            # A second inbound stream from a known peer is a new session on its side (its
+            # previous outbound stream died, and with it what it knew of us).
+            self.router.resend_subscriptions(key)
+            self._flush()
+        self._had_inbound.add(key)
         self._ensure_outbound(peer)
         event = self._registered.get(key)
         if event is not None and not self.router.has_peer(key):
@@ -473,12 +523,36 @@ class Pubsub:
         finally:
             self._px_dials -= 1
 
+    async def _keep_explicit_peers(self) -> None:
+        host = self.node.host
+        while True:
+            for address in self.config.explicit_peers:
+                peer = Multiaddr.from_string(address).peer_id()
+                if peer is None or host.swarm.connections_to(peer):
+                    continue
+                try:
+                    with trio.move_on_after(self.config.open_stream_timeout):
+                        await host.connect(address)
+                except (NeoNetError, OSError) as exc:
+                    logger.info("explicit peer %s unreachable: %s", address, exc)
+            await trio.sleep(self.config.explicit_redial_interval)
+
     async def _heartbeat(self) -> None:
         interval = self.config.router.heartbeat_interval
         while True:
             await trio.sleep(interval)
             self.router.heartbeat(trio.current_time())
             self._flush()
+
+
+def _explicit_ids(addresses: tuple[str, ...]) -> frozenset[bytes]:
+    ids = set()
+    for address in addresses:
+        peer = Multiaddr.from_string(address).peer_id()
+        if peer is None:
+            raise LocalProtocolError(f"explicit peer address without /p2p/: {address}")
+        ids.add(peer.to_bytes())
+    return frozenset(ids)
 
 
 def _verdict(result: object) -> ValidationResult:
@@ -511,6 +585,12 @@ class NodeLike(Protocol):
 async def open_pubsub(node: NodeLike, config: PubsubConfig | None = None) -> AsyncIterator[Pubsub]:
     """Run GossipSub on ``node`` until the block ends (then streams close, hooks go away)."""
     config = config or PubsubConfig()
+    explicit = _explicit_ids(config.explicit_peers)
+    if explicit:
+        config = replace(
+            config,
+            router=replace(config.router, explicit_peers=config.router.explicit_peers | explicit),
+        )
     try:
         async with trio.open_nursery() as nursery:
             pubsub = Pubsub(node, config, nursery)
@@ -522,6 +602,8 @@ async def open_pubsub(node: NodeLike, config: PubsubConfig | None = None) -> Asy
             swarm.on_disconnect.append(pubsub._on_disconnect)
             node.identify_service.on_identified.append(pubsub._on_identified)
             nursery.start_soon(pubsub._heartbeat)
+            if config.explicit_peers:
+                nursery.start_soon(pubsub._keep_explicit_peers)
             for peer in swarm.connected_peers():
                 pubsub._ensure_outbound(peer)
             try:

@@ -62,7 +62,7 @@ from neonet.services.identify import IdentifyService
 
 logger = logging.getLogger("neonet.relay")
 
-SPLICE_CHUNK = 64 * 1024
+SPLICE_CHUNK = 262144
 
 
 class NodeLike(Protocol):
@@ -146,7 +146,9 @@ class RelayService:
             await self._reserve(stream, peer, connection)
         elif message.type == HopType.CONNECT:
             assert message.peer is not None
-            await self._connect(stream, peer, message.peer.peer_id, reader.take_rest())
+            await self._connect(
+                stream, peer, _ip_of(connection), message.peer.peer_id, reader.take_rest()
+            )
         else:
             await self._reply(stream, Status.UNEXPECTED_MESSAGE)
 
@@ -167,9 +169,9 @@ class RelayService:
         await stream.send_eof()
 
     async def _connect(
-        self, hop: YamuxStream, source: PeerId, target: PeerId, early_data: bytes
+        self, hop: YamuxStream, source: PeerId, source_ip: str, target: PeerId, early_data: bytes
     ) -> None:
-        decision = self.resources.open_circuit(source, target, trio.current_time())
+        decision = self.resources.open_circuit(source, target, trio.current_time(), source_ip)
         if decision.status == Status.OK and not self.host.swarm.connections_to(target):
             self.resources.close_circuit(decision.circuit_id)
             decision = type(decision)(Status.NO_RESERVATION)
@@ -357,6 +359,8 @@ class RelayClient:
 
     def _set(self, relay: PeerId, info: ReservationInfo | None) -> None:
         swarm_addrs = self.node.host.swarm.listen_addrs
+        if info is None and relay not in self.reservations:
+            return  # nothing held, nothing to withdraw or announce
         old = self.reservations.pop(relay, None)
         if old is not None:
             for address in old.addrs:

@@ -115,3 +115,59 @@ def test_non_canonical_forms_are_refused(name: str) -> None:
         with pytest.raises(DecodeError):
             decode(bad)
     assert cbor2.dumps(value) == sample
+
+
+def _wire_samples() -> list[bytes]:
+    from neonet.proto.bank import wire
+
+    _, certificate = SAMPLES["certificate"]
+    decoded = Certificate.decode(certificate)
+    _, proof = SAMPLES["proof"]
+    messages = [
+        wire.sign_request(decoded.block, [decoded]),
+        wire.certify_request(decoded),
+        wire.proof_request(FraudProof.decode(proof)),
+        wire.heads_request(b"", 10),
+        wire.range_request(bytes(32), 0, 5),
+        wire.incoming_request(bytes(32)),
+    ]
+    return [wire.frame(message) for message in messages]
+
+
+WIRE_SAMPLES = _wire_samples()
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_wire_requests_are_refused_or_parsed(data: st.DataObject) -> None:
+    from neonet.proto.bank import wire
+
+    sample = bytearray(data.draw(st.sampled_from(WIRE_SAMPLES)))
+    for _ in range(data.draw(st.integers(0, 3))):
+        position = data.draw(st.integers(0, len(sample) - 1))
+        sample[position] ^= 1 << data.draw(st.integers(0, 7))
+    chunks = data.draw(st.integers(1, 4))
+    reader = wire.FrameReader(max_frame=4096)
+    step = max(1, len(sample) // chunks)
+    try:
+        for offset in range(0, len(sample), step):
+            reader.receive_data(bytes(sample[offset : offset + step]))
+        message = reader.next_message()
+        if message is not None:
+            request = wire.parse_request(message)
+            assert request.kind in (wire.SIGN, wire.CERTIFY, wire.PROOF, wire.HEADS, wire.RANGE, 5)
+    except DecodeError:
+        pass
+
+
+def test_wire_frame_size_is_bounded() -> None:
+    from neonet.core.varint import encode_uvarint
+    from neonet.proto.bank import wire
+
+    reader = wire.FrameReader(max_frame=100)
+    reader.receive_data(encode_uvarint(101))
+    with pytest.raises(DecodeError, match="exceeds"):
+        reader.next_message()
+    flood = wire.FrameReader(max_frame=100)
+    with pytest.raises(DecodeError):
+        flood.receive_data(bytes(1000))

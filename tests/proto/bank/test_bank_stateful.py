@@ -62,6 +62,7 @@ class BankMachine(RuleBasedStateMachine):
         self.cheaters: set[bytes] = set()
         self.spends: dict[tuple[bytes, int], dict[bytes, tuple[object, PurseWallet]]] = {}
         self.rotations = 0
+        self.new_keys: dict[bytes, object] = {}
         self._run(world.mint, world.mint.open(), list(range(4)), list(range(4)))
         for label in self.labels:
             wallet = world.wallet(label)
@@ -120,6 +121,9 @@ class BankMachine(RuleBasedStateMachine):
         self.world.observer.apply(certificate)
         if wallet.pending == block:
             wallet.certified(certificate)
+            if decoded.kind == BlockKind.ROTATE_KEY:
+                new = self.new_keys[decoded.payload]
+                wallet.use_key(key_of(new), new.sign)
         return True
 
     def _record(self, certificate: Certificate) -> None:
@@ -341,8 +345,8 @@ class BankMachine(RuleBasedStateMachine):
             return
         new = identity(f"rotated-{label}-{self.rotations}")
         self.rotations += 1
-        if self._run(wallet, wallet.rotate_key(key_of(new)), list(range(4)), HONEST):
-            wallet.use_key(key_of(new), new.sign)
+        self.new_keys[key_of(new)] = new
+        self._run(wallet, wallet.rotate_key(key_of(new)), list(range(4)), HONEST)
 
     # Invariants -------------------------------------------------------------------------
 

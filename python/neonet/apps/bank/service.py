@@ -128,8 +128,15 @@ class GroupCommit:
 class ValidatorService:
     """Serves one validator engine on both bank protocols."""
 
-    def __init__(self, validator: Validator, store: SqliteVoteStore | None = None) -> None:
+    def __init__(
+        self,
+        validator: Validator,
+        store: SqliteVoteStore | None = None,
+        *,
+        on_proof_found: Callable[[FraudProof], None] | None = None,
+    ) -> None:
         self.validator = validator
+        self.on_proof_found = on_proof_found  # e.g. publish it over GossipSub
         self.store = store  # also keeps applied certificates and proofs, when given
         self.requests = 0
         self.group_commit = None if store is None or not store.deferred else GroupCommit(store)
@@ -169,14 +176,19 @@ class ValidatorService:
 
     def answer(self, request: wire.Request) -> list[object]:
         """The answer to one request (synchronous: the engine and store calls are)."""
+        if request.kind == wire.SIGN_BATCH:
+            return [wire.SIGN_BATCH, [self.answer(item) for item in request.batch]]
         if request.kind == wire.SIGN:
             for certificate in request.certificates:
                 self._apply(certificate)
             result = self.validator.handle_sign_request(request.block)
             if isinstance(result, Vote):
                 return [wire.VOTE, result.validator, result.signature]
-            if result.proof is not None and self.store is not None:
-                self.store.add_proof(result.proof)
+            if result.proof is not None:
+                if self.store is not None:
+                    self.store.add_proof(result.proof)
+                if self.on_proof_found is not None:
+                    self.on_proof_found(result.proof)
             proof = None if result.proof is None else result.proof.encode()
             return [wire.REFUSED, result.reason, proof, result.behind]
         if request.kind == wire.CERTIFY:
@@ -245,6 +257,58 @@ def check_certificates(
 
 
 MAX_IDLE_CONNECTIONS = 64
+BATCH_SENDERS = 2  # SIGN_BATCH messages in flight per validator
+
+
+class _Pending:
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.answer: list[object] | None = None
+        self.error: BaseException | None = None
+
+
+class _Batcher:
+    """Gathers concurrent SIGN requests for one validator into SIGN_BATCH messages.
+
+    No timer: whatever is queued when a sender is free goes out as one message, so a
+    lone request leaves at once and a busy client sends few, large messages.
+    """
+
+    def __init__(self, client: BankClient, index: int) -> None:
+        self._client = client
+        self._index = index
+        self._queue: list[tuple[bytes, list[Certificate], _Pending]] = []
+        self._wakeup = trio.Event()
+
+    async def submit(self, block: bytes, previous: list[Certificate]) -> list[object]:
+        pending = _Pending()
+        self._queue.append((block, previous, pending))
+        self._wakeup.set()
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        assert pending.answer is not None
+        return pending.answer
+
+    async def run(self) -> None:
+        while True:
+            while not self._queue:
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
+            items, self._queue = self._queue[: wire.MAX_BATCH], self._queue[wire.MAX_BATCH :]
+            try:
+                message = wire.sign_batch_request(
+                    [(block, previous) for block, previous, _ in items]
+                )
+                answer = await self._client.ask(self._index, message, wire.TRANSFER_PROTOCOL)
+                answers = wire.parse_batch_answer(answer, len(items))
+                for (_, _, pending), item_answer in zip(items, answers, strict=True):
+                    pending.answer = item_answer
+            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                for _, _, pending in items:
+                    pending.error = exc
+            for _, _, pending in items:
+                pending.done.set()
 
 
 class BankClient:
@@ -270,6 +334,7 @@ class BankClient:
         self.validators = list(validators)
         self._nursery = nursery
         self._idle: dict[tuple[int, str], list[BankConnection]] = {}
+        self._batchers: dict[int, _Batcher] = {}
 
     async def ask(self, index: int, message: list[object], protocol: str) -> list[object]:
         """One request to validator ``index`` and its answer (``REQUEST_TIMEOUT``)."""
@@ -290,6 +355,17 @@ class BankClient:
                 else:
                     idle.append(connection)
         return answer
+
+    async def _sign(self, index: int, block: bytes, previous: list[Certificate]) -> list[object]:
+        """One SIGN answer: batched with other concurrent requests when there is a nursery."""
+        if self._nursery is None:
+            return await self.ask(index, wire.sign_request(block, previous), wire.TRANSFER_PROTOCOL)
+        batcher = self._batchers.get(index)
+        if batcher is None:
+            batcher = self._batchers[index] = _Batcher(self, index)
+            for _ in range(BATCH_SENDERS):
+                self._nursery.start_soon(batcher.run)
+        return await batcher.submit(block, previous)
 
     async def certify(
         self,
@@ -329,16 +405,12 @@ class BankClient:
 
         async def one(index: int) -> None:
             try:
-                answer = await self.ask(
-                    index, wire.sign_request(block, [*own[-1:], *extra]), wire.TRANSFER_PROTOCOL
-                )
+                answer = await self._sign(index, block, [*own[-1:], *extra])
                 expected = _behind(answer)
                 if expected is not None and own:
                     missing = own[max(expected - first_sequence, 0) :]
                     catch_up = [*missing[-wire.MAX_PREVIOUS + len(extra) :], *extra]
-                    answer = await self.ask(
-                        index, wire.sign_request(block, catch_up), wire.TRANSFER_PROTOCOL
-                    )
+                    answer = await self._sign(index, block, catch_up)
                 self._take(index, answer, unchecked, reasons, proofs)
             except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                 reasons.append(f"validator {index}: {exc}")

@@ -39,6 +39,12 @@ def domain_hash(context: str, data: bytes) -> bytes:
     return blake3.blake3(data, derive_key_context=context).digest()
 
 
+def block_hash(data: bytes) -> bytes:
+    """The hash of an encoded block known to be canonical (decoded once before): its body
+    is ``data[1:-66]`` (docs/ledger.md), hashed without decoding."""
+    return backend.hash_block_body(data[1:-66])
+
+
 def _load(data: bytes, what: str) -> list[object]:
     if not isinstance(data, bytes):
         raise TypeError("data must be bytes")
@@ -325,8 +331,7 @@ def check_certificate(certificate: Certificate, committee: Committee) -> bool:
     """
     if len(certificate.votes) < committee.quorum:
         return False
-    block_hash = certificate.decoded().hash()
-    message = vote_message(committee.id(), block_hash)
+    message = vote_message(committee.id(), block_hash(certificate.block))
     items = []
     for index, signature in certificate.votes:
         if index >= len(committee.validators):

@@ -22,7 +22,7 @@ from enum import Enum
 
 from neonet.core import backend
 from neonet.core.errors import DecodeError
-from neonet.core.ledger import Block, BlockKind, ChainHead, decode_block
+from neonet.core.ledger import Block, BlockKind, ChainHead
 from neonet.proto.bank.messages import (
     Certificate,
     Committee,
@@ -32,6 +32,7 @@ from neonet.proto.bank.messages import (
     RedeemPayload,
     Spend,
     TransferPayload,
+    block_hash,
     check_certificate,
     check_fraud_proof,
 )
@@ -258,13 +259,13 @@ class BankLedger:
             block = certificate.decoded()
         except DecodeError:
             return Applied.REJECTED
-        block_hash = block.hash()
+        this_hash = block_hash(certificate.block)
         state = self.accounts.get(block.account)
         last = -1 if state is None else state.head.sequence
         if block.sequence <= last:
             assert state is not None
             applied = state.certificates[block.sequence].block
-            if decode_block(applied).hash() == block_hash:
+            if block_hash(applied) == this_hash:
                 return Applied.DUPLICATE
             if check_certificate(certificate, self.committee):
                 self.conflicts.append((applied, certificate.block))
@@ -273,12 +274,12 @@ class BankLedger:
         if not check_certificate(certificate, self.committee):
             return Applied.REJECTED
         if block.sequence > last + 1:
-            return self._park(block_hash, certificate, parking)
+            return self._park(this_hash, certificate, parking)
         head = None if state is None else state.head
         if (
             verified is not None
             and verified.sequence == block.sequence
-            and verified.hash == block_hash
+            and verified.hash == this_hash
             and (head.hash if head is not None else bytes(32)) == block.previous
         ):
             new_head = verified
@@ -293,9 +294,9 @@ class BankLedger:
             self.check_block_rules(block)
         except BankRuleError as exc:
             if exc.missing:
-                return self._park(block_hash, certificate, parking)
+                return self._park(this_hash, certificate, parking)
             return Applied.REJECTED
-        self._commit(block, new_head, certificate)
+        self._commit(block, new_head, certificate)  # new_head.hash is this block's hash
         return Applied.APPLIED
 
     def _park(self, block_hash: bytes, certificate: Certificate, parking: bool) -> Applied:
@@ -317,7 +318,7 @@ class BankLedger:
         elif kind == BlockKind.TRANSFER:
             payee = TransferPayload.decode(block.payload).payee
             self.incoming[(block.account, block.sequence)] = Incoming(
-                payee, block.amount, block.hash()
+                payee, block.amount, head.hash
             )
         elif kind == BlockKind.RECEIVE:
             ref = ReceivePayload.decode(block.payload)
@@ -325,7 +326,7 @@ class BankLedger:
             self.received.add((ref.payer, ref.sequence))
         elif kind == BlockKind.OPEN_PURSE:
             terms = PursePayload.decode(block.payload)
-            self.purses[block.hash()] = PurseState(
+            self.purses[head.hash] = PurseState(
                 block.account, terms, block.amount, block.amount, certificate
             )
         elif kind == BlockKind.REDEEM:

@@ -26,6 +26,7 @@ from neonet.proto.bank.messages import (
     RedeemPayload,
     Signer,
     Spend,
+    block_hash,
     vote_message,
 )
 from neonet.proto.bank.state import Applied, BankLedger, BankRuleError
@@ -105,11 +106,7 @@ class Validator:
 
     def handle_certificate(self, certificate: Certificate) -> Applied:
         # A block this validator voted for was chain-checked then: skip the second check.
-        try:
-            verified = self._voted.get(certificate.decoded().hash())
-        except DecodeError:
-            verified = None
-        return self.ledger.apply(certificate, verified)
+        return self.ledger.apply(certificate, self._voted.get(block_hash(certificate.block)))
 
     def handle_fraud_proof(self, proof: FraudProof) -> bytes | None:
         return self.ledger.apply_fraud_proof(proof)
@@ -147,12 +144,12 @@ class Validator:
         conflicting = self.store.record(block.account, block.sequence, data, slot)
         if conflicting is not None:
             return self._conflict(data, conflicting)
-        block_hash = block.hash()
-        signature = self._sign(vote_message(self._committee_id, block_hash))
+        voted = block_hash(data)
+        signature = self._sign(vote_message(self._committee_id, voted))
         if verdict.head is not None:
             if len(self._voted) >= MAX_REMEMBERED_VOTES:
                 del self._voted[next(iter(self._voted))]
-            self._voted[block_hash] = verdict.head
+            self._voted[voted] = verdict.head
         return Vote(self.index, signature)
 
     def _revote(self, block: Block, data: bytes) -> Vote | Refusal:

@@ -13,6 +13,8 @@ first element says what the message is:
   ``start``, at most ``count`` <= ``MAX_RANGE``.
 - ``[5, account]`` INCOMING: certificates of transfers to ``account`` not yet received
   (at most ``MAX_RANGE``).
+- ``[6, [[block, [certificate, ...]], ...]]`` SIGN_BATCH: up to ``MAX_BATCH`` SIGN requests
+  in one message; the answer is ``[6, [answer, ...]]``, one SIGN answer per item.
 
 Answers: ``[0, validator, signature]`` VOTE, ``[1, reason, proof | null, expected |
 null]`` REFUSED (``expected``: the sequence the validator's certified chain of that
@@ -36,8 +38,9 @@ MAX_FRAME = 1 << 20
 MAX_PREVIOUS = 16
 MAX_HEADS = 1024
 MAX_RANGE = 512
+MAX_BATCH = 256
 
-SIGN, CERTIFY, PROOF, HEADS, RANGE, INCOMING = 0, 1, 2, 3, 4, 5
+SIGN, CERTIFY, PROOF, HEADS, RANGE, INCOMING, SIGN_BATCH = 0, 1, 2, 3, 4, 5, 6
 VOTE, REFUSED, DONE = 0, 1, 2
 
 
@@ -118,6 +121,7 @@ class Request:
     account: bytes = b""
     start: int = 0
     count: int = 0
+    batch: tuple[Request, ...] = ()
 
 
 def _uint(value: object) -> int:
@@ -132,14 +136,37 @@ def _bytes(value: object) -> bytes:
     return value
 
 
+def _sign(block: object, previous: object) -> Request:
+    if type(previous) is not list or len(previous) > MAX_PREVIOUS:
+        raise DecodeError(f"at most {MAX_PREVIOUS} previous certificates")
+    certificates = tuple(Certificate.from_value(value) for value in previous)
+    return Request(SIGN, block=_bytes(block), certificates=certificates)
+
+
+def sign_batch_request(items: list[tuple[bytes, list[Certificate]]]) -> list[object]:
+    return [
+        SIGN_BATCH,
+        [
+            [block, [_certificate_value(c) for c in previous[-MAX_PREVIOUS:]]]
+            for block, previous in items
+        ],
+    ]
+
+
 def parse_request(message: list[object]) -> Request:
     kind = message[0]
     if kind == SIGN and len(message) == 3:
-        previous = message[2]
-        if type(previous) is not list or len(previous) > MAX_PREVIOUS:
-            raise DecodeError(f"at most {MAX_PREVIOUS} previous certificates")
-        certificates = tuple(Certificate.from_value(value) for value in previous)
-        return Request(SIGN, block=_bytes(message[1]), certificates=certificates)
+        return _sign(message[1], message[2])
+    if kind == SIGN_BATCH and len(message) == 2:
+        items = message[1]
+        if type(items) is not list or not 0 < len(items) <= MAX_BATCH:
+            raise DecodeError(f"a batch holds 1..{MAX_BATCH} sign requests")
+        batch = []
+        for item in items:
+            if type(item) is not list or len(item) != 2:
+                raise DecodeError("a batch item is [block, certificates]")
+            batch.append(_sign(item[0], item[1]))
+        return Request(SIGN_BATCH, batch=tuple(batch))
     if kind == CERTIFY and len(message) == 2:
         return Request(CERTIFY, certificates=(Certificate.from_value(message[1]),))
     if kind == PROOF and len(message) == 2:
@@ -157,6 +184,16 @@ def parse_request(message: list[object]) -> Request:
     if kind == INCOMING and len(message) == 2:
         return Request(INCOMING, account=_bytes(message[1]))
     raise DecodeError("unknown bank request")
+
+
+def parse_batch_answer(message: list[object], count: int) -> list[list[object]]:
+    """The per-item answers of a SIGN_BATCH answer (``count`` of them)."""
+    if len(message) != 2 or message[0] != SIGN_BATCH or type(message[1]) is not list:
+        raise DecodeError("expected a SIGN_BATCH answer")
+    answers = message[1]
+    if len(answers) != count or not all(type(a) is list and a for a in answers):
+        raise DecodeError("a SIGN_BATCH answer has one answer per item")
+    return [list(answer) for answer in answers]
 
 
 def parse_certificates(message: list[object]) -> list[Certificate]:

@@ -1,6 +1,6 @@
 // Circuit relay v2 modes of the go-libp2p interop peer (see tests/interop/README.md).
 //
-//	go-peer relay [--ip IP]                    a relay (hop) that prints its address line
+//	go-peer relay [--ip IP] [--unlimited 1]    a relay (hop) that prints its address line
 //	go-peer relay-reserve --relay MA           reserves on a relay, serves /echo/1.0.0 and
 //	                                           prints {"peer_id", "addrs": [circuit addr]}
 //	go-peer relay-dial --addr CIRCUIT_MA [--echo-bytes N]
@@ -90,6 +90,7 @@ func relayMode(args []string) error {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	ip := fs.String("ip", "127.0.0.1", "IPv4 address to listen on")
 	seedHex := fs.String("seed-hex", "", "32-byte Ed25519 seed in hex")
+	unlimited := fs.String("unlimited", "0", "1: no per-circuit limits (for benchmarks)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,7 +104,11 @@ func relayMode(args []string) error {
 	}
 	defer h.Close()
 	// Loopback addresses are not public; list them anyway so clients can use them.
-	r, err := relayv2.New(h, relayv2.WithReservationAddressFilter(func(ma.Multiaddr) bool { return true }))
+	opts := []relayv2.Option{relayv2.WithReservationAddressFilter(func(ma.Multiaddr) bool { return true })}
+	if *unlimited == "1" {
+		opts = append(opts, relayv2.WithInfiniteLimits())
+	}
+	r, err := relayv2.New(h, opts...)
 	if err != nil {
 		return err
 	}

@@ -4,9 +4,11 @@
 //! `rust-peer pubsub [--ip IP] [--seed-hex HEX]` (gossip.rs)
 //! `rust-peer dial --addr MA [--echo-bytes N] [--pings N] [--perf-upload N --perf-download M] [--streams N]`
 //! `rust-peer kad [--seed-hex HEX]` (see kad.rs)
+//! `rust-peer relay|relay-reserve|relay-dial ...` (see relay.rs)
 
 mod gossip;
 mod kad;
+mod relay;
 
 use std::collections::HashMap;
 use std::io::Write as _;
@@ -52,7 +54,16 @@ fn parse_args() -> Result<Args, AnyError> {
     let mode = it
         .next()
         .ok_or_else(|| err("usage: rust-peer listen|dial [options]"))?;
-    if mode != "listen" && mode != "dial" && mode != "kad" && mode != "pubsub" {
+    const MODES: [&str; 7] = [
+        "listen",
+        "dial",
+        "kad",
+        "pubsub",
+        "relay",
+        "relay-reserve",
+        "relay-dial",
+    ];
+    if !MODES.contains(&mode.as_str()) {
         return Err(err(format!("unknown mode {mode:?}")));
     }
     let mut opts = HashMap::new();
@@ -552,7 +563,28 @@ fn main() {
                 return 2;
             }
         };
-        if args.mode == "pubsub" {
+        if args.mode.starts_with("relay") {
+            let outcome = match args.mode.as_str() {
+                "relay" => relay::run_relay(&args).await.map(|()| None),
+                "relay-reserve" => relay::run_reserve(&args).await.map(|()| None),
+                _ => relay::run_dial(&args).await.map(Some),
+            };
+            match outcome {
+                Ok(None) => 0,
+                Ok(Some(line)) => {
+                    println!("{line}");
+                    0
+                }
+                Err(e) if args.mode == "relay-dial" => {
+                    println!("{}", json!({"ok": false, "error": e.to_string()}));
+                    1
+                }
+                Err(e) => {
+                    eprintln!("{} failed: {e}", args.mode);
+                    1
+                }
+            }
+        } else if args.mode == "pubsub" {
             let ip = args
                 .opts
                 .get("ip")
