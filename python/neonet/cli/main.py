@@ -221,7 +221,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
     elif args.suite == "ssn":
         from neonet.bench import ssn as bench_ssn
 
-        bench_ssn.main(quick=args.quick, as_json=args.json)
+        bench_ssn.main(quick=args.quick, as_json=args.json, clients=args.clients)
     else:
         raise CliError(f"unknown benchmark {args.suite!r}")
 
@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--both-backends",
         action="store_true",
         help="transport: also run NeoNet on the other backend (native and pure side by side)",
+    )
+    bench.add_argument(
+        "--clients", type=int, default=None, help="ssn: clients one SSN holds (default 4000)"
     )
     bench.set_defaults(handler=cmd_bench)
 

@@ -2,7 +2,7 @@
 
 neonet ssn init --db FILE [--region R]        make the SSN's identity (prints its peer ID)
 neonet ssn serve --db FILE [--seeds FILE --operator PEER_ID] [--region R] [--listen MADDR]...
-                                              run the SSN until Ctrl-C
+                 [--no-relay]                 run the SSN (and a circuit relay v2) until Ctrl-C
 neonet ssn seeds make --operator-identity F --network N --entry PEER_ID=REGION=MADDR[,MADDR]...
                  [--serial N] [--lifetime SECONDS] --out FILE
                                               the operator signs a seed list
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from neonet.core.peer_id import PeerId
 from neonet.proto.ssn.membership import MembershipConfig
 from neonet.proto.ssn.seeds import SeedEntry, SeedList, SeedListError, make_seed_list
 from neonet.proto.ssn.seeds import verify_seed_list as _verify
+from neonet.services.relay import open_relay
 from neonet.services.ssn.operator_store import OperatorStore
 from neonet.services.ssn.server import SsnConfig, serve_ssn
 
@@ -114,7 +116,11 @@ async def _serve(args: argparse.Namespace) -> None:
     async with (
         open_node(identity=identity, listen=listen, config=swarm) as node,
         trio.open_nursery() as nursery,
+        AsyncExitStack() as stack,
     ):
+        if not args.no_relay:
+            # Circuit relay v2 (hop) for clients that cannot be dialed directly.
+            await stack.enter_async_context(open_relay(node))
         server = await nursery.start(serve_ssn, node.host, seeds, region, config)
         addrs = [str(a) for a in node.listen_addrs]
         _emit(
@@ -127,6 +133,7 @@ async def _serve(args: argparse.Namespace) -> None:
                 "serial": seeds.serial,
                 "operator": operator,
                 "members": len(seeds.entries),
+                "relay": not args.no_relay,
             },
             f"SSN {node.peer_id} (region {region}, network {seeds.network} serial"
             f" {seeds.serial}) listening on:\n  " + "\n  ".join(addrs),
@@ -247,6 +254,7 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--address-burst", type=float, default=200.0)
     serve.add_argument("--protocol-period", type=float, default=1.0, help="SWIM period, seconds")
     serve.add_argument("--stats-file", help="keep a JSON snapshot of statistics in this file")
+    serve.add_argument("--no-relay", action="store_true", help="do not serve circuit relay v2")
     serve.add_argument("--json", action="store_true")
     serve.set_defaults(handler=lambda args: trio.run(_serve, args))
 

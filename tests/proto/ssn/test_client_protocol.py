@@ -80,6 +80,7 @@ def test_non_canonical_and_malformed_messages_are_refused() -> None:
         cbor.encode([1, 5, 1, b"not a peer id", b""]),
         cbor.encode([1, 3, 1, ""]),  # empty name query
         good + b"\x00",  # trailing bytes
+        cbor.encode([1, 0, 1, b"n" * 32, SSN]),  # a CHALLENGE with a request ID
     ):
         with pytest.raises(DecodeError):
             cp.decode_message(bad)

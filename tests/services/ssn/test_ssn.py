@@ -32,12 +32,17 @@ from neonet.proto.ssn.client_protocol import (
     proof_bytes,
     sign_presence,
 )
-from neonet.proto.ssn.membership import MembershipConfig
+from neonet.proto.ssn.federation import MEMBERSHIP_PROTOCOL_ID
+from neonet.proto.ssn.federation import PROTOCOL_ID as FEDERATION_PROTOCOL_ID
+from neonet.proto.ssn.membership import Member, MembershipConfig, MemberState, MessageKind
+from neonet.proto.ssn.membership import Message as MembershipMessage
+from neonet.proto.ssn.membership import encode_message as encode_membership
 from neonet.proto.ssn.seeds import SeedEntry, SeedList, make_seed_list
-from neonet.services.ssn.client import SsnClient, open_ssn_client
+from neonet.services.relay import open_relay, open_relay_client
+from neonet.services.ssn.client import SsnClient, SsnClientConfig, open_ssn_client
 from neonet.services.ssn.server import SsnConfig, SsnServer, open_ssn
 
-FAST_MEMBERSHIP = MembershipConfig(protocol_period=0.3, ack_timeout=0.1, gossip_interval=0.05)
+FAST_MEMBERSHIP = MembershipConfig(protocol_period=0.5, ack_timeout=0.25, gossip_interval=0.05)
 
 
 @dataclass
@@ -88,7 +93,7 @@ async def federation_with_scopes(regions: list[str], **config: object) -> AsyncI
         ]
         shared["seeds"] = make_seed_list("test", 1, entries, issued_at=int(time.time()))
         seeds_ready.set()
-        with trio.fail_after(20):
+        with trio.fail_after(40):
             while len(servers) < len(regions) or not all(  # noqa: ASYNC110 (polled views)
                 len(s.live_member_ids()) == len(regions) for s in servers.values()
             ):
@@ -300,4 +305,130 @@ async def test_client_reaches_an_ssn_over_websocket() -> None:
             info = await bob.lookup("alice")
             assert info.peer_id == alice_node.peer_id
             assert await bob.send_signal(info.peer_id, b"over ws") is SignalStatus.DELIVERED
+            nursery.cancel_scope.cancel()
+
+
+async def test_registration_is_renewed_before_the_presence_expires() -> None:
+    config = SsnClientConfig(presence_lifetime=4, keepalive_interval=0.2, keepalive_timeout=0.5)
+    with trio.fail_after(60):
+        async with (
+            federation(["eu", "eu", "eu"]) as (seeds, _, _),
+            AsyncExitStack() as stack,
+        ):
+            _, alice = await _client(stack, seeds, "alice", "eu")
+            bob_node = await stack.enter_async_context(neonet.open_node())
+            bob = await stack.enter_async_context(
+                open_ssn_client(bob_node.host, seeds, name="bob", region="eu", config=config)
+            )
+            seqs = [(await alice.lookup("bob")).seq]
+            started = trio.current_time()
+            # Renewals every 2 s keep bob findable past his first record's 4 s lifetime.
+            with trio.fail_after(15):
+                while len(seqs) < 3:
+                    found = await alice.lookup("bob")
+                    assert found.ssn_id == bob.ssn
+                    if found.seq != seqs[-1]:
+                        seqs.append(found.seq)
+                    await trio.sleep(0.1)
+            assert seqs == sorted(seqs)
+            assert trio.current_time() - started >= 3
+
+
+async def test_client_without_a_listener_is_reached_through_its_ssns_relay() -> None:
+    """Alice listens nowhere: she reserves on her SSN's circuit relay, publishes the
+    relayed address by re-registering, and bob, having looked her up, connects through it."""
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            ssn_node = await stack.enter_async_context(neonet.open_node())
+            entry = SeedEntry(ssn_node.peer_id.to_bytes(), "eu", (str(ssn_node.listen_addrs[0]),))
+            seeds = make_seed_list("relay", 1, [entry], issued_at=int(time.time()))
+            await stack.enter_async_context(open_relay(ssn_node))
+            await stack.enter_async_context(open_ssn(ssn_node.host, seeds, "eu"))
+
+            alice_node = await stack.enter_async_context(neonet.open_node(listen=()))
+            alice = await stack.enter_async_context(
+                open_ssn_client(alice_node.host, seeds, name="alice", region="eu")
+            )
+            relay_client = await stack.enter_async_context(
+                open_relay_client(alice_node, alice.ssn_addrs)
+            )
+            await relay_client.wait_reserved()
+            await alice.refresh()
+
+            bob_node = await stack.enter_async_context(neonet.open_node(listen=()))
+            await stack.enter_async_context(open_relay_client(bob_node))  # dials circuits
+            _, bob = await _client(stack, seeds, "bob", "eu")
+            info = await bob.lookup("alice")
+            assert info.addrs and all("/p2p-circuit" in str(a) for a in info.addrs)
+            peer = await bob_node.connect(info.addrs[0])
+            assert peer == alice_node.peer_id
+            assert len(await bob_node.ping(peer, count=2)) == 2
+            nursery.cancel_scope.cancel()
+
+
+async def test_registrations_per_address_are_rate_limited() -> None:
+    with trio.fail_after(60):
+        async with (
+            federation(["eu"], address_rate=0.01, address_burst=1.0) as (seeds, _, _),
+            AsyncExitStack() as stack,
+        ):
+            await _client(stack, seeds, "first", "eu")
+            node = await stack.enter_async_context(neonet.open_node())
+            with pytest.raises(SsnRequestError) as limited:
+                async with open_ssn_client(node.host, seeds, region="eu"):
+                    pass
+            assert limited.value.code is ErrorCode.RATE_LIMITED
+            assert "127.0.0.1" in limited.value.text
+
+
+async def test_only_seed_list_members_speak_membership_and_federation() -> None:
+    with trio.fail_after(60):
+        async with federation(["eu", "eu"]) as (_, servers, _), AsyncExitStack() as stack:
+            outsider = await stack.enter_async_context(neonet.open_node())
+            victim = servers[1]
+            # An outsider claims the victim is dead (a high incarnation would win if heard).
+            update = Member(victim.id, "", "eu", 1 << 62, MemberState.DEAD)
+            lie = encode_membership(MembershipMessage(MessageKind.GOSSIP, updates=(update,)))
+            stream = await outsider.new_stream(
+                servers[0].host.listen_addrs[0], [MEMBERSHIP_PROTOCOL_ID]
+            )
+            await stream.send_all(frame(lie))
+            await stream.send_eof()
+            assert await stream.receive_some() == b""
+            federation_stream = await outsider.new_stream(
+                servers[0].host.listen_addrs[0], [FEDERATION_PROTOCOL_ID]
+            )
+            assert await federation_stream.receive_some() == b""  # closed at once
+            assert victim.id in servers[0].live_member_ids()
+            state = servers[0].membership.member(victim.id)
+            assert state is not None and state.state is MemberState.ALIVE
+
+
+async def test_a_misbehaving_ssn_of_our_region_sends_us_to_another_region() -> None:
+    """The eu SSN answers the challenge with garbage: the client is not hurt and registers
+    with the SSN of the other region."""
+
+    async def broken_ssn(stream: neonet.Stream) -> None:
+        await stream.send_all(frame(encode_message(Challenge(b"n" * 32, fake.peer_id.to_bytes()))))
+        await stream.receive_some()
+        await stream.send_all(b"\x03\xff\xff\xff")
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery, AsyncExitStack() as stack:
+            fake = await stack.enter_async_context(neonet.open_node())
+            fake.set_stream_handler(PROTOCOL_ID, broken_ssn)
+            real = await stack.enter_async_context(neonet.open_node())
+            seeds = make_seed_list(
+                "mixed",
+                1,
+                [
+                    SeedEntry(fake.peer_id.to_bytes(), "eu", (str(fake.listen_addrs[0]),)),
+                    SeedEntry(real.peer_id.to_bytes(), "us", (str(real.listen_addrs[0]),)),
+                ],
+                issued_at=int(time.time()),
+            )
+            await stack.enter_async_context(open_ssn(real.host, seeds, "us"))
+            _, client = await _client(stack, seeds, "alice", "eu")
+            assert client.ssn == real.peer_id
+            assert (await client.lookup("alice")).ssn_id == real.peer_id
             nursery.cancel_scope.cancel()

@@ -26,7 +26,7 @@ breaks a limit, with ``DecodeError`` (a ``RemoteProtocolError``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -179,12 +179,27 @@ def decode_presence(data: bytes) -> PresenceRecord:
     )
 
 
-def verify_presence(record: PresenceRecord, now: float) -> None:
-    """``DecodeError`` unless the record is signed by the key its peer ID embeds and current."""
-    key = PeerId(record.peer_id).extract_public_key()
+Ed25519Verifier = Callable[[bytes, bytes, bytes], bool]
+"""``(raw public key, message, signature) -> valid``: the backend's ``verify_signature``
+(the Rust core's when native) can be passed in; the default is ``PublicKey.verify``."""
+
+
+def _verified(
+    peer_id: bytes, signature: bytes, message: bytes, verify_ed25519: Ed25519Verifier | None
+) -> bool:
+    key = PeerId(peer_id).extract_public_key()
     if key is None or key.key_type is not KeyType.ED25519:
-        raise DecodeError("presence peer ID does not embed an Ed25519 key")
-    if not key.verify(record.signature, record.signed_bytes()):
+        raise DecodeError("the peer ID does not embed an Ed25519 key")
+    if verify_ed25519 is not None:
+        return verify_ed25519(key.data, message, signature)
+    return key.verify(signature, message)
+
+
+def verify_presence(
+    record: PresenceRecord, now: float, *, verify_ed25519: Ed25519Verifier | None = None
+) -> None:
+    """``DecodeError`` unless the record is signed by the key its peer ID embeds and current."""
+    if not _verified(record.peer_id, record.signature, record.signed_bytes(), verify_ed25519):
         raise DecodeError("bad presence record signature")
     if record.expires <= now:
         raise DecodeError("presence record has expired")
@@ -194,9 +209,16 @@ def proof_bytes(nonce: bytes, server_id: bytes, presence: bytes) -> bytes:
     return PROOF_DOMAIN + nonce + server_id + presence
 
 
-def verify_proof(record: PresenceRecord, proof: bytes, nonce: bytes, server_id: bytes) -> None:
-    key = PeerId(record.peer_id).extract_public_key()
-    if key is None or not key.verify(proof, proof_bytes(nonce, server_id, record.encode())):
+def verify_proof(
+    record: PresenceRecord,
+    proof: bytes,
+    nonce: bytes,
+    server_id: bytes,
+    *,
+    verify_ed25519: Ed25519Verifier | None = None,
+) -> None:
+    signed = proof_bytes(nonce, server_id, record.encode())
+    if not _verified(record.peer_id, proof, signed, verify_ed25519):
         raise DecodeError("the proof of key possession does not verify")
 
 
@@ -424,6 +446,7 @@ __all__ = [
     "PROTOCOL_ID",
     "Challenge",
     "ClientMessage",
+    "Ed25519Verifier",
     "Error",
     "ErrorCode",
     "Found",

@@ -39,6 +39,7 @@ from neonet.proto.ssn.client_protocol import ERROR_CODES as cp_ERROR_CODES
 from neonet.proto.ssn.client_protocol import (
     MAX_FRAME,
     MAX_ID_LENGTH,
+    Ed25519Verifier,
     ErrorCode,
     PresenceRecord,
     SignalStatus,
@@ -222,8 +223,11 @@ def presence_key(peer_id: bytes) -> bytes:
 class RecordStore:
     """The records this SSN owns, checked on the way in, bounded, expired lazily."""
 
-    def __init__(self, max_entries: int = 1_000_000) -> None:
+    def __init__(
+        self, max_entries: int = 1_000_000, *, verify_ed25519: Ed25519Verifier | None = None
+    ) -> None:
         self.max_entries = max_entries
+        self._verify_ed25519 = verify_ed25519
         self._entries: OrderedDict[bytes, Entry] = OrderedDict()
 
     def put(self, key: bytes, presence_bytes: bytes, name_bytes: bytes | None, now: float) -> bool:
@@ -233,7 +237,7 @@ class RecordStore:
         for a name held by another key, ``StoreFullError`` when the table is full.
         """
         presence = decode_presence(presence_bytes)
-        verify_presence(presence, now)
+        verify_presence(presence, now, verify_ed25519=self._verify_ed25519)
         name: NameRecord | None = None
         if name_bytes is not None:
             name = decode_name_record(name_bytes)

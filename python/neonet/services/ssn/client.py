@@ -11,9 +11,11 @@ made meanwhile wait for the new registration. Incoming signals are an async iter
 (``signals()``), fed from a bounded buffer: when the application does not read and the
 buffer is full, newer signals are dropped and counted (``dropped_signals``).
 
-The seam for relays: ``SsnClient.ssn`` is the SSN's peer ID and ``ssn_addrs`` its
-addresses, so a relay client can reserve a circuit there (circuit relay v2 is another
-module) and add the relayed address to ``extra_addrs`` before the next registration.
+Relays: SSNs run circuit relay v2 (``neonet ssn serve`` does unless ``--no-relay``).
+``SsnClient.ssn_addrs`` is where to reserve (``services.relay.open_relay_client(node,
+client.ssn_addrs)``); the reservation adds the ``/p2p-circuit`` address to the host's
+addresses, and ``refresh()`` publishes it in a new presence record, so a peer that looks
+the client up can dial it through its SSN. ``extra_addrs`` adds any other address.
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
 
-from neonet.core.errors import NeoNetError
+from neonet.core import backend
+from neonet.core.errors import NeoNetError, RemoteProtocolError
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.net.host import Host
@@ -38,7 +41,10 @@ from neonet.services import ping as ping_service
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
 
 logger = logging.getLogger("neonet.ssn.client")
-FAILOVER_BOUND = 10.0  # seconds from losing the SSN to being registered elsewhere (default config)
+# Seconds from losing the SSN's connection to being registered elsewhere (default config).
+# An SSN that stops answering without closing the connection is noticed by the keep-alive
+# ping first, which adds up to keepalive_interval + keepalive_timeout (15 s).
+FAILOVER_BOUND = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,8 @@ class SsnClientConfig:
     presence_lifetime: int = 3600  # seconds; re-registration renews it
     incoming_buffer: int = 1024
     max_probes: int = 8  # SSNs measured per choice
+    keepalive_interval: float = 10.0
+    keepalive_timeout: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +118,7 @@ class SsnClient:
         self._send_incoming, self._receive_incoming = trio.open_memory_channel[IncomingSignal](
             config.incoming_buffer
         )
-        self._challenge: trio.MemoryReceiveChannel[cp.Challenge] | None = None
+        self._challenge: cp.Challenge | None = None
         self._seq = 0
 
     # --- public API ---------------------------------------------------------------
@@ -127,7 +135,7 @@ class SsnClient:
         reply = await self._request(lambda rid: cp.Lookup(rid, raw))
         assert isinstance(reply, cp.Found)
         presence = cp.decode_presence(reply.presence)
-        cp.verify_presence(presence, time.time())
+        cp.verify_presence(presence, time.time(), verify_ed25519=backend.verify_signature)
         name = None
         if reply.name_record is not None:
             from neonet.proto.names import verify_name_record
@@ -202,13 +210,14 @@ class SsnClient:
         except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError):
             return None
 
-    async def _choose(self) -> list[SeedEntry]:
-        """Reachable SSNs, best first: own region by RTT, then the rest by RTT."""
-        ordered = self.seeds.in_region_first(self.region)
-        own = [e for e in ordered if e.region == self.region]
-        rest = [e for e in ordered if e.region != self.region]
-        results: list[tuple[int, float, SeedEntry]] = []
-        for group_rank, group in enumerate((own, rest)):
+    async def _choose(self, *, elsewhere: bool = False) -> list[SeedEntry]:
+        """Reachable SSNs by RTT: of our own region (of any region if none of ours answers),
+        or, ``elsewhere``, of the other regions only."""
+        own = [e for e in self.seeds.entries if e.region == self.region]
+        rest = [e for e in self.seeds.entries if e.region != self.region]
+        groups = (rest,) if elsewhere else (own, rest)
+        results: list[tuple[float, SeedEntry]] = []
+        for group in groups:
             measured: dict[bytes, float] = {}
 
             async def measure(entry: SeedEntry, into: dict[bytes, float] = measured) -> None:
@@ -221,17 +230,22 @@ class SsnClient:
                     nursery.start_soon(measure, entry)
             for entry in group:
                 if entry.member_id in measured:
-                    rtt = measured[entry.member_id]
-                    results.append((group_rank, rtt, entry))
-                    self.stats.rtts[str(entry.peer_id)] = rtt
+                    results.append((measured[entry.member_id], entry))
+                    self.stats.rtts[str(entry.peer_id)] = measured[entry.member_id]
             if results:
                 break  # own region answered: do not spend time on the others
-        results.sort(key=lambda item: (item[0], item[1]))
-        return [entry for _, _, entry in results]
+        results.sort(key=lambda item: item[0])
+        if not results and not elsewhere:
+            # Nobody answered a probe in time (an overloaded SSN is slow, not dead): try
+            # them in seed-list order, own region first; registration has its own bounds.
+            return self.seeds.in_region_first(self.region)
+        return [entry for _, entry in results]
 
     async def _register(
         self, entry: SeedEntry, nursery: trio.Nursery
     ) -> FramedChannel[cp.ClientMessage]:
+        if not self.host.swarm.connections_to(entry.peer_id):
+            await self.host.connect(_entry_address(entry))  # the probe did not connect us
         stream = await self.host.new_stream(entry.peer_id, [cp.PROTOCOL_ID])
         channel: FramedChannel[cp.ClientMessage] = FramedChannel(
             stream,
@@ -244,7 +258,10 @@ class SsnClient:
 
         async def on_message(message: cp.ClientMessage) -> None:
             if isinstance(message, cp.Challenge):
-                challenge_send.send_nowait(message)  # a second challenge is a protocol error
+                try:
+                    challenge_send.send_nowait(message)
+                except trio.WouldBlock:
+                    raise RemoteProtocolError("the SSN sent a second CHALLENGE") from None
             elif isinstance(message, cp.Incoming):
                 try:
                     self._send_incoming.send_nowait(
@@ -253,36 +270,96 @@ class SsnClient:
                 except trio.WouldBlock:
                     self.stats.dropped_signals += 1
 
-        await nursery.start(channel.run, on_message)
+        await nursery.start(self._run_channel, channel, on_message)
         try:
             with trio.fail_after(self.config.request_timeout):
                 challenge = await challenge_receive.receive()
             if challenge.server_id != entry.member_id:
                 raise cp.SsnRequestError(cp.ErrorCode.BAD_PROOF, "the SSN is not who we dialed")
-            identity = self.host.identity
-            self._seq = max(self._seq + 1, int(time.time() * 1000))
-            expires = int(time.time()) + self.config.presence_lifetime
-            addrs = [str(a) for a in self.host.listen_addrs] + self.extra_addrs
-            presence = cp.sign_presence(
-                identity, entry.member_id, addrs, seq=self._seq, expires=expires
-            ).encode()
-            proof = identity.sign(cp.proof_bytes(challenge.nonce, challenge.server_id, presence))
-            name_record = None
-            if self.name is not None:
-                name_record = sign_name_record(
-                    self.name, identity, seq=self._seq, expires=expires
-                ).encode()
-            reply = await channel.request(
-                cp.Register(channel.new_request_id(), presence, proof, name_record),
-                answer_within=self.config.request_timeout,
-            )
+            register = self._register_message(channel, challenge)
+            reply = await channel.request(register, answer_within=self.config.request_timeout)
         except BaseException:
             await channel.aclose()
             raise
         if isinstance(reply, cp.Error):
             await channel.aclose()
             raise cp.SsnRequestError(reply.code, reply.text)
+        nursery.start_soon(self._maintain, channel, challenge)
+        self._challenge = challenge
         return channel
+
+    @staticmethod
+    async def _run_channel(
+        channel: FramedChannel[cp.ClientMessage],
+        on_message: Callable[[cp.ClientMessage], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        try:
+            await channel.run(on_message, task_status=task_status)
+        except RemoteProtocolError as exc:
+            # A misbehaving SSN is treated like a lost one: the channel is closed, and the
+            # supervisor registers elsewhere.
+            logger.info("SSN broke the client protocol: %s", exc)
+
+    async def refresh(self) -> None:
+        """Register again now on the current SSN, e.g. to publish new addresses (a relayed
+        address after a reservation on ``ssn``: it appears in ``host.listen_addrs``)."""
+        channel = await self._current_channel(None)
+        assert self._challenge is not None
+        reply = await channel.request(
+            self._register_message(channel, self._challenge),
+            answer_within=self.config.request_timeout,
+        )
+        if isinstance(reply, cp.Error):
+            raise cp.SsnRequestError(reply.code, reply.text)
+
+    def _register_message(
+        self, channel: FramedChannel[cp.ClientMessage], challenge: cp.Challenge
+    ) -> cp.Register:
+        identity = self.host.identity
+        self._seq = max(self._seq + 1, int(time.time() * 1000))
+        expires = int(time.time()) + self.config.presence_lifetime
+        addrs = [str(a) for a in self.host.listen_addrs] + self.extra_addrs
+        presence = cp.sign_presence(
+            identity, challenge.server_id, addrs, seq=self._seq, expires=expires
+        ).encode()
+        proof = identity.sign(cp.proof_bytes(challenge.nonce, challenge.server_id, presence))
+        name_record = None
+        if self.name is not None:
+            name_record = sign_name_record(
+                self.name, identity, seq=self._seq, expires=expires
+            ).encode()
+        return cp.Register(channel.new_request_id(), presence, proof, name_record)
+
+    async def _maintain(
+        self, channel: FramedChannel[cp.ClientMessage], challenge: cp.Challenge
+    ) -> None:
+        """Ping the SSN (yamux) every ``keepalive_interval`` (a silent SSN is given up after
+        ``keepalive_timeout``) and renew the registration at half the presence lifetime."""
+        peer = PeerId(challenge.server_id)
+        renew_at = trio.current_time() + self.config.presence_lifetime / 2
+        while not channel.closed:
+            await trio.sleep(self.config.keepalive_interval)
+            try:
+                with trio.fail_after(self.config.keepalive_timeout):
+                    # A yamux PING frame: answered by the SSN's session engine, no stream.
+                    connections = self.host.swarm.connections_to(peer)
+                    if not connections:
+                        raise ChannelClosedError("the connection to the SSN is gone")
+                    await connections[0].session.ping()
+                    if trio.current_time() >= renew_at:
+                        message = self._register_message(channel, challenge)
+                        reply = await channel.request(
+                            message, answer_within=self.config.keepalive_timeout
+                        )
+                        if isinstance(reply, cp.Error):
+                            raise cp.SsnRequestError(reply.code, reply.text)
+                        renew_at = trio.current_time() + self.config.presence_lifetime / 2
+            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                logger.info("SSN %s stopped answering (%s); registering elsewhere", peer, exc)
+                await channel.aclose()
+                return
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Stay registered until cancelled; started once the first registration is done."""
@@ -313,31 +390,42 @@ class SsnClient:
 
     async def _connect_somewhere(self, nursery: trio.Nursery) -> FramedChannel[cp.ClientMessage]:
         errors: list[str] = []
-        refusal: cp.SsnRequestError | None = None
+        refusals: list[cp.SsnRequestError] = []
         for round_number in range(1_000_000):
-            candidates = await self._choose()
-            for entry in candidates:
-                try:
-                    channel = await self._register(entry, nursery)
-                except cp.SsnRequestError as exc:
-                    errors.append(f"{entry.peer_id}: {exc}")
-                    if exc.code is cp.ErrorCode.NAME_TAKEN:
-                        raise
-                    refusal = exc
-                    continue
-                except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                    errors.append(f"{entry.peer_id}: {exc}")
-                    continue
-                self.ssn = entry.peer_id
-                self.ssn_addrs = [_entry_address(entry)]
-                for other in candidates:
-                    if other is not entry:
-                        # Only the chosen SSN keeps a connection (each costs it memory).
-                        nursery.start_soon(self.host.disconnect, other.peer_id)
-                return channel
+            tried: list[SeedEntry] = []
+            # Our region first; only if every SSN there fails us, the other regions.
+            for elsewhere in (False, True):
+                if elsewhere and self.region is None:
+                    break
+                candidates = [e for e in await self._choose(elsewhere=elsewhere) if e not in tried]
+                for entry in candidates:
+                    tried.append(entry)
+                    try:
+                        channel = await self._register(entry, nursery)
+                    except cp.SsnRequestError as exc:
+                        errors.append(f"{entry.peer_id}: {exc}")
+                        if exc.code is cp.ErrorCode.NAME_TAKEN:
+                            raise
+                        refusals.append(exc)
+                        continue
+                    except (
+                        NeoNetError,
+                        OSError,
+                        trio.TooSlowError,
+                        trio.BrokenResourceError,
+                    ) as exc:
+                        errors.append(f"{entry.peer_id}: {type(exc).__name__} {exc}".strip())
+                        continue
+                    self.ssn = entry.peer_id
+                    self.ssn_addrs = [_entry_address(entry)]
+                    for other in tried:
+                        if other is not entry:
+                            # Only the chosen SSN keeps a connection (each costs it memory).
+                            nursery.start_soon(self.host.disconnect, other.peer_id)
+                    return channel
             if round_number == 2 and self.ssn is None:
-                if refusal is not None and len(errors) == 3 * len(candidates) and candidates:
-                    raise refusal  # every SSN said no, and why (OVER_CAPACITY, RATE_LIMITED...)
+                if refusals and len(refusals) == len(errors):
+                    raise refusals[-1]  # every SSN said no, and why (OVER_CAPACITY, ...)
                 raise cp.SsnRequestError(
                     cp.ErrorCode.UNAVAILABLE, "no SSN accepted us: " + "; ".join(errors[-6:])
                 )

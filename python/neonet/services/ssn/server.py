@@ -23,15 +23,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import random
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
 
 import trio
 
+from neonet.core import backend
 from neonet.core.errors import DecodeError, NeoNetError, RemoteProtocolError
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
@@ -42,68 +41,21 @@ from neonet.proto.kad_records import InvalidRecordError
 from neonet.proto.names import KEY_PREFIX, decode_name_record, name_key
 from neonet.proto.ssn import client_protocol as cp
 from neonet.proto.ssn import federation as fed
-from neonet.proto.ssn.mailbox import MailboxConfig, Mailboxes, MailboxFull
+from neonet.proto.ssn.mailbox import Mailboxes, MailboxFull
 from neonet.proto.ssn.membership import (
     MemberDied,
     MemberJoined,
     MemberLeft,
     MemberRecovered,
     Membership,
-    MembershipConfig,
 )
 from neonet.proto.ssn.placement import handoff, owners
 from neonet.proto.ssn.seeds import SeedList
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
+from neonet.services.ssn.config import RequestFailed, ServerStatistics, SsnConfig, SystemRandomness
 
 logger = logging.getLogger("neonet.ssn.server")
 Code = cp.ErrorCode
-
-
-class RequestFailed(Exception):
-    """Internal: answer the current request with ERROR(code, text)."""
-
-    def __init__(self, code: cp.ErrorCode, text: str) -> None:
-        super().__init__(text)
-        self.code = code
-        self.text = text
-
-
-@dataclass(frozen=True, slots=True)
-class SsnConfig:
-    replicas: int = 3
-    max_clients: int = 20_000
-    max_payload: int = cp.MAX_PAYLOAD
-    client_rate: float = 200.0  # requests per second per registered client
-    client_burst: float = 400.0
-    address_rate: float = 50.0  # registrations per second per remote IP address
-    address_burst: float = 200.0
-    offline_grace: float = 60.0  # a client gone this long gets signals queued, not refused
-    request_timeout: float = 3.0  # one federation hop
-    max_requests_in_flight: int = 256  # per client stream (backpressure beyond)
-    presence_cache: int = 100_000
-    membership: MembershipConfig = field(default_factory=MembershipConfig)
-    mailbox: MailboxConfig = field(default_factory=MailboxConfig)
-
-
-@dataclass(slots=True)
-class ServerStatistics:
-    clients: int = 0
-    registrations: int = 0
-    lookups: int = 0
-    signals: int = 0
-    forwards_in: int = 0
-    errors: int = 0
-    stored_records: int = 0
-
-
-class _Randomness:
-    """The engine's random source, from the OS generator."""
-
-    def __init__(self) -> None:
-        self._random = random.SystemRandom()
-
-    def randrange(self, stop: int) -> int:
-        return self._random.randrange(stop)
 
 
 class _ClientSession:
@@ -142,7 +94,7 @@ class SsnServer:
         self.id = host.peer_id.to_bytes()
         if seeds.entry(self.id) is None:
             raise NeoNetError(f"this SSN ({host.peer_id}) is not on the seed list")
-        self.store = fed.RecordStore()
+        self.store = fed.RecordStore(verify_ed25519=backend.verify_signature)
         self.mailboxes = Mailboxes(self.config.mailbox)
         self.clients: dict[bytes, _ClientSession] = {}
         self._gone: OrderedDict[bytes, float] = OrderedDict()
@@ -181,7 +133,7 @@ class SsnServer:
     # --- lifecycle ----------------------------------------------------------------
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         address = str(self.host.listen_addrs[0])
-        rng = _Randomness()
+        rng = SystemRandomness()
         self._membership = Membership(
             self.id,
             address,
@@ -263,7 +215,10 @@ class SsnServer:
     async def _send_membership(self, to: bytes, address: str | None, data: bytes) -> None:
         try:
             peer = PeerId(to)
-            with trio.move_on_after(self.config.membership.ack_timeout * 2):
+            # A late message is harmless (SWIM counts a late ACK as missing), but a budget
+            # shorter than a Noise handshake under load would keep members from ever
+            # connecting: so a generous bound for the dial and the write.
+            with trio.move_on_after(max(5.0, 2 * self.config.membership.protocol_period)):
                 if not self.host.swarm.connections_to(peer):
                     if address is None:
                         return
@@ -282,6 +237,8 @@ class SsnServer:
     async def _handle_membership(self, stream: YamuxStream) -> None:
         sender = stream.session.remote_peer
         assert isinstance(sender, PeerId)
+        if self.seeds.entry(sender.to_bytes()) is None:
+            return  # only SSNs of the seed list may tell us who is alive or dead
         decoder = cp.FrameDecoder(self.config.membership.max_message_size)
         with trio.move_on_after(10):
             while data := await stream.receive_some(65536):
@@ -409,11 +366,15 @@ class SsnServer:
                 if found:
                     break
         best: fed.Entry | None = None
+        now = self._now()
         for presence_bytes, name_bytes in found:
+            # Owners checked the signatures on STORE (owners are seed-list SSNs, trusted as
+            # much as we trust ourselves); the client checks them again on its side.
             try:
                 presence = cp.decode_presence(presence_bytes)
-                cp.verify_presence(presence, self._now())
             except DecodeError:
+                continue
+            if presence.expires <= now:
                 continue
             if best is None or presence.seq > best.presence.seq:
                 best = fed.Entry(presence, presence_bytes, None, name_bytes)
@@ -467,6 +428,8 @@ class SsnServer:
                 )
             elif isinstance(message, fed.Forward):
                 self.stats.forwards_in += 1
+                if len(message.payload) > self.config.max_payload:
+                    raise RequestFailed(Code.TOO_LARGE, "forwarded signal exceeds our payload cap")
                 status = await self._deliver_here(message.sender, message.to, message.payload)
                 reply = fed.Forwarded(rid, status)
             else:
@@ -625,8 +588,10 @@ class SsnServer:
             raise RequestFailed(Code.RATE_LIMITED, f"too many registrations from {address}")
         try:
             presence = cp.decode_presence(message.presence)
-            cp.verify_presence(presence, now)
-            cp.verify_proof(presence, message.proof, nonce, self.id)
+            cp.verify_presence(presence, now, verify_ed25519=backend.verify_signature)
+            cp.verify_proof(
+                presence, message.proof, nonce, self.id, verify_ed25519=backend.verify_signature
+            )
         except DecodeError as exc:
             raise RequestFailed(Code.BAD_PROOF, str(exc)) from None
         if presence.peer_id != remote.to_bytes():
@@ -747,3 +712,6 @@ async def open_ssn(
             yield server
         finally:
             nursery.cancel_scope.cancel()
+
+
+__all__ = ["ServerStatistics", "SsnConfig", "SsnServer", "open_ssn", "serve_ssn"]
