@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import importlib
 import json
 import logging
 import os
@@ -188,42 +189,20 @@ async def _perf(args: argparse.Namespace) -> None:
         )
 
 
+#: ``neonet bench <suite>``: the module in ``neonet.bench`` whose ``main`` runs it.
+BENCH_SUITES = ("transport", "core", "dht", "gossip", "bank", "ssn", "relay")
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
-    if args.suite == "transport":
-        from neonet.bench import transport as bench_transport
-
-        bench_transport.main(
-            quick=args.quick,
-            as_json=args.json,
-            rounds=args.rounds,
-            both_backends=args.both_backends,
-        )
-    elif args.suite == "core":
-        from neonet.bench import core as bench_core
-
-        bench_core.main(quick=args.quick, as_json=args.json)
-    elif args.suite == "relay":
-        from neonet.bench import relay as bench_relay
-
-        bench_relay.main(quick=args.quick, as_json=args.json)
-    elif args.suite == "dht":
-        from neonet.bench import dht as bench_dht
-
-        bench_dht.main(quick=args.quick, as_json=args.json)
-    elif args.suite == "gossip":
-        from neonet.bench import gossip as bench_gossip
-
-        bench_gossip.main(quick=args.quick, as_json=args.json)
-    elif args.suite == "bank":
-        from neonet.bench import bank as bench_bank
-
-        bench_bank.main(quick=args.quick, as_json=args.json)
-    elif args.suite == "ssn":
-        from neonet.bench import ssn as bench_ssn
-
-        bench_ssn.main(quick=args.quick, as_json=args.json, clients=args.clients)
-    else:
+    if args.suite not in BENCH_SUITES:
         raise CliError(f"unknown benchmark {args.suite!r}")
+    module = importlib.import_module(f"neonet.bench.{args.suite}")
+    options: dict[str, object] = {"quick": args.quick, "as_json": args.json}
+    if args.suite == "transport":
+        options.update(rounds=args.rounds, both_backends=args.both_backends)
+    elif args.suite == "ssn":
+        options.update(clients=args.clients)
+    module.main(**options)
 
 
 def _byte_count(text: str) -> int:
@@ -306,9 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_commands(commands)
 
     bench = commands.add_parser("bench", help="benchmarks that print numbers")
-    bench.add_argument(
-        "suite", choices=["transport", "core", "dht", "gossip", "bank", "ssn", "relay"]
-    )
+    bench.add_argument("suite", choices=BENCH_SUITES)
     bench.add_argument("--quick", action="store_true", help="a short run (under a minute)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument(
