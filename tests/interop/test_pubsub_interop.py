@@ -15,6 +15,7 @@ from contextlib import AsyncExitStack
 import pytest
 import trio
 
+from neonet.core.peer_id import PeerId
 from neonet.node import Node, open_node
 from neonet.services.pubsub import Pubsub, PubsubMessage, Subscription, open_pubsub
 from tests.interop import harness
@@ -143,6 +144,16 @@ async def test_one_mesh_of_every_implementation() -> None:
                     return bridge in {str(peer) for peer in pubsub.mesh_peers(TOPIC)}
 
                 await pubsub.wait_until(bridged)
+            # The two NeoNet nodes are linked directly: wait for that mesh link too. GossipSub
+            # relays only along the mesh, and a message relayed before the heartbeat grafts
+            # the link would reach the other node through nothing (gossip goes to non-mesh
+            # peers, and by then it is a mesh peer).
+            for (_, pubsub), (other_node, _) in ((ours[0], ours[1]), (ours[1], ours[0])):
+
+                def linked(pubsub: Pubsub = pubsub, peer: PeerId = other_node.peer_id) -> bool:
+                    return peer in pubsub.mesh_peers(TOPIC)
+
+                await pubsub.wait_until(linked)
 
             sent: dict[str, bytes] = {}
             for index, (_, pubsub) in enumerate(ours):
