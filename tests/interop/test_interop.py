@@ -14,8 +14,9 @@ import pytest
 import trio
 
 from neonet.core.multiaddr import Multiaddr
-from neonet.node import Stream, open_node
+from neonet.node import open_node
 from tests.interop import harness
+from tests.streams import echo, exchange
 
 pytestmark = pytest.mark.interop
 
@@ -33,27 +34,6 @@ def _selected() -> list[str]:
 
 
 CASES = [(name, transport) for name in _selected() for transport in ("tcp", "ws")]
-
-
-async def echo(stream: Stream) -> None:
-    while data := await stream.receive_some():
-        await stream.send_all(data)
-    await stream.send_eof()
-
-
-async def exchange(stream: Stream, payload: bytes) -> bytes:
-    received = bytearray()
-
-    async def reader() -> None:
-        while chunk := await stream.receive_some():
-            received.extend(chunk)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader)
-        await stream.send_all(payload)
-        await stream.send_eof()
-    await stream.aclose()
-    return bytes(received)
 
 
 @pytest.mark.parametrize(("implementation", "transport"), CASES)

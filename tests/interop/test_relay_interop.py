@@ -18,10 +18,11 @@ import pytest
 import trio
 
 from neonet.core.multiaddr import Multiaddr
-from neonet.node import Stream, open_node
+from neonet.node import open_node
 from neonet.services.dcutr import open_dcutr
 from neonet.services.relay import open_relay, open_relay_client
 from tests.interop import harness
+from tests.streams import echo, exchange
 
 pytestmark = pytest.mark.interop
 
@@ -54,27 +55,6 @@ def check_relayed(name: str, result: dict[str, object]) -> None:
         assert result["limited"] is True  # go marks relayed connections as limited
     else:
         assert result["relayed"] is True
-
-
-async def echo(stream: Stream) -> None:
-    while data := await stream.receive_some():
-        await stream.send_all(data)
-    await stream.send_eof()
-
-
-async def exchange(stream: Stream, payload: bytes) -> bytes:
-    received = bytearray()
-
-    async def reader() -> None:
-        while chunk := await stream.receive_some():
-            received.extend(chunk)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader)
-        await stream.send_all(payload)
-        await stream.send_eof()
-    await stream.aclose()
-    return bytes(received)
 
 
 async def test_neonet_reserves_on_their_relay_and_they_dial_through(

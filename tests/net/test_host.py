@@ -27,22 +27,10 @@ from neonet.core.peer_id import PeerId
 from neonet.net.swarm import SwarmConfig
 from neonet.node import Node, Stream, open_node
 from tests.conftest import has_ipv6_loopback
+from tests.streams import echo, read_all
 
 ECHO = "/echo/1.0.0"
 TIMEOUT = 20
-
-
-async def echo(stream: Stream) -> None:
-    while data := await stream.receive_some():
-        await stream.send_all(data)
-    await stream.send_eof()
-
-
-async def read_all(stream: trio.abc.ReceiveStream) -> bytes:
-    data = bytearray()
-    while chunk := await stream.receive_some():
-        data += chunk
-    return bytes(data)
 
 
 @asynccontextmanager

@@ -12,19 +12,14 @@ import pytest
 import trio
 
 from neonet.net.swarm import Connection
-from neonet.node import Node, Stream, open_node
+from neonet.node import Node, open_node
 from neonet.proto.dcutr import PROTOCOL_ID
 from neonet.services.dcutr import DcutrService, open_dcutr
 from neonet.services.relay import open_relay, open_relay_client
+from tests.streams import echo
 
 ECHO = "/echo/1.0.0"
 TIMEOUT = 20
-
-
-async def echo(stream: Stream) -> None:
-    while data := await stream.receive_some():
-        await stream.send_all(data)
-    await stream.send_eof()
 
 
 @asynccontextmanager

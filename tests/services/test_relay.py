@@ -14,7 +14,7 @@ import trio
 from neonet.core.errors import TransportError
 from neonet.core.multiaddr import Multiaddr
 from neonet.net.relayed import RelayRefusedError
-from neonet.node import Node, Stream, open_node
+from neonet.node import Node, open_node
 from neonet.proto.relay import (
     HOP_PROTOCOL_ID,
     STOP_PROTOCOL_ID,
@@ -32,22 +32,10 @@ from neonet.services.relay import (
     open_relay_client,
     reserve,
 )
+from tests.streams import echo, read_all
 
 ECHO = "/echo/1.0.0"
 TIMEOUT = 20
-
-
-async def echo(stream: Stream) -> None:
-    while data := await stream.receive_some():
-        await stream.send_all(data)
-    await stream.send_eof()
-
-
-async def read_all(stream: trio.abc.ReceiveStream) -> bytes:
-    data = bytearray()
-    while chunk := await stream.receive_some():
-        data += chunk
-    return bytes(data)
 
 
 @asynccontextmanager
