@@ -190,3 +190,17 @@ async def test_the_reservation_follows_the_client_to_another_ssn() -> None:
                     break
                 await trio.sleep(0.1)  # re-registration is a remote effect: poll the SSN
             assert alice_node.peer_id == found.peer_id
+
+
+async def test_cancelling_everything_at_once_exits_cleanly() -> None:
+    """A timeout around the whole stack cancels the node's identify service before the
+    relay client withdraws its addresses: that must not turn into a RuntimeError."""
+    with trio.fail_after(60):
+        with trio.CancelScope() as scope:
+            async with federation(["eu"]) as (seeds, _, nodes), AsyncExitStack() as stack:
+                await _relaying(stack, nodes)
+                _, alice = await _punching_client(stack, seeds, "alice")
+                assert alice.relay is not None and alice.relay.reservations
+                scope.cancel()
+                await trio.sleep_forever()
+        assert scope.cancelled_caught
