@@ -204,3 +204,20 @@ async def test_cancelling_everything_at_once_exits_cleanly() -> None:
                 scope.cancel()
                 await trio.sleep_forever()
         assert scope.cancelled_caught
+
+
+async def test_an_ssn_without_a_relay_costs_the_client_nothing() -> None:
+    """`neonet ssn serve --no-relay`: the reservation attempt is refused at once, the client
+    registers and connects as before (its presence lists no relayed address)."""
+    with trio.fail_after(60):
+        async with federation(["eu"]) as (seeds, _, _nodes), AsyncExitStack() as stack:
+            started = trio.current_time()
+            alice_node, alice = await _punching_client(stack, seeds, "alice")
+            assert trio.current_time() - started < 5
+            assert alice.relay is not None and not alice.relay.reservations
+            bob_node, bob = await _punching_client(stack, seeds, "bob")
+            found = await bob.lookup("alice")
+            assert found.addrs and not any(is_relayed_addr(a) for a in found.addrs)
+            connected = await bob.connect("alice")
+            assert connected.path == "direct"
+            assert await _echo_over(bob_node, alice_node.peer_id) == (True, False)
