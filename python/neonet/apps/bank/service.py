@@ -15,6 +15,7 @@ in its (durable) store; the engine calls are synchronous, so trio runs them one 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
@@ -134,8 +135,10 @@ class ValidatorService:
         store: SqliteVoteStore | None = None,
         *,
         on_proof_found: Callable[[FraudProof], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.validator = validator
+        self.clock = clock  # wall-clock seconds: purse expiry and refund times are dates
         self.on_proof_found = on_proof_found  # e.g. publish it over GossipSub
         self.store = store  # also keeps applied certificates and proofs, when given
         self.requests = 0
@@ -181,8 +184,10 @@ class ValidatorService:
         if request.kind == wire.SIGN:
             for certificate in request.certificates:
                 self._apply(certificate)
-            result = self.validator.handle_sign_request(request.block)
+            result = self.validator.handle_sign_request(request.block, int(self.clock()))
             if isinstance(result, Vote):
+                if result.proof is not None and self.store is not None:
+                    self.store.add_proof(result.proof)  # with the vote: the freeze survives
                 return [wire.VOTE, result.validator, result.signature]
             if result.proof is not None:
                 if self.store is not None:
@@ -200,6 +205,9 @@ class ValidatorService:
                 self.store.add_proof(request.proof)
             return [wire.DONE, "frozen" if account is not None else "invalid"]
         ledger = self.validator.ledger
+        if request.kind == wire.PURSE:
+            status = self.validator.purse_status(request.account, request.start)
+            return [wire.PURSE, None if status is None else status.to_value()]
         if request.kind == wire.HEADS:
             accounts = sorted(a for a in ledger.accounts if a > request.account)
             heads = []
@@ -483,6 +491,25 @@ class BankClient:
         if not all(check_certificates(certificates, self.committee)):
             raise RemoteProtocolError("an incoming transfer lacks a quorum of valid votes")
         return certificates
+
+    async def purse_statuses(self, purse_id: bytes, position: int) -> list[wire.PurseStatus | None]:
+        """Every validator's view of a purse and its owner (PURSE), concurrently; ``None``
+        for a validator that does not know the purse or did not answer."""
+        statuses: list[wire.PurseStatus | None] = [None] * len(self.validators)
+
+        async def one(index: int) -> None:
+            try:
+                answer = await self.ask(
+                    index, wire.purse_request(purse_id, position), wire.SYNC_PROTOCOL
+                )
+                statuses[index] = wire.parse_purse_status(answer)
+            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                logger.info("validator %d gave no purse status: %s", index, exc)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(len(self.validators)):
+                nursery.start_soon(one, index)
+        return statuses
 
     async def heads(self, index: int) -> list[tuple[bytes, int, bytes, int]]:
         """Every chain head a validator knows (paged)."""
