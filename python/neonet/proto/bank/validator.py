@@ -159,9 +159,12 @@ class Validator:
         self.ledger = BankLedger(committee, mint_account)
         self._voted: dict[bytes, ChainHead] = {}  # recent votes: block hash -> head after
 
-    def handle_certificate(self, certificate: Certificate) -> Applied:
+    def handle_certificate(self, certificate: Certificate, quorum_checked: bool = False) -> Applied:
+        """Apply a certificate; ``quorum_checked`` when the caller verified its quorum
+        (a batch verification of many certificates' votes)."""
         # A block this validator voted for was chain-checked then: skip the second check.
-        return self.ledger.apply(certificate, self._voted.get(block_hash(certificate.block)))
+        verified = self._voted.get(block_hash(certificate.block))
+        return self.ledger.apply(certificate, verified, quorum_checked=quorum_checked)
 
     def handle_fraud_proof(self, proof: FraudProof) -> bytes | None:
         return self.ledger.apply_fraud_proof(proof)
