@@ -179,3 +179,99 @@ def test_fuzz_sign_verify(topic: str, data: bytes, seqno: int) -> None:
     message = sign_message(IDENTITY, topic, data, seqno)
     decoded = decode_rpc(encode_rpc(Rpc(messages=[message]))).messages[0]
     assert verify_message(decoded, SignaturePolicy.STRICT_SIGN) is None
+
+
+def _lazy_view(rpc: Rpc) -> list[tuple[str, bytes, bytes, Message]]:
+    return [(r.topic, r.from_peer, r.seqno, r.decode()) for r in rpc.received]
+
+
+def test_lazy_decoding_reads_the_id_fields_and_forwards_the_bytes() -> None:
+    first = sign_message(IDENTITY, "news", b"one", 1)
+    second = Message(topic="other", data=b"two")  # no from, no seqno (StrictNoSign)
+    encoded = encode_rpc(Rpc(messages=[first, second], subscriptions=[(True, "news")]))
+    lazy = decode_rpc(encoded, lazy=True)
+    assert lazy.messages == []
+    assert lazy.subscriptions == [(True, "news")]
+    assert _lazy_view(lazy) == [
+        ("news", first.from_peer, first.seqno, first),
+        ("other", b"", b"", second),
+    ]
+    assert lazy.received[0].from_peer + lazy.received[0].seqno == default_message_id(first)
+    assert [r.encode() for r in lazy.received] == [first.encode(), second.encode()]
+    assert not lazy.empty()
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"data": b"x"}, "topic"),
+        ({"topic": "t", "from": b"f" * 129}, "'from' too long"),
+        ({"topic": "t", "seqno": b"s" * 65}, "seqno too long"),
+        ({"topic": "t", "signature": b"s" * 1025}, "signature too long"),
+        ({"topic": "t" * 1025}, "topic longer"),
+    ],
+)
+def test_lazy_decoding_refuses_what_full_decoding_refuses(
+    fields: dict[str, object], reason: str
+) -> None:
+    raw = pb.RPC()
+    raw.publish.add(**fields)
+    for lazy in (False, True):
+        with pytest.raises(RemoteProtocolError, match=reason):
+            decode_rpc(raw.SerializeToString(), lazy=lazy)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=512))
+def test_fuzz_lazy_decoding_agrees_with_full_decoding(data: bytes) -> None:
+    try:
+        full = decode_rpc(data)
+    except RemoteProtocolError as exc:
+        with pytest.raises(type(exc)):
+            decode_rpc(data, lazy=True)
+        return
+    lazy = decode_rpc(data, lazy=True)
+    assert [r.decode() for r in lazy.received] == full.messages
+    assert (lazy.subscriptions, lazy.control) == (full.subscriptions, full.control)
+    for received, message in zip(lazy.received, full.messages, strict=True):
+        assert (received.topic, received.from_peer or None, received.seqno or None) == (
+            message.topic,
+            message.from_peer or None,
+            message.seqno or None,
+        )
+
+
+_optional_bytes = st.none() | st.binary(max_size=70)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            Message,
+            topic=st.text(max_size=20),
+            data=st.binary(max_size=40),
+            from_peer=_optional_bytes,
+            seqno=_optional_bytes,
+            signature=_optional_bytes,
+            key=_optional_bytes,
+        ),
+        max_size=4,
+    )
+)
+def test_fuzz_lazy_decoding_of_messages(messages: list[Message]) -> None:
+    encoded = encode_rpc(Rpc(messages=messages))
+    try:
+        full = decode_rpc(encoded)
+    except RemoteProtocolError as exc:
+        with pytest.raises(type(exc)):
+            decode_rpc(encoded, lazy=True)
+        return
+    lazy = decode_rpc(encoded, lazy=True)
+    assert [r.decode() for r in lazy.received] == full.messages
+    assert [
+        decode_rpc(encode_rpc(Rpc(raw_messages=[r.encode()]))).messages[0] for r in lazy.received
+    ] == full.messages
+    assert [r.from_peer + r.seqno for r in lazy.received] == [
+        default_message_id(m) for m in full.messages
+    ]

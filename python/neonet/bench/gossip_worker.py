@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import struct
 import sys
 import time
@@ -205,6 +206,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first", type=int, required=True, help="global index of node 0")
     parser.add_argument("--nodes", type=int, required=True)
     args = parser.parse_args(argv)
+    profile_dir = os.environ.get("NEONET_BENCH_PROFILE")
+    if profile_dir and args.first == 0:
+        # One process under cProfile (for docs/benchmarks.md): the first one's nodes.
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.runcall(trio.run, serve, args.first, args.nodes)
+        profiler.dump_stats(os.path.join(profile_dir, f"worker-{args.first}.prof"))
+        return 0
     trio.run(serve, args.first, args.nodes)
     return 0
 

@@ -39,6 +39,7 @@ __all__ = [
     "Control",
     "Message",
     "Prune",
+    "ReceivedMessage",
     "Rpc",
     "RpcLimits",
     "RpcReader",
@@ -131,20 +132,50 @@ class Control:
 @dataclass(slots=True)
 class Rpc:
     """One RPC. ``messages`` holds decoded messages; encoding also takes raw ``Message``
-    encodings in ``raw_messages`` (forwarding re-sends the bytes it received)."""
+    encodings in ``raw_messages`` (forwarding re-sends the bytes it received).
+
+    ``decode_rpc(..., lazy=True)`` leaves the messages in ``received`` instead: parsed
+    and bounds-checked, but not yet ``Message`` objects (see ``ReceivedMessage``).
+    """
 
     subscriptions: list[tuple[bool, str]] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     raw_messages: list[bytes] = field(default_factory=list)
     control: Control = field(default_factory=Control)
+    received: list[ReceivedMessage] = field(default_factory=list)
 
     def empty(self) -> bool:
         return (
             not self.subscriptions
             and not self.messages
             and not self.raw_messages
+            and not self.received
             and self.control.empty()
         )
+
+
+class ReceivedMessage:
+    """A message as it arrived, decoded only as far as routing needs.
+
+    Most copies a node receives are duplicates (about 6 per message at D=6): the router
+    needs just the topic and the ID fields to drop them, so ``topic``, ``from_peer``
+    and ``seqno`` (b"" when absent) are read from the parsed protobuf, and ``decode()``
+    (the ``Message``) and ``encode()`` (the bytes to forward) only for a new message.
+    """
+
+    __slots__ = ("_parsed", "from_peer", "seqno", "topic")
+
+    def __init__(self, parsed: pb.Message) -> None:
+        self._parsed = parsed
+        self.topic: str = parsed.topic
+        self.from_peer: bytes = getattr(parsed, "from")
+        self.seqno: bytes = parsed.seqno
+
+    def decode(self) -> Message:
+        return _from_pb(self._parsed)
+
+    def encode(self) -> bytes:
+        return self._parsed.SerializeToString()
 
 
 def _to_pb(message: Message) -> pb.Message:
@@ -210,8 +241,12 @@ def frame(encoded_rpc: bytes) -> bytes:
     return encode_uvarint(len(encoded_rpc)) + encoded_rpc
 
 
-def decode_rpc(data: bytes, limits: RpcLimits | None = None) -> Rpc:
-    """Decode one RPC (no length prefix); ``RemoteProtocolError`` when malformed or too big."""
+def decode_rpc(data: bytes, limits: RpcLimits | None = None, *, lazy: bool = False) -> Rpc:
+    """Decode one RPC (no length prefix); ``RemoteProtocolError`` when malformed or too big.
+
+    With ``lazy`` the messages go to ``rpc.received`` (checked exactly as ``messages``
+    would be, but not converted; see ``ReceivedMessage``).
+    """
     limits = limits or RpcLimits()
     if len(data) > limits.max_rpc_size:
         raise RemoteProtocolError(f"RPC of {len(data)} bytes exceeds {limits.max_rpc_size}")
@@ -230,8 +265,13 @@ def decode_rpc(data: bytes, limits: RpcLimits | None = None) -> Rpc:
             raise RemoteProtocolError("subscription without a topic")
         _check_topic(option.topicid)
         rpc.subscriptions.append((bool(option.subscribe), option.topicid))
-    for message in parsed.publish:
-        rpc.messages.append(_from_pb(message))
+    if lazy:
+        for message in parsed.publish:
+            _check_message(message)
+            rpc.received.append(ReceivedMessage(message))
+    else:
+        for message in parsed.publish:
+            rpc.messages.append(_from_pb(message))
     if parsed.HasField("control"):
         rpc.control = _decode_control(parsed.control, limits)
     return rpc
@@ -240,6 +280,19 @@ def decode_rpc(data: bytes, limits: RpcLimits | None = None) -> Rpc:
 def _check_topic(topic: str) -> None:
     if len(topic) > _MAX_TOPIC_LENGTH // 4 and len(topic.encode()) > _MAX_TOPIC_LENGTH:
         raise RemoteProtocolError(f"topic longer than {_MAX_TOPIC_LENGTH} bytes")
+
+
+def _check_message(message: pb.Message) -> None:
+    """The checks of ``_from_pb``, without building the ``Message``."""
+    if not message.HasField("topic"):
+        raise RemoteProtocolError("message without a topic")
+    _check_topic(message.topic)
+    if len(getattr(message, "from")) > _MAX_FROM_LENGTH:
+        raise RemoteProtocolError("message 'from' too long")
+    if len(message.seqno) > _MAX_SEQNO_LENGTH:
+        raise RemoteProtocolError("message seqno too long")
+    if len(message.signature) > _MAX_SIGNATURE_LENGTH:
+        raise RemoteProtocolError("message signature too long")
 
 
 def _from_pb(message: pb.Message) -> Message:
