@@ -19,6 +19,7 @@ from neonet.proto.gossipsub_rpc import (
     RpcReader,
     SignaturePolicy,
     decode_rpc,
+    decode_rpcs,
     default_message_id,
     encode_rpc,
     frame,
@@ -274,4 +275,60 @@ def test_fuzz_lazy_decoding_of_messages(messages: list[Message]) -> None:
     ] == full.messages
     assert [r.from_peer + r.seqno for r in lazy.received] == [
         default_message_id(m) for m in full.messages
+    ]
+
+
+def _received_messages(rpcs: list[Rpc]) -> list[Message]:
+    return [received.decode() for rpc in rpcs for received in rpc.received]
+
+
+def test_rpcs_of_one_read_carrying_only_messages_are_merged_in_order() -> None:
+    messages = [sign_message(IDENTITY, "news", bytes([i]) * 10, i) for i in range(1, 7)]
+    forwards = [encode_rpc(Rpc(raw_messages=[m.encode()])) for m in messages[:3]]
+    graft = Rpc()
+    graft.control.graft.append("news")
+    encodings = [
+        *forwards,
+        encode_rpc(graft),
+        encode_rpc(Rpc(messages=messages[3:5])),
+        encode_rpc(Rpc(subscriptions=[(True, "x")], messages=[messages[5]])),
+    ]
+    rpcs = decode_rpcs(encodings)
+    # The three forwards in one, the GRAFT alone, then the next messages-only RPC, then
+    # the one with a subscription (not merged: it carries more than messages).
+    assert [len(rpc.received) for rpc in rpcs] == [3, 0, 2, 1]
+    assert rpcs[1].control.graft == ["news"]
+    assert rpcs[3].subscriptions == [(True, "x")]
+    assert _received_messages(rpcs) == messages
+    # A merged run never holds more than max_messages.
+    limited = decode_rpcs(forwards, RpcLimits(max_messages=2))
+    assert [len(rpc.received) for rpc in limited] == [2, 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=60),
+            st.lists(st.binary(max_size=30), max_size=3).map(
+                lambda raws: b"".join(b"\x12" + encode_uvarint(len(r)) + r for r in raws)
+            ),
+        ),
+        max_size=6,
+    )
+)
+def test_fuzz_decode_rpcs_agrees_with_decoding_one_by_one(encodings: list[bytes]) -> None:
+    try:
+        one_by_one = [decode_rpc(encoded, lazy=True) for encoded in encodings]
+    except RemoteProtocolError:
+        with pytest.raises(RemoteProtocolError):
+            decode_rpcs(encodings)
+        return
+    merged = decode_rpcs(encodings)
+    assert _received_messages(merged) == _received_messages(one_by_one)
+    assert [r.subscriptions for r in merged if r.subscriptions] == [
+        r.subscriptions for r in one_by_one if r.subscriptions
+    ]
+    assert [r.control for r in merged if not r.control.empty()] == [
+        r.control for r in one_by_one if not r.control.empty()
     ]

@@ -45,6 +45,7 @@ __all__ = [
     "RpcReader",
     "SignaturePolicy",
     "decode_rpc",
+    "decode_rpcs",
     "default_message_id",
     "encode_rpc",
     "frame",
@@ -250,6 +251,70 @@ def decode_rpc(data: bytes, limits: RpcLimits | None = None, *, lazy: bool = Fal
     limits = limits or RpcLimits()
     if len(data) > limits.max_rpc_size:
         raise RemoteProtocolError(f"RPC of {len(data)} bytes exceeds {limits.max_rpc_size}")
+    return _decode(data, limits, lazy)
+
+
+def decode_rpcs(encodings: list[bytes], limits: RpcLimits | None = None) -> list[Rpc]:
+    """Decode the RPCs of one read lazily (``decode_rpc(..., lazy=True)`` each), in order.
+
+    Consecutive RPCs that carry only messages (what forwarding sends) come back merged
+    into one, up to ``max_messages``: one parse and one router call for all of them
+    instead of one per RPC. Any other RPC is decoded alone, so control and subscription
+    entries are handled in the order they arrived.
+    """
+    limits = limits or RpcLimits()
+    decoded: list[Rpc] = []
+    run: list[bytes] = []
+    in_run = 0
+    for encoded in encodings:
+        if len(encoded) > limits.max_rpc_size:
+            raise RemoteProtocolError(f"RPC of {len(encoded)} bytes exceeds {limits.max_rpc_size}")
+        count = _messages_only(encoded)
+        if count is not None and in_run + count <= limits.max_messages:
+            run.append(encoded)
+            in_run += count
+            continue
+        if run:
+            decoded.append(_decode(b"".join(run), limits, True))
+            run, in_run = [], 0
+        if count is not None:  # messages only, but the run was full: start a new one
+            run.append(encoded)
+            in_run = count
+        else:
+            decoded.append(_decode(encoded, limits, True))
+    if run:
+        decoded.append(_decode(b"".join(run), limits, True))
+    return decoded
+
+
+def _messages_only(encoded: bytes) -> int | None:
+    """How many ``publish`` entries ``encoded`` holds if it holds nothing else, else None.
+
+    (Concatenated protobuf encodings parse as one message with the repeated fields
+    joined, which is what makes merging such RPCs exact.)
+    """
+    count = 0
+    offset = 0
+    end = len(encoded)
+    while offset < end:
+        if encoded[offset] != 0x12:  # field 2, length-delimited
+            return None
+        length = encoded[offset + 1] if offset + 1 < end else 0x80
+        if length < 0x80:
+            offset += 2 + length
+        else:
+            try:
+                found = try_decode_uvarint(encoded, offset + 1)
+            except DecodeError:
+                return None
+            if found is None:
+                return None
+            offset = found[1] + found[0]
+        count += 1
+    return count if offset == end else None
+
+
+def _decode(data: bytes, limits: RpcLimits, lazy: bool) -> Rpc:
     parsed = pb.RPC()
     try:
         parsed.ParseFromString(data)

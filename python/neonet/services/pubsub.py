@@ -51,7 +51,7 @@ from neonet.proto.gossipsub import (
     RouterOutput,
     ValidationResult,
 )
-from neonet.proto.gossipsub_rpc import Message, RpcLimits, RpcReader, decode_rpc, encode_rpc
+from neonet.proto.gossipsub_rpc import Message, RpcLimits, RpcReader, decode_rpcs, encode_rpc
 from neonet.proto.gossipsub_rpc import frame as frame_rpc
 from neonet.proto.identify import IdentifyInfo
 from neonet.services.identify import IdentifyService
@@ -518,8 +518,8 @@ class Pubsub:
             # RPC; what the RPCs of one read produce leaves in one write per peer.
             now = trio.current_time()
             try:
-                for encoded in reader.feed(data):
-                    router.handle_rpc(key, decode_rpc(encoded, limits, lazy=True), now)
+                for rpc in decode_rpcs(reader.feed(data), limits):
+                    router.handle_rpc(key, rpc, now)
             finally:
                 self._flush()
 
