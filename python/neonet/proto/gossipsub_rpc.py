@@ -167,10 +167,19 @@ class ReceivedMessage:
     __slots__ = ("_parsed", "from_peer", "seqno", "topic")
 
     def __init__(self, parsed: pb.Message) -> None:
+        """Raises ``RemoteProtocolError`` where ``decode_rpc`` would refuse the message."""
         self._parsed = parsed
         self.topic: str = parsed.topic
         self.from_peer: bytes = getattr(parsed, "from")
         self.seqno: bytes = parsed.seqno
+        if (
+            len(self.from_peer) > _MAX_FROM_LENGTH
+            or len(self.seqno) > _MAX_SEQNO_LENGTH
+            or len(self.topic) > _MAX_TOPIC_LENGTH // 4
+            or len(parsed.signature) > _MAX_SIGNATURE_LENGTH
+            or not parsed.HasField("topic")
+        ):
+            _check_message(parsed)  # one of the bounds may be broken: say which
 
     def decode(self) -> Message:
         return _from_pb(self._parsed)
@@ -205,7 +214,7 @@ def encode_rpc(rpc: Rpc) -> bytes:
     """
     if not rpc.subscriptions and not rpc.messages and rpc.control.empty():
         # The forwarding fast path: only raw messages, no protobuf object needed.
-        return b"".join(_MESSAGE_TAG + encode_uvarint(len(raw)) + raw for raw in rpc.raw_messages)
+        return b"".join(map(_publish_entry, rpc.raw_messages))
     out = pb.RPC()
     for subscribe, topic in rpc.subscriptions:
         out.subscriptions.add(subscribe=subscribe, topicid=topic)
@@ -230,11 +239,15 @@ def encode_rpc(rpc: Rpc) -> bytes:
             target.idontwant.add(messageIDs=control.idontwant)
     encoded = out.SerializeToString()
     if rpc.raw_messages:
-        parts = [encoded]
-        for raw in rpc.raw_messages:
-            parts.append(_MESSAGE_TAG + encode_uvarint(len(raw)) + raw)
-        encoded = b"".join(parts)
+        encoded = b"".join([encoded, *map(_publish_entry, rpc.raw_messages)])
     return encoded
+
+
+@functools.lru_cache(maxsize=256)
+def _publish_entry(raw: bytes) -> bytes:
+    """A raw message as an RPC ``publish`` field; cached, since a forwarded message goes
+    to several peers in a row (the bytes' hash is computed once and kept by Python)."""
+    return _MESSAGE_TAG + encode_uvarint(len(raw)) + raw
 
 
 def frame(encoded_rpc: bytes) -> bytes:
@@ -302,6 +315,8 @@ def _messages_only(encoded: bytes) -> int | None:
         length = encoded[offset + 1] if offset + 1 < end else 0x80
         if length < 0x80:
             offset += 2 + length
+        elif offset + 2 < end and 0 < encoded[offset + 2] < 0x80:  # two bytes: most messages
+            offset += 3 + (length & 0x7F) + (encoded[offset + 2] << 7)
         else:
             try:
                 found = try_decode_uvarint(encoded, offset + 1)
@@ -331,9 +346,7 @@ def _decode(data: bytes, limits: RpcLimits, lazy: bool) -> Rpc:
         _check_topic(option.topicid)
         rpc.subscriptions.append((bool(option.subscribe), option.topicid))
     if lazy:
-        for message in parsed.publish:
-            _check_message(message)
-            rpc.received.append(ReceivedMessage(message))
+        rpc.received.extend(map(ReceivedMessage, parsed.publish))
     else:
         for message in parsed.publish:
             rpc.messages.append(_from_pb(message))
@@ -440,7 +453,16 @@ class RpcReader:
         found: list[bytes] = []
         offset = 0
         while True:
-            decoded = try_decode_uvarint(buffer, offset)
+            if len(buffer) >= offset + 2 and buffer[offset + 1] < 0x80 < buffer[offset]:
+                # The common two-byte length (128 bytes to 16 KiB), decoded inline.
+                decoded: tuple[int, int] | None = (
+                    (buffer[offset] & 0x7F) | (buffer[offset + 1] << 7),
+                    offset + 2,
+                )
+                if buffer[offset + 1] == 0:
+                    raise DecodeError("non-minimal varint")
+            else:
+                decoded = try_decode_uvarint(buffer, offset)
             if decoded is None:
                 if len(buffer) - offset > 10:
                     raise DecodeError("RPC length prefix is not a valid varint")
