@@ -215,8 +215,11 @@ class SsnClient:
         first, else through its SSN's relay, where DCUtR then tries to make the connection
         direct; waits for that at most ``upgrade_timeout`` (``config.upgrade_timeout``; 0
         returns at once, relayed, and ``wait_upgrade`` can follow). The result says whether
-        the connection ended direct or relayed. Raises ``SsnRequestError`` (lookup) or
-        ``ConnectError`` (no address answered). Safe to cancel.
+        the connection ended direct or relayed. When no address answers, the peer is asked
+        in a signal to dial us back (``proto.ssn.connect_request``; path ``reversed``, or
+        ``relayed`` if it came through our relay). Raises ``SsnRequestError`` (lookup, or
+        the signal) or ``ConnectError`` (nothing answered, and no connection came back).
+        Safe to cancel.
         """
         started = trio.current_time()
         info = await self.lookup(query)
@@ -680,9 +683,8 @@ async def open_ssn_client(
                 try:
                     yield client
                 finally:
-                    # Shielded, and before the cancel: an await in the cancelled nursery
-                    # raised Cancelled, which replaced the caller's own exception and was
-                    # then absorbed by the nursery, so errors in the block vanished.
+                    # Before the cancel: awaited in the cancelled nursery, a Cancelled would
+                    # replace the caller's exception and the nursery would absorb it.
                     with trio.move_on_after(5) as cleanup:
                         cleanup.shield = True
                         await client.aclose()

@@ -8,6 +8,8 @@ relay v2 on the peer's SSN) are dialed. Over a relayed connection the peer, whic
 received it, starts DCUtR (libp2p/specs relay/DCUtR.md: the receiver of the relayed
 connection sends CONNECT); ``wait_upgrade`` waits until a direct connection exists or
 the peer has used up its ``MAX_ATTEMPTS`` hole punches, and says which happened.
+When nothing answers at all, ``wait_dialed_back`` asks the peer (a connect request in a
+signal) to dial the caller's addresses and waits for that connection.
 """
 
 from __future__ import annotations
