@@ -447,6 +447,7 @@ class GossipRouter:
             if self._pending >= config.max_pending_validations:
                 self.stats.validation_overflow += 1
                 delivery.status = _IGNORED
+                delivery.received = None
                 return
             self._pending += 1
             self._out.validate.append(PendingValidation(msg_id, message, peer))
@@ -497,7 +498,9 @@ class GossipRouter:
         self._pending -= 1
         if result is ValidationResult.ACCEPT:
             self._accept(pending.msg_id, pending.message, delivery, now)
-        elif result is ValidationResult.REJECT:
+            return
+        delivery.received = None  # kept only to forward it: not needed any more
+        if result is ValidationResult.REJECT:
             delivery.status = _INVALID
             self.stats.invalid_received += 1
             for peer in delivery.peers:
