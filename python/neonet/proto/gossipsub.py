@@ -194,6 +194,13 @@ class GossipRouter:
             config.history_length, config.history_gossip, config.mcache_capacity
         )
         self.score = PeerScore(config.score) if config.score is not None else None
+        # Near-first deliveries only count for P3/P3b; with neither weighted (the
+        # default) the ~6 duplicates per message skip the call.
+        self._count_near_first = config.score is not None and any(
+            params.mesh_deliveries_scored
+            for params in (config.score.default_topic, *config.score.topics.values())
+            if params is not None
+        )
         self._verify_ed25519 = impl.verify_signature
         self.stats = RouterStats()
         self._rng = SplitMix64(seed)
@@ -475,7 +482,8 @@ class GossipRouter:
         if self.score is None:
             return
         if delivery.status == _VALID:
-            self.score.near_first_delivery(peer, delivery.topic, delivery.first_seen, now)
+            if self._count_near_first:
+                self.score.near_first_delivery(peer, delivery.topic, delivery.first_seen, now)
         elif delivery.status == _INVALID:
             self._invalid(peer, delivery.topic)
 
