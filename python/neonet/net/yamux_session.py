@@ -86,6 +86,8 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         self._closed = False
         self._send_conflict = ConflictGuard("sending")
         self._receive_conflict = ConflictGuard("receiving")
+        self._data_callback: Callable[[bytes], None] | None = None
+        self.callback_error: Exception | None = None
 
     @property
     def remote_peer(self) -> object:
@@ -104,9 +106,21 @@ class YamuxStream(trio.abc.HalfCloseableStream):
             # We stopped reading: the peer is writing into a closed stream.
             self._session._reset(self.stream_id)
             return
+        if self._data_callback is not None:
+            self._session._engine_consume(self.stream_id, len(data))
+            self._call_back(self._data_callback, data)
+            return
         self._buffer.append(data)
         self._buffered += len(data)
         self._receive_event.set()
+
+    def _call_back(self, callback: Callable[[bytes], None], data: bytes) -> None:
+        try:
+            callback(data)
+        except Exception as exc:  # the stream's fault, not the connection's
+            self.callback_error = exc
+            self._data_callback = None
+            self.reset()
 
     def _on_end(self) -> None:
         self._remote_finished = True
@@ -141,6 +155,40 @@ class YamuxStream(trio.abc.HalfCloseableStream):
                     self._check_can_send()
             if not data:
                 await trio.lowlevel.checkpoint()
+
+    def send_nowait(self, data: bytes | bytearray | memoryview) -> int:
+        """Queue what the send window takes of ``data`` now, without blocking; return how
+        many bytes that was (the caller sends the rest with ``send_all``).
+
+        For writers that produce many small messages from synchronous code (pubsub): no
+        task switch per message; the session's writer collects everything queued in one
+        scheduler pass into one transport write. The output is bounded by the window.
+        """
+        with self._send_conflict:
+            self._check_can_send()
+            if not data:
+                return 0
+            return self._session._engine_send(self.stream_id, memoryview(data).cast("B"))
+
+    def set_data_callback(self, callback: Callable[[bytes], None]) -> None:
+        """From now on, give every received chunk to ``callback`` at once, from the
+        session's reader (bytes already buffered go to it now, in order).
+
+        For handlers that do a little synchronous work per chunk and never block (pubsub):
+        no task switch per read, and the window is credited when the callback returns.
+        ``receive_some`` then only reports the end (b"") or a reset. An exception from
+        the callback resets the stream and is kept in ``callback_error``.
+        """
+        with self._receive_conflict:
+            if self._closed:
+                raise trio.ClosedResourceError("stream was closed")
+            if self._pending_negotiation is not None:
+                raise trio.BusyResourceError("the stream's negotiation is still pending")
+            while self._buffer:
+                self._call_back(callback, self._take(None))
+                if self.callback_error is not None:
+                    return
+            self._data_callback = callback
 
     def _check_can_send(self) -> None:
         if self._closed or self._local_finished:
