@@ -156,6 +156,18 @@ async def test_batched_votes_and_certificates_are_checked_in_batches(tmp_path: P
             )
             other = world.wallet("other")
             request = wire.sign_batch_request([(other.open(), [forged])])
-            await plain.ask(0, request, wire.TRANSFER_PROTOCOL)
+            answer = await plain.ask(0, request, wire.TRANSFER_PROTOCOL)
+            assert wire.parse_batch_answer(answer, 1)[0][0] == wire.VOTE  # the open is fine
             assert services[0].validator.ledger.balance(mint.account) == 0
+            # A block whose signature does not verify is refused inside a SIGN_BATCH too.
+            late = world.wallet("late")
+            opened = late.open()
+            bad = opened[:-1] + bytes([opened[-1] ^ 1])
+            request = wire.sign_batch_request([(bad, []), (opened, [])])
+            answers = wire.parse_batch_answer(
+                await plain.ask(1, request, wire.TRANSFER_PROTOCOL), 2
+            )
+            assert answers[0][0] == wire.REFUSED and "signature" in str(answers[0][1])
+            # Refused before any vote was recorded: the well-signed block still gets one.
+            assert answers[1][0] == wire.VOTE
             assert services[0].validator.ledger.head(mint.account).sequence == 0  # type: ignore[union-attr]

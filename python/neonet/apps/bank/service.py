@@ -148,6 +148,7 @@ class ValidatorService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.validator = validator
+        self.committee_id = validator.committee.id()
         self.clock = clock  # wall-clock seconds: purse expiry and refund times are dates
         self.on_proof_found = on_proof_found  # e.g. publish it over GossipSub
         self.store = store  # also keeps applied certificates and proofs, when given
@@ -187,32 +188,67 @@ class ValidatorService:
             self.store.add_certificate(certificate)
         return outcome
 
-    def _check_quorums(self, batch: Sequence[wire.Request]) -> set[bytes]:
-        """The blocks of the batch's certificates that this validator has not applied and
-        whose quorum holds, checked with all their votes in one batch verification (the
-        votes of one validator coalesce in the Rust batch verifier)."""
+    def _check_batch(self, batch: Sequence[wire.Request]) -> tuple[set[bytes], set[bytes]]:
+        """One batch verification for a whole SIGN_BATCH: the votes of the certificates
+        this validator has not applied and the signatures of the blocks to sign (the Rust
+        batch verifier coalesces the votes of each validator). Returns the blocks whose
+        certificate has a valid quorum and the blocks whose own signature verifies."""
         ledger = self.validator.ledger
+        committee = ledger.committee
         fresh: dict[bytes, Certificate] = {}
         for item in batch:
             for certificate in item.certificates:
                 if certificate.block not in fresh and not ledger.has_applied(certificate.block):
                     fresh[certificate.block] = certificate
-        certificates = list(fresh.values())
-        verdicts = check_certificates(certificates, ledger.committee)
-        return {c.block for c, ok in zip(certificates, verdicts, strict=True) if ok}
+        items: list[tuple[bytes, bytes, bytes]] = []
+        spans: list[tuple[Certificate, int, int]] = []
+        for certificate in fresh.values():
+            message = vote_message(self.committee_id, block_hash(certificate.block))
+            start = len(items)
+            for index, signature in certificate.votes:
+                if index < len(committee.validators):
+                    items.append((committee.validators[index], message, signature))
+            spans.append((certificate, start, len(items)))
+        votes_end = len(items)
+        blocks: list[bytes] = []
+        for item in batch:
+            try:
+                block = decode_block(item.block)
+            except DecodeError:
+                continue  # the engine refuses it
+            items.append((block.key, block_hash(item.block), block.signature))
+            blocks.append(item.block)
+        verdicts: list[bool] = []
+        for offset in range(0, len(items), 4096):
+            verdicts.extend(backend.verify_signatures(items[offset : offset + 4096]))
+        quorum = committee.quorum
+        checked = {
+            certificate.block
+            for certificate, start, end in spans
+            if len(certificate.votes) >= quorum and sum(verdicts[start:end]) >= quorum
+        }
+        signed = {block for block, ok in zip(blocks, verdicts[votes_end:], strict=True) if ok}
+        return checked, signed
 
     def answer(
-        self, request: wire.Request, checked: AbstractSet[bytes] = _NONE_CHECKED
+        self,
+        request: wire.Request,
+        checked: AbstractSet[bytes] = _NONE_CHECKED,
+        signed: AbstractSet[bytes] = _NONE_CHECKED,
     ) -> list[object]:
         """The answer to one request (synchronous: the engine and store calls are);
-        ``checked``: blocks whose certificates' quorum was verified already."""
+        ``checked``: blocks whose certificates' quorum was verified already; ``signed``:
+        blocks whose signature was."""
         if request.kind == wire.SIGN_BATCH:
-            checked = self._check_quorums(request.batch)
-            return [wire.SIGN_BATCH, [self.answer(item, checked) for item in request.batch]]
+            checked, signed = self._check_batch(request.batch)
+            answers = [self.answer(item, checked, signed) for item in request.batch]
+            return [wire.SIGN_BATCH, answers]
         if request.kind == wire.SIGN:
             for certificate in request.certificates:
                 self._apply(certificate, certificate.block in checked)
-            result = self.validator.handle_sign_request(request.block, int(self.clock()))
+            result = self.validator.handle_sign_request(
+                request.block, int(self.clock()), signature_checked=request.block in signed
+            )
             if isinstance(result, Vote):
                 if result.proof is not None and self.store is not None:
                     self.store.add_proof(result.proof)  # with the vote: the freeze survives
