@@ -333,11 +333,23 @@ BATCH_SENDERS = 2  # SIGN_BATCH messages in flight per validator
 
 
 class _Pending:
-    def __init__(self) -> None:
-        self.done = trio.Event()
+    """One SIGN waiting in a batcher: a task waits on ``done``, or ``callback`` runs."""
+
+    __slots__ = ("answer", "callback", "done", "error", "vote_valid")
+
+    def __init__(self, callback: Callable[[_Pending], None] | None = None) -> None:
+        self.callback = callback
+        self.done = trio.Event() if callback is None else None
         self.answer: list[object] | None = None
         self.error: BaseException | None = None
         self.vote_valid: bool | None = None  # a VOTE answer's signature, checked in batch
+
+    def finish(self) -> None:
+        if self.callback is not None:
+            self.callback(self)
+        else:
+            assert self.done is not None
+            self.done.set()
 
 
 class _Batcher:
@@ -359,11 +371,19 @@ class _Batcher:
         pending = _Pending()
         self._queue.append((block, previous, pending))
         self._wakeup.set()
+        assert pending.done is not None
         await pending.done.wait()
         if pending.error is not None:
             raise pending.error
         assert pending.answer is not None
         return pending.answer, pending.vote_valid
+
+    def enqueue(
+        self, block: bytes, previous: list[Certificate], callback: Callable[[_Pending], None]
+    ) -> None:
+        """Queue a SIGN; ``callback`` gets its settled ``_Pending`` (no task waits)."""
+        self._queue.append((block, previous, _Pending(callback)))
+        self._wakeup.set()
 
     async def run(self) -> None:
         while True:
@@ -384,7 +404,7 @@ class _Batcher:
                 for _, _, pending in items:
                     pending.error = exc
             for _, _, pending in items:
-                pending.done.set()
+                pending.finish()
 
     def _check_votes(
         self,
@@ -468,12 +488,17 @@ class BankClient:
         if self._nursery is None:
             request = wire.sign_request(block, previous)
             return await self.ask(index, request, wire.TRANSFER_PROTOCOL), None
+        return await self._batcher(index).submit(block, previous)
+
+    def _batcher(self, index: int) -> _Batcher:
+        """Validator ``index``'s batcher (started on first use; needs the nursery)."""
         batcher = self._batchers.get(index)
         if batcher is None:
+            assert self._nursery is not None
             batcher = self._batchers[index] = _Batcher(self, index)
             for _ in range(BATCH_SENDERS):
                 self._nursery.start_soon(batcher.run)
-        return await batcher.submit(block, previous)
+        return batcher
 
     async def certify(
         self,
@@ -513,22 +538,28 @@ class BankClient:
                     reasons.append(f"validator {vote.validator}: bad vote")
             unchecked.clear()
 
-        async def one(index: int) -> None:
-            try:
-                answer, valid = await self._sign(index, block, [*own[-1:], *extra])
-                expected = _behind(answer)
-                if expected is not None and own:
-                    missing = own[max(expected - first_sequence, 0) :]
-                    catch_up = [*missing[-wire.MAX_PREVIOUS + len(extra) :], *extra]
-                    answer, valid = await self._sign(index, block, catch_up)
-                if valid is None:
+        def catch_up(answer: list[object]) -> list[Certificate] | None:
+            """The certificates a validator that says it is behind needs, if we have them."""
+            expected = _behind(answer)
+            if expected is None or not own:
+                return None
+            missing = own[max(expected - first_sequence, 0) :]
+            return [*missing[-wire.MAX_PREVIOUS + len(extra) :], *extra]
+
+        def settle(
+            index: int, answer: list[object] | None, valid: bool | None, error: str | None
+        ) -> None:
+            if answer is None:
+                reasons.append(f"validator {index}: {error}")
+            elif valid is None:
+                try:
                     self._take(index, answer, unchecked, reasons, proofs)
-                elif valid and type(answer[2]) is bytes:
-                    votes.append(Vote(index, answer[2]))
-                else:
-                    reasons.append(f"validator {index}: bad vote")
-            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                reasons.append(f"validator {index}: {exc}")
+                except NeoNetError as exc:  # e.g. a malformed proof in a refusal
+                    reasons.append(f"validator {index}: {exc}")
+            elif valid and type(answer[2]) is bytes:
+                votes.append(Vote(index, answer[2]))
+            else:
+                reasons.append(f"validator {index}: bad vote")
             if len(votes) + len(unchecked) >= quorum:
                 check_votes()
             answered = len(votes) + len(unchecked) + len(reasons)
@@ -536,9 +567,36 @@ class BankClient:
                 check_votes()
                 done.set()
 
+        async def one(index: int) -> None:
+            try:
+                answer, valid = await self._sign(index, block, [*own[-1:], *extra])
+                retry = catch_up(answer)
+                if retry is not None:
+                    answer, valid = await self._sign(index, block, retry)
+            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                settle(index, None, None, str(exc))
+                return
+            settle(index, answer, valid, None)
+
+        def batched(index: int, retried: bool) -> Callable[[_Pending], None]:
+            """What to do with validator ``index``'s answer from a SIGN_BATCH: no task per
+            validator and transfer, the batcher calls this when the answer is in."""
+
+            def on_answer(pending: _Pending) -> None:
+                if pending.error is not None or pending.answer is None:
+                    settle(index, None, None, str(pending.error))
+                    return
+                retry = None if retried else catch_up(pending.answer)
+                if retry is not None:
+                    self._batcher(index).enqueue(block, retry, batched(index, True))
+                    return
+                settle(index, pending.answer, pending.vote_valid, None)
+
+            return on_answer
+
         if self._nursery is not None:
             for index in range(len(self.validators)):
-                self._nursery.start_soon(one, index)
+                self._batcher(index).enqueue(block, [*own[-1:], *extra], batched(index, False))
             await done.wait()
         else:
             async with trio.open_nursery() as nursery:
