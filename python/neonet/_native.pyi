@@ -157,9 +157,14 @@ def verify_signatures(items: Sequence[tuple[bytes, bytes, bytes]]) -> list[bool]
     """One ZIP-215 verdict per (public_key, message, signature); batched, releases the GIL."""
 
 def verify_chain(
-    blocks: Sequence[bytes], *, mint_account: bytes | None, start: ChainHead | None = None
+    blocks: Sequence[bytes],
+    *,
+    mint_account: bytes | None,
+    start: ChainHead | None = None,
+    signatures: bool = True,
 ) -> ChainVerdict:
-    """Verify one account's chain from its OPEN block or from start; releases the GIL."""
+    """Verify one account's chain from its OPEN block or from start (``signatures=False``:
+    without the signature pass); releases the GIL."""
 
 # --- the connection data path (twins: neonet.core.noise_transport, yamux, noise_yamux) ---
 

@@ -39,37 +39,45 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     return captured.out
 
 
+def _start_bank(capsys: pytest.CaptureFixture[str], home: Path) -> list[subprocess.Popen[str]]:
+    """``bank init`` and 4 validator processes; a new base port when another program took
+    one of the probed ports between the probe and the listen (machines shared by tests)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    for _ in range(3):
+        base_port = str(_free_base_port())
+        run(capsys, "init", str(home), "--base-port", base_port, "--refund-grace", "0")
+        command = [sys.executable, "-m", "neonet", "bank", "validator", "--bank"]
+        validators = [
+            subprocess.Popen(
+                [*command, str(home / "bank.json"), "--index", str(i)],
+                stdout=subprocess.PIPE,
+                stderr=(home / f"validator-{i}.err").open("w"),  # a file: a pipe could fill
+                env=env,
+                text=True,
+            )
+            for i in range(4)
+        ]
+        started = []
+        for process in validators:
+            assert process.stdout is not None
+            started.append("validator" in process.stdout.readline())
+        if all(started):
+            return validators
+        for process in validators:
+            process.kill()
+            process.wait(timeout=10)
+        errors = [(home / f"validator-{i}.err").read_text() for i in range(4)]
+        assert all("already in use" in e for e, ok in zip(errors, started, strict=True) if not ok)
+    raise AssertionError("no free ports for 4 validators after 3 tries")
+
+
 def test_bank_cli_end_to_end(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NEONET_PASSPHRASE", "bank test")
-    base_port = str(_free_base_port())
-    run(capsys, "init", str(tmp_path), "--base-port", base_port, "--refund-grace", "0")
+    validators = _start_bank(capsys, tmp_path)
     bank = str(tmp_path / "bank.json")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
-    validators = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "neonet",
-                "bank",
-                "validator",
-                "--bank",
-                bank,
-                "--index",
-                str(i),
-            ],
-            stdout=subprocess.PIPE,
-            env=env,
-            text=True,
-        )
-        for i in range(4)
-    ]
     try:
-        for process in validators:
-            assert process.stdout is not None
-            assert "validator" in process.stdout.readline()
         alice_dir, shop_dir = str(tmp_path / "alice"), str(tmp_path / "shop")
         alice = run(capsys, "wallet", "create", "--wallet", alice_dir).strip()
         shop = run(capsys, "wallet", "create", "--wallet", shop_dir).strip()

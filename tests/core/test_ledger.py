@@ -378,6 +378,21 @@ def test_a_bad_signature_before_a_structural_fault(backend: Implementation) -> N
     )
 
 
+def test_chain_check_without_signatures(backend: Implementation) -> None:
+    alice = Account(61)
+    for _ in range(5):
+        alice.block(BlockKind.RECEIVE if alice.head else BlockKind.OPEN, 1 if alice.head else 0)
+    blocks = list(alice.blocks)
+    blocks[3] = blocks[3][:-1] + bytes([blocks[3][-1] ^ 1])  # a bad signature only
+    assert _refusal(backend, blocks)[:2] == (3, RejectReason.SIGNATURE)
+    unsigned = backend.verify_chain(blocks, mint_account=None, signatures=False)
+    assert unsigned.ok and unsigned.head == alice.head
+    # Every other rule still holds without the signature pass.
+    skipped = [blocks[0], blocks[2]]
+    verdict = backend.verify_chain(skipped, mint_account=None, signatures=False)
+    assert verdict.failure is not None and verdict.failure.reason == RejectReason.SEQUENCE
+
+
 def test_argument_errors(backend: Implementation) -> None:
     with pytest.raises(ValueError, match="at most 100000 blocks"):
         backend.verify_chain([b""] * (MAX_BLOCKS + 1), mint_account=None)

@@ -187,12 +187,13 @@ fn head_from_python(head: &Bound<'_, PyAny>) -> PyResult<chain::Head> {
 /// Verify one account's chain from its OPEN block or from `start`; returns a
 /// `neonet.core.ledger.ChainVerdict`. Releases the GIL.
 #[pyfunction]
-#[pyo3(signature = (blocks, *, mint_account, start = None))]
+#[pyo3(signature = (blocks, *, mint_account, start = None, signatures = true))]
 fn verify_chain<'py>(
     py: Python<'py>,
     blocks: &Bound<'py, PyAny>,
     mint_account: Option<&Bound<'py, PyAny>>,
     start: Option<&Bound<'py, PyAny>>,
+    signatures: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     if blocks.len()? > chain::MAX_BLOCKS {
         return Err(to_python_error(
@@ -209,7 +210,7 @@ fn verify_chain<'py>(
         encoded.push(backed_bytes(block?, "each block")?);
     }
     let verdict = py
-        .detach(|| chain::verify_chain(&encoded, mint_account.as_ref(), start))
+        .detach(|| chain::verify_chain_with(&encoded, mint_account.as_ref(), start, signatures))
         .map_err(|error| to_python_error(py, error))?;
 
     let ledger = py.import("neonet.core.ledger")?;

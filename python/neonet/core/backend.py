@@ -63,7 +63,12 @@ class VerifyChain(Protocol):
     """The signature of ``verify_chain`` (keyword-only arguments need a Protocol)."""
 
     def __call__(
-        self, blocks: Sequence[bytes], *, mint_account: bytes | None, start: ChainHead | None = ...
+        self,
+        blocks: Sequence[bytes],
+        *,
+        mint_account: bytes | None,
+        start: ChainHead | None = ...,
+        signatures: bool = ...,
     ) -> ChainVerdict: ...
 
 

@@ -415,7 +415,11 @@ def _check_block(fields: _Fields, head: _Head | None, mint_account: bytes | None
 
 
 def verify_chain(
-    blocks: Sequence[bytes], *, mint_account: bytes | None, start: ChainHead | None = None
+    blocks: Sequence[bytes],
+    *,
+    mint_account: bytes | None,
+    start: ChainHead | None = None,
+    signatures: bool = True,
 ) -> ChainVerdict:
     """Verify ``blocks`` as one account's chain, from its OPEN block or from ``start``.
 
@@ -423,7 +427,8 @@ def verify_chain(
     (including undecodable bytes) is reported in the verdict: the number of valid blocks
     before the first refused one, the head after them, and why that block was refused.
     ``ValueError`` for more than ``MAX_BLOCKS`` blocks or a bad ``mint_account``;
-    ``TypeError`` for blocks that are not bytes.
+    ``TypeError`` for blocks that are not bytes. ``signatures=False`` leaves out the
+    signature check, for a caller that verified the signatures already (in a batch).
     """
     # Argument checks in the order the Rust glue makes them.
     if len(blocks) > MAX_BLOCKS:
@@ -446,7 +451,7 @@ def verify_chain(
         except _Refused as refusal:
             failure = ChainFailure(index, refusal.reason, refusal.message)
             break
-        if not _verify(fields[6], new_head[2], fields[8]):
+        if signatures and not _verify(fields[6], new_head[2], fields[8]):
             failure = ChainFailure(
                 index, RejectReason.SIGNATURE, "signature does not verify under the block's key"
             )

@@ -156,6 +156,42 @@ async def test_batched_votes_and_certificates_are_checked_in_batches(tmp_path: P
             )
             other = world.wallet("other")
             request = wire.sign_batch_request([(other.open(), [forged])])
-            await plain.ask(0, request, wire.TRANSFER_PROTOCOL)
+            answer = await plain.ask(0, request, wire.TRANSFER_PROTOCOL)
+            assert wire.parse_batch_answer(answer, 1)[0][0] == wire.VOTE  # the open is fine
             assert services[0].validator.ledger.balance(mint.account) == 0
+            # A block whose signature does not verify is refused inside a SIGN_BATCH too.
+            late = world.wallet("late")
+            opened = late.open()
+            bad = opened[:-1] + bytes([opened[-1] ^ 1])
+            request = wire.sign_batch_request([(bad, []), (opened, [])])
+            answers = wire.parse_batch_answer(
+                await plain.ask(1, request, wire.TRANSFER_PROTOCOL), 2
+            )
+            assert answers[0][0] == wire.REFUSED and "signature" in str(answers[0][1])
+            # Refused before any vote was recorded: the well-signed block still gets one.
+            assert answers[1][0] == wire.VOTE
             assert services[0].validator.ledger.head(mint.account).sequence == 0  # type: ignore[union-attr]
+
+
+async def test_batched_client_catches_up_a_lagging_validator(tmp_path: Path) -> None:
+    from neonet.apps.bank.service import open_bank_client
+    from neonet.proto.bank.validator import MemoryVoteStore
+
+    world = World()
+    with trio.fail_after(30):
+        async with bank_network(world, tmp_path) as (node, plain, services):
+            async with open_bank_client(node, world.committee, plain.validators) as client:
+                mint = world.mint
+                await certify(client, mint, mint.open())
+                for amount in (5, 6, 7):
+                    await certify(client, mint, mint.issue(amount))
+                # Validator 0 starts over with nothing; validator 3 votes with a wrong
+                # key: the quorum needs validator 0, which must be caught up first.
+                ident = world.validator_ids[0]
+                services[0].validator = Validator(
+                    world.committee, 0, ident.sign, world.mint_account, MemoryVoteStore()
+                )
+                services[3].validator._sign = identity("not-validator-3").sign
+                certificate = await client.certify(mint.issue(8), mint.history[-16:])
+                assert [index for index, _ in certificate.votes] == [0, 1, 2]
+                assert services[0].validator.ledger.balance(mint.account) == 5 + 6 + 7

@@ -26,6 +26,7 @@ from neonet.proto.bank.messages import (
     FraudProof,
     PursePayload,
     Receipt,
+    Spend,
     check_fraud_proof,
     vote_message,
 )
@@ -373,9 +374,11 @@ class BankMachine(RuleBasedStateMachine):
         """A purse owner (alice, mostly: not a shop) spends one slot at both shops, which
         are offline together; at resync both try to redeem (the first wins, the second
         gets a proof and may claim)."""
-        alice = self._account("alice")
+        alice = self._account("alice")  # not a shop: her shops can claim from her
         owned = [p for p in self.purses if p.certificate.decoded().account == alice]
-        purse = data.draw(st.sampled_from(owned or self.purses))
+        if not owned:
+            return
+        purse = data.draw(st.sampled_from(owned))
         index = data.draw(st.integers(0, purse.terms.count - 1))
         paid = []
         for shop, amount in zip((0, 1), amounts, strict=True):
@@ -389,10 +392,16 @@ class BankMachine(RuleBasedStateMachine):
                 paid.append((shop, payment.spend))
         if len(self.spends[slot]) > 1:
             self.cheaters.add(purse.certificate.decoded().account)
+        if data.draw(st.booleans()):
+            paid.reverse()  # either shop may be first at resync
         for shop, spend in paid if resync else []:
             wallet = self._ready(["bob", "carol"][shop])
             if wallet is not None and wallet.head is not None and wallet.head.key == wallet.key:
                 self._run(wallet, wallet.redeem(spend), [0, 1, 2, 3], HONEST)
+        if resync and len(paid) == 2:
+            # The loser claims at once (replacing its refused REDEEM, if it sent one).
+            excess = data.draw(st.sampled_from([0, 0, 0, 1]))  # mostly a valid amount
+            self._claim(paid[1][0], paid[1][1], data, [0, 1, 2, 3], excess)
 
     @rule(data=st.data(), reach=reach, now=when)
     @precondition(lambda self: bool(self.payments))
@@ -410,12 +419,11 @@ class BankMachine(RuleBasedStateMachine):
                 now,
             )
 
-    @rule(data=st.data(), reach=reach, excess=st.integers(0, 3))
+    @rule(data=st.data(), reach=reach, excess=st.sampled_from([0, 0, 1, 3]))
     @precondition(lambda self: bool(self.payments))
     def claim(self, data: st.DataObject, reach: list[int], excess: int) -> None:
         """A shop claims a spend that lost its slot (replacing its lost REDEEM, if any)."""
-        from neonet.core.ledger import decode_block
-        from neonet.proto.bank.messages import OfflinePayment, RedeemPayload
+        from neonet.proto.bank.messages import OfflinePayment
 
         observer = self.world.observer
         lost = [
@@ -427,6 +435,14 @@ class BankMachine(RuleBasedStateMachine):
         if not lost:
             return
         shop, spend = data.draw(st.sampled_from(lost))
+        self._claim(shop, spend, data, reach, excess)
+
+    def _claim(
+        self, shop: int, spend: Spend, data: st.DataObject, reach: list[int], excess: int
+    ) -> None:
+        from neonet.core.ledger import decode_block
+        from neonet.proto.bank.messages import RedeemPayload
+
         wallet = self.wallets[["bob", "carol"][shop]]
         if wallet.head is None or wallet.head.key != wallet.key:
             return

@@ -148,6 +148,7 @@ class ValidatorService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.validator = validator
+        self.committee_id = validator.committee.id()
         self.clock = clock  # wall-clock seconds: purse expiry and refund times are dates
         self.on_proof_found = on_proof_found  # e.g. publish it over GossipSub
         self.store = store  # also keeps applied certificates and proofs, when given
@@ -187,32 +188,67 @@ class ValidatorService:
             self.store.add_certificate(certificate)
         return outcome
 
-    def _check_quorums(self, batch: Sequence[wire.Request]) -> set[bytes]:
-        """The blocks of the batch's certificates that this validator has not applied and
-        whose quorum holds, checked with all their votes in one batch verification (the
-        votes of one validator coalesce in the Rust batch verifier)."""
+    def _check_batch(self, batch: Sequence[wire.Request]) -> tuple[set[bytes], set[bytes]]:
+        """One batch verification for a whole SIGN_BATCH: the votes of the certificates
+        this validator has not applied and the signatures of the blocks to sign (the Rust
+        batch verifier coalesces the votes of each validator). Returns the blocks whose
+        certificate has a valid quorum and the blocks whose own signature verifies."""
         ledger = self.validator.ledger
+        committee = ledger.committee
         fresh: dict[bytes, Certificate] = {}
         for item in batch:
             for certificate in item.certificates:
                 if certificate.block not in fresh and not ledger.has_applied(certificate.block):
                     fresh[certificate.block] = certificate
-        certificates = list(fresh.values())
-        verdicts = check_certificates(certificates, ledger.committee)
-        return {c.block for c, ok in zip(certificates, verdicts, strict=True) if ok}
+        items: list[tuple[bytes, bytes, bytes]] = []
+        spans: list[tuple[Certificate, int, int]] = []
+        for certificate in fresh.values():
+            message = vote_message(self.committee_id, block_hash(certificate.block))
+            start = len(items)
+            for index, signature in certificate.votes:
+                if index < len(committee.validators):
+                    items.append((committee.validators[index], message, signature))
+            spans.append((certificate, start, len(items)))
+        votes_end = len(items)
+        blocks: list[bytes] = []
+        for item in batch:
+            try:
+                block = decode_block(item.block)
+            except DecodeError:
+                continue  # the engine refuses it
+            items.append((block.key, block_hash(item.block), block.signature))
+            blocks.append(item.block)
+        verdicts: list[bool] = []
+        for offset in range(0, len(items), 4096):
+            verdicts.extend(backend.verify_signatures(items[offset : offset + 4096]))
+        quorum = committee.quorum
+        checked = {
+            certificate.block
+            for certificate, start, end in spans
+            if len(certificate.votes) >= quorum and sum(verdicts[start:end]) >= quorum
+        }
+        signed = {block for block, ok in zip(blocks, verdicts[votes_end:], strict=True) if ok}
+        return checked, signed
 
     def answer(
-        self, request: wire.Request, checked: AbstractSet[bytes] = _NONE_CHECKED
+        self,
+        request: wire.Request,
+        checked: AbstractSet[bytes] = _NONE_CHECKED,
+        signed: AbstractSet[bytes] = _NONE_CHECKED,
     ) -> list[object]:
         """The answer to one request (synchronous: the engine and store calls are);
-        ``checked``: blocks whose certificates' quorum was verified already."""
+        ``checked``: blocks whose certificates' quorum was verified already; ``signed``:
+        blocks whose signature was."""
         if request.kind == wire.SIGN_BATCH:
-            checked = self._check_quorums(request.batch)
-            return [wire.SIGN_BATCH, [self.answer(item, checked) for item in request.batch]]
+            checked, signed = self._check_batch(request.batch)
+            answers = [self.answer(item, checked, signed) for item in request.batch]
+            return [wire.SIGN_BATCH, answers]
         if request.kind == wire.SIGN:
             for certificate in request.certificates:
                 self._apply(certificate, certificate.block in checked)
-            result = self.validator.handle_sign_request(request.block, int(self.clock()))
+            result = self.validator.handle_sign_request(
+                request.block, int(self.clock()), signature_checked=request.block in signed
+            )
             if isinstance(result, Vote):
                 if result.proof is not None and self.store is not None:
                     self.store.add_proof(result.proof)  # with the vote: the freeze survives
@@ -297,11 +333,23 @@ BATCH_SENDERS = 2  # SIGN_BATCH messages in flight per validator
 
 
 class _Pending:
-    def __init__(self) -> None:
-        self.done = trio.Event()
+    """One SIGN waiting in a batcher: a task waits on ``done``, or ``callback`` runs."""
+
+    __slots__ = ("answer", "callback", "done", "error", "vote_valid")
+
+    def __init__(self, callback: Callable[[_Pending], None] | None = None) -> None:
+        self.callback = callback
+        self.done = trio.Event() if callback is None else None
         self.answer: list[object] | None = None
         self.error: BaseException | None = None
         self.vote_valid: bool | None = None  # a VOTE answer's signature, checked in batch
+
+    def finish(self) -> None:
+        if self.callback is not None:
+            self.callback(self)
+        else:
+            assert self.done is not None
+            self.done.set()
 
 
 class _Batcher:
@@ -323,11 +371,19 @@ class _Batcher:
         pending = _Pending()
         self._queue.append((block, previous, pending))
         self._wakeup.set()
+        assert pending.done is not None
         await pending.done.wait()
         if pending.error is not None:
             raise pending.error
         assert pending.answer is not None
         return pending.answer, pending.vote_valid
+
+    def enqueue(
+        self, block: bytes, previous: list[Certificate], callback: Callable[[_Pending], None]
+    ) -> None:
+        """Queue a SIGN; ``callback`` gets its settled ``_Pending`` (no task waits)."""
+        self._queue.append((block, previous, _Pending(callback)))
+        self._wakeup.set()
 
     async def run(self) -> None:
         while True:
@@ -348,7 +404,7 @@ class _Batcher:
                 for _, _, pending in items:
                     pending.error = exc
             for _, _, pending in items:
-                pending.done.set()
+                pending.finish()
 
     def _check_votes(
         self,
@@ -432,12 +488,17 @@ class BankClient:
         if self._nursery is None:
             request = wire.sign_request(block, previous)
             return await self.ask(index, request, wire.TRANSFER_PROTOCOL), None
+        return await self._batcher(index).submit(block, previous)
+
+    def _batcher(self, index: int) -> _Batcher:
+        """Validator ``index``'s batcher (started on first use; needs the nursery)."""
         batcher = self._batchers.get(index)
         if batcher is None:
+            assert self._nursery is not None
             batcher = self._batchers[index] = _Batcher(self, index)
             for _ in range(BATCH_SENDERS):
                 self._nursery.start_soon(batcher.run)
-        return await batcher.submit(block, previous)
+        return batcher
 
     async def certify(
         self,
@@ -477,22 +538,28 @@ class BankClient:
                     reasons.append(f"validator {vote.validator}: bad vote")
             unchecked.clear()
 
-        async def one(index: int) -> None:
-            try:
-                answer, valid = await self._sign(index, block, [*own[-1:], *extra])
-                expected = _behind(answer)
-                if expected is not None and own:
-                    missing = own[max(expected - first_sequence, 0) :]
-                    catch_up = [*missing[-wire.MAX_PREVIOUS + len(extra) :], *extra]
-                    answer, valid = await self._sign(index, block, catch_up)
-                if valid is None:
+        def catch_up(answer: list[object]) -> list[Certificate] | None:
+            """The certificates a validator that says it is behind needs, if we have them."""
+            expected = _behind(answer)
+            if expected is None or not own:
+                return None
+            missing = own[max(expected - first_sequence, 0) :]
+            return [*missing[-wire.MAX_PREVIOUS + len(extra) :], *extra]
+
+        def settle(
+            index: int, answer: list[object] | None, valid: bool | None, error: str | None
+        ) -> None:
+            if answer is None:
+                reasons.append(f"validator {index}: {error}")
+            elif valid is None:
+                try:
                     self._take(index, answer, unchecked, reasons, proofs)
-                elif valid and type(answer[2]) is bytes:
-                    votes.append(Vote(index, answer[2]))
-                else:
-                    reasons.append(f"validator {index}: bad vote")
-            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                reasons.append(f"validator {index}: {exc}")
+                except NeoNetError as exc:  # e.g. a malformed proof in a refusal
+                    reasons.append(f"validator {index}: {exc}")
+            elif valid and type(answer[2]) is bytes:
+                votes.append(Vote(index, answer[2]))
+            else:
+                reasons.append(f"validator {index}: bad vote")
             if len(votes) + len(unchecked) >= quorum:
                 check_votes()
             answered = len(votes) + len(unchecked) + len(reasons)
@@ -500,9 +567,36 @@ class BankClient:
                 check_votes()
                 done.set()
 
+        async def one(index: int) -> None:
+            try:
+                answer, valid = await self._sign(index, block, [*own[-1:], *extra])
+                retry = catch_up(answer)
+                if retry is not None:
+                    answer, valid = await self._sign(index, block, retry)
+            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                settle(index, None, None, str(exc))
+                return
+            settle(index, answer, valid, None)
+
+        def batched(index: int, retried: bool) -> Callable[[_Pending], None]:
+            """What to do with validator ``index``'s answer from a SIGN_BATCH: no task per
+            validator and transfer, the batcher calls this when the answer is in."""
+
+            def on_answer(pending: _Pending) -> None:
+                if pending.error is not None or pending.answer is None:
+                    settle(index, None, None, str(pending.error))
+                    return
+                retry = None if retried else catch_up(pending.answer)
+                if retry is not None:
+                    self._batcher(index).enqueue(block, retry, batched(index, True))
+                    return
+                settle(index, pending.answer, pending.vote_valid, None)
+
+            return on_answer
+
         if self._nursery is not None:
             for index in range(len(self.validators)):
-                self._nursery.start_soon(one, index)
+                self._batcher(index).enqueue(block, [*own[-1:], *extra], batched(index, False))
             await done.wait()
         else:
             async with trio.open_nursery() as nursery:

@@ -169,11 +169,15 @@ class Validator:
     def handle_fraud_proof(self, proof: FraudProof) -> bytes | None:
         return self.ledger.apply_fraud_proof(proof)
 
-    def handle_sign_request(self, data: bytes, now: int | None = None) -> Vote | Refusal:
+    def handle_sign_request(
+        self, data: bytes, now: int | None = None, *, signature_checked: bool = False
+    ) -> Vote | Refusal:
         """Vote for the encoded block ``data``, or say why not (never raises on bad input).
 
         ``now`` (seconds since the epoch) dates the request: REFUND needs it (refused
         without it) and REDEEM is refused from the purse's refund time on.
+        ``signature_checked``: the caller verified the block's signature under the key
+        the block names (in a batch); the chain check still requires that key.
         """
         try:
             block = decode_block(data)
@@ -192,7 +196,9 @@ class Validator:
                 f"sequence {block.sequence}, the certified chain expects {expected}",
                 behind=expected,
             )
-        verdict = backend.verify_chain([data], mint_account=ledger.mint_account, start=head)
+        verdict = backend.verify_chain(
+            [data], mint_account=ledger.mint_account, start=head, signatures=not signature_checked
+        )
         if verdict.failure is not None:
             return Refusal(f"chain check: {verdict.failure.message}")
         try:

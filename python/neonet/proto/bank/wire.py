@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from neonet.core import cbor
+from neonet.core import backend
 from neonet.core.errors import DecodeError
 from neonet.core.varint import encode_uvarint, try_decode_uvarint
 from neonet.proto.bank.messages import Certificate, FraudProof, Spend
@@ -49,7 +49,7 @@ VOTE, REFUSED, DONE = 0, 1, 2
 
 def frame(message: list[object]) -> bytes:
     """One message with its length prefix."""
-    body = cbor.encode(message)
+    body = backend.cbor_encode(message)  # the Rust encoder on the native backend
     return encode_uvarint(len(body)) + body
 
 
@@ -79,7 +79,7 @@ class FrameReader:
             return None
         body = bytes(self._buffer[offset : offset + length])
         del self._buffer[: offset + length]
-        value = cbor.decode(body)
+        value = backend.cbor_decode(body)
         if type(value) is not list or not value or type(value[0]) is not int:
             raise DecodeError("a bank message is an array starting with its type")
         return list(value)
