@@ -51,6 +51,11 @@ class PrefixedStream(trio.abc.Stream):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
+    @property
+    def passthrough(self) -> trio.abc.Stream | None:
+        """The inner stream once the prefix is used up (reading it is then the same)."""
+        return None if self._prefix else self.inner
+
 
 @dataclass(slots=True)
 class SecuredChannel:

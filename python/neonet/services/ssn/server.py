@@ -66,6 +66,87 @@ class _ClientSession:
         self.channel = channel
 
 
+class _RequestSlots:
+    """At most ``limit`` requests of one stream in flight; the stream's reader waits for a
+    free slot (backpressure). A ``trio.Semaphore`` without its per-instance parking lot:
+    the SSN keeps one per client."""
+
+    __slots__ = ("_free", "_waiter")
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiter: trio.Event | None = None
+
+    async def acquire(self) -> None:
+        while self._free <= 0:  # only the stream's reader acquires: one waiter at most
+            if self._waiter is None:
+                self._waiter = trio.Event()
+            await self._waiter.wait()
+        self._free -= 1
+
+    def release(self) -> None:
+        self._free += 1
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.set()
+
+
+class _ClientStream:
+    """One client's stream on this SSN: read in the stream handler's task (an idle client
+    costs that task and its connection's reader, nothing else)."""
+
+    __slots__ = ("address", "channel", "limiter", "nonce", "remote", "server", "session")
+
+    def __init__(
+        self,
+        server: SsnServer,
+        channel: FramedChannel[cp.ClientMessage],
+        remote: PeerId,
+        address: str,
+    ) -> None:
+        self.server = server
+        self.channel = channel
+        self.remote = remote
+        self.address = address
+        self.nonce = os.urandom(cp.NONCE_LENGTH)
+        self.session: _ClientSession | None = None
+        self.limiter = _RequestSlots(server.config.max_requests_in_flight)
+
+    async def on_message(self, message: cp.ClientMessage) -> None:
+        server, channel = self.server, self.channel
+        rid = message.request_id
+        if isinstance(message, cp.Register):
+            try:
+                self.session = session = await server._register(
+                    self.remote, self.address, channel, self.nonce, message, self.session
+                )
+                await channel.send(cp.Registered(rid))
+                for signal in server.mailboxes.take(session.peer_id, server._now()):
+                    await channel.send(cp.Incoming(signal.sender, signal.payload))
+            except RequestFailed as exc:
+                server.stats.errors += 1
+                await channel.send(cp.Error(rid, exc.code, exc.text[:500]))
+            return
+        if self.session is None:
+            await channel.send(cp.Error(rid, Code.NOT_REGISTERED, "register before other requests"))
+            return
+        session = self.session
+        limits = server._client_limits
+        if not limits.allow(session.peer_id, server._now()):
+            server.stats.errors += 1
+            wait = limits.retry_after(session.peer_id, server._now())
+            await channel.send(
+                cp.Error(rid, Code.RATE_LIMITED, f"too many requests; retry in {wait:.2f} s")
+            )
+            return
+        await self.limiter.acquire()
+        channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
+
+
+def _request_id_of(message: cp.ClientMessage | fed.FederationMessage) -> int:
+    return message.request_id
+
+
 def _is_client_reply(message: cp.ClientMessage) -> bool:
     return False  # a server never waits for answers from a client
 
@@ -366,6 +447,7 @@ class SsnServer:
                 if found:
                     break
         best: fed.Entry | None = None
+        best_seq = -1
         now = self._now()
         for presence_bytes, name_bytes in found:
             # Owners checked the signatures on STORE (owners are seed-list SSNs, trusted as
@@ -376,8 +458,9 @@ class SsnServer:
                 continue
             if presence.expires <= now:
                 continue
-            if best is None or presence.seq > best.presence.seq:
-                best = fed.Entry(presence, presence_bytes, None, name_bytes)
+            if best is None or presence.seq > best_seq:
+                best = fed.Entry(presence_bytes, name_bytes, presence.expires)
+                best_seq = presence.seq
         if best is None and failures and len(failures) == len(ranked):
             raise failures[0]
         return best
@@ -392,26 +475,25 @@ class SsnServer:
             decode=fed.decode_message,
             encode=fed.encode_message,
             is_reply=lambda m: False,
-            request_id_of=lambda m: m.request_id,
+            request_id_of=_request_id_of,
+            tasks=self._nursery,
         )
-        limiter = trio.Semaphore(self.config.max_requests_in_flight)
-        async with trio.open_nursery() as nursery:
+        limiter = _RequestSlots(self.config.max_requests_in_flight)
 
-            async def on_message(message: fed.FederationMessage) -> None:
-                await limiter.acquire()
-                nursery.start_soon(self._answer_federation, channel, message, limiter)
+        async def on_message(message: fed.FederationMessage) -> None:
+            await limiter.acquire()
+            channel.spawn(self._answer_federation, channel, message, limiter)
 
-            try:
-                await channel.run(on_message)
-            except RemoteProtocolError as exc:
-                logger.info("bad federation message from %s: %s", sender, exc)
-                nursery.cancel_scope.cancel()
+        try:
+            await channel.run(on_message)
+        except RemoteProtocolError as exc:
+            logger.info("bad federation message from %s: %s", sender, exc)
 
     async def _answer_federation(
         self,
         channel: FramedChannel[fed.FederationMessage],
         message: fed.FederationMessage,
-        limiter: trio.Semaphore,
+        limiter: _RequestSlots,
     ) -> None:
         rid = message.request_id
         reply: fed.FederationMessage
@@ -505,62 +587,27 @@ class SsnServer:
     async def _handle_client(self, stream: YamuxStream) -> None:
         remote = stream.session.remote_peer
         assert isinstance(remote, PeerId)
+        # The channel's answer tasks run in the SSN's nursery: a nursery per client
+        # would be memory per client (docs/benchmarks.md); answers are bounded by
+        # request_timeout and end quietly once the channel has closed.
         channel: FramedChannel[cp.ClientMessage] = FramedChannel(
             stream,
             decode=cp.decode_message,
             encode=cp.encode_message,
             is_reply=_is_client_reply,
-            request_id_of=lambda m: m.request_id,
+            request_id_of=_request_id_of,
+            tasks=self._nursery,
         )
-        nonce = os.urandom(cp.NONCE_LENGTH)
-        channel.send_nowait(cp.Challenge(nonce, self.id))
-        session: _ClientSession | None = None
-        limiter = trio.Semaphore(self.config.max_requests_in_flight)
-        address = self._remote_ip(remote)
+        client = _ClientStream(self, channel, remote, self._remote_ip(remote))
+        channel.send_nowait(cp.Challenge(client.nonce, self.id))
         try:
-            async with trio.open_nursery() as nursery:
-
-                async def on_message(message: cp.ClientMessage) -> None:
-                    nonlocal session
-                    rid = message.request_id
-                    if isinstance(message, cp.Register):
-                        try:
-                            session = await self._register(
-                                remote, address, channel, nonce, message, session
-                            )
-                            await channel.send(cp.Registered(rid))
-                            for signal in self.mailboxes.take(session.peer_id, self._now()):
-                                await channel.send(cp.Incoming(signal.sender, signal.payload))
-                        except RequestFailed as exc:
-                            self.stats.errors += 1
-                            await channel.send(cp.Error(rid, exc.code, exc.text[:500]))
-                        return
-                    if session is None:
-                        await channel.send(
-                            cp.Error(rid, Code.NOT_REGISTERED, "register before other requests")
-                        )
-                        return
-                    if not self._client_limits.allow(session.peer_id, self._now()):
-                        self.stats.errors += 1
-                        wait = self._client_limits.retry_after(session.peer_id, self._now())
-                        await channel.send(
-                            cp.Error(
-                                rid, Code.RATE_LIMITED, f"too many requests; retry in {wait:.2f} s"
-                            )
-                        )
-                        return
-                    await limiter.acquire()
-                    nursery.start_soon(
-                        self._answer_client, channel, session.peer_id, message, limiter
-                    )
-
-                try:
-                    await channel.run(on_message)
-                except RemoteProtocolError as exc:
-                    # That stream ends; the SSN and the client's other streams go on.
-                    logger.info("bad client message from %s: %s", remote, exc)
-                nursery.cancel_scope.cancel()
+            try:
+                await channel.run(client.on_message)
+            except RemoteProtocolError as exc:
+                # That stream ends; the SSN and the client's other streams go on.
+                logger.info("bad client message from %s: %s", remote, exc)
         finally:
+            session = client.session
             if session is not None and self.clients.get(session.peer_id) is session:
                 del self.clients[session.peer_id]
                 self._gone[session.peer_id] = self._now()
@@ -614,8 +661,9 @@ class SsnServer:
         session = _ClientSession(presence.peer_id, channel)
         old = self.clients.get(presence.peer_id)
         self.clients[presence.peer_id] = session
+        # Not put in the presence cache: signals to our own clients never consult it, and
+        # it would hold a decoded record per client (memory per client).
         self._gone.pop(presence.peer_id, None)
-        self._remember_presence(presence)
         if old is not None and old.channel is not channel:
             assert self._nursery is not None
             self._nursery.start_soon(old.channel.aclose)
@@ -653,7 +701,7 @@ class SsnServer:
         channel: FramedChannel[cp.ClientMessage],
         sender: bytes,
         message: cp.ClientMessage,
-        limiter: trio.Semaphore,
+        limiter: _RequestSlots,
     ) -> None:
         rid = message.request_id
         reply: cp.ClientMessage
