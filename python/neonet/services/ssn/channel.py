@@ -57,6 +57,7 @@ async def _logging_errors(function: Callable[..., Awaitable[None]], *args: objec
 class FramedChannel(Generic[M]):
     __slots__ = (
         "_buffer",
+        "_callbacks",
         "_closed_event",
         "_decode",
         "_drained",
@@ -99,6 +100,8 @@ class FramedChannel(Generic[M]):
         self.max_buffer = max_buffer
         self.max_pending = max_pending
         self._pending: dict[int, _Pending[M]] = {}
+        # Requests answered through a callback (request_nowait), oldest first; made on use.
+        self._callbacks: dict[int, tuple[float, Callable[[M | None], None]]] | None = None
         self._next_id = 1
         self._buffer = bytearray()
         # A yamux stream takes small writes synchronously (see the module docstring).
@@ -168,6 +171,38 @@ class FramedChannel(Generic[M]):
             self._nursery.start_soon(function, *args)
         else:
             self._nursery.start_soon(_logging_errors, function, *args)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes waiting for the send window (0 in the common case)."""
+        return len(self._buffer)
+
+    def request_nowait(
+        self, message: M, on_reply: Callable[[M | None], None], *, deadline: float
+    ) -> None:
+        """Send a request without a task waiting for it: ``on_reply(answer)`` is called
+        from the reader when the answer comes, ``on_reply(None)`` when the channel closes
+        or ``expire`` finds the request past ``deadline`` (``trio.current_time()``
+        seconds; every request of a channel should use the same timeout, since ``expire``
+        looks at the oldest first). Raises ``ChannelClosedError``/``LimitExceededError``.
+        """
+        callbacks = self._callbacks
+        if callbacks is None:
+            callbacks = self._callbacks = {}
+        if len(self._pending) + len(callbacks) >= self.max_pending:
+            raise LimitExceededError(f"{self.max_pending} requests already pending")
+        self.send_nowait(message)
+        callbacks[self._request_id_of(message)] = (deadline, on_reply)
+
+    def expire(self, now: float) -> None:
+        """Fail (``on_reply(None)``) the ``request_nowait`` requests past their deadline."""
+        callbacks = self._callbacks
+        while callbacks:
+            rid, (deadline, on_reply) = next(iter(callbacks.items()))
+            if deadline > now:
+                return
+            del callbacks[rid]
+            on_reply(None)
 
     async def request(self, message: M, *, answer_within: float) -> M:
         """Send a request (its ID from ``new_request_id``) and wait for the answer."""
@@ -247,10 +282,16 @@ class FramedChannel(Generic[M]):
         for body in bodies:
             message = self._decode(body)
             if self._is_reply(message):
-                pending = self._pending.get(self._request_id_of(message))
-                if pending is not None and not pending.event.is_set():
-                    pending.reply = message
-                    pending.event.set()
+                rid = self._request_id_of(message)
+                pending = self._pending.get(rid)
+                if pending is not None:
+                    if not pending.event.is_set():
+                        pending.reply = message
+                        pending.event.set()
+                elif self._callbacks:
+                    callback = self._callbacks.pop(rid, None)
+                    if callback is not None:
+                        callback[1](message)
                 continue
             await on_message(message)
 
@@ -261,6 +302,9 @@ class FramedChannel(Generic[M]):
                 event.set()
         for pending in self._pending.values():
             pending.event.set()
+        callbacks, self._callbacks = self._callbacks, None
+        for _, on_reply in (callbacks or {}).values():
+            on_reply(None)
 
     async def _writer(self) -> None:
         """Flush the buffer until it is empty (frames queued meanwhile go behind)."""

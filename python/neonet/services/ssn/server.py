@@ -31,7 +31,12 @@ from contextlib import asynccontextmanager, suppress
 import trio
 
 from neonet.core import backend
-from neonet.core.errors import DecodeError, NeoNetError, RemoteProtocolError
+from neonet.core.errors import (
+    DecodeError,
+    LimitExceededError,
+    NeoNetError,
+    RemoteProtocolError,
+)
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.core.ratelimit import RateLimiter
@@ -140,6 +145,10 @@ class _ClientStream:
             )
             return
         await self.limiter.acquire()
+        if isinstance(message, cp.Signal) and server._signal_fast(
+            channel, session.peer_id, message, self.limiter
+        ):
+            return
         channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
 
 
@@ -241,6 +250,7 @@ class SsnServer:
             )
             nursery.start_soon(self._membership_loop)
             nursery.start_soon(self._housekeeping)
+            nursery.start_soon(self._expire_requests)
             task_status.started()
             try:
                 await trio.sleep_forever()
@@ -481,6 +491,13 @@ class SsnServer:
         limiter = _RequestSlots(self.config.max_requests_in_flight)
 
         async def on_message(message: fed.FederationMessage) -> None:
+            # Answered in this task when no wait is needed (STORE, LOOKUP, and a FORWARD
+            # to a client whose stream takes it now): no task per request.
+            reply = self._answer_federation_now(message)
+            if reply is not None:
+                with suppress(ChannelClosedError):
+                    await channel.send(reply)
+                return
             await limiter.acquire()
             channel.spawn(self._answer_federation, channel, message, limiter)
 
@@ -488,6 +505,37 @@ class SsnServer:
             await channel.run(on_message)
         except RemoteProtocolError as exc:
             logger.info("bad federation message from %s: %s", sender, exc)
+
+    def _answer_federation_now(
+        self, message: fed.FederationMessage
+    ) -> fed.FederationMessage | None:
+        """The answer to a federation request, or None if it needs a task (a FORWARD to a
+        client whose stream is backed up)."""
+        rid = message.request_id
+        try:
+            if isinstance(message, fed.Store):
+                self._store_local(message.key, message.presence, message.name_record)
+                return fed.Stored(rid)
+            if isinstance(message, fed.FederationLookup):
+                entry = self.store.get(message.key, self._now())
+                return fed.FederationFound(
+                    rid,
+                    None if entry is None else entry.presence_bytes,
+                    None if entry is None else entry.name_bytes,
+                )
+            if isinstance(message, fed.Forward):
+                if len(message.payload) > self.config.max_payload:
+                    raise RequestFailed(Code.TOO_LARGE, "forwarded signal exceeds our payload cap")
+                status = self._deliver_here_nowait(message.sender, message.to, message.payload)
+                if status is None:
+                    return None
+                self.stats.forwards_in += 1
+                return fed.Forwarded(rid, status)
+            raise RequestFailed(Code.BAD_REQUEST, "not a federation request")
+        except RequestFailed as exc:
+            if isinstance(message, fed.Forward):
+                self.stats.forwards_in += 1
+            return fed.FederationError(rid, exc.code, exc.text[:500])
 
     async def _answer_federation(
         self,
@@ -526,6 +574,9 @@ class SsnServer:
     # --- signals ------------------------------------------------------------------
     async def _deliver_here(self, sender: bytes, to: bytes, payload: bytes) -> cp.SignalStatus:
         """Hand a signal to a client of this SSN, or its mailbox while it is briefly away."""
+        status = self._deliver_here_nowait(sender, to, payload)
+        if status is not None:
+            return status
         session = self.clients.get(to)
         if session is not None and not session.channel.closed:
             try:
@@ -533,6 +584,24 @@ class SsnServer:
                 return cp.SignalStatus.DELIVERED
             except ChannelClosedError:
                 pass
+        return self._queue_here(sender, to, payload)
+
+    def _deliver_here_nowait(
+        self, sender: bytes, to: bytes, payload: bytes
+    ) -> cp.SignalStatus | None:
+        """``_deliver_here`` without waiting; None if the client's stream is backed up."""
+        session = self.clients.get(to)
+        if session is not None and not session.channel.closed:
+            if session.channel.buffered > session.channel.max_buffer:
+                return None
+            try:
+                session.channel.send_nowait(cp.Incoming(sender, payload))
+                return cp.SignalStatus.DELIVERED
+            except ChannelClosedError:
+                pass
+        return self._queue_here(sender, to, payload)
+
+    def _queue_here(self, sender: bytes, to: bytes, payload: bytes) -> cp.SignalStatus:
         gone_at = self._gone.get(to)
         if gone_at is None or gone_at < self._now() - self.config.offline_grace:
             raise RequestFailed(Code.OFFLINE, f"{PeerId(to)} is not connected to its SSN")
@@ -542,7 +611,9 @@ class SsnServer:
             raise RequestFailed(Code.MAILBOX_FULL, str(exc)) from None
         return cp.SignalStatus.QUEUED
 
-    async def _signal(self, sender: bytes, to: bytes, payload: bytes) -> cp.SignalStatus:
+    async def _signal(
+        self, sender: bytes, to: bytes, payload: bytes, *, first_attempt: int = 0
+    ) -> cp.SignalStatus:
         if len(payload) > self.config.max_payload:
             raise RequestFailed(
                 Code.TOO_LARGE, f"signal of {len(payload)} bytes exceeds {self.config.max_payload}"
@@ -550,7 +621,7 @@ class SsnServer:
         if to in self.clients:
             return await self._deliver_here(sender, to, payload)
         live = set(self.live_member_ids())
-        for attempt in range(2):
+        for attempt in range(first_attempt, 2):
             presence = self._presence_cache.get(to) if attempt == 0 else None
             if presence is None:
                 entry = await self._find(fed.presence_key(to), thorough=attempt > 0)
@@ -575,6 +646,100 @@ class SsnServer:
             assert isinstance(reply, fed.Forwarded)
             return reply.status
         raise RequestFailed(Code.OFFLINE, f"{PeerId(to)} cannot be reached")
+
+    def _signal_fast(
+        self,
+        client_channel: FramedChannel[cp.ClientMessage],
+        sender: bytes,
+        message: cp.Signal,
+        limiter: _RequestSlots,
+    ) -> bool:
+        """Handle a SIGNAL without a task when no wait is needed: to a client of ours whose
+        stream takes it now, or a FORWARD on an open federation stream to the SSN of a
+        cached presence, answered from that stream's reader. False: take the task path.
+        On True, ``limiter`` is released once the client has its answer."""
+        to, payload, rid = message.to, message.payload, message.request_id
+        if len(payload) > self.config.max_payload:
+            return False
+        if to in self.clients:
+            try:
+                status = self._deliver_here_nowait(sender, to, payload)
+            except RequestFailed:
+                return False
+            if status is None:
+                return False
+            self.stats.signals += 1
+            limiter.release()
+            with suppress(ChannelClosedError):
+                client_channel.send_nowait(cp.SignalSent(rid, status))
+            return True
+        presence = self._presence_cache.get(to)
+        if presence is None:
+            return False
+        federation = self._fed_channels.get(presence.ssn_id)
+        if federation is None or federation.closed:
+            return False  # (a dead member's stream is closed and dropped at once)
+
+        def on_reply(reply: fed.FederationMessage | None) -> None:
+            if isinstance(reply, fed.Forwarded):
+                limiter.release()
+                with suppress(ChannelClosedError):
+                    client_channel.send_nowait(cp.SignalSent(rid, reply.status))
+                return
+            code = reply.code if isinstance(reply, fed.FederationError) else Code.UNAVAILABLE
+            self._presence_cache.pop(to, None)
+            if code in (Code.UNAVAILABLE, Code.OFFLINE):
+                # As _signal's first attempt failing: retry with the owners' newest record.
+                assert self._nursery is not None
+                self._nursery.start_soon(
+                    self._answer_signal, client_channel, sender, message, limiter, 1
+                )
+                return
+            limiter.release()
+            self.stats.errors += 1
+            text = reply.text if isinstance(reply, fed.FederationError) else ""
+            with suppress(ChannelClosedError):
+                client_channel.send_nowait(cp.Error(rid, code, text[:500]))
+
+        try:
+            forward = fed.Forward(federation.new_request_id(), sender, to, payload)
+            federation.request_nowait(
+                forward, on_reply, deadline=trio.current_time() + self.config.request_timeout
+            )
+        except (ChannelClosedError, LimitExceededError):
+            return False
+        self.stats.signals += 1
+        return True
+
+    async def _answer_signal(
+        self,
+        channel: FramedChannel[cp.ClientMessage],
+        sender: bytes,
+        message: cp.Signal,
+        limiter: _RequestSlots,
+        first_attempt: int,
+    ) -> None:
+        reply: cp.ClientMessage
+        try:
+            status = await self._signal(
+                sender, message.to, message.payload, first_attempt=first_attempt
+            )
+            reply = cp.SignalSent(message.request_id, status)
+        except RequestFailed as exc:
+            self.stats.errors += 1
+            reply = cp.Error(message.request_id, exc.code, exc.text[:500])
+        finally:
+            limiter.release()
+        with suppress(ChannelClosedError):
+            await channel.send(reply)
+
+    async def _expire_requests(self) -> None:
+        """Fail federation requests sent without a waiting task once past their deadline."""
+        while True:
+            await trio.sleep(0.25)
+            now = trio.current_time()
+            for channel in list(self._fed_channels.values()):
+                channel.expire(now)
 
     def _remember_presence(self, presence: cp.PresenceRecord) -> None:
         cache = self._presence_cache
