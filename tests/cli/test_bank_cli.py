@@ -43,7 +43,8 @@ def test_bank_cli_end_to_end(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NEONET_PASSPHRASE", "bank test")
-    run(capsys, "init", str(tmp_path), "--base-port", str(_free_base_port()))
+    base_port = str(_free_base_port())
+    run(capsys, "init", str(tmp_path), "--base-port", base_port, "--refund-grace", "0")
     bank = str(tmp_path / "bank.json")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
     validators = [
@@ -116,6 +117,15 @@ def test_bank_cli_end_to_end(
         kinds = [json.loads(line)["kind"] for line in history]
         assert kinds == [0, 3, 2, 4]  # open, receive, transfer, open purse
         assert json.loads(history[-1])["balance"] == 700
+        # A purse that expires at once (no grace in this bank) is refunded whole.
+        expired = [*common, "--wallet", alice_dir, "--expires-in", "0"]
+        run(capsys, "wallet", "open-purse", "--cap", "10", "--count", "2", *expired)
+        refunded = json.loads(run(capsys, "wallet", "refund", *common, "--wallet", alice_dir))
+        assert refunded == {"refunded": 20, "balance": 700}
+        assert json.loads(run(capsys, "wallet", "refund", *common, "--wallet", alice_dir)) == {
+            "refunded": 0,
+            "balance": 700,
+        }
         # Double spend: a copy of the wallet (its purse index at 2) pays index 2 twice,
         # at two POS that are offline together; both accept, the second redeem is refused
         # with a proof and the payer's account is frozen.
@@ -130,11 +140,21 @@ def test_bank_cli_end_to_end(
         run(capsys, "pos", "accept", second, *common, "--wallet", shop2_dir)
         redeemed = json.loads(run(capsys, "pos", "redeem", *common, "--wallet", shop_dir))
         assert redeemed == {"redeemed": 40, "balance": 220}
+        # Shop 2 learns at resync that the slot is lost: it proves the double spend.
         refused = run(capsys, "pos", "redeem", *common, "--wallet", shop2_dir).splitlines()
-        assert json.loads(refused[0])["proof"] is True
+        assert json.loads(refused[0]) == {"lost": 2, "proof": True}
         assert json.loads(refused[-1])["redeemed"] == 0
         assert main(["bank", "wallet", "send", shop, "1", *common, "--wallet", alice_dir]) == 1
         assert "frozen" in capsys.readouterr().err
+        # The losing POS claims its payment from alice's frozen funds, once.
+        claimed = json.loads(run(capsys, "pos", "claim", *common, "--wallet", shop2_dir))
+        assert claimed == {"claimed": 45, "balance": 45}
+        assert json.loads(run(capsys, "pos", "claim", *common, "--wallet", shop2_dir)) == {
+            "claimed": 0,
+            "balance": 45,
+        }
+        history = run(capsys, "wallet", "history", *common, "--wallet", shop2_dir).splitlines()
+        assert [json.loads(line)["kind"] for line in history] == [0, 7]  # open, claim
     finally:
         for process in validators:
             process.kill()

@@ -9,7 +9,13 @@ from nacl.signing import SigningKey
 from neonet.core import zip215
 from neonet.core.ledger import Block, BlockKind, ChainHead, encode_block, sign_block
 
-CREDITS = {BlockKind.ISSUE, BlockKind.RECEIVE, BlockKind.REDEEM}
+CREDITS = {
+    BlockKind.ISSUE,
+    BlockKind.RECEIVE,
+    BlockKind.REDEEM,
+    BlockKind.CLAIM,
+    BlockKind.REFUND,
+}
 DEBITS = {BlockKind.TRANSFER, BlockKind.OPEN_PURSE}
 
 

@@ -276,7 +276,7 @@ def test_chain_rules(backend: Implementation) -> None:
             RejectReason.PREVIOUS,
             "previous does not match the preceding block's hash",
         ),
-        (alice.block(7, 0, advance=False), RejectReason.KIND, "unknown block kind 7"),
+        (alice.block(9, 0, advance=False), RejectReason.KIND, "unknown block kind 9"),
         (
             alice.block(2**64 - 1, 0, advance=False),
             RejectReason.KIND,

@@ -38,6 +38,8 @@ KINDS = [
     BlockKind.OPEN_PURSE,
     BlockKind.ISSUE,
     BlockKind.ROTATE_KEY,
+    BlockKind.CLAIM,
+    BlockKind.REFUND,
 ]
 # An honest block: kind, amount and a seed for the payload or the new key.
 honest = st.tuples(st.sampled_from(KINDS), st.integers(0, 10**6), st.integers(0, 2**16))
@@ -75,7 +77,7 @@ def _faulty(alice: Account, other: Account, fault: str, choice: int) -> bytes:
     elif fault == "previous":
         overrides["previous"] = choice.to_bytes(32, "little")
     elif fault == "kind":
-        kind, amount = (7 + choice if choice % 2 else U64_MAX - choice), 0
+        kind, amount = (9 + choice if choice % 2 else U64_MAX - choice), 0
         overrides["balance"] = balance
     elif fault == "open":
         kind, amount = BlockKind.OPEN, 0

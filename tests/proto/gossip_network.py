@@ -115,7 +115,7 @@ class GossipNetwork:
                         continue
                     rpc = filtered
                 self.rpcs_delivered += 1
-                decoded = decode_rpc(encode_rpc(rpc))
+                decoded = decode_rpc(encode_rpc(rpc), lazy=True)  # as the service decodes
                 self.nodes[target].router.handle_rpc(self.nodes[source].peer, decoded, self.now)
             for index, pending in validations:
                 verdict = (

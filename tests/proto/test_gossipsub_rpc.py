@@ -19,6 +19,7 @@ from neonet.proto.gossipsub_rpc import (
     RpcReader,
     SignaturePolicy,
     decode_rpc,
+    decode_rpcs,
     default_message_id,
     encode_rpc,
     frame,
@@ -179,3 +180,155 @@ def test_fuzz_sign_verify(topic: str, data: bytes, seqno: int) -> None:
     message = sign_message(IDENTITY, topic, data, seqno)
     decoded = decode_rpc(encode_rpc(Rpc(messages=[message]))).messages[0]
     assert verify_message(decoded, SignaturePolicy.STRICT_SIGN) is None
+
+
+def _lazy_view(rpc: Rpc) -> list[tuple[str, bytes, bytes, Message]]:
+    return [(r.topic, r.from_peer, r.seqno, r.decode()) for r in rpc.received]
+
+
+def test_lazy_decoding_reads_the_id_fields_and_forwards_the_bytes() -> None:
+    first = sign_message(IDENTITY, "news", b"one", 1)
+    second = Message(topic="other", data=b"two")  # no from, no seqno (StrictNoSign)
+    encoded = encode_rpc(Rpc(messages=[first, second], subscriptions=[(True, "news")]))
+    lazy = decode_rpc(encoded, lazy=True)
+    assert lazy.messages == []
+    assert lazy.subscriptions == [(True, "news")]
+    assert _lazy_view(lazy) == [
+        ("news", first.from_peer, first.seqno, first),
+        ("other", b"", b"", second),
+    ]
+    assert lazy.received[0].from_peer + lazy.received[0].seqno == default_message_id(first)
+    assert [r.encode() for r in lazy.received] == [first.encode(), second.encode()]
+    assert not lazy.empty()
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"data": b"x"}, "topic"),
+        ({"topic": "t", "from": b"f" * 129}, "'from' too long"),
+        ({"topic": "t", "seqno": b"s" * 65}, "seqno too long"),
+        ({"topic": "t", "signature": b"s" * 1025}, "signature too long"),
+        ({"topic": "t" * 1025}, "topic longer"),
+    ],
+)
+def test_lazy_decoding_refuses_what_full_decoding_refuses(
+    fields: dict[str, object], reason: str
+) -> None:
+    raw = pb.RPC()
+    raw.publish.add(**fields)
+    for lazy in (False, True):
+        with pytest.raises(RemoteProtocolError, match=reason):
+            decode_rpc(raw.SerializeToString(), lazy=lazy)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=512))
+def test_fuzz_lazy_decoding_agrees_with_full_decoding(data: bytes) -> None:
+    try:
+        full = decode_rpc(data)
+    except RemoteProtocolError as exc:
+        with pytest.raises(type(exc)):
+            decode_rpc(data, lazy=True)
+        return
+    lazy = decode_rpc(data, lazy=True)
+    assert [r.decode() for r in lazy.received] == full.messages
+    assert (lazy.subscriptions, lazy.control) == (full.subscriptions, full.control)
+    for received, message in zip(lazy.received, full.messages, strict=True):
+        assert (received.topic, received.from_peer or None, received.seqno or None) == (
+            message.topic,
+            message.from_peer or None,
+            message.seqno or None,
+        )
+
+
+_optional_bytes = st.none() | st.binary(max_size=70)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.builds(
+            Message,
+            topic=st.text(max_size=20),
+            data=st.binary(max_size=40),
+            from_peer=_optional_bytes,
+            seqno=_optional_bytes,
+            signature=_optional_bytes,
+            key=_optional_bytes,
+        ),
+        max_size=4,
+    )
+)
+def test_fuzz_lazy_decoding_of_messages(messages: list[Message]) -> None:
+    encoded = encode_rpc(Rpc(messages=messages))
+    try:
+        full = decode_rpc(encoded)
+    except RemoteProtocolError as exc:
+        with pytest.raises(type(exc)):
+            decode_rpc(encoded, lazy=True)
+        return
+    lazy = decode_rpc(encoded, lazy=True)
+    assert [r.decode() for r in lazy.received] == full.messages
+    assert [
+        decode_rpc(encode_rpc(Rpc(raw_messages=[r.encode()]))).messages[0] for r in lazy.received
+    ] == full.messages
+    assert [r.from_peer + r.seqno for r in lazy.received] == [
+        default_message_id(m) for m in full.messages
+    ]
+
+
+def _received_messages(rpcs: list[Rpc]) -> list[Message]:
+    return [received.decode() for rpc in rpcs for received in rpc.received]
+
+
+def test_rpcs_of_one_read_carrying_only_messages_are_merged_in_order() -> None:
+    messages = [sign_message(IDENTITY, "news", bytes([i]) * 10, i) for i in range(1, 7)]
+    forwards = [encode_rpc(Rpc(raw_messages=[m.encode()])) for m in messages[:3]]
+    graft = Rpc()
+    graft.control.graft.append("news")
+    encodings = [
+        *forwards,
+        encode_rpc(graft),
+        encode_rpc(Rpc(messages=messages[3:5])),
+        encode_rpc(Rpc(subscriptions=[(True, "x")], messages=[messages[5]])),
+    ]
+    rpcs = decode_rpcs(encodings)
+    # The three forwards in one, the GRAFT alone, then the next messages-only RPC, then
+    # the one with a subscription (not merged: it carries more than messages).
+    assert [len(rpc.received) for rpc in rpcs] == [3, 0, 2, 1]
+    assert rpcs[1].control.graft == ["news"]
+    assert rpcs[3].subscriptions == [(True, "x")]
+    assert _received_messages(rpcs) == messages
+    # A merged run never holds more than max_messages.
+    limited = decode_rpcs(forwards, RpcLimits(max_messages=2))
+    assert [len(rpc.received) for rpc in limited] == [2, 1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=60),
+            st.lists(st.binary(max_size=30), max_size=3).map(
+                lambda raws: b"".join(b"\x12" + encode_uvarint(len(r)) + r for r in raws)
+            ),
+        ),
+        max_size=6,
+    )
+)
+def test_fuzz_decode_rpcs_agrees_with_decoding_one_by_one(encodings: list[bytes]) -> None:
+    try:
+        one_by_one = [decode_rpc(encoded, lazy=True) for encoded in encodings]
+    except RemoteProtocolError:
+        with pytest.raises(RemoteProtocolError):
+            decode_rpcs(encodings)
+        return
+    merged = decode_rpcs(encodings)
+    assert _received_messages(merged) == _received_messages(one_by_one)
+    assert [r.subscriptions for r in merged if r.subscriptions] == [
+        r.subscriptions for r in one_by_one if r.subscriptions
+    ]
+    assert [r.control for r in merged if not r.control.empty()] == [
+        r.control for r in one_by_one if not r.control.empty()
+    ]

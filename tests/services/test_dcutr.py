@@ -1,6 +1,6 @@
 """DCUtR between NeoNet nodes on loopback: a relayed connection becomes a direct one.
 
-(Through real NATs in network namespaces: tests/scale/test_nat.py.)
+(Through real NATs in network namespaces, driven by the SSN client: tests/nat/test_nat.py.)
 """
 
 from __future__ import annotations

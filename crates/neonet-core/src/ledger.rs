@@ -43,6 +43,12 @@ pub mod kind {
     pub const REDEEM: u64 = 5;
     /// Key rotation: amount 0, payload is the new key.
     pub const ROTATE_KEY: u64 = 6;
+    /// Credit of a payee's claim on a frozen account (the bank checks the payload).
+    pub const CLAIM: u64 = 7;
+    /// Credit of an expired purse's remainder back to its owner.
+    pub const REFUND: u64 = 8;
+    /// The highest known kind.
+    pub const LAST: u64 = REFUND;
 }
 
 /// Why a block was refused: the numeric codes of `neonet.core.ledger.RejectReason`.

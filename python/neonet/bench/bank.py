@@ -117,15 +117,25 @@ def _stop(processes: list[subprocess.Popen[str]]) -> None:
             process.wait()
 
 
-async def _online(addresses: list[str], accounts: int, seconds: float) -> dict[str, float]:
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process used so far (Linux ``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _online(
+    addresses: list[str], accounts: int, seconds: float, validator_pids: list[int]
+) -> dict[str, float]:
     keys = Keys()
     async with open_node(listen=[LOOPBACK]) as node:
         peers = [await node.connect(address) for address in addresses]
         async with open_bank_client(node, keys.committee, peers) as client:
-            return await _drive(client, keys, accounts, seconds)
+            return await _drive(client, keys, accounts, seconds, validator_pids)
 
 
-async def _drive(client: BankClient, keys: Keys, accounts: int, seconds: float) -> dict[str, float]:
+async def _drive(
+    client: BankClient, keys: Keys, accounts: int, seconds: float, validator_pids: list[int]
+) -> dict[str, float]:
     mint = Wallet(keys.mint_account, keys.mint_account, keys.mint.sign, MemoryWalletStore())
 
     async def commit(
@@ -159,18 +169,33 @@ async def _drive(client: BankClient, keys: Keys, accounts: int, seconds: float) 
             await commit(wallet, wallet.transfer(payee, 1))
             latencies.append(time.perf_counter() - started)
 
+    # CPU per transfer per process: independent of the load other programs put on the
+    # machine, unlike the wall-clock rate.
+    client_cpu = time.process_time()
+    validators_cpu = [_process_cpu(pid) for pid in validator_pids]
     started = time.perf_counter()
     async with trio.open_nursery() as nursery:
         for wallet in wallets:
             nursery.start_soon(pay, wallet)
     elapsed = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
+    validators_cpu = [
+        _process_cpu(pid) - cpu for pid, cpu in zip(validator_pids, validators_cpu, strict=True)
+    ]
     ordered = sorted(latencies)
+    count = len(latencies)
+    per_validator = 1000 * statistics.mean(validators_cpu) / count
     return {
         "accounts in flight": float(accounts),
-        "certified transfers/s": len(latencies) / elapsed,
+        "certified transfers/s": count / elapsed,
         "latency median ms": 1000 * statistics.median(ordered),
         "latency p99 ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
-        "transfers": float(len(latencies)),
+        "transfers": float(count),
+        "client CPU ms per transfer": 1000 * client_cpu / count,
+        "validator CPU ms per transfer (mean of 4)": per_validator,
+        # What 2 idle cores would sustain with this CPU cost (client + 4 validators).
+        "CPU ceiling transfers/s on 2 cores": 2000
+        / (1000 * client_cpu / count + 4 * per_validator),
     }
 
 
@@ -294,7 +319,11 @@ def run(*, quick: bool) -> dict[str, Any]:
         processes, addresses = _start_validators(directory)
         try:
             results["online"] = trio.run(
-                _online, addresses, 32 if quick else 64, 3.0 if quick else 10.0
+                _online,
+                addresses,
+                32 if quick else 64,
+                3.0 if quick else 10.0,
+                [process.pid for process in processes],
             )
         finally:
             _stop(processes)

@@ -12,7 +12,9 @@ padded to the message size; latency is measured at each receiving node.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import struct
 import sys
 import time
@@ -172,6 +174,15 @@ async def serve(first_index: int, count: int) -> None:
             node = await stack.enter_async_context(open_node())
             members.append((node, await stack.enter_async_context(open_pubsub(node))))
         worker = Worker(first_index, members)
+        if os.environ.get("NEONET_BENCH_GC") != "default":
+            # A node process allocates a few hundred short-lived objects per message and
+            # copy; at CPython's default gen-0 threshold (700) the collector ran ~25
+            # times a second per process and took 6-7% of its CPU (measured with
+            # gc.callbacks), nearly all of it re-scanning the long-lived node state.
+            # Set-up objects go to the permanent generation and collections get rarer:
+            # under 1%. (Refcounting frees the rest; the cycles wait a little longer.)
+            gc.freeze()
+            gc.set_threshold(10_000, 50, 1_000)
         _reply({"addrs": [str(node.listen_addrs[0]) for node, _ in members]})
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)
@@ -205,6 +216,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--first", type=int, required=True, help="global index of node 0")
     parser.add_argument("--nodes", type=int, required=True)
     args = parser.parse_args(argv)
+    profile_dir = os.environ.get("NEONET_BENCH_PROFILE")
+    if profile_dir and args.first == 0:
+        # One process under cProfile (for docs/benchmarks.md): the first one's nodes.
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.runcall(trio.run, serve, args.first, args.nodes)
+        profiler.dump_stats(os.path.join(profile_dir, f"worker-{args.first}.prof"))
+        return 0
     trio.run(serve, args.first, args.nodes)
     return 0
 

@@ -3,8 +3,8 @@
 neonet bank init DIR                                 a test bank: root, 4 validators, mint
 neonet bank validator --bank F --index I             run validator I (keys from init)
 neonet bank mint AMOUNT [--to ACCOUNT] --bank F      the mint issues (and pays ACCOUNT)
-neonet bank wallet create|balance|history|send|receive|open-purse|pay-offline --wallet D
-neonet bank pos accept TOKEN|receipts|redeem --wallet D    a point of sale (a wallet too)
+neonet bank wallet create|balance|history|send|receive|open-purse|pay-offline|refund
+neonet bank pos accept TOKEN|receipts|redeem|claim --wallet D    a point of sale (a wallet)
 
 Keys live in encrypted keystores (passphrase from $NEONET_PASSPHRASE or a prompt); wallet,
 purse and POS state in SQLite. Every online wallet command first syncs the wallet's own
@@ -18,6 +18,7 @@ import base64
 import functools
 import getpass
 import json
+import logging
 import os
 import sys
 import time
@@ -39,6 +40,7 @@ from neonet.apps.bank.service import (
 from neonet.apps.bank.store import SqlitePosStore, SqliteVoteStore, SqliteWalletStore
 from neonet.core.errors import DecodeError, NeoNetError
 from neonet.core.keys import Ed25519Identity
+from neonet.core.ledger import BlockKind, decode_block
 from neonet.core.peer_id import PeerId
 from neonet.node import Node, open_node
 from neonet.proto.bank.messages import (
@@ -48,15 +50,20 @@ from neonet.proto.bank.messages import (
     PursePayload,
     Receipt,
     ReceivePayload,
+    RedeemPayload,
+    Spend,
     TransferPayload,
 )
 from neonet.proto.bank.pos import PaymentRefused, PointOfSale
+from neonet.proto.bank.validator import DEFAULT_REFUND_GRACE
 from neonet.proto.bank.wallet import PurseWallet, Wallet
+from neonet.proto.bank.wire import PurseStatus
 from neonet.services.pubsub import open_pubsub
 
 PASSPHRASE_ENV = "NEONET_PASSPHRASE"
 PAYMENT_PREFIX = "neonet-bank-payment:"
 RECEIPT_PREFIX = "neonet-bank-receipt:"
+logger = logging.getLogger("neonet.bank.cli")
 
 
 class BankCliError(NeoNetError):
@@ -77,6 +84,7 @@ class BankConfig:
     committee: Committee
     mint_account: bytes
     validators: list[str]  # multiaddrs ending in /p2p/<peer ID>, in committee order
+    refund_grace: int = DEFAULT_REFUND_GRACE  # seconds after a purse's expiry
 
     @classmethod
     def load(cls, path: str) -> BankConfig:
@@ -85,6 +93,7 @@ class BankConfig:
             Committee.decode(bytes.fromhex(document["committee"])),
             bytes.fromhex(document["mint_account"]),
             list(document["validators"]),
+            int(document.get("refund_grace", DEFAULT_REFUND_GRACE)),
         )
 
 
@@ -126,6 +135,7 @@ def cmd_init(args: argparse.Namespace) -> None:
         "mint_account": mint.public_key.data.hex(),
         "root_key": root.public_key.data.hex(),
         "validators": addresses,
+        "refund_grace": args.refund_grace,
     }
     (home / "bank.json").write_text(json.dumps(config, indent=2) + "\n")
     print(home / "bank.json")
@@ -140,7 +150,14 @@ async def _validator(args: argparse.Namespace) -> None:
     from neonet.proto.bank.validator import Validator
 
     store = SqliteVoteStore(args.db or home / f"validator-{args.index}.db", deferred=True)
-    validator = Validator(config.committee, args.index, ident.sign, config.mint_account, store)
+    validator = Validator(
+        config.committee,
+        args.index,
+        ident.sign,
+        config.mint_account,
+        store,
+        refund_grace=config.refund_grace,
+    )
     for certificate in store.certificates():
         validator.handle_certificate(certificate)
     for proof in store.proofs():
@@ -237,7 +254,14 @@ async def _sync(client: BankClient, wallet: Wallet, config: BankConfig) -> None:
         raise BankCliError(f"no validator could sync the chain: {last}")
     wallet.synced(chain)
     if wallet.pending is not None:
-        await _commit(client, wallet, wallet.pending)
+        try:
+            await _commit(client, wallet, wallet.pending)
+        except CertificationFailed:
+            if decode_block(wallet.pending).kind != BlockKind.REDEEM:
+                raise
+            # A REDEEM whose slot another spend won stays pending until `pos claim`
+            # replaces it by the CLAIM of the same spend.
+            logger.info("the pending REDEEM is refused; `neonet bank pos claim` settles it")
 
 
 async def _commit(
@@ -452,17 +476,100 @@ async def _redeem(
             continue
         if wallet.head is None:
             await _commit(client, wallet, wallet.open())
+        spend = payment.spend
+        winner = _winner(await client.purse_statuses(spend.purse_id, spend.index), spend)
+        if winner is not None:
+            # Another spend won the slot: prove the double spend (the payer is frozen)
+            # and keep this payment for `pos claim`.
+            proof = FraudProof.of_spends(spend, winner, payment.purse)
+            await client.spread_proof(proof)
+            print(json.dumps({"lost": spend.index, "proof": True}))
+            continue
         try:
-            await _commit(client, wallet, wallet.redeem(payment.spend), [payment.purse])
+            await _commit(client, wallet, wallet.redeem(spend), [payment.purse])
         except CertificationFailed as failure:
-            # The slot went to another spend (a double spend: the proof freezes the payer
-            # and this POS keeps a claim). The signed REDEEM stays pending: replacing it
-            # would be a second block for the slot (docs/bank.md, "Known limits").
+            # The slot went to another spend (a double spend: the proof freezes the payer).
+            # The REDEEM stays pending until `pos claim` replaces it by a CLAIM.
             print(json.dumps({"refused": str(failure), "proof": failure.proof is not None}))
             break
         store.mark_redeemed(payment.spend.purse_id, payment.spend.index)
         total += payment.spend.amount
     print(json.dumps({"redeemed": total, "balance": wallet.balance}))
+
+
+def _winner(statuses: list[PurseStatus | None], spend: Spend) -> Spend | None:
+    """The other spend that validators say won ``spend``'s slot, if any."""
+    for status in statuses:
+        if status is not None and status.redeemed not in (None, spend):
+            return status.redeemed
+    return None
+
+
+async def _claim(
+    client: BankClient, wallet: Wallet, config: BankConfig, args: argparse.Namespace
+) -> None:
+    """Claim every accepted spend whose slot another spend won, from the payer's frozen
+    funds (replacing this POS's lost REDEEM, if it is the pending block)."""
+    store = SqlitePosStore(Path(args.wallet) / "pos.db")
+    total = 0
+    for payment, _, settled in store.receipts():
+        spend = payment.spend
+        if settled:
+            continue
+        statuses = await client.purse_statuses(spend.purse_id, spend.index)
+        known = [s for s in statuses if s is not None]
+        if len(known) < config.committee.quorum or _winner(statuses, spend) is None:
+            continue
+        # Judged where every answering validator is; the lowest figure of what may be
+        # claimed; the next claim index (validators behind it catch up from the spread).
+        frozen_sequence = min(s.owner_sequence for s in known)
+        amount = min(spend.amount, *(s.claimable for s in known))
+        claim_index = max(s.next_claim_index for s in known)
+        if amount == 0:
+            print(json.dumps({"unpaid": spend.index, "reason": "no frozen funds left"}))
+            continue
+        pending = wallet.pending
+        if pending is not None and _pending_redeem_of(pending) == spend:
+            block = wallet.claim_lost_redeem(claim_index, frozen_sequence, amount)
+        else:
+            if wallet.head is None:
+                await _commit(client, wallet, wallet.open())
+            block = wallet.claim(spend, claim_index, frozen_sequence, amount)
+        await _commit(client, wallet, block, [payment.purse])
+        store.mark_redeemed(spend.purse_id, spend.index)
+        total += amount
+    print(json.dumps({"claimed": total, "balance": wallet.balance}))
+
+
+def _pending_redeem_of(pending: bytes) -> Spend | None:
+    block = decode_block(pending)
+    if block.kind != BlockKind.REDEEM:
+        return None
+    return RedeemPayload.decode(block.payload).spend
+
+
+async def _refund(
+    client: BankClient, wallet: Wallet, config: BankConfig, args: argparse.Namespace
+) -> None:
+    """Take back the remainder of every purse past its expiry and the grace period."""
+    store = SqliteWalletStore(Path(args.wallet) / "wallet.db")
+    now = int(time.time())
+    total = 0
+    for certificate, _, _ in store.purses():
+        block = certificate.decoded()
+        terms = PursePayload.decode(block.payload)
+        if now < terms.expiry + config.refund_grace:
+            continue
+        statuses = [s for s in await client.purse_statuses(block.hash(), 0) if s is not None]
+        if len(statuses) < config.committee.quorum or any(s.refunded for s in statuses):
+            continue
+        # Every validator must agree on the remainder (a redeem may be in flight).
+        remainders = {s.remaining for s in statuses}
+        if len(remainders) != 1 or not (remaining := remainders.pop()):
+            continue
+        await _commit(client, wallet, wallet.refund(block.hash(), remaining), [certificate])
+        total += remaining
+    print(json.dumps({"refunded": total, "balance": wallet.balance}))
 
 
 def verify_receipt(token: str) -> Receipt:
@@ -489,6 +596,12 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     init = sub.add_parser("init", help="create a test bank: root, 4 validators, mint")
     init.add_argument("directory")
     init.add_argument("--base-port", type=int, default=47100)
+    init.add_argument(
+        "--refund-grace",
+        type=int,
+        default=DEFAULT_REFUND_GRACE,
+        help="seconds after a purse's expiry before its remainder can be refunded",
+    )
     init.set_defaults(handler=cmd_init)
 
     validator = sub.add_parser("validator", help="run one committee validator")
@@ -528,6 +641,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     pay.add_argument("--purse", help="purse ID prefix")
     pay.add_argument("--wallet", required=True)
     pay.set_defaults(handler=cmd_pay_offline)
+    online(wallet.add_parser("refund", help="take back the remainder of expired purses"), _refund)
 
     pos = sub.add_parser("pos", help="a point of sale").add_subparsers(
         dest="pos_command", required=True
@@ -542,3 +656,7 @@ def register(commands: argparse._SubParsersAction) -> None:  # type: ignore[type
     receipts.add_argument("--wallet", required=True)
     receipts.set_defaults(handler=cmd_pos_receipts)
     online(pos.add_parser("redeem", help="redeem accepted payments online"), _redeem)
+    online(
+        pos.add_parser("claim", help="claim lost double-spent payments from frozen funds"),
+        _claim,
+    )

@@ -8,7 +8,10 @@ neonet ssn seeds make --operator-identity F --network N --entry PEER_ID=REGION=M
                                               the operator signs a seed list
 neonet ssn seeds show FILE --operator PEER_ID  check and print a seed list
 neonet ssn client --seeds FILE --operator PEER_ID [--name N] [--region R] [--lookup NAME]...
-                                              register, look names up, print what was found
+                  [--connect NAME]... [--listen MADDR]... [--stay]
+                                              register, look names up, print what was found;
+                                              connect (direct, else relay + DCUtR) and say how;
+                                              --stay: keep serving, print incoming signals
 
 The SSN keeps its operator data (identity, seed list, operator peer ID, region) in the
 SQLite file ``--db`` (WAL, synchronous=FULL): ``serve`` takes ``--seeds``/``--operator``/
@@ -204,13 +207,17 @@ def cmd_seeds_show(args: argparse.Namespace) -> None:
 
 
 async def _client(args: argparse.Namespace, seeds: SeedList) -> None:
-    from neonet.node import open_node
+    from neonet.node import DEFAULT_LISTEN, open_node
     from neonet.services.ssn.client import open_ssn_client
 
     identity = load_identity(Path(args.identity)) if args.identity else None
+    # --listen addresses are opened by the client once DCUtR runs (hole punching needs
+    # them to share their port with outbound connections); without, loopback as before.
     async with (
-        open_node(identity=identity) as node,
-        open_ssn_client(node.host, seeds, name=args.name, region=args.region) as client,
+        open_node(identity=identity, listen=() if args.listen else DEFAULT_LISTEN) as node,
+        open_ssn_client(
+            node, seeds, name=args.name, region=args.region, listen=args.listen or ()
+        ) as client,
     ):
         _emit(
             args,
@@ -229,6 +236,32 @@ async def _client(args: argparse.Namespace, seeds: SeedList) -> None:
                 },
                 f"{query} -> {info.peer_id} at {', '.join(str(a) for a in info.addrs)}",
             )
+        for query in args.connect or ():
+            with trio.fail_after(args.timeout):
+                connected = await client.connect(query)
+            rtt = (await node.ping(connected.peer))[0]
+            _emit(
+                args,
+                {
+                    "connect": query,
+                    "peer_id": str(connected.peer),
+                    "path": connected.path,
+                    "dial_errors": list(connected.dial_errors),
+                    "ms": round(connected.seconds * 1000, 2),
+                    "ping_ms": round(rtt * 1000, 3),
+                },
+                f"{query}: connected ({connected.path}) in {connected.seconds * 1000:.1f} ms,"
+                f" ping {rtt * 1000:.2f} ms"
+                + "".join(f"\n  tried first: {error}" for error in connected.dial_errors),
+            )
+        if args.stay:
+            async for signal in client.signals():
+                payload = signal.payload.decode(errors="replace")
+                _emit(
+                    args,
+                    {"signal_from": str(signal.sender), "payload": payload},
+                    f"signal from {signal.sender}: {payload!r}",
+                )
 
 
 def add_commands(commands: Any) -> None:
@@ -283,6 +316,9 @@ def add_commands(commands: Any) -> None:
     client.add_argument("--name")
     client.add_argument("--region")
     client.add_argument("--lookup", action="append")
+    client.add_argument("--connect", action="append", help="connect to NAME, say how")
+    client.add_argument("--listen", action="append", help="multiaddr (repeatable)")
+    client.add_argument("--stay", action="store_true", help="keep running, print signals")
     client.add_argument("--timeout", type=float, default=30.0)
     client.add_argument("--json", action="store_true")
     client.set_defaults(

@@ -65,9 +65,13 @@ class BlockKind(IntEnum):
     OPEN_PURSE = 4  # debit
     REDEEM = 5  # credit
     ROTATE_KEY = 6  # amount 0; payload is the new key
+    CLAIM = 7  # credit: a payee's claim on a frozen account (bank rules check it)
+    REFUND = 8  # credit: an expired purse's remainder back to its owner
 
 
-_CREDITS = frozenset((BlockKind.ISSUE, BlockKind.RECEIVE, BlockKind.REDEEM))
+_CREDITS = frozenset(
+    (BlockKind.ISSUE, BlockKind.RECEIVE, BlockKind.REDEEM, BlockKind.CLAIM, BlockKind.REFUND)
+)
 _LAST_KIND = max(BlockKind)
 
 

@@ -135,6 +135,9 @@ class Swarm:
         self.circuit_dialer: Callable[[Multiaddr], Awaitable[transport.RawConnection]] | None = None
         #: Listen with SO_REUSEPORT and dial from the listening port (NAT hole punching).
         self.reuse_port = False
+        #: Listen addresses opened with SO_REUSEPORT: only their ports can be shared by dials
+        #: (binding a dial to the port of a listener without it fails with EADDRINUSE).
+        self.reusable_listen_addrs: list[Multiaddr] = []
         #: Hole punches in progress where we are the client: remote address -> peer. A
         #: connection from there that lands on our listener (the peer's SYN won the race,
         #: as on loopback) is upgraded as if we had dialed it (DCUtR, services/dcutr.py).
@@ -159,6 +162,8 @@ class Swarm:
             listener.serve, self._handle_inbound
         )
         self.listen_addrs.extend(addrs)
+        if self.reuse_port:
+            self.reusable_listen_addrs.extend(addrs)
         return addrs
 
     async def aclose(self) -> None:
@@ -358,7 +363,7 @@ class Swarm:
         if not self.reuse_port:
             return None
         family = address.protocol_names()[0]
-        for listen in self.listen_addrs:
+        for listen in self.reusable_listen_addrs:
             names = listen.protocol_names()
             if names[0] == family and names[1:] == ("tcp",):
                 return int(listen.value_for("tcp") or 0)

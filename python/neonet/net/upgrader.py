@@ -51,9 +51,9 @@ class PrefixedStream(trio.abc.Stream):
     async def aclose(self) -> None:
         await self.inner.aclose()
 
-    @property
-    def passthrough(self) -> trio.abc.Stream | None:
-        """The inner stream once the prefix is used up (reading it is then the same)."""
+    def unwrapped(self) -> trio.abc.Stream | None:
+        """The inner stream once the prefix is used up (None before): for drivers that
+        read the socket underneath directly."""
         return None if self._prefix else self.inner
 
 

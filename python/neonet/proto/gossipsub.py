@@ -36,6 +36,7 @@ from neonet.proto.gossipsub_rpc import (
     Message,
     MessageIdFunction,
     Prune,
+    ReceivedMessage,
     Rpc,
     SignaturePolicy,
     default_message_id,
@@ -142,14 +143,17 @@ _PENDING, _VALID, _INVALID, _IGNORED = range(4)
 
 
 class _Delivery:
-    __slots__ = ("first_seen", "peers", "source", "status", "topic")
+    __slots__ = ("first_seen", "peers", "received", "source", "status", "topic")
 
-    def __init__(self, topic: str, source: bytes, now: float) -> None:
+    def __init__(
+        self, topic: str, source: bytes, now: float, received: ReceivedMessage | None
+    ) -> None:
         self.topic = topic
         self.source = source
         self.first_seen = now
         self.status = _PENDING
         self.peers: list[bytes] = [source]  # everyone who sent it (source first)
+        self.received = received  # its encoding as it arrived, until forwarded
 
 
 class _PeerState:
@@ -362,6 +366,8 @@ class GossipRouter:
                 self.mesh.peer_unsubscribed(peer, topic)
         for message in rpc.messages:
             self._handle_message(peer, state, message, now)
+        if rpc.received:
+            self._handle_received(peer, state, rpc.received, now)
         control = rpc.control
         if state.protocol == PROTOCOL_FLOODSUB or control.empty():
             return
@@ -382,7 +388,34 @@ class GossipRouter:
             self.score.behaviour_penalty(peer, count)
             self._score_cache.pop(peer, None)
 
-    def _handle_message(self, peer: bytes, state: _PeerState, message: Message, now: float) -> None:
+    def _handle_received(
+        self, peer: bytes, state: _PeerState, received: list[ReceivedMessage], now: float
+    ) -> None:
+        """Lazily decoded messages: duplicates are dropped on their ID fields alone."""
+        subscribed = self._subscribed
+        fast_id = self.config.message_id is default_message_id
+        seen = self.seen
+        for entry in received:
+            if entry.topic not in subscribed:
+                continue
+            if fast_id:
+                msg_id = entry.from_peer + entry.seqno  # default_message_id, undecoded
+                if msg_id in seen:
+                    if self._promises:
+                        self._promises.pop(msg_id, None)
+                    self.stats.duplicates_received += 1
+                    self._duplicate(peer, msg_id, now)
+                    continue
+            self._handle_message(peer, state, entry.decode(), now, entry)
+
+    def _handle_message(
+        self,
+        peer: bytes,
+        state: _PeerState,
+        message: Message,
+        now: float,
+        received: ReceivedMessage | None = None,
+    ) -> None:
         topic = message.topic
         if topic not in self._subscribed:
             return  # we relay only topics we joined (v1.0 "Message Processing")
@@ -408,7 +441,7 @@ class GossipRouter:
         self.seen.add(msg_id, now)
         if len(message.data) >= config.idontwant_message_size:
             self._send_idontwant(msg_id, topic, peer)
-        delivery = _Delivery(topic, peer, now)
+        delivery = _Delivery(topic, peer, now, received)
         self._track(msg_id, delivery)
         if topic in self._validated_topics:
             if self._pending >= config.max_pending_validations:
@@ -479,7 +512,11 @@ class GossipRouter:
             self.score.first_delivery(delivery.source, topic)
             for peer in delivery.peers[1:]:
                 self.score.near_first_delivery(peer, topic, delivery.first_seen, now)
-        encoded = message.encode()
+        if delivery.received is not None:
+            encoded = delivery.received.encode()  # forward what arrived: no re-encoding
+            delivery.received = None
+        else:
+            encoded = message.encode()
         self.mcache.put(msg_id, topic, encoded)
         self._out.deliver.append(Delivered(msg_id, message, delivery.source))
         targets = self.mesh.publish_targets(topic, delivery.source, False, now, self._seed())

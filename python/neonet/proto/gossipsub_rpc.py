@@ -39,11 +39,13 @@ __all__ = [
     "Control",
     "Message",
     "Prune",
+    "ReceivedMessage",
     "Rpc",
     "RpcLimits",
     "RpcReader",
     "SignaturePolicy",
     "decode_rpc",
+    "decode_rpcs",
     "default_message_id",
     "encode_rpc",
     "frame",
@@ -131,20 +133,59 @@ class Control:
 @dataclass(slots=True)
 class Rpc:
     """One RPC. ``messages`` holds decoded messages; encoding also takes raw ``Message``
-    encodings in ``raw_messages`` (forwarding re-sends the bytes it received)."""
+    encodings in ``raw_messages`` (forwarding re-sends the bytes it received).
+
+    ``decode_rpc(..., lazy=True)`` leaves the messages in ``received`` instead: parsed
+    and bounds-checked, but not yet ``Message`` objects (see ``ReceivedMessage``).
+    """
 
     subscriptions: list[tuple[bool, str]] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     raw_messages: list[bytes] = field(default_factory=list)
     control: Control = field(default_factory=Control)
+    received: list[ReceivedMessage] = field(default_factory=list)
 
     def empty(self) -> bool:
         return (
             not self.subscriptions
             and not self.messages
             and not self.raw_messages
+            and not self.received
             and self.control.empty()
         )
+
+
+class ReceivedMessage:
+    """A message as it arrived, decoded only as far as routing needs.
+
+    Most copies a node receives are duplicates (about 6 per message at D=6): the router
+    needs just the topic and the ID fields to drop them, so ``topic``, ``from_peer``
+    and ``seqno`` (b"" when absent) are read from the parsed protobuf, and ``decode()``
+    (the ``Message``) and ``encode()`` (the bytes to forward) only for a new message.
+    """
+
+    __slots__ = ("_parsed", "from_peer", "seqno", "topic")
+
+    def __init__(self, parsed: pb.Message) -> None:
+        """Raises ``RemoteProtocolError`` where ``decode_rpc`` would refuse the message."""
+        self._parsed = parsed
+        self.topic: str = parsed.topic
+        self.from_peer: bytes = getattr(parsed, "from")
+        self.seqno: bytes = parsed.seqno
+        if (
+            len(self.from_peer) > _MAX_FROM_LENGTH
+            or len(self.seqno) > _MAX_SEQNO_LENGTH
+            or len(self.topic) > _MAX_TOPIC_LENGTH // 4
+            or len(parsed.signature) > _MAX_SIGNATURE_LENGTH
+            or not parsed.HasField("topic")
+        ):
+            _check_message(parsed)  # one of the bounds may be broken: say which
+
+    def decode(self) -> Message:
+        return _from_pb(self._parsed)
+
+    def encode(self) -> bytes:
+        return self._parsed.SerializeToString()
 
 
 def _to_pb(message: Message) -> pb.Message:
@@ -173,7 +214,7 @@ def encode_rpc(rpc: Rpc) -> bytes:
     """
     if not rpc.subscriptions and not rpc.messages and rpc.control.empty():
         # The forwarding fast path: only raw messages, no protobuf object needed.
-        return b"".join(_MESSAGE_TAG + encode_uvarint(len(raw)) + raw for raw in rpc.raw_messages)
+        return b"".join(map(_publish_entry, rpc.raw_messages))
     out = pb.RPC()
     for subscribe, topic in rpc.subscriptions:
         out.subscriptions.add(subscribe=subscribe, topicid=topic)
@@ -198,11 +239,15 @@ def encode_rpc(rpc: Rpc) -> bytes:
             target.idontwant.add(messageIDs=control.idontwant)
     encoded = out.SerializeToString()
     if rpc.raw_messages:
-        parts = [encoded]
-        for raw in rpc.raw_messages:
-            parts.append(_MESSAGE_TAG + encode_uvarint(len(raw)) + raw)
-        encoded = b"".join(parts)
+        encoded = b"".join([encoded, *map(_publish_entry, rpc.raw_messages)])
     return encoded
+
+
+@functools.lru_cache(maxsize=256)
+def _publish_entry(raw: bytes) -> bytes:
+    """A raw message as an RPC ``publish`` field; cached, since a forwarded message goes
+    to several peers in a row (the bytes' hash is computed once and kept by Python)."""
+    return _MESSAGE_TAG + encode_uvarint(len(raw)) + raw
 
 
 def frame(encoded_rpc: bytes) -> bytes:
@@ -210,11 +255,81 @@ def frame(encoded_rpc: bytes) -> bytes:
     return encode_uvarint(len(encoded_rpc)) + encoded_rpc
 
 
-def decode_rpc(data: bytes, limits: RpcLimits | None = None) -> Rpc:
-    """Decode one RPC (no length prefix); ``RemoteProtocolError`` when malformed or too big."""
+def decode_rpc(data: bytes, limits: RpcLimits | None = None, *, lazy: bool = False) -> Rpc:
+    """Decode one RPC (no length prefix); ``RemoteProtocolError`` when malformed or too big.
+
+    With ``lazy`` the messages go to ``rpc.received`` (checked exactly as ``messages``
+    would be, but not converted; see ``ReceivedMessage``).
+    """
     limits = limits or RpcLimits()
     if len(data) > limits.max_rpc_size:
         raise RemoteProtocolError(f"RPC of {len(data)} bytes exceeds {limits.max_rpc_size}")
+    return _decode(data, limits, lazy)
+
+
+def decode_rpcs(encodings: list[bytes], limits: RpcLimits | None = None) -> list[Rpc]:
+    """Decode the RPCs of one read lazily (``decode_rpc(..., lazy=True)`` each), in order.
+
+    Consecutive RPCs that carry only messages (what forwarding sends) come back merged
+    into one, up to ``max_messages``: one parse and one router call for all of them
+    instead of one per RPC. Any other RPC is decoded alone, so control and subscription
+    entries are handled in the order they arrived.
+    """
+    limits = limits or RpcLimits()
+    decoded: list[Rpc] = []
+    run: list[bytes] = []
+    in_run = 0
+    for encoded in encodings:
+        if len(encoded) > limits.max_rpc_size:
+            raise RemoteProtocolError(f"RPC of {len(encoded)} bytes exceeds {limits.max_rpc_size}")
+        count = _messages_only(encoded)
+        if count is not None and in_run + count <= limits.max_messages:
+            run.append(encoded)
+            in_run += count
+            continue
+        if run:
+            decoded.append(_decode(b"".join(run), limits, True))
+            run, in_run = [], 0
+        if count is not None:  # messages only, but the run was full: start a new one
+            run.append(encoded)
+            in_run = count
+        else:
+            decoded.append(_decode(encoded, limits, True))
+    if run:
+        decoded.append(_decode(b"".join(run), limits, True))
+    return decoded
+
+
+def _messages_only(encoded: bytes) -> int | None:
+    """How many ``publish`` entries ``encoded`` holds if it holds nothing else, else None.
+
+    (Concatenated protobuf encodings parse as one message with the repeated fields
+    joined, which is what makes merging such RPCs exact.)
+    """
+    count = 0
+    offset = 0
+    end = len(encoded)
+    while offset < end:
+        if encoded[offset] != 0x12:  # field 2, length-delimited
+            return None
+        length = encoded[offset + 1] if offset + 1 < end else 0x80
+        if length < 0x80:
+            offset += 2 + length
+        elif offset + 2 < end and 0 < encoded[offset + 2] < 0x80:  # two bytes: most messages
+            offset += 3 + (length & 0x7F) + (encoded[offset + 2] << 7)
+        else:
+            try:
+                found = try_decode_uvarint(encoded, offset + 1)
+            except DecodeError:
+                return None
+            if found is None:
+                return None
+            offset = found[1] + found[0]
+        count += 1
+    return count if offset == end else None
+
+
+def _decode(data: bytes, limits: RpcLimits, lazy: bool) -> Rpc:
     parsed = pb.RPC()
     try:
         parsed.ParseFromString(data)
@@ -230,8 +345,11 @@ def decode_rpc(data: bytes, limits: RpcLimits | None = None) -> Rpc:
             raise RemoteProtocolError("subscription without a topic")
         _check_topic(option.topicid)
         rpc.subscriptions.append((bool(option.subscribe), option.topicid))
-    for message in parsed.publish:
-        rpc.messages.append(_from_pb(message))
+    if lazy:
+        rpc.received.extend(map(ReceivedMessage, parsed.publish))
+    else:
+        for message in parsed.publish:
+            rpc.messages.append(_from_pb(message))
     if parsed.HasField("control"):
         rpc.control = _decode_control(parsed.control, limits)
     return rpc
@@ -240,6 +358,19 @@ def decode_rpc(data: bytes, limits: RpcLimits | None = None) -> Rpc:
 def _check_topic(topic: str) -> None:
     if len(topic) > _MAX_TOPIC_LENGTH // 4 and len(topic.encode()) > _MAX_TOPIC_LENGTH:
         raise RemoteProtocolError(f"topic longer than {_MAX_TOPIC_LENGTH} bytes")
+
+
+def _check_message(message: pb.Message) -> None:
+    """The checks of ``_from_pb``, without building the ``Message``."""
+    if not message.HasField("topic"):
+        raise RemoteProtocolError("message without a topic")
+    _check_topic(message.topic)
+    if len(getattr(message, "from")) > _MAX_FROM_LENGTH:
+        raise RemoteProtocolError("message 'from' too long")
+    if len(message.seqno) > _MAX_SEQNO_LENGTH:
+        raise RemoteProtocolError("message seqno too long")
+    if len(message.signature) > _MAX_SIGNATURE_LENGTH:
+        raise RemoteProtocolError("message signature too long")
 
 
 def _from_pb(message: pb.Message) -> Message:
@@ -322,7 +453,16 @@ class RpcReader:
         found: list[bytes] = []
         offset = 0
         while True:
-            decoded = try_decode_uvarint(buffer, offset)
+            if len(buffer) >= offset + 2 and buffer[offset + 1] < 0x80 < buffer[offset]:
+                # The common two-byte length (128 bytes to 16 KiB), decoded inline.
+                decoded: tuple[int, int] | None = (
+                    (buffer[offset] & 0x7F) | (buffer[offset + 1] << 7),
+                    offset + 2,
+                )
+                if buffer[offset + 1] == 0:
+                    raise DecodeError("non-minimal varint")
+            else:
+                decoded = try_decode_uvarint(buffer, offset)
             if decoded is None:
                 if len(buffer) - offset > 10:
                     raise DecodeError("RPC length prefix is not a valid varint")

@@ -67,6 +67,11 @@ class TopicScoreParams:
         ):
             _require(0.0 < getattr(self, name) < 1.0, f"{name} must be in (0, 1)")
 
+    @property
+    def mesh_deliveries_scored(self) -> bool:
+        """Whether mesh deliveries count for anything (P3 or P3b has a weight)."""
+        return self.mesh_message_deliveries_weight != 0 or self.mesh_failure_penalty_weight != 0
+
 
 @dataclass(frozen=True, slots=True)
 class ScoreParams:
@@ -256,9 +261,11 @@ class PeerScore:
 
     def near_first_delivery(self, peer: bytes, topic: str, first_seen: float, now: float) -> None:
         """A valid duplicate from ``peer``: counts for P3 inside the delivery window."""
-        stats = self._topic(peer, topic)
         params = self.params.for_topic(topic)
-        if stats is None or params is None or not stats.in_mesh:
+        if params is None or not params.mesh_deliveries_scored:
+            return  # most copies a node gets are these: skip them when P3/P3b are off
+        stats = self._topic(peer, topic)
+        if stats is None or not stats.in_mesh:
             return
         if now - first_seen <= params.mesh_message_deliveries_window:
             stats.mesh_deliveries = min(

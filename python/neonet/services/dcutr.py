@@ -90,6 +90,8 @@ class DcutrService:
         self.grace_period = grace_period
         self.initiate = initiate
         self.results: list[HolePunchResult] = []
+        #: How many results were ever recorded (``results`` keeps the last MAX_RESULTS).
+        self.recorded = 0
         self._result_event = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._active: set[PeerId] = set()
@@ -130,6 +132,7 @@ class DcutrService:
     # --- results ------------------------------------------------------------------------
     def _record(self, result: HolePunchResult) -> None:
         self.results.append(result)
+        self.recorded += 1
         del self.results[:-MAX_RESULTS]
         self._result_event.set()
         self._result_event = trio.Event()
@@ -146,6 +149,19 @@ class DcutrService:
                 if predicate(result):
                     return result
             await self._result_event.wait()
+
+    async def wait_next_result(self) -> None:
+        """Return when the next result (for any peer) is recorded."""
+        await self._result_event.wait()
+
+    def results_since(self, mark: int) -> list[HolePunchResult]:
+        """The results recorded after ``recorded`` was ``mark`` (at most MAX_RESULTS)."""
+        count = self.recorded - mark
+        return self.results[-count:] if count > 0 else []
+
+    def direct_connection(self, peer: PeerId) -> Connection | None:
+        """A direct (not relayed) connection to ``peer``, if there is one."""
+        return self._direct_connection(peer)
 
     def _direct_connection(self, peer: PeerId) -> Connection | None:
         return next((c for c in self.host.swarm.connections_to(peer) if not c.relayed), None)

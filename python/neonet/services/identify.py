@@ -54,7 +54,12 @@ class IdentifyService:
             self._nursery = nursery
             self.host.swarm.on_connection.append(self._on_connection)
             task_status.started()
-            await trio.sleep_forever()
+            try:
+                await trio.sleep_forever()
+            finally:
+                # Stopped (the node is closing): a late announce_change has nobody to push to,
+                # and must not fail on the closed nursery.
+                self._nursery = None
 
     def _local_info(self, observed: Multiaddr | None) -> IdentifyInfo:
         return IdentifyInfo(

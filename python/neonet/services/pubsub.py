@@ -51,7 +51,7 @@ from neonet.proto.gossipsub import (
     RouterOutput,
     ValidationResult,
 )
-from neonet.proto.gossipsub_rpc import Message, RpcLimits, RpcReader, decode_rpc, encode_rpc
+from neonet.proto.gossipsub_rpc import Message, RpcLimits, RpcReader, decode_rpcs, encode_rpc
 from neonet.proto.gossipsub_rpc import frame as frame_rpc
 from neonet.proto.identify import IdentifyInfo
 from neonet.services.identify import IdentifyService
@@ -169,7 +169,12 @@ class Subscription:
 
 
 class _Writer:
-    """One peer's outbound stream and its bounded queue of framed RPCs."""
+    """One peer's outbound stream and its bounded queue of framed RPCs.
+
+    An RPC goes straight into the stream (``send_nowait``: no task switch; the
+    connection's writer sends all that a scheduler pass queued in one write) while the
+    window takes it; what it does not take waits in the queue for this writer's task.
+    """
 
     def __init__(self, stream: YamuxStream, limit: int) -> None:
         self.stream = stream
@@ -179,6 +184,7 @@ class _Writer:
         self.dropped = 0
         self.wake = trio.Event()
         self.closed = False
+        self.sending = False  # the task is inside send_all: keep the order, queue
 
     def put(self, data: bytes) -> None:
         if self.closed:
@@ -186,6 +192,15 @@ class _Writer:
         if self.queued + len(data) > self.limit:
             self.dropped += 1
             return
+        if not self.queue and not self.sending:
+            try:
+                taken = self.stream.send_nowait(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, NeoNetError):
+                self.wake.set()  # the task finds the stream broken and ends
+                return
+            if taken == len(data):
+                return
+            data = data[taken:]
         self.queue.append(data)
         self.queued += len(data)
         self.wake.set()
@@ -206,11 +221,14 @@ class _Writer:
             chunk = b"".join(self.queue)
             self.queue.clear()
             self.queued = 0
+            self.sending = True
             try:
                 await self.stream.send_all(chunk)
             except (trio.BrokenResourceError, trio.ClosedResourceError, NeoNetError) as exc:
                 logger.debug("pubsub stream to %s ended: %s", self.stream.remote_peer, exc)
                 return
+            finally:
+                self.sending = False
 
     async def _watch(self, scope: trio.CancelScope) -> None:
         # The peer never writes on our outbound stream; a reset ends the writer. A clean
@@ -493,14 +511,27 @@ class Pubsub:
             return  # we could not open our side: nothing to do with this peer
         limits = self.config.rpc_limits
         reader = RpcReader(limits.max_rpc_size)
-        while True:
-            data = await stream.receive_some()
-            if not data:
-                return
-            for encoded in reader.feed(data):
-                rpc = decode_rpc(encoded, limits)
-                self.router.handle_rpc(key, rpc, trio.current_time())
-            self._flush()
+        router = self.router
+
+        def on_data(data: bytes) -> None:
+            # Runs in the connection's reader as each read arrives: no task switch per
+            # RPC; what the RPCs of one read produce leaves in one write per peer.
+            now = trio.current_time()
+            try:
+                for rpc in decode_rpcs(reader.feed(data), limits):
+                    router.handle_rpc(key, rpc, now)
+            finally:
+                self._flush()
+
+        stream.set_data_callback(on_data)
+        try:
+            while await stream.receive_some():
+                pass  # the callback takes all data; this waits for the end or a reset
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if stream.callback_error is None:
+                raise
+        if stream.callback_error is not None:
+            raise stream.callback_error  # a malformed RPC: the swarm resets the stream
 
     def _dial_px(self, peer: bytes) -> None:
         if self._px_dials >= self.config.max_px_dials:

@@ -357,6 +357,11 @@ class RelayClient:
         """Wait for the next change of the reservations (made, refreshed or lost)."""
         await self._changed.wait()
 
+    def drop(self, relay: PeerId) -> None:
+        """Forget the reservation on ``relay`` and withdraw its circuit addresses (after the
+        task that kept it was cancelled, e.g. when a client moves to another relay)."""
+        self._set(relay, None)
+
     def _set(self, relay: PeerId, info: ReservationInfo | None) -> None:
         swarm_addrs = self.node.host.swarm.listen_addrs
         if info is None and relay not in self.reservations:

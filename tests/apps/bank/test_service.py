@@ -123,3 +123,39 @@ async def test_bad_input_is_refused_and_the_service_keeps_running(tmp_path: Path
                 await client.sync_chain(1, mint.account, world.mint_account)
             # The validator still serves.
             assert len(await client.sync_chain(0, mint.account, world.mint_account)) == 1
+
+
+async def test_batched_votes_and_certificates_are_checked_in_batches(tmp_path: Path) -> None:
+    from neonet.apps.bank.service import open_bank_client
+    from neonet.proto.bank.messages import Certificate
+
+    world = World()
+    with trio.fail_after(30):
+        async with bank_network(world, tmp_path) as (node, plain, services):
+            # Validator 3 signs its votes with a key that is not its committee key.
+            services[3].validator._sign = identity("not-validator-3").sign
+            async with open_bank_client(node, world.committee, plain.validators) as client:
+                mint = world.mint
+                certificate = await client.certify(mint.open())
+                assert [index for index, _ in certificate.votes] == [0, 1, 2]
+                mint.certified(certificate)
+                await client.spread_certificate(certificate)
+                # Many accounts at once: their SIGN_BATCH answers are checked per batch.
+                wallets = [world.wallet(f"batch-{i}") for i in range(8)]
+                async with trio.open_nursery() as nursery:
+                    for wallet in wallets:
+                        nursery.start_soon(certify, client, wallet, wallet.open())
+                assert all(wallet.head is not None for wallet in wallets)
+                # With a second liar there is no quorum: the bad votes are reported.
+                services[2].validator._sign = identity("not-validator-2").sign
+                with pytest.raises(CertificationFailed, match="validator 3: bad vote"):
+                    await client.certify(mint.issue(5), mint.history[-1:])
+            # A certificate with forged votes riding on a SIGN_BATCH is not applied.
+            forged = Certificate(
+                mint.pending or b"", ((0, bytes(64)), (1, bytes(64)), (2, bytes(64)))
+            )
+            other = world.wallet("other")
+            request = wire.sign_batch_request([(other.open(), [forged])])
+            await plain.ask(0, request, wire.TRANSFER_PROTOCOL)
+            assert services[0].validator.ledger.balance(mint.account) == 0
+            assert services[0].validator.ledger.head(mint.account).sequence == 0  # type: ignore[union-attr]

@@ -134,3 +134,28 @@ def test_deferred_vote_store_writes_in_batches(tmp_path: Path) -> None:
     reopened = SqliteVoteStore(path, deferred=True)
     assert reopened.votes() == {(a, 0): b"block-1", (b, 0): b"block-3"}
     assert reopened.record(a, 0, b"block-2", None) == b"block-1"  # the index is reloaded
+
+
+@pytest.mark.parametrize("deferred", [False, True])
+def test_vote_store_locks_and_replacement_survive_reopen(tmp_path: Path, deferred: bool) -> None:
+    path = tmp_path / "votes.db"
+    store = SqliteVoteStore(path, deferred=deferred)
+    account, purse = b"a" * 32, b"p" * 32
+    assert store.record(account, 3, b"redeem", (purse, 0)) is None
+    assert store.record(account, 4, b"refund", (purse, 2**63 - 1)) is None
+    assert store.voted(account, 3) == b"redeem" and store.voted(account, 5) is None
+    assert store.purse_locks(purse) == {0: b"redeem", 2**63 - 1: b"refund"}
+    # A replacement whose own lock is taken by another block changes nothing.
+    assert store.replace(account, 3, b"claim", (purse, 0)) == b"redeem"
+    assert store.voted(account, 3) == b"redeem"
+    assert store.replace(account, 3, b"claim", (b"c" * 32, 0)) is None
+    assert store.voted(account, 3) == b"claim"
+    if deferred:
+        store.flush()  # the group commit a ValidatorService does before answering
+    store.close()
+    reopened = SqliteVoteStore(path, deferred=deferred)
+    assert reopened.voted(account, 3) == b"claim"
+    assert reopened.purse_locks(b"c" * 32) == {0: b"claim"}
+    assert reopened.purse_locks(purse) == {0: b"redeem", 2**63 - 1: b"refund"}
+    assert reopened.record(account, 3, b"other", None) == b"claim"
+    reopened.close()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from neonet.core.errors import DecodeError
 from neonet.proto.bank.messages import (
     Certificate,
+    ClaimPayload,
     Committee,
     FraudProof,
     OfflinePayment,
@@ -20,6 +21,7 @@ from neonet.proto.bank.messages import (
     Receipt,
     ReceivePayload,
     RedeemPayload,
+    RefundPayload,
     Spend,
     TransferPayload,
 )
@@ -43,6 +45,8 @@ def _samples() -> dict[str, tuple[Callable[[bytes], object], bytes]]:
         "purse": (PursePayload.decode, terms.encode()),
         "spend": (Spend.decode, payment.spend.encode()),
         "redeem": (RedeemPayload.decode, RedeemPayload(payment.spend).encode()),
+        "claim": (ClaimPayload.decode, ClaimPayload(payment.spend, 2, 7).encode()),
+        "refund": (RefundPayload.decode, RefundPayload(payment.spend.purse_id).encode()),
         "committee": (Committee.decode, world.committee.encode()),
         "certificate": (Certificate.decode, purse_cert.encode()),
         "receipt": (Receipt.decode, receipt.encode()),
@@ -130,6 +134,7 @@ def _wire_samples() -> list[bytes]:
         wire.heads_request(b"", 10),
         wire.range_request(bytes(32), 0, 5),
         wire.incoming_request(bytes(32)),
+        wire.purse_request(bytes(32), 3),
     ]
     return [wire.frame(message) for message in messages]
 
@@ -155,9 +160,39 @@ def test_wire_requests_are_refused_or_parsed(data: st.DataObject) -> None:
         message = reader.next_message()
         if message is not None:
             request = wire.parse_request(message)
-            assert request.kind in (wire.SIGN, wire.CERTIFY, wire.PROOF, wire.HEADS, wire.RANGE, 5)
+            assert request.kind in (
+                wire.SIGN,
+                wire.CERTIFY,
+                wire.PROOF,
+                wire.HEADS,
+                wire.RANGE,
+                wire.INCOMING,
+                wire.PURSE,
+            )
     except DecodeError:
         pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_purse_status_answers_are_refused_or_parsed(data: st.DataObject) -> None:
+    from neonet.core import cbor
+    from neonet.proto.bank import wire
+
+    spend = Spend.decode(SAMPLES["spend"][1])
+    status = wire.PurseStatus(bytes(32), 4, 1, 70, 30, False, spend)
+    sample = bytearray(cbor.encode([wire.PURSE, status.to_value()]))
+    for _ in range(data.draw(st.integers(0, 3))):
+        position = data.draw(st.integers(0, len(sample) - 1))
+        sample[position] ^= 1 << data.draw(st.integers(0, 7))
+    try:
+        message = cbor.decode(bytes(sample))
+        if type(message) is not list:
+            return
+        parsed = wire.parse_purse_status(message)
+    except DecodeError:
+        return
+    assert parsed is None or cbor.encode([wire.PURSE, parsed.to_value()]) == bytes(sample)
 
 
 def test_wire_frame_size_is_bounded() -> None:

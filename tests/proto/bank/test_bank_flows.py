@@ -266,3 +266,127 @@ def test_ledger_parks_out_of_order_certificates() -> None:
     assert late.observer.snapshot() == world.observer.snapshot()
     assert late.observer.parked_count() == 0
     assert [late.observer.apply(c) for c in certificates] == [Applied.DUPLICATE] * len(certificates)
+
+
+def _double_spent(world: World, alice: Wallet, cap: int = 100) -> tuple[PurseWallet, ...]:
+    """A purse of 300 whose slot 0 alice spends at two offline shops (100 and 90)."""
+    purse = open_purse(world, alice, 300, cap=cap, count=3)
+    shop_a, wallet_a = pos(world, "shop-a")
+    shop_b, wallet_b = pos(world, "shop-b")
+    pay_a = purse.pay(wallet_a.account, 100, now=5)
+    pay_b = PurseWallet(purse.certificate, purse._sign, next_index=0).pay(
+        wallet_b.account, 90, now=6
+    )
+    assert isinstance(shop_a.accept(pay_a.encode(), now=7), Receipt)
+    assert isinstance(shop_b.accept(pay_b.encode(), now=7), Receipt)
+    return purse, wallet_a, wallet_b, pay_a, pay_b  # type: ignore[return-value]
+
+
+def test_losing_pos_claims_the_frozen_funds_and_is_paid_once() -> None:
+    from neonet.proto.bank.validator import claim_lock
+
+    world = World()
+    alice = world.funded("alice", 1000)
+    purse, wallet_a, wallet_b, pay_a, pay_b = _double_spent(world, alice)
+    # Resync: shop A redeems first; shop B's REDEEM loses the slot and brings the proof.
+    world.commit(wallet_a, wallet_a.redeem(pay_a.spend))
+    answers = world.ask(wallet_b.redeem(pay_b.spend))
+    proof = next(a.proof for a in answers if isinstance(a, Refusal) and a.proof is not None)
+    assert world.observer.apply_fraud_proof(proof) == alice.account
+    assert world.observer.claims(alice.account) == [(wallet_b.account, 90)]
+    # Shop B asks a validator where things stand and replaces its lost REDEEM by a claim.
+    status = world.validators[0].purse_status(purse.purse_id, 0)
+    assert status is not None and status.owner == alice.account
+    assert status.redeemed == pay_a.spend and status.next_claim_index == 0
+    assert status.claimable == 700  # alice's balance after opening the purse
+    lost_sequence = wallet_b.head.sequence + 1 if wallet_b.head else 0
+    claim = wallet_b.claim_lost_redeem(0, status.owner_sequence, min(90, status.claimable))
+    certificate = world.commit(wallet_b, claim)
+    assert certificate.decoded().sequence == lost_sequence  # the same slot as the REDEEM
+    # Paid once, from alice's frozen funds; money is conserved.
+    assert world.observer.balance(wallet_b.account) == 90
+    assert world.observer.claims_paid[alice.account] == 90
+    assert world.observer.available(alice.account) == 610
+    assert world.observer.claims(alice.account) == []
+    conserved(world)
+    # The REDEEM/CLAIM pair at one slot is no fraud proof against shop B.
+    replaced = FraudProof.of_blocks(wallet_b.redeem(pay_b.spend), claim, None)
+    wallet_b.pending = None
+    assert check_fraud_proof(replaced, world.committee) is None
+    # Claiming the same spend again (next index, next sequence) is refused everywhere.
+    again = wallet_b.claim(pay_b.spend, 1, status.owner_sequence, 90)
+    assert all(isinstance(a, Refusal) for a in world.ask(again))
+    # The claim lock holds index 0 at every validator.
+    lock = (claim_lock(alice.account), 0)
+    assert all(v.store.purse_locks(lock[0]).get(0) == claim for v in world.validators)  # type: ignore[attr-defined]
+
+
+def test_claims_never_exceed_the_frozen_funds() -> None:
+    world = World()
+    alice = world.funded("alice", 350)  # 50 left after the purse
+    purse, wallet_a, wallet_b, pay_a, pay_b = _double_spent(world, alice)
+    # Before the fraud shows, validator 0 alone votes for alice's transfer of 40: it may
+    # still be certified (with the faulty one's vote), so validator 0 counts it.
+    assert isinstance(world.ask(alice.transfer(world.mint.account, 40), [0])[0], Vote)
+    world.commit(wallet_a, wallet_a.redeem(pay_a.spend))
+    assert all(isinstance(a, Refusal) for a in world.ask(wallet_b.redeem(pay_b.spend)))
+    status = world.validators[1].purse_status(purse.purse_id, 0)
+    assert status is not None and status.claimable == 50
+    cautious = world.validators[0].purse_status(purse.purse_id, 0)
+    assert cautious is not None and cautious.claimable == 10
+    # Asking for the whole spend is refused: the owner's funds cover 50.
+    too_much = wallet_b.claim_lost_redeem(0, status.owner_sequence, 90)
+    answers = world.ask(too_much)
+    assert all(isinstance(a, Refusal) and "available balance" in a.reason for a in answers)
+    wallet_b.pending = None  # (nothing was voted: the test signs a fresh one)
+    claim = wallet_b.claim(pay_b.spend, 0, status.owner_sequence, 50)
+    refused = world.ask(claim, [0])[0]
+    assert isinstance(refused, Refusal) and "cover 10" in refused.reason
+    # Validators 1-3 froze alice before any quorum for her transfer: it is never certified.
+    certificate = world.certify(claim, [1, 2, 3])
+    assert certificate is not None
+    world.broadcast(certificate)
+    wallet_b.certified(certificate)
+    assert world.certify(alice.pending or b"", [1, 2, 3]) is None
+    assert world.observer.available(alice.account) == 0
+    assert world.observer.claims_paid[alice.account] == 50
+    conserved(world)
+
+
+def test_expired_purse_is_refunded_after_the_grace_period() -> None:
+    from neonet.proto.bank.validator import DEFAULT_REFUND_GRACE
+
+    world = World()
+    alice = world.funded("alice", 1000)
+    purse = open_purse(world, alice, 300, cap=100, count=3)
+    shop, shop_wallet = pos(world, "shop")
+    late_shop, late_wallet = pos(world, "late-shop")
+    early = purse.pay(shop_wallet.account, 80, now=100)
+    late = purse.pay(late_wallet.account, 50, now=200)
+    assert isinstance(shop.accept(early.encode(), now=101), Receipt)
+    assert isinstance(late_shop.accept(late.encode(), now=201), Receipt)
+    world.commit(shop_wallet, shop_wallet.redeem(early.spend), now=500)
+    due = 10_000 + DEFAULT_REFUND_GRACE
+    # Before the grace period ends the refund is refused; a wrong amount always is.
+    refund = alice.refund(purse.purse_id, 220)
+    answers = world.ask(refund, now=due - 1)
+    assert all(isinstance(a, Refusal) and "refunded from" in a.reason for a in answers)
+    # A REDEEM voted by one validator and not certified holds that validator's refund back.
+    assert isinstance(world.ask(late_wallet.redeem(late.spend), [0], now=due - 10)[0], Vote)
+    assert "pending" in world.ask(refund, [0], now=due)[0].reason  # type: ignore[union-attr]
+    certificate = world.certify(refund, [1, 2, 3], now=due)
+    assert certificate is not None
+    world.broadcast(certificate)
+    alice.certified(certificate)
+    assert world.observer.balance(alice.account) == 700 + 220
+    assert world.observer.purses[purse.purse_id].remaining == 0
+    assert world.observer.purses[purse.purse_id].refunded
+    conserved(world)
+    # After the refund the late spend can never be redeemed: validators refuse it.
+    answers = world.ask(late_wallet.pending or b"", [1, 2, 3], now=due)
+    assert all(isinstance(a, Refusal) for a in answers)
+    late_wallet.pending = None
+    retry = late_wallet.redeem(late.spend)
+    assert all(isinstance(a, Refusal) for a in world.ask(retry, now=None))
+    # A second refund has nothing to give back.
+    assert all(isinstance(a, Refusal) for a in world.ask(alice.refund(purse.purse_id, 1), now=due))

@@ -1,14 +1,17 @@
 """Stateful Hypothesis tests of the NeoBankof invariants (ARCHITECTURE.md, "NeoBankof").
 
 Random operations (issue, transfer, receive, purses, offline payments, redeems, key
-rotation, equivocation) go to random subsets of a 4-validator committee (partitions),
-one of which is Byzantine and votes for anything; certificates reach validators late, in
-any order and more than once; honest validators crash and restart from their vote
-store. After every step: money is conserved on every ledger, no balance is negative, no
-slot has two certificates, each transfer and purse slot is credited at most once, every
-pair of conflicting blocks or spends yields a proof that checks (and no proof of
-non-conflicting items does), and the offline limits hold at each POS. At the end a fresh
-ledger fed every certificate in a random order, with duplicates, reaches the same state.
+rotation, equivocation, claims on frozen funds, refunds of expired purses) go to random
+subsets of a 4-validator committee (partitions), one of which is Byzantine and votes for
+anything; certificates reach validators late, in any order and more than once; honest
+validators crash and restart from their vote store. After every step: money is conserved
+on every ledger, no balance is negative, no slot has two certificates, each transfer and
+purse slot is credited at most once, every pair of conflicting blocks or spends yields a
+proof that checks (and no proof of non-conflicting items does), the offline limits hold
+at each POS, each lost spend is paid by at most one claim (and never also redeemed),
+claims on an owner never exceed its funds and get one certificate per claim index, and a
+purse never pays out more than it held (redeems plus refund). At the end a fresh ledger
+fed every certificate in a random order, with duplicates, reaches the same state.
 """
 
 from __future__ import annotations
@@ -28,12 +31,17 @@ from neonet.proto.bank.messages import (
 )
 from neonet.proto.bank.pos import MemoryPosStore, PointOfSale
 from neonet.proto.bank.state import BankLedger
-from neonet.proto.bank.validator import Validator, Vote, assemble_certificate
+from neonet.proto.bank.validator import (
+    DEFAULT_REFUND_GRACE,
+    Validator,
+    Vote,
+    assemble_certificate,
+)
 from neonet.proto.bank.wallet import MemoryWalletStore, PurseWallet, Wallet
 from tests.proto.bank.world import World, identity, key_of
 
 BYZANTINE = 3
-STATS: list[tuple[int, int, int]] = []
+STATS: list[tuple[int, ...]] = []
 HONEST = [0, 1, 2]
 
 
@@ -46,6 +54,9 @@ class BankMachine(RuleBasedStateMachine):
         self.slots: dict[tuple[bytes, int], set[bytes]] = {}
         self.signed: dict[tuple[bytes, int], set[bytes]] = {}
         self.redeem_slots: dict[tuple[bytes, int], set[bytes]] = {}
+        self.claim_slots: dict[tuple[bytes, int], set[bytes]] = {}
+        self.claimed_spends: dict[bytes, set[bytes]] = {}  # spend digest -> claim blocks
+        self.purse_payouts: dict[bytes, dict[bytes, int]] = {}  # purse -> block -> amount
         self.applied_by: dict[int, list[Certificate]] = {i: [] for i in HONEST}
         self.labels = ["alice", "bob", "carol"]
         self.keys = {label: identity(f"wallet-{label}") for label in self.labels}
@@ -91,26 +102,34 @@ class BankMachine(RuleBasedStateMachine):
         message = vote_message(self.world.committee.id(), decode_block(block).hash())
         return Vote(BYZANTINE, self.world.validator_ids[BYZANTINE].sign(message))
 
-    def _votes(self, block: bytes, reach: list[int]) -> list[Vote]:
+    def _votes(self, block: bytes, reach: list[int], now: int | None = None) -> list[Vote]:
         votes = []
         for index in reach:
             if index == BYZANTINE:
                 votes.append(self._byzantine_vote(block))
                 continue
-            answer = self.world.validators[index].handle_sign_request(block)
+            answer = self.world.validators[index].handle_sign_request(block, now)
             if isinstance(answer, Vote):
                 votes.append(answer)
             elif answer.proof is not None:
                 self._spread_proof(answer.proof)
         return votes
 
-    def _run(self, wallet: Wallet, block: bytes, reach: list[int], spread: list[int]) -> bool:
+    def _run(
+        self,
+        wallet: Wallet,
+        block: bytes,
+        reach: list[int],
+        spread: list[int],
+        now: int | None = None,
+    ) -> bool:
         """Ask the reachable validators; on a quorum, give the certificate to ``spread``."""
         from neonet.core.ledger import decode_block
 
         decoded = decode_block(block)
         self.signed.setdefault((decoded.account, decoded.sequence), set()).add(block)
-        certificate = assemble_certificate(block, self._votes(block, reach), self.world.committee)
+        votes = self._votes(block, reach, now)
+        certificate = assemble_certificate(block, votes, self.world.committee)
         if certificate is None:
             return False
         self._record(certificate)
@@ -135,6 +154,24 @@ class BankMachine(RuleBasedStateMachine):
 
             spend = RedeemPayload.decode(block.payload).spend
             self.redeem_slots.setdefault((spend.purse_id, spend.index), set()).add(block.hash())
+            payouts = self.purse_payouts.setdefault(spend.purse_id, {})
+            payouts[block.hash()] = block.amount
+        elif block.kind == BlockKind.REFUND:
+            from neonet.proto.bank.messages import RefundPayload
+
+            purse_id = RefundPayload.decode(block.payload).purse_id
+            self.purse_payouts.setdefault(purse_id, {})[block.hash()] = block.amount
+        elif block.kind == BlockKind.CLAIM:
+            from neonet.proto.bank.messages import ClaimPayload
+
+            claim = ClaimPayload.decode(block.payload)
+            owner = next(
+                p.certificate.decoded().account
+                for p in self.purses
+                if p.purse_id == claim.spend.purse_id
+            )
+            self.claim_slots.setdefault((owner, claim.claim_index), set()).add(block.hash())
+            self.claimed_spends.setdefault(claim.spend.digest(), set()).add(block.hash())
 
     def _spread_proof(self, proof: FraudProof) -> None:
         account = check_fraud_proof(proof, self.world.committee)
@@ -323,9 +360,43 @@ class BankMachine(RuleBasedStateMachine):
         elif answer.proof is not None:
             self._spread_proof(answer.proof)
 
-    @rule(data=st.data(), reach=reach)
+    # Times around the refund date of the purses (expiry 1000), or none.
+    when = st.sampled_from([None, *(1000 + DEFAULT_REFUND_GRACE + d for d in range(-2, 4))])
+
+    @rule(
+        data=st.data(),
+        amounts=st.tuples(st.integers(1, 150), st.integers(1, 150)),
+        resync=st.booleans(),
+    )
+    @precondition(lambda self: bool(self.purses))
+    def double_spend(self, data: st.DataObject, amounts: tuple[int, int], resync: bool) -> None:
+        """A purse owner (alice, mostly: not a shop) spends one slot at both shops, which
+        are offline together; at resync both try to redeem (the first wins, the second
+        gets a proof and may claim)."""
+        alice = self._account("alice")
+        owned = [p for p in self.purses if p.certificate.decoded().account == alice]
+        purse = data.draw(st.sampled_from(owned or self.purses))
+        index = data.draw(st.integers(0, purse.terms.count - 1))
+        paid = []
+        for shop, amount in zip((0, 1), amounts, strict=True):
+            copy = PurseWallet(purse.certificate, purse._sign, index)
+            payment = copy.pay(self.shops[shop].account, min(amount, purse.terms.cap), now=10)
+            slot = (payment.spend.purse_id, payment.spend.index)
+            self.spends.setdefault(slot, {})[payment.spend.digest()] = (payment.spend, copy)
+            answer = self.shops[shop].accept(payment.encode(), now=10)
+            if isinstance(answer, Receipt):
+                self.payments.append((shop, payment.encode()))
+                paid.append((shop, payment.spend))
+        if len(self.spends[slot]) > 1:
+            self.cheaters.add(purse.certificate.decoded().account)
+        for shop, spend in paid if resync else []:
+            wallet = self._ready(["bob", "carol"][shop])
+            if wallet is not None and wallet.head is not None and wallet.head.key == wallet.key:
+                self._run(wallet, wallet.redeem(spend), [0, 1, 2, 3], HONEST)
+
+    @rule(data=st.data(), reach=reach, now=when)
     @precondition(lambda self: bool(self.payments))
-    def redeem(self, data: st.DataObject, reach: list[int]) -> None:
+    def redeem(self, data: st.DataObject, reach: list[int], now: int | None) -> None:
         from neonet.proto.bank.messages import OfflinePayment
 
         shop, encoded = data.draw(st.sampled_from(self.payments))
@@ -336,7 +407,64 @@ class BankMachine(RuleBasedStateMachine):
                 wallet.redeem(OfflinePayment.decode(encoded).spend),
                 [*reach, 0, 1, 2],
                 HONEST,
+                now,
             )
+
+    @rule(data=st.data(), reach=reach, excess=st.integers(0, 3))
+    @precondition(lambda self: bool(self.payments))
+    def claim(self, data: st.DataObject, reach: list[int], excess: int) -> None:
+        """A shop claims a spend that lost its slot (replacing its lost REDEEM, if any)."""
+        from neonet.core.ledger import decode_block
+        from neonet.proto.bank.messages import OfflinePayment, RedeemPayload
+
+        observer = self.world.observer
+        lost = [
+            (shop, spend)
+            for shop, encoded in self.payments
+            for spend in [OfflinePayment.decode(encoded).spend]
+            if observer.redeemed.get((spend.purse_id, spend.index)) not in (None, spend.digest())
+        ]
+        if not lost:
+            return
+        shop, spend = data.draw(st.sampled_from(lost))
+        wallet = self.wallets[["bob", "carol"][shop]]
+        if wallet.head is None or wallet.head.key != wallet.key:
+            return
+        asked = data.draw(st.sampled_from(HONEST))
+        status = self.world.validators[asked].purse_status(spend.purse_id, spend.index)
+        if status is None or status.redeemed in (None, spend):
+            return
+        amount = min(spend.amount, status.claimable) + excess
+        if amount == 0:
+            return
+        args = (status.next_claim_index, status.owner_sequence, amount)
+        if wallet.pending is None:
+            block = wallet.claim(spend, *args)
+        else:
+            pending = decode_block(wallet.pending)
+            if pending.kind != BlockKind.REDEEM:
+                return
+            if RedeemPayload.decode(pending.payload).spend != spend:
+                return
+            block = wallet.claim_lost_redeem(*args)
+        self._run(wallet, block, [*reach, 0, 1, 2], HONEST)
+
+    @rule(data=st.data(), reach=reach, now=when, short=st.integers(0, 4).map(lambda x: x == 0))
+    @precondition(lambda self: bool(self.purses))
+    def refund(self, data: st.DataObject, reach: list[int], now: int | None, short: bool) -> None:
+        """A purse owner takes back the remainder (right, or one short) after expiry."""
+        purse = data.draw(st.sampled_from(self.purses))
+        owner = purse.certificate.decoded().account
+        label = next((k for k in self.labels if self._account(k) == owner), None)
+        wallet = None if label is None else self._ready(label)
+        if wallet is None or wallet.head is None or wallet.head.key != wallet.key:
+            return
+        ledger = self.world.validators[data.draw(st.sampled_from(HONEST))].ledger
+        state = ledger.purses.get(purse.purse_id)  # unknown to a validator left behind
+        remaining = 0 if state is None else state.remaining - (1 if short else 0)
+        if remaining > 0:
+            refund = wallet.refund(purse.purse_id, remaining)
+            self._run(wallet, refund, [*reach, 0, 1, 2], HONEST, now)
 
     @rule(label=st.sampled_from(["alice", "bob", "carol"]))
     def rotate_key(self, label: str) -> None:
@@ -359,12 +487,15 @@ class BankMachine(RuleBasedStateMachine):
             issued, held = ledger.conservation()
             assert issued == held
             assert all(state.head.balance >= 0 for state in ledger.accounts.values())
+            # Claims never take more than the owner's funds.
+            assert all(ledger.available(account) >= 0 for account in ledger.accounts)
             assert all(purse.remaining >= 0 for purse in ledger.purses.values())
 
     @invariant()
     def at_most_one_certificate_per_slot(self) -> None:
         assert all(len(hashes) == 1 for hashes in self.slots.values())
         assert all(len(hashes) == 1 for hashes in self.redeem_slots.values())
+        assert all(len(hashes) == 1 for hashes in self.claim_slots.values())
         for ledger in self._ledgers():
             assert ledger.conflicts == []
 
@@ -380,6 +511,19 @@ class BankMachine(RuleBasedStateMachine):
                 key = (ref.payer, ref.sequence)
                 receipts[key] = receipts.get(key, 0) + 1
         assert all(count == 1 for count in receipts.values())
+
+    @invariant()
+    def claims_paid_at_most_once_and_purses_never_overpay(self) -> None:
+        assert all(len(blocks) == 1 for blocks in self.claimed_spends.values())
+        redeemed = {digest for ledger in self._ledgers() for digest in ledger.redeemed.values()}
+        assert not redeemed & set(self.claimed_spends)
+        for purse in self.purses:
+            payouts = self.purse_payouts.get(purse.purse_id, {})
+            assert sum(payouts.values()) <= purse.certificate.decoded().amount
+        for ledger in self._ledgers():
+            for owner, paid in ledger.claims_paid.items():
+                assert paid <= ledger.balance(owner)
+                assert owner in ledger.frozen
 
     @invariant()
     def offline_limits_hold_at_each_pos(self) -> None:
@@ -428,7 +572,16 @@ class BankMachine(RuleBasedStateMachine):
     def teardown(self) -> None:
         if not hasattr(self, "world"):
             return
-        STATS.append((len(self.certificates), len(self.frozen_seen), len(self.payments)))
+        STATS.append(
+            (
+                len(self.certificates),
+                len(self.frozen_seen),
+                len(self.payments),
+                len(self.claimed_spends),
+                sum(1 for p in self.world.observer.purses.values() if p.refunded),
+                len(self.purses),
+            )
+        )
         import random
 
         shuffled = list(self.certificates) * 2
@@ -438,8 +591,8 @@ class BankMachine(RuleBasedStateMachine):
             fresh.apply(certificate)
         assert fresh.parked_count() == 0
         assert fresh.snapshot()[:5] == self.world.observer.snapshot()[:5]
-        assert fresh.snapshot()[6] == self.world.observer.snapshot()[6]
+        assert fresh.snapshot()[6:] == self.world.observer.snapshot()[6:]
 
 
-BankMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
+BankMachine.TestCase.settings = settings(max_examples=100, stateful_step_count=50, deadline=None)
 TestBankInvariants = BankMachine.TestCase

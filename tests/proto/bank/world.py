@@ -47,12 +47,17 @@ class World:
         ident = ident or identity(f"wallet-{label}")
         return Wallet(key_of(ident), key_of(ident), ident.sign, MemoryWalletStore())
 
-    def ask(self, block: bytes, validators: list[int] | None = None) -> list[Vote | Refusal]:
+    def ask(
+        self, block: bytes, validators: list[int] | None = None, now: int | None = None
+    ) -> list[Vote | Refusal]:
         chosen = range(len(self.validators)) if validators is None else validators
-        return [self.validators[i].handle_sign_request(block) for i in chosen]
+        return [self.validators[i].handle_sign_request(block, now) for i in chosen]
 
-    def certify(self, block: bytes, validators: list[int] | None = None) -> Certificate | None:
-        votes = [answer for answer in self.ask(block, validators) if isinstance(answer, Vote)]
+    def certify(
+        self, block: bytes, validators: list[int] | None = None, now: int | None = None
+    ) -> Certificate | None:
+        answers = self.ask(block, validators, now)
+        votes = [answer for answer in answers if isinstance(answer, Vote)]
         return assemble_certificate(block, votes, self.committee)
 
     def broadcast(self, certificate: Certificate) -> None:
@@ -60,10 +65,10 @@ class World:
             validator.handle_certificate(certificate)
         self.observer.apply(certificate)
 
-    def commit(self, wallet: Wallet, block: bytes) -> Certificate:
+    def commit(self, wallet: Wallet, block: bytes, now: int | None = None) -> Certificate:
         """Certify ``wallet``'s pending block with all validators and spread the certificate."""
-        certificate = self.certify(block)
-        assert certificate is not None, self.ask(block)
+        certificate = self.certify(block, now=now)
+        assert certificate is not None, self.ask(block, now=now)
         assert self.observer.apply(certificate) is Applied.APPLIED
         for validator in self.validators:
             validator.handle_certificate(certificate)

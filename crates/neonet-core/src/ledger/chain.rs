@@ -163,7 +163,7 @@ pub fn check_block(
         );
     }
 
-    if block.kind > kind::ROTATE_KEY {
+    if block.kind > kind::LAST {
         return refuse(Reason::Kind, format!("unknown block kind {}", block.kind));
     }
     if block.sequence == 0 && block.kind != kind::OPEN {
@@ -201,18 +201,20 @@ pub fn check_block(
             }
             balance
         }
-        kind::ISSUE | kind::RECEIVE | kind::REDEEM => match balance.checked_add(block.amount) {
-            Some(sum) => sum,
-            None => {
-                return refuse(
-                    Reason::Balance,
-                    format!(
-                        "balance overflow: {balance} + {} exceeds 2^64-1",
-                        block.amount
-                    ),
-                )
+        kind::ISSUE | kind::RECEIVE | kind::REDEEM | kind::CLAIM | kind::REFUND => {
+            match balance.checked_add(block.amount) {
+                Some(sum) => sum,
+                None => {
+                    return refuse(
+                        Reason::Balance,
+                        format!(
+                            "balance overflow: {balance} + {} exceeds 2^64-1",
+                            block.amount
+                        ),
+                    )
+                }
             }
-        },
+        }
         _ => match balance.checked_sub(block.amount) {
             Some(difference) => difference,
             None => {

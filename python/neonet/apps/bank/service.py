@@ -15,7 +15,9 @@ in its (durable) store; the engine calls are synchronous, so trio runs them one 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Set as AbstractSet
 from contextlib import asynccontextmanager
 from typing import Protocol
 
@@ -28,7 +30,13 @@ from neonet.core.ledger import ChainHead, decode_block
 from neonet.core.peer_id import PeerId
 from neonet.net.yamux_session import YamuxStream
 from neonet.proto.bank import wire
-from neonet.proto.bank.messages import Certificate, Committee, FraudProof, vote_message
+from neonet.proto.bank.messages import (
+    Certificate,
+    Committee,
+    FraudProof,
+    block_hash,
+    vote_message,
+)
 from neonet.proto.bank.state import Applied
 from neonet.proto.bank.validator import Validator, Vote, assemble_certificate
 
@@ -125,6 +133,9 @@ class GroupCommit:
                 self._event = trio.Event()
 
 
+_NONE_CHECKED: frozenset[bytes] = frozenset()
+
+
 class ValidatorService:
     """Serves one validator engine on both bank protocols."""
 
@@ -134,8 +145,10 @@ class ValidatorService:
         store: SqliteVoteStore | None = None,
         *,
         on_proof_found: Callable[[FraudProof], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.validator = validator
+        self.clock = clock  # wall-clock seconds: purse expiry and refund times are dates
         self.on_proof_found = on_proof_found  # e.g. publish it over GossipSub
         self.store = store  # also keeps applied certificates and proofs, when given
         self.requests = 0
@@ -168,21 +181,41 @@ class ValidatorService:
         finally:
             await stream.aclose()
 
-    def _apply(self, certificate: Certificate) -> Applied:
-        outcome = self.validator.handle_certificate(certificate)
+    def _apply(self, certificate: Certificate, quorum_checked: bool = False) -> Applied:
+        outcome = self.validator.handle_certificate(certificate, quorum_checked)
         if outcome is Applied.APPLIED and self.store is not None:
             self.store.add_certificate(certificate)
         return outcome
 
-    def answer(self, request: wire.Request) -> list[object]:
-        """The answer to one request (synchronous: the engine and store calls are)."""
+    def _check_quorums(self, batch: Sequence[wire.Request]) -> set[bytes]:
+        """The blocks of the batch's certificates that this validator has not applied and
+        whose quorum holds, checked with all their votes in one batch verification (the
+        votes of one validator coalesce in the Rust batch verifier)."""
+        ledger = self.validator.ledger
+        fresh: dict[bytes, Certificate] = {}
+        for item in batch:
+            for certificate in item.certificates:
+                if certificate.block not in fresh and not ledger.has_applied(certificate.block):
+                    fresh[certificate.block] = certificate
+        certificates = list(fresh.values())
+        verdicts = check_certificates(certificates, ledger.committee)
+        return {c.block for c, ok in zip(certificates, verdicts, strict=True) if ok}
+
+    def answer(
+        self, request: wire.Request, checked: AbstractSet[bytes] = _NONE_CHECKED
+    ) -> list[object]:
+        """The answer to one request (synchronous: the engine and store calls are);
+        ``checked``: blocks whose certificates' quorum was verified already."""
         if request.kind == wire.SIGN_BATCH:
-            return [wire.SIGN_BATCH, [self.answer(item) for item in request.batch]]
+            checked = self._check_quorums(request.batch)
+            return [wire.SIGN_BATCH, [self.answer(item, checked) for item in request.batch]]
         if request.kind == wire.SIGN:
             for certificate in request.certificates:
-                self._apply(certificate)
-            result = self.validator.handle_sign_request(request.block)
+                self._apply(certificate, certificate.block in checked)
+            result = self.validator.handle_sign_request(request.block, int(self.clock()))
             if isinstance(result, Vote):
+                if result.proof is not None and self.store is not None:
+                    self.store.add_proof(result.proof)  # with the vote: the freeze survives
                 return [wire.VOTE, result.validator, result.signature]
             if result.proof is not None:
                 if self.store is not None:
@@ -200,6 +233,9 @@ class ValidatorService:
                 self.store.add_proof(request.proof)
             return [wire.DONE, "frozen" if account is not None else "invalid"]
         ledger = self.validator.ledger
+        if request.kind == wire.PURSE:
+            status = self.validator.purse_status(request.account, request.start)
+            return [wire.PURSE, None if status is None else status.to_value()]
         if request.kind == wire.HEADS:
             accounts = sorted(a for a in ledger.accounts if a > request.account)
             heads = []
@@ -265,6 +301,7 @@ class _Pending:
         self.done = trio.Event()
         self.answer: list[object] | None = None
         self.error: BaseException | None = None
+        self.vote_valid: bool | None = None  # a VOTE answer's signature, checked in batch
 
 
 class _Batcher:
@@ -280,7 +317,9 @@ class _Batcher:
         self._queue: list[tuple[bytes, list[Certificate], _Pending]] = []
         self._wakeup = trio.Event()
 
-    async def submit(self, block: bytes, previous: list[Certificate]) -> list[object]:
+    async def submit(
+        self, block: bytes, previous: list[Certificate]
+    ) -> tuple[list[object], bool | None]:
         pending = _Pending()
         self._queue.append((block, previous, pending))
         self._wakeup.set()
@@ -288,7 +327,7 @@ class _Batcher:
         if pending.error is not None:
             raise pending.error
         assert pending.answer is not None
-        return pending.answer
+        return pending.answer, pending.vote_valid
 
     async def run(self) -> None:
         while True:
@@ -302,6 +341,7 @@ class _Batcher:
                 )
                 answer = await self._client.ask(self._index, message, wire.TRANSFER_PROTOCOL)
                 answers = wire.parse_batch_answer(answer, len(items))
+                self._check_votes(items, answers)
                 for (_, _, pending), item_answer in zip(items, answers, strict=True):
                     pending.answer = item_answer
             except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
@@ -309,6 +349,33 @@ class _Batcher:
                     pending.error = exc
             for _, _, pending in items:
                 pending.done.set()
+
+    def _check_votes(
+        self,
+        items: list[tuple[bytes, list[Certificate], _Pending]],
+        answers: list[list[object]],
+    ) -> None:
+        """Verify every vote of one batch answer in one call: all are by this validator's
+        key, which the Rust batch verifier coalesces."""
+        committee = self._client.committee
+        key = committee.validators[self._index]
+        committee_id = self._client.committee_id
+        checks: list[tuple[bytes, bytes, bytes]] = []
+        voted: list[_Pending] = []
+        for (block, _, pending), answer in zip(items, answers, strict=True):
+            if (
+                answer[0] == wire.VOTE
+                and len(answer) == 3
+                and answer[1] == self._index
+                and type(answer[2]) is bytes
+                and len(answer[2]) == 64
+            ):
+                checks.append((key, vote_message(committee_id, block_hash(block)), answer[2]))
+                voted.append(pending)
+        for offset in range(0, len(checks), 4096):
+            verdicts = backend.verify_signatures(checks[offset : offset + 4096])
+            for pending, valid in zip(voted[offset : offset + 4096], verdicts, strict=True):
+                pending.vote_valid = valid
 
 
 class BankClient:
@@ -332,6 +399,7 @@ class BankClient:
         self.host = host
         self.committee = committee
         self.validators = list(validators)
+        self.committee_id = committee.id()
         self._nursery = nursery
         self._idle: dict[tuple[int, str], list[BankConnection]] = {}
         self._batchers: dict[int, _Batcher] = {}
@@ -356,10 +424,14 @@ class BankClient:
                     idle.append(connection)
         return answer
 
-    async def _sign(self, index: int, block: bytes, previous: list[Certificate]) -> list[object]:
-        """One SIGN answer: batched with other concurrent requests when there is a nursery."""
+    async def _sign(
+        self, index: int, block: bytes, previous: list[Certificate]
+    ) -> tuple[list[object], bool | None]:
+        """One SIGN answer: batched with other concurrent requests when there is a nursery
+        (then a VOTE's signature comes checked: ``True``/``False``; else ``None``)."""
         if self._nursery is None:
-            return await self.ask(index, wire.sign_request(block, previous), wire.TRANSFER_PROTOCOL)
+            request = wire.sign_request(block, previous)
+            return await self.ask(index, request, wire.TRANSFER_PROTOCOL), None
         batcher = self._batchers.get(index)
         if batcher is None:
             batcher = self._batchers[index] = _Batcher(self, index)
@@ -389,10 +461,12 @@ class BankClient:
         own = list(history)
         extra = list(depends)
         first_sequence = decode_block(block).sequence - len(own)
-        message = vote_message(self.committee.id(), _hash(block))
+        message = vote_message(self.committee_id, block_hash(block))
         quorum = self.committee.quorum
 
         def check_votes() -> None:
+            if not unchecked:
+                return
             items = [
                 (self.committee.validators[v.validator], message, v.signature) for v in unchecked
             ]
@@ -405,13 +479,18 @@ class BankClient:
 
         async def one(index: int) -> None:
             try:
-                answer = await self._sign(index, block, [*own[-1:], *extra])
+                answer, valid = await self._sign(index, block, [*own[-1:], *extra])
                 expected = _behind(answer)
                 if expected is not None and own:
                     missing = own[max(expected - first_sequence, 0) :]
                     catch_up = [*missing[-wire.MAX_PREVIOUS + len(extra) :], *extra]
-                    answer = await self._sign(index, block, catch_up)
-                self._take(index, answer, unchecked, reasons, proofs)
+                    answer, valid = await self._sign(index, block, catch_up)
+                if valid is None:
+                    self._take(index, answer, unchecked, reasons, proofs)
+                elif valid and type(answer[2]) is bytes:
+                    votes.append(Vote(index, answer[2]))
+                else:
+                    reasons.append(f"validator {index}: bad vote")
             except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                 reasons.append(f"validator {index}: {exc}")
             if len(votes) + len(unchecked) >= quorum:
@@ -484,6 +563,25 @@ class BankClient:
             raise RemoteProtocolError("an incoming transfer lacks a quorum of valid votes")
         return certificates
 
+    async def purse_statuses(self, purse_id: bytes, position: int) -> list[wire.PurseStatus | None]:
+        """Every validator's view of a purse and its owner (PURSE), concurrently; ``None``
+        for a validator that does not know the purse or did not answer."""
+        statuses: list[wire.PurseStatus | None] = [None] * len(self.validators)
+
+        async def one(index: int) -> None:
+            try:
+                answer = await self.ask(
+                    index, wire.purse_request(purse_id, position), wire.SYNC_PROTOCOL
+                )
+                statuses[index] = wire.parse_purse_status(answer)
+            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                logger.info("validator %d gave no purse status: %s", index, exc)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(len(self.validators)):
+                nursery.start_soon(one, index)
+        return statuses
+
     async def heads(self, index: int) -> list[tuple[bytes, int, bytes, int]]:
         """Every chain head a validator knows (paged)."""
         result: list[tuple[bytes, int, bytes, int]] = []
@@ -542,10 +640,6 @@ def verify_synced(
     if not all(check_certificates(certificates, committee, implementation)):
         raise RemoteProtocolError("a synced certificate lacks a quorum of valid votes")
     return head
-
-
-def _hash(block: bytes) -> bytes:
-    return decode_block(block).hash()
 
 
 def _behind(answer: list[object]) -> int | None:

@@ -86,11 +86,14 @@ class SqliteVoteStore(_Store):
         self._queued: list[_Row] = []
         self._votes: dict[tuple[bytes, int], bytes] = {}
         self._slots: dict[tuple[bytes, int], bytes] = {}
+        self._by_purse: dict[bytes, dict[int, bytes]] = {}
         self._writer: sqlite3.Connection | None = None
         if deferred:
             self._votes = self.votes()
             rows = self.db.execute("SELECT purse, position, block FROM purse_slots").fetchall()
             self._slots = {(bytes(p), i): bytes(b) for p, i, b in rows}
+            for (purse, position), block in self._slots.items():
+                self._by_purse.setdefault(purse, {})[position] = block
             self._writer = sqlite3.connect(
                 str(path), isolation_level=None, timeout=30, check_same_thread=False
             )
@@ -145,6 +148,7 @@ class SqliteVoteStore(_Store):
                 return holder
             if holder is None:
                 self._slots[slot] = block
+                self._by_purse.setdefault(slot[0], {})[slot[1]] = block
                 self._write("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
         if earlier is None:
             self._votes[(account, sequence)] = block
@@ -169,6 +173,50 @@ class SqliteVoteStore(_Store):
                 db.execute("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
             db.execute("INSERT OR IGNORE INTO votes VALUES (?, ?, ?)", (account, sequence, block))
         return None
+
+    def replace(
+        self, account: bytes, sequence: int, block: bytes, slot: tuple[bytes, int] | None
+    ) -> bytes | None:
+        if not self.deferred:
+            with self._transaction() as db:
+                if slot is not None:
+                    held = db.execute(
+                        "SELECT block FROM purse_slots WHERE purse = ? AND position = ?", slot
+                    ).fetchone()
+                    if held is not None and held[0] != block:
+                        return bytes(held[0])
+                    db.execute("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
+                db.execute(
+                    "INSERT OR REPLACE INTO votes VALUES (?, ?, ?)", (account, sequence, block)
+                )
+            return None
+        if slot is not None:
+            holder = self._slots.get(slot)
+            if holder is not None and holder != block:
+                return holder
+            if holder is None:
+                self._slots[slot] = block
+                self._by_purse.setdefault(slot[0], {})[slot[1]] = block
+                self._write("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
+        self._votes[(account, sequence)] = block
+        self._write("INSERT OR REPLACE INTO votes VALUES (?, ?, ?)", (account, sequence, block))
+        return None
+
+    def voted(self, account: bytes, sequence: int) -> bytes | None:
+        if self.deferred:
+            return self._votes.get((account, sequence))
+        row = self.db.execute(
+            "SELECT block FROM votes WHERE account = ? AND sequence = ?", (account, sequence)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def purse_locks(self, purse_id: bytes) -> dict[int, bytes]:
+        if self.deferred:
+            return dict(self._by_purse.get(purse_id, {}))
+        rows = self.db.execute(
+            "SELECT position, block FROM purse_slots WHERE purse = ?", (purse_id,)
+        ).fetchall()
+        return {position: bytes(block) for position, block in rows}
 
     def votes(self) -> dict[tuple[bytes, int], bytes]:
         rows = self.db.execute("SELECT account, sequence, block FROM votes").fetchall()

@@ -214,6 +214,48 @@ class RedeemPayload:
         return cls(Spend.from_value(spend))
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimPayload:
+    """CLAIM: ``[spend, claim_index: uint, frozen_sequence: uint]``.
+
+    A payee whose offline spend lost its double-spent slot (another spend of the slot was
+    redeemed) claims it from the purse owner's frozen balance. ``claim_index`` numbers
+    the claims on that owner (0, 1, ...: one certificate each, applied in order);
+    ``frozen_sequence`` is a certified sequence of the owner's chain that the claim is
+    judged against (validators and ledgers wait until they know it).
+    """
+
+    spend: Spend
+    claim_index: int
+    frozen_sequence: int
+
+    def encode(self) -> bytes:
+        spend = [self.spend.body(), self.spend.signature]
+        return cbor.encode([spend, self.claim_index, self.frozen_sequence])
+
+    @classmethod
+    def decode(cls, data: bytes) -> ClaimPayload:
+        spend, index, sequence = _fields(_load(data, "claim payload"), 3, "claim payload")
+        return cls(
+            Spend.from_value(spend), _uint(index, "claim index"), _uint(sequence, "sequence")
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPayload:
+    """REFUND: ``[purse_id: bytes32]``; the amount is the purse's whole remainder."""
+
+    purse_id: bytes
+
+    def encode(self) -> bytes:
+        return cbor.encode([self.purse_id])
+
+    @classmethod
+    def decode(cls, data: bytes) -> RefundPayload:
+        (purse_id,) = _fields(_load(data, "refund payload"), 1, "refund payload")
+        return cls(_bytes(purse_id, 32, "purse id"))
+
+
 # Committee, votes and certificates ---------------------------------------------------
 
 
@@ -481,6 +523,8 @@ def _check_block_proof(proof: FraudProof, committee: Committee) -> bytes | None:
     if a.previous != b.previous or a.key != b.key:
         # Two continuations of different predecessors: one of them is not on the chain.
         return None
+    if _claim_replaces_redeem(a, b) or _claim_replaces_redeem(b, a):
+        return None
     if proof.evidence is None:
         if a.sequence != 0 or a.key != a.account or a.previous != bytes(32):
             return None
@@ -499,6 +543,15 @@ def _check_block_proof(proof: FraudProof, committee: Committee) -> bytes | None:
     if not all(backend.verify_signatures(items)):
         return None
     return a.account
+
+
+def _claim_replaces_redeem(redeem: Block, claim: Block) -> bool:
+    """A REDEEM and the CLAIM of the same spend at one slot are no double spend: the
+    claim replaces a REDEEM that lost its purse slot (docs/bank.md, "Claims"), and at most
+    one of the two can ever be certified."""
+    if redeem.kind != BlockKind.REDEEM or claim.kind != BlockKind.CLAIM:
+        return False
+    return RedeemPayload.decode(redeem.payload).spend == ClaimPayload.decode(claim.payload).spend
 
 
 def _check_spend_proof(proof: FraudProof, committee: Committee) -> bytes | None:

@@ -9,10 +9,14 @@ chain, key, balance arithmetic, ZIP-215 signature) and then by the bank rules he
 payloads per kind, a RECEIVE credits one certified TRANSFER to its payee at most once,
 a REDEEM credits one purse slot at most once, and purses never pay out more than they
 hold. Fraud proofs freeze accounts (validators then refuse them) and record which
-offline payees were double-spent (their claims on the frozen balance).
+offline payees were double-spent. A CLAIM pays such a payee from the purse owner's
+frozen balance (claims on one owner are numbered and applied in order, each spend at
+most once, never more than the owner's balance); a REFUND returns an expired purse's
+remainder to its owner, after which the purse redeems nothing.
 
-Money is conserved: ``issued == sum(balances) + in_flight + purse_reserves`` after every
-step (``conservation()``).
+Money is conserved: ``issued == sum(balances) - claims_paid + in_flight +
+purse_reserves`` after every step (``conservation()``): a claim credits the payee's chain
+and is owed by the frozen owner, whose chain (signed by the owner alone) cannot carry it.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from neonet.core.errors import DecodeError
 from neonet.core.ledger import Block, BlockKind, ChainHead
 from neonet.proto.bank.messages import (
     Certificate,
+    ClaimPayload,
     Committee,
     FraudProof,
     PursePayload,
     ReceivePayload,
     RedeemPayload,
+    RefundPayload,
     Spend,
     TransferPayload,
     block_hash,
@@ -67,6 +73,7 @@ class PurseState:
     amount: int
     remaining: int
     certificate: Certificate
+    refunded: bool = False
 
 
 @dataclass(slots=True)
@@ -101,9 +108,13 @@ class BankLedger:
         self.redeemed_spends: dict[tuple[bytes, int], Spend] = {}
         self.frozen: dict[bytes, FraudProof] = {}
         self.double_spent: dict[tuple[bytes, int], dict[bytes, Spend]] = {}
+        self.claims_paid: dict[bytes, int] = {}  # frozen owner -> total paid to claimants
+        self.claim_count: dict[bytes, int] = {}  # frozen owner -> claims applied (next index)
+        self.claimed: dict[bytes, tuple[bytes, int]] = {}  # spend digest -> (payee, amount)
         self.issued = 0
         self.conflicts: list[tuple[bytes, bytes]] = []
-        self._parked: dict[bytes, Certificate] = {}
+        self._parked: dict[bytes, Certificate] = {}  # quorum checked before parking
+        self._applied: set[bytes] = set()  # hashes of applied blocks
 
     # Queries ----------------------------------------------------------------------------
 
@@ -115,15 +126,24 @@ class BankLedger:
         head = self.head(account)
         return 0 if head is None else head.balance
 
+    def available(self, account: bytes) -> int:
+        """The balance minus what claimants were paid from it (a frozen owner's funds)."""
+        return self.balance(account) - self.claims_paid.get(account, 0)
+
     def pending_credits(self, account: bytes) -> list[tuple[tuple[bytes, int], Incoming]]:
         return [(slot, item) for slot, item in self.incoming.items() if item.payee == account]
 
     def conservation(self) -> tuple[int, int]:
         """(money issued, money held): equal at every step."""
         held = sum(state.head.balance for state in self.accounts.values())
+        held -= sum(self.claims_paid.values())
         held += sum(item.amount for item in self.incoming.values())
         held += sum(purse.remaining for purse in self.purses.values())
         return self.issued, held
+
+    def has_applied(self, block: bytes) -> bool:
+        """Whether the encoded (canonical) ``block`` is applied already."""
+        return len(block) > 67 and block_hash(block) in self._applied
 
     def parked_count(self) -> int:
         return len(self._parked)
@@ -132,7 +152,8 @@ class BankLedger:
         """Offline payees of a frozen account who lost a double-spent slot: (payee, amount).
 
         For each double-spent slot of the account's purses, the spend that was not
-        redeemed (both, while none is) is a claim on the frozen balance.
+        redeemed (both, while none is) is a claim on the frozen balance, until a CLAIM
+        block paid it.
         """
         result = []
         for slot, spends in sorted(self.double_spent.items()):
@@ -141,7 +162,7 @@ class BankLedger:
                 continue
             winner = self.redeemed.get(slot)
             for digest, spend in sorted(spends.items()):
-                if digest != winner:
+                if digest != winner and digest not in self.claimed:
                     result.append((spend.payee, spend.amount))
         return result
 
@@ -157,6 +178,9 @@ class BankLedger:
             sorted(self.redeemed.items()),
             sorted(self.frozen),
             self.issued,
+            sorted(self.claimed.items()),
+            sorted(self.claims_paid.items()),
+            sorted(k for k, v in self.purses.items() if v.refunded),
         )
 
     # Rules --------------------------------------------------------------------------------
@@ -202,6 +226,10 @@ class BankLedger:
             self.check_spend(spend, payee=block.account)
             if spend.amount != block.amount:
                 raise BankRuleError("REDEEM amount is not the spend's amount")
+        elif kind == BlockKind.CLAIM:
+            self.check_claim(block, ClaimPayload.decode(block.payload))
+        elif kind == BlockKind.REFUND:
+            self.check_refund(block, RefundPayload.decode(block.payload))
         elif kind == BlockKind.ISSUE:
             if block.amount == 0:
                 raise BankRuleError("an issue creates a positive amount")
@@ -220,24 +248,99 @@ class BankLedger:
             raise BankRuleError("the spend breaks the purse's cap or count")
         if spend.time >= terms.expiry:
             raise BankRuleError("the spend is dated after the purse expired")
+        if purse.refunded:
+            raise BankRuleError("the purse was refunded to its owner")
         if (spend.purse_id, spend.index) in self.redeemed:
             raise BankRuleError("this purse slot was already redeemed")
+        if spend.digest() in self.claimed:
+            raise BankRuleError("this spend was paid by a claim")
         if spend.amount > purse.remaining:
             raise BankRuleError("the purse does not hold this much")
         if not spend.verify(terms.purse_key):
             raise BankRuleError("the spend's signature does not verify")
         return purse
 
+    def check_claim(self, block: Block, claim: ClaimPayload) -> tuple[PurseState, Spend]:
+        """Raise ``BankRuleError`` unless ``block`` is a valid claim against this state;
+        returns the purse and the redeemed spend that beat the claimed one.
+
+        The claimed spend must be acceptable (signed by the purse key, within cap, count
+        and expiry, to the claimant), its slot redeemed by another spend (so the two make
+        a spend fraud proof against the owner), not paid before, numbered next among the
+        owner's claims, judged at a certified owner sequence this ledger knows, and paid
+        no more than the spend's amount and the owner's available balance.
+        """
+        spend = claim.spend
+        purse = self.purses.get(spend.purse_id)
+        if purse is None:
+            raise BankRuleError("unknown purse", missing=True)
+        terms = purse.terms
+        if spend.payee != block.account:
+            raise BankRuleError("the spend pays another account")
+        if not 0 < spend.amount <= terms.cap or spend.index >= terms.count:
+            raise BankRuleError("the spend breaks the purse's cap or count")
+        if spend.time >= terms.expiry:
+            raise BankRuleError("the spend is dated after the purse expired")
+        if not 0 < block.amount <= spend.amount:
+            raise BankRuleError("a claim pays 1..the spend's amount")
+        digest = spend.digest()
+        if digest in self.claimed:
+            raise BankRuleError("this spend was already paid by a claim")
+        winner = self.redeemed_spends.get((spend.purse_id, spend.index))
+        if winner is None:
+            raise BankRuleError("the slot was not redeemed by another spend", missing=True)
+        if winner.digest() == digest:
+            raise BankRuleError("this spend was redeemed")
+        if not spend.verify(terms.purse_key):
+            raise BankRuleError("the spend's signature does not verify")
+        owner = purse.owner
+        expected = self.claim_count.get(owner, 0)
+        if claim.claim_index != expected:
+            raise BankRuleError(
+                f"claim index {claim.claim_index}, the owner's next is {expected}",
+                missing=claim.claim_index > expected,
+            )
+        head = self.head(owner)
+        if head is None or head.sequence < claim.frozen_sequence:
+            raise BankRuleError("the owner's chain is behind the claim", missing=True)
+        if block.amount > self.available(owner):
+            raise BankRuleError("the claim exceeds the owner's available balance")
+        return purse, winner
+
+    def check_refund(self, block: Block, refund: RefundPayload) -> PurseState:
+        """Raise ``BankRuleError`` unless ``block`` refunds a purse's whole remainder to
+        its owner. (Validators also check the time: expiry plus the grace period.)"""
+        purse = self.purses.get(refund.purse_id)
+        if purse is None:
+            raise BankRuleError("unknown purse", missing=True)
+        if purse.owner != block.account:
+            raise BankRuleError("the purse belongs to another account")
+        if purse.refunded:
+            raise BankRuleError("the purse was already refunded")
+        if block.amount == 0 or block.amount > purse.remaining:
+            raise BankRuleError("a refund returns the purse's positive remainder")
+        if block.amount < purse.remaining:
+            # Redeems certified before the refund and not applied here yet.
+            raise BankRuleError("the refund is not the purse's remainder", missing=True)
+        return purse
+
     # Applying -------------------------------------------------------------------------------
 
-    def apply(self, certificate: Certificate, verified: ChainHead | None = None) -> Applied:
+    def apply(
+        self,
+        certificate: Certificate,
+        verified: ChainHead | None = None,
+        *,
+        quorum_checked: bool = False,
+    ) -> Applied:
         """Apply a certificate (any order, duplicates allowed); then whatever it unblocks.
 
         ``verified`` is the head after the block when the caller already ran the core
         chain check of these exact bytes from the current head (a validator that voted
         for the block); it is used only if the block continues the current head.
+        ``quorum_checked``: the caller verified the certificate's 2f+1 votes.
         """
-        outcome = self._apply_one(certificate, verified=verified)
+        outcome = self._apply_one(certificate, verified=verified, quorum_checked=quorum_checked)
         if outcome is Applied.APPLIED:
             self._drain_parked()
         return outcome
@@ -247,13 +350,18 @@ class BankLedger:
         while progress and self._parked:
             progress = False
             for key, parked in list(self._parked.items()):
-                outcome = self._apply_one(parked, parking=False)
+                outcome = self._apply_one(parked, parking=False, quorum_checked=True)
                 if outcome is not Applied.PARKED:
                     del self._parked[key]
                     progress = progress or outcome is Applied.APPLIED
 
     def _apply_one(
-        self, certificate: Certificate, *, parking: bool = True, verified: ChainHead | None = None
+        self,
+        certificate: Certificate,
+        *,
+        parking: bool = True,
+        verified: ChainHead | None = None,
+        quorum_checked: bool = False,
     ) -> Applied:
         try:
             block = certificate.decoded()
@@ -271,7 +379,7 @@ class BankLedger:
                 self.conflicts.append((applied, certificate.block))
                 return Applied.CONFLICT
             return Applied.REJECTED
-        if not check_certificate(certificate, self.committee):
+        if not quorum_checked and not check_certificate(certificate, self.committee):
             return Applied.REJECTED
         if block.sequence > last + 1:
             return self._park(this_hash, certificate, parking)
@@ -312,6 +420,7 @@ class BankLedger:
             state = self.accounts[block.account] = AccountState(head)
         state.head = head
         state.certificates.append(certificate)
+        self._applied.add(head.hash)
         kind = block.kind
         if kind == BlockKind.ISSUE:
             self.issued += block.amount
@@ -334,6 +443,20 @@ class BankLedger:
             self.purses[spend.purse_id].remaining -= spend.amount
             self.redeemed[(spend.purse_id, spend.index)] = spend.digest()
             self.redeemed_spends[(spend.purse_id, spend.index)] = spend
+        elif kind == BlockKind.CLAIM:
+            claim = ClaimPayload.decode(block.payload)
+            purse, winner = self.check_claim(block, claim)
+            owner = purse.owner
+            self.claims_paid[owner] = self.claims_paid.get(owner, 0) + block.amount
+            self.claim_count[owner] = claim.claim_index + 1
+            self.claimed[claim.spend.digest()] = (block.account, block.amount)
+            self._record_spend_fraud(
+                FraudProof.of_spends(claim.spend, winner, purse.certificate), owner
+            )
+        elif kind == BlockKind.REFUND:
+            purse = self.purses[RefundPayload.decode(block.payload).purse_id]
+            purse.remaining -= block.amount
+            purse.refunded = True
 
     def certificate_at(self, account: bytes, sequence: int) -> Certificate | None:
         """The certificate of the account's block at ``sequence``, if applied."""
@@ -347,12 +470,16 @@ class BankLedger:
         account = check_fraud_proof(proof, self.committee)
         if account is None:
             return None
+        self._record_spend_fraud(proof, account)
+        if proof.kind == 1 and proof.evidence is not None:
+            self.apply(proof.evidence)
+        return account
+
+    def _record_spend_fraud(self, proof: FraudProof, account: bytes) -> None:
+        """Freeze ``account`` on a checked ``proof``; for spends, remember the slot's spends."""
         self.frozen.setdefault(account, proof)
         if proof.kind == 1:
             first, second = Spend.decode(proof.first), Spend.decode(proof.second)
             spends = self.double_spent.setdefault((first.purse_id, first.index), {})
             spends[first.digest()] = first
             spends[second.digest()] = second
-            if proof.evidence is not None:
-                self.apply(proof.evidence)
-        return account

@@ -9,6 +9,13 @@ the signature leaves the engine, so a validator that crashes and restarts cannot
 second block for the same slot. REDEEM blocks also lock their purse slot, so at most
 one REDEEM per slot can gather a quorum. A conflicting request is a double spend: the
 validator builds the fraud proof, freezes the account and refuses.
+
+Claims and refunds (``docs/bank.md``, "Claims" and "Refunds") take locks in the same
+durable store: a CLAIM locks ``(claim_lock(owner), claim_index)``, so claims on one frozen
+owner are certified one per index, in order; a REFUND locks ``(purse_id,
+REFUND_POSITION)`` and is refused while a REDEEM this validator voted for is pending, and a
+REDEEM is refused once that lock is taken or the refund time has come, so that no redeem
+and refund of one purse both gather a quorum.
 """
 
 from __future__ import annotations
@@ -21,17 +28,28 @@ from neonet.core.errors import DecodeError
 from neonet.core.ledger import Block, BlockKind, ChainHead, decode_block
 from neonet.proto.bank.messages import (
     Certificate,
+    ClaimPayload,
     Committee,
     FraudProof,
     RedeemPayload,
+    RefundPayload,
     Signer,
     Spend,
     block_hash,
+    domain_hash,
     vote_message,
 )
 from neonet.proto.bank.state import Applied, BankLedger, BankRuleError
+from neonet.proto.bank.wire import PurseStatus
 
 MAX_REMEMBERED_VOTES = 65_536
+REFUND_POSITION = (1 << 63) - 1  # a REFUND's purse lock (spend indexes < 10000; SQLite int)
+DEFAULT_REFUND_GRACE = 7 * 24 * 3600  # seconds after expiry left for late redemptions
+
+
+def claim_lock(owner: bytes) -> bytes:
+    """The lock key of the claims on ``owner`` (positions are claim indexes)."""
+    return domain_hash("NeoNet 2026 bank claim lock v1", owner)
 
 
 class VoteStore(Protocol):
@@ -43,6 +61,23 @@ class VoteStore(Protocol):
         """Record a vote for ``block`` at (account, sequence) and, for a REDEEM, its purse
         slot; if either already holds a different block, record nothing and return that
         block. Voting again for the same block is allowed (returns ``None``)."""
+        ...
+
+    def voted(self, account: bytes, sequence: int) -> bytes | None:
+        """The block voted for at (account, sequence), if any."""
+        ...
+
+    def replace(
+        self, account: bytes, sequence: int, block: bytes, slot: tuple[bytes, int] | None
+    ) -> bytes | None:
+        """Replace the vote at (account, sequence) by ``block`` (a CLAIM replacing a REDEEM
+        that lost its purse slot); if ``slot`` holds another block, change nothing and
+        return that block."""
+        ...
+
+    def purse_locks(self, purse_id: bytes) -> dict[int, bytes]:
+        """The locks held under ``purse_id`` (a purse, or a claim lock key): position ->
+        block."""
         ...
 
 
@@ -67,11 +102,28 @@ class MemoryVoteStore:
         self.votes[(account, sequence)] = block
         return None
 
+    def voted(self, account: bytes, sequence: int) -> bytes | None:
+        return self.votes.get((account, sequence))
+
+    def replace(
+        self, account: bytes, sequence: int, block: bytes, slot: tuple[bytes, int] | None
+    ) -> bytes | None:
+        if slot is not None:
+            holder = self.slots.setdefault(slot, block)
+            if holder != block:
+                return holder
+        self.votes[(account, sequence)] = block
+        return None
+
+    def purse_locks(self, purse_id: bytes) -> dict[int, bytes]:
+        return {i: block for (key, i), block in self.slots.items() if key == purse_id}
+
 
 @dataclass(frozen=True, slots=True)
 class Vote:
     validator: int
     signature: bytes
+    proof: FraudProof | None = None  # a CLAIM vote freezes the owner: keep the proof
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +145,8 @@ class Validator:
         sign: Signer,
         mint_account: bytes,
         store: VoteStore,
+        *,
+        refund_grace: int = DEFAULT_REFUND_GRACE,
     ) -> None:
         if not 0 <= index < len(committee.validators):
             raise ValueError("validator index outside the committee")
@@ -101,24 +155,33 @@ class Validator:
         self._sign = sign
         self._committee_id = committee.id()
         self.store = store
+        self.refund_grace = refund_grace
         self.ledger = BankLedger(committee, mint_account)
         self._voted: dict[bytes, ChainHead] = {}  # recent votes: block hash -> head after
 
-    def handle_certificate(self, certificate: Certificate) -> Applied:
+    def handle_certificate(self, certificate: Certificate, quorum_checked: bool = False) -> Applied:
+        """Apply a certificate; ``quorum_checked`` when the caller verified its quorum
+        (a batch verification of many certificates' votes)."""
         # A block this validator voted for was chain-checked then: skip the second check.
-        return self.ledger.apply(certificate, self._voted.get(block_hash(certificate.block)))
+        verified = self._voted.get(block_hash(certificate.block))
+        return self.ledger.apply(certificate, verified, quorum_checked=quorum_checked)
 
     def handle_fraud_proof(self, proof: FraudProof) -> bytes | None:
         return self.ledger.apply_fraud_proof(proof)
 
-    def handle_sign_request(self, data: bytes) -> Vote | Refusal:
-        """Vote for the encoded block ``data``, or say why not (never raises on bad input)."""
+    def handle_sign_request(self, data: bytes, now: int | None = None) -> Vote | Refusal:
+        """Vote for the encoded block ``data``, or say why not (never raises on bad input).
+
+        ``now`` (seconds since the epoch) dates the request: REFUND needs it (refused
+        without it) and REDEEM is refused from the purse's refund time on.
+        """
         try:
             block = decode_block(data)
         except DecodeError as exc:
             return Refusal(f"not a block: {exc}")
         ledger = self.ledger
-        if block.account in ledger.frozen:
+        if block.account in ledger.frozen and block.kind != BlockKind.REFUND:
+            # A refund only adds to a frozen owner's funds, which claimants are paid from.
             return Refusal("the account is frozen", ledger.frozen[block.account])
         head = ledger.head(block.account)
         expected = 0 if head is None else head.sequence + 1
@@ -137,20 +200,123 @@ class Validator:
         except BankRuleError as exc:
             return Refusal(str(exc), self._redeemed_proof(block))
         slot = None
+        proof = None
+        refusal = None
         if block.kind == BlockKind.REDEEM:
             spend = RedeemPayload.decode(block.payload).spend
             slot = (spend.purse_id, spend.index)
+            refusal = self._redeem_refusal(spend, now)
+        elif block.kind == BlockKind.CLAIM:
+            claim = ClaimPayload.decode(block.payload)
+            refusal, proof = self._claim_refusal(block, claim)
+            owner = ledger.purses[claim.spend.purse_id].owner
+            slot = (claim_lock(owner), claim.claim_index)
+        elif block.kind == BlockKind.REFUND:
+            purse_id = RefundPayload.decode(block.payload).purse_id
+            refusal = self._refund_refusal(purse_id, now)
+            slot = (purse_id, REFUND_POSITION)
+        if refusal is not None:
+            return refusal
         # Durable before the signature exists: a restart cannot sign a second block here.
         conflicting = self.store.record(block.account, block.sequence, data, slot)
+        if conflicting is not None and self._replaces_lost_redeem(block, conflicting):
+            conflicting = self.store.replace(block.account, block.sequence, data, slot)
         if conflicting is not None:
             return self._conflict(data, conflicting)
+        if proof is not None:
+            ledger.apply_fraud_proof(proof)  # voted for a claim: the owner stays frozen
         voted = block_hash(data)
         signature = self._sign(vote_message(self._committee_id, voted))
         if verdict.head is not None:
             if len(self._voted) >= MAX_REMEMBERED_VOTES:
                 del self._voted[next(iter(self._voted))]
             self._voted[voted] = verdict.head
-        return Vote(self.index, signature)
+        return Vote(self.index, signature, proof)
+
+    def _replaces_lost_redeem(self, block: Block, earlier: bytes) -> bool:
+        """Whether ``block`` is a CLAIM replacing the REDEEM ``earlier`` of the same spend
+        at the same slot, whose purse slot another spend's REDEEM won: that REDEEM can
+        never be certified (the two REDEEM quorums would share an honest validator, which
+        locks a purse slot once), so the slot is free for the claim."""
+        if block.kind != BlockKind.CLAIM:
+            return False
+        old = decode_block(earlier)
+        if (old.account, old.sequence, old.kind) != (
+            block.account,
+            block.sequence,
+            BlockKind.REDEEM,
+        ):
+            return False
+        spend = RedeemPayload.decode(old.payload).spend
+        if ClaimPayload.decode(block.payload).spend != spend:
+            return False
+        winner = self.ledger.redeemed.get((spend.purse_id, spend.index))
+        return winner is not None and winner != spend.digest()
+
+    def _redeem_refusal(self, spend: Spend, now: int | None) -> Refusal | None:
+        terms = self.ledger.purses[spend.purse_id].terms
+        if now is not None and now >= terms.expiry + self.refund_grace:
+            return Refusal("too late to redeem: the purse's remainder goes back to its owner")
+        if REFUND_POSITION in self.store.purse_locks(spend.purse_id):
+            return Refusal("the purse is being refunded")
+        return None
+
+    def _refund_refusal(self, purse_id: bytes, now: int | None) -> Refusal | None:
+        purse = self.ledger.purses[purse_id]
+        due = purse.terms.expiry + self.refund_grace
+        if now is None or now < due:
+            return Refusal(f"the purse can be refunded from {due}")
+        for position in self.store.purse_locks(purse_id):
+            if position != REFUND_POSITION and (purse_id, position) not in self.ledger.redeemed:
+                # A REDEEM this validator voted for may still be certified: wait for it.
+                return Refusal("a redeem of this purse is pending")
+        return None
+
+    def _claim_refusal(
+        self, block: Block, claim: ClaimPayload
+    ) -> tuple[Refusal | None, FraudProof | None]:
+        """Whether the owner's frozen funds cover the claim, at every balance this
+        validator knows from ``frozen_sequence`` on (its certified blocks and its pending
+        vote): any block certified later had a voter among the claim's quorum, which then
+        counted that block's balance, so no later block leaves less than was claimed."""
+        purse, winner = self.ledger.check_claim(block, claim)
+        available = self.claimable(purse.owner, claim.frozen_sequence)
+        if block.amount > available:
+            return Refusal(f"the owner's frozen funds cover {available}"), None
+        return None, FraudProof.of_spends(claim.spend, winner, purse.certificate)
+
+    def claimable(self, owner: bytes, frozen_sequence: int) -> int:
+        """What claims judged at ``frozen_sequence`` may still take from ``owner``: the
+        lowest balance of its certified blocks from there on and of the block this
+        validator voted for next, minus what claims took already."""
+        ledger = self.ledger
+        state = ledger.accounts.get(owner)
+        if state is None or state.head.sequence < frozen_sequence:
+            return 0
+        balances = [c.decoded().balance for c in state.certificates[frozen_sequence:]]
+        pending = self.store.voted(owner, state.head.sequence + 1)
+        if pending is not None:
+            balances.append(decode_block(pending).balance)
+        return max(min(balances) - ledger.claims_paid.get(owner, 0), 0)
+
+    def purse_status(self, purse_id: bytes, index: int) -> PurseStatus | None:
+        """This validator's view of a purse, for claimants and refunders (PURSE)."""
+        ledger = self.ledger
+        purse = ledger.purses.get(purse_id)
+        if purse is None:
+            return None
+        owner = purse.owner
+        head = ledger.accounts[owner].head
+        redeemed = ledger.redeemed_spends.get((purse_id, index))
+        return PurseStatus(
+            owner,
+            head.sequence,
+            ledger.claim_count.get(owner, 0),
+            self.claimable(owner, head.sequence),
+            purse.remaining,
+            purse.refunded,
+            redeemed,
+        )
 
     def _revote(self, block: Block, data: bytes) -> Vote | Refusal:
         """A block already certified: vote for it again (a wallet that crashed after the
@@ -177,6 +343,10 @@ class Validator:
             if self.ledger.apply_fraud_proof(proof) is not None:
                 return Refusal("a different block holds this slot: double spend", proof)
             return Refusal("a different block holds this slot")
+        if block.kind != BlockKind.REDEEM or other.kind != BlockKind.REDEEM:
+            if block.kind == BlockKind.CLAIM and other.kind == BlockKind.CLAIM:
+                return Refusal("another claim holds this claim index")
+            return Refusal("another block holds this purse's lock")
         # Two REDEEM blocks for one purse slot: a double spend if the spends differ.
         mine = RedeemPayload.decode(block.payload).spend
         theirs = RedeemPayload.decode(other.payload).spend

@@ -21,10 +21,12 @@ from neonet.core.errors import LocalProtocolError
 from neonet.core.ledger import Block, BlockKind, ChainHead, decode_block, encode_block, sign_block
 from neonet.proto.bank.messages import (
     Certificate,
+    ClaimPayload,
     OfflinePayment,
     PursePayload,
     ReceivePayload,
     RedeemPayload,
+    RefundPayload,
     Signer,
     Spend,
     TransferPayload,
@@ -104,7 +106,13 @@ class Wallet:
         head = self.head
         if head is not None and head.key != self.key:
             raise LocalProtocolError("the chain's current key is not this wallet's key")
-        credit = kind in (BlockKind.ISSUE, BlockKind.RECEIVE, BlockKind.REDEEM)
+        credit = kind in (
+            BlockKind.ISSUE,
+            BlockKind.RECEIVE,
+            BlockKind.REDEEM,
+            BlockKind.CLAIM,
+            BlockKind.REFUND,
+        )
         debit = kind in (BlockKind.TRANSFER, BlockKind.OPEN_PURSE)
         balance = (
             self.balance + amount if credit else self.balance - amount if debit else self.balance
@@ -144,6 +152,36 @@ class Wallet:
 
     def redeem(self, spend: Spend) -> bytes:
         return self.sign_next(BlockKind.REDEEM, spend.amount, RedeemPayload(spend).encode())
+
+    def claim(self, spend: Spend, claim_index: int, frozen_sequence: int, amount: int) -> bytes:
+        """Claim ``amount`` (at most the spend's) for a spend that lost its double-spent
+        slot, from the purse owner's frozen funds (``docs/bank.md``, "Claims")."""
+        payload = ClaimPayload(spend, claim_index, frozen_sequence).encode()
+        return self.sign_next(BlockKind.CLAIM, amount, payload)
+
+    def claim_lost_redeem(self, claim_index: int, frozen_sequence: int, amount: int) -> bytes:
+        """Replace the pending REDEEM, whose purse slot another spend's REDEEM won, by the
+        CLAIM of the same spend at the same sequence.
+
+        The one exception to "one block per sequence": that REDEEM can never be certified
+        (one REDEEM per purse slot), validators replace their vote for it only when their
+        ledger shows the slot won by another spend, and the pair is no fraud proof.
+        """
+        pending = self.pending
+        block = None if pending is None else decode_block(pending)
+        if pending is None or block is None or block.kind != BlockKind.REDEEM:
+            raise LocalProtocolError("no pending REDEEM to replace")
+        spend = RedeemPayload.decode(block.payload).spend
+        self.pending = None
+        try:
+            return self.claim(spend, claim_index, frozen_sequence, amount)
+        except BaseException:
+            self.pending = pending
+            raise
+
+    def refund(self, purse_id: bytes, remaining: int) -> bytes:
+        """Take back the ``remaining`` amount of this account's expired purse."""
+        return self.sign_next(BlockKind.REFUND, remaining, RefundPayload(purse_id).encode())
 
     def rotate_key(self, new_key: bytes) -> bytes:
         return self.sign_next(BlockKind.ROTATE_KEY, 0, new_key)

@@ -15,6 +15,9 @@ first element says what the message is:
   (at most ``MAX_RANGE``).
 - ``[6, [[block, [certificate, ...]], ...]]`` SIGN_BATCH: up to ``MAX_BATCH`` SIGN requests
   in one message; the answer is ``[6, [answer, ...]]``, one SIGN answer per item.
+- ``[7, purse_id, index]`` PURSE: what a claimant or refunder needs to know, answered
+  ``[7, [owner, owner_sequence, next_claim_index, claimable, remaining, refunded,
+  redeemed_spend | null]]`` (``[7, null]`` for an unknown purse).
 
 Answers: ``[0, validator, signature]`` VOTE, ``[1, reason, proof | null, expected |
 null]`` REFUSED (``expected``: the sequence the validator's certified chain of that
@@ -30,7 +33,7 @@ from dataclasses import dataclass
 from neonet.core import cbor
 from neonet.core.errors import DecodeError
 from neonet.core.varint import encode_uvarint, try_decode_uvarint
-from neonet.proto.bank.messages import Certificate, FraudProof
+from neonet.proto.bank.messages import Certificate, FraudProof, Spend
 
 TRANSFER_PROTOCOL = "/neonet/bank/transfer/1.0.0"
 SYNC_PROTOCOL = "/neonet/bank/sync/1.0.0"
@@ -40,7 +43,7 @@ MAX_HEADS = 1024
 MAX_RANGE = 512
 MAX_BATCH = 256
 
-SIGN, CERTIFY, PROOF, HEADS, RANGE, INCOMING, SIGN_BATCH = 0, 1, 2, 3, 4, 5, 6
+SIGN, CERTIFY, PROOF, HEADS, RANGE, INCOMING, SIGN_BATCH, PURSE = 0, 1, 2, 3, 4, 5, 6, 7
 VOTE, REFUSED, DONE = 0, 1, 2
 
 
@@ -104,6 +107,10 @@ def heads_request(after: bytes, limit: int) -> list[object]:
 
 def incoming_request(account: bytes) -> list[object]:
     return [INCOMING, account]
+
+
+def purse_request(purse_id: bytes, index: int) -> list[object]:
+    return [PURSE, purse_id, index]
 
 
 def range_request(account: bytes, start: int, count: int) -> list[object]:
@@ -183,6 +190,8 @@ def parse_request(message: list[object]) -> Request:
         return Request(RANGE, account=_bytes(message[1]), start=_uint(message[2]), count=count)
     if kind == INCOMING and len(message) == 2:
         return Request(INCOMING, account=_bytes(message[1]))
+    if kind == PURSE and len(message) == 3:
+        return Request(PURSE, account=_bytes(message[1]), start=_uint(message[2]))
     raise DecodeError("unknown bank request")
 
 
@@ -217,3 +226,49 @@ def parse_heads(message: list[object]) -> list[tuple[bytes, int, bytes, int]]:
         account, sequence, head_hash, balance = item
         heads.append((_bytes(account), _uint(sequence), _bytes(head_hash), _uint(balance)))
     return heads
+
+
+@dataclass(frozen=True, slots=True)
+class PurseStatus:
+    """A validator's view of a purse and its owner (the PURSE answer)."""
+
+    owner: bytes
+    owner_sequence: int  # the owner's certified head
+    next_claim_index: int  # the index the next claim on the owner must carry
+    claimable: int  # what a claim judged at ``owner_sequence`` may take at most now
+    remaining: int
+    refunded: bool
+    redeemed: Spend | None  # the spend redeemed at the asked index
+
+    def to_value(self) -> list[object]:
+        return [
+            self.owner,
+            self.owner_sequence,
+            self.next_claim_index,
+            self.claimable,
+            self.remaining,
+            self.refunded,
+            None if self.redeemed is None else [self.redeemed.body(), self.redeemed.signature],
+        ]
+
+
+def parse_purse_status(message: list[object]) -> PurseStatus | None:
+    if len(message) != 2 or message[0] != PURSE:
+        raise DecodeError("expected a PURSE answer")
+    if message[1] is None:
+        return None
+    value = message[1]
+    if type(value) is not list or len(value) != 7:
+        raise DecodeError("a purse status has 7 fields")
+    owner, sequence, next_index, claimable, remaining, refunded, redeemed = value
+    if type(refunded) is not bool:
+        raise DecodeError("bad purse status")
+    return PurseStatus(
+        _bytes(owner),
+        _uint(sequence),
+        _uint(next_index),
+        _uint(claimable),
+        _uint(remaining),
+        refunded,
+        None if redeemed is None else Spend.from_value(redeemed),
+    )

@@ -11,11 +11,18 @@ made meanwhile wait for the new registration. Incoming signals are an async iter
 (``signals()``), fed from a bounded buffer: when the application does not read and the
 buffer is full, newer signals are dropped and counted (``dropped_signals``).
 
-Relays: SSNs run circuit relay v2 (``neonet ssn serve`` does unless ``--no-relay``).
-``SsnClient.ssn_addrs`` is where to reserve (``services.relay.open_relay_client(node,
-client.ssn_addrs)``); the reservation adds the ``/p2p-circuit`` address to the host's
-addresses, and ``refresh()`` publishes it in a new presence record, so a peer that looks
-the client up can dial it through its SSN. ``extra_addrs`` adds any other address.
+Relays and hole punching (issue 6, "Relays"): given a ``Node`` (not only its ``Host``),
+the client by default also runs a circuit relay v2 client that holds a reservation on
+the SSN it is registered with (SSNs serve relay v2 unless ``neonet ssn serve
+--no-relay``), moves it with the registration on fail-over, and registers again whenever
+the relayed address changes, so a peer that looks the client up can dial it through its
+SSN; and it runs DCUtR (``services.dcutr``), which upgrades relayed connections to direct
+ones where the NATs allow. ``listen=`` addresses are opened after DCUtR has turned on
+``SO_REUSEPORT``, so connections (to the SSN too) leave from the listening port and a
+port-preserving NAT maps the hole punch like the SSN connection. ``connect(name)`` looks
+a peer up, dials its direct addresses, falls back to its relayed address, waits for
+DCUtR and says which path the connection ended on (``services.ssn.connectivity``).
+``extra_addrs`` adds any other address to the presence record.
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import trio
@@ -38,7 +45,15 @@ from neonet.proto.names import NameRecord, decode_name_record, sign_name_record
 from neonet.proto.ssn import client_protocol as cp
 from neonet.proto.ssn.seeds import SeedEntry, SeedList
 from neonet.services import ping as ping_service
+from neonet.services.dcutr import DcutrService, open_dcutr
+from neonet.services.relay import NodeLike, RelayClient, open_relay_client
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
+from neonet.services.ssn.connectivity import (
+    Connected,
+    dial_peer,
+    is_relayed_addr,
+    wait_upgrade,
+)
 
 logger = logging.getLogger("neonet.ssn.client")
 # Seconds from losing the SSN's connection to being registered elsewhere (default config).
@@ -56,6 +71,14 @@ class SsnClientConfig:
     max_probes: int = 8  # SSNs measured per choice
     keepalive_interval: float = 10.0
     keepalive_timeout: float = 5.0
+    # connect(): all direct addresses of the peer, then each relayed address, then DCUtR.
+    direct_timeout: float = 3.0
+    relay_timeout: float = 10.0
+    upgrade_timeout: float = 20.0  # the peer's 3 hole punches of up to punch_timeout each
+    punch_timeout: float = 5.0  # one hole-punch dial (DCUtR)
+    # False: publish only relayed addresses (a client that knows its listening addresses
+    # are private spares every caller a dial that cannot succeed).
+    advertise_listen_addrs: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +125,13 @@ class SsnClient:
         name: str | None,
         region: str | None,
         config: SsnClientConfig,
+        node: NodeLike | None = None,
     ) -> None:
         self.host = host
+        self.node = node
+        #: Set by ``open_ssn_client`` when it runs them (given a node).
+        self.dcutr: DcutrService | None = None
+        self.relay: RelayClient | None = None
         self.seeds = seeds
         self.name = name
         self.region = region
@@ -162,6 +190,36 @@ class SsnClient:
         reply = await self._request(lambda rid: cp.Signal(rid, peer.to_bytes(), payload))
         assert isinstance(reply, cp.SignalSent)
         return reply.status
+
+    async def connect(
+        self, query: str | PeerId, *, upgrade_timeout: float | None = None
+    ) -> Connected:
+        """Look ``query`` (a name or peer ID) up and connect to it: its direct addresses
+        first, else through its SSN's relay, where DCUtR then tries to make the connection
+        direct; waits for that at most ``upgrade_timeout`` (``config.upgrade_timeout``; 0
+        returns at once, relayed, and ``wait_upgrade`` can follow). The result says whether
+        the connection ended direct or relayed. Raises ``SsnRequestError`` (lookup) or
+        ``ConnectError`` (no address answered). Safe to cancel.
+        """
+        info = await self.lookup(query)
+        connected = await dial_peer(
+            self.host,
+            info.peer_id,
+            info.addrs,
+            dcutr=self.dcutr,
+            direct_timeout=self.config.direct_timeout,
+            relay_timeout=self.config.relay_timeout,
+        )
+        limit = self.config.upgrade_timeout if upgrade_timeout is None else upgrade_timeout
+        if connected.path != "relayed" or limit <= 0:
+            return connected
+        return await wait_upgrade(self.host, self.dcutr, connected, limit)
+
+    async def wait_upgrade(self, connected: Connected, within: float | None = None) -> Connected:
+        """After ``connect(..., upgrade_timeout=0)``: wait for DCUtR's outcome, at most
+        ``within`` seconds (``config.upgrade_timeout``)."""
+        limit = self.config.upgrade_timeout if within is None else within
+        return await wait_upgrade(self.host, self.dcutr, connected, limit)
 
     async def signals(self) -> AsyncIterator[IncomingSignal]:
         """Incoming signals, in arrival order, until the client closes."""
@@ -320,7 +378,10 @@ class SsnClient:
         identity = self.host.identity
         self._seq = max(self._seq + 1, int(time.time() * 1000))
         expires = int(time.time()) + self.config.presence_lifetime
-        addrs = [str(a) for a in self.host.listen_addrs] + self.extra_addrs
+        listen = self.host.listen_addrs
+        if not self.config.advertise_listen_addrs:
+            listen = [a for a in listen if is_relayed_addr(a)]
+        addrs = [str(a) for a in listen] + self.extra_addrs
         presence = cp.sign_presence(
             identity, challenge.server_id, addrs, seq=self._seq, expires=expires
         ).encode()
@@ -432,6 +493,53 @@ class SsnClient:
             await trio.sleep(min(2.0, 0.2 * math.pow(2, round_number)))
         raise AssertionError("unreachable")
 
+    async def keep_relay_on_ssn(
+        self, relay: RelayClient, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Hold a relay reservation on the SSN we are registered with, move it along on
+        fail-over, and register again whenever our relayed address changes. Started (after
+        the first registration) once the first reservation attempt is over and, if it
+        succeeded, the relayed address is registered."""
+        started = False
+        async with trio.open_nursery() as nursery:
+            while True:
+                ssn = self.ssn
+                if ssn is None or not self.ssn_addrs:
+                    await self._changed.wait()
+                    continue
+                async with trio.open_nursery() as holder:
+                    await holder.start(relay.keep_reservation, self.ssn_addrs[0])
+                    if not started:
+                        published = set(relay.circuit_addrs())
+                        if published:
+                            await self._publish_quietly()
+                        nursery.start_soon(self._republish, relay, published)
+                        started = True
+                        task_status.started()
+                    while self.ssn == ssn:
+                        await self._changed.wait()
+                    holder.cancel_scope.cancel()
+                relay.drop(ssn)
+
+    async def _republish(self, relay: RelayClient, published: set[Multiaddr]) -> None:
+        # Compare with what was last published rather than count wake-ups: a change that
+        # lands while a registration is in flight must not be lost.
+        while True:
+            current = set(relay.circuit_addrs())
+            if current == published:
+                await relay.wait_changed()
+                continue
+            published = current
+            await self._publish_quietly()
+
+    async def _publish_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except (NeoNetError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+            # The supervisor registers elsewhere (with the current addresses) if the SSN
+            # is gone; nothing else to do here.
+            logger.info("could not publish the new relayed address: %s", exc)
+
     async def aclose(self) -> None:
         if self._channel is not None:
             await self._channel.aclose()
@@ -440,25 +548,57 @@ class SsnClient:
 
 @asynccontextmanager
 async def open_ssn_client(
-    host: Host,
+    host: Host | NodeLike,
     seeds: SeedList,
     *,
     name: str | None = None,
     region: str | None = None,
     config: SsnClientConfig | None = None,
+    listen: Sequence[Multiaddr | str] = (),
+    relay: bool | None = None,
+    hole_punching: bool | None = None,
 ) -> AsyncIterator[SsnClient]:
     """Register with the best SSN of ``seeds`` (see the module docstring); stays registered
     (failing over) until the block ends. Raises ``SsnRequestError`` if no SSN takes us or
-    the name is held by another key."""
-    client = SsnClient(host, seeds, name=name, region=region, config=config or SsnClientConfig())
+    the name is held by another key.
+
+    Given a node (``neonet.Node``, or anything with ``host`` and ``identify_service``),
+    ``relay`` (reserve on our SSN's circuit relay) and ``hole_punching`` (run DCUtR) are
+    on unless set False; given a bare ``Host`` they are off and cannot be turned on.
+    ``listen`` addresses are opened once DCUtR runs (see the module docstring): open the
+    node with ``listen=()`` and pass its addresses here for hole punching through NATs.
+    """
+    node = None if isinstance(host, Host) else host
+    the_host = host if isinstance(host, Host) else host.host
+    if node is None and (relay or hole_punching):
+        raise TypeError("relay and hole punching need a node (with identify), not a Host")
+    client = SsnClient(
+        the_host,
+        seeds,
+        name=name,
+        region=region,
+        config=config or SsnClientConfig(),
+        node=node,
+    )
     try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(client.run)
-            try:
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
-                await client.aclose()
+        async with AsyncExitStack() as stack:
+            if node is not None and relay is not False:
+                client.relay = await stack.enter_async_context(open_relay_client(node))
+            if node is not None and hole_punching is not False:
+                client.dcutr = await stack.enter_async_context(
+                    open_dcutr(node, dial_timeout=client.config.punch_timeout)
+                )
+            for address in listen:
+                await the_host.listen(address)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(client.run)
+                if client.relay is not None:
+                    await nursery.start(client.keep_relay_on_ssn, client.relay)
+                try:
+                    yield client
+                finally:
+                    nursery.cancel_scope.cancel()
+                    await client.aclose()
     except BaseExceptionGroup as group:
         # One error (the caller's own, or the client's) surfaces as itself, however many
         # nurseries it came through.
