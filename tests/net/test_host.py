@@ -292,6 +292,28 @@ async def test_stream_open_proposal_and_first_data_share_one_write() -> None:
                 await stream.aclose()
 
 
+async def test_listener_answers_each_stream_in_one_write() -> None:
+    # The benchmark's stream pattern (open, 1-byte echo, close, sequential): the
+    # listener's ACK, negotiation answer and echo share one write, and its FIN for the
+    # previous stream rides along (data a handler sends ends the writer's deferral, but
+    # output queued before a read or a consume keeps waiting for it).
+    async with two_nodes() as (server, client):
+        with trio.fail_after(TIMEOUT):
+            peer = await client.connect(server.listen_addrs[0])
+            await client.identify_service.wait_identified(peer)
+            await server.identify_service.wait_identified(client.peer_id)
+            session = server.host.swarm.connections_to(client.peer_id)[0].session
+            before = session.statistics().writes
+            count = 50
+            for _ in range(count):
+                stream = await client.new_stream(peer, [ECHO])
+                await stream.send_all(b"x")
+                assert await stream.receive_some(1) == b"x"
+                await stream.aclose()
+            # The last stream's FIN may still be on its way: at most one write more.
+            assert session.statistics().writes - before <= count + 1
+
+
 async def test_pipelined_proposal_for_an_unknown_protocol_is_refused_on_first_read() -> None:
     # The dialer believes the peer speaks /nope and sends proposal and data at once:
     # the listener cannot settle it from the buffered bytes, falls back to the full

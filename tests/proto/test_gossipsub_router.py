@@ -123,6 +123,11 @@ def test_validation_reject_ignore_and_accept(backend: Implementation) -> None:
     first_hops = [network.nodes[network.by_peer[p]] for p in network.nodes[0].router.peers()]
     publisher = network.nodes[0].peer
     assert all(node.router.peer_score(publisher) < 0 for node in first_hops)  # P4
+    # A received encoding is kept only until the message is forwarded or judged: the
+    # delivery records (up to max_tracked_deliveries) must not pin message bodies.
+    tracked = [d for node in network.nodes for d in node.router._deliveries.values()]
+    assert len(tracked) > 3
+    assert all(delivery.received is None for delivery in tracked)
 
 
 def _flood_invalid(network: GossipNetwork, attacker: int, target: int, count: int) -> None:

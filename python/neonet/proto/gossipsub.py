@@ -194,6 +194,13 @@ class GossipRouter:
             config.history_length, config.history_gossip, config.mcache_capacity
         )
         self.score = PeerScore(config.score) if config.score is not None else None
+        # Near-first deliveries only count for P3/P3b; with neither weighted (the
+        # default) the ~6 duplicates per message skip the call.
+        self._count_near_first = config.score is not None and any(
+            params.mesh_deliveries_scored
+            for params in (config.score.default_topic, *config.score.topics.values())
+            if params is not None
+        )
         self._verify_ed25519 = impl.verify_signature
         self.stats = RouterStats()
         self._rng = SplitMix64(seed)
@@ -447,6 +454,7 @@ class GossipRouter:
             if self._pending >= config.max_pending_validations:
                 self.stats.validation_overflow += 1
                 delivery.status = _IGNORED
+                delivery.received = None
                 return
             self._pending += 1
             self._out.validate.append(PendingValidation(msg_id, message, peer))
@@ -474,7 +482,8 @@ class GossipRouter:
         if self.score is None:
             return
         if delivery.status == _VALID:
-            self.score.near_first_delivery(peer, delivery.topic, delivery.first_seen, now)
+            if self._count_near_first:
+                self.score.near_first_delivery(peer, delivery.topic, delivery.first_seen, now)
         elif delivery.status == _INVALID:
             self._invalid(peer, delivery.topic)
 
@@ -497,7 +506,9 @@ class GossipRouter:
         self._pending -= 1
         if result is ValidationResult.ACCEPT:
             self._accept(pending.msg_id, pending.message, delivery, now)
-        elif result is ValidationResult.REJECT:
+            return
+        delivery.received = None  # kept only to forward it: not needed any more
+        if result is ValidationResult.REJECT:
             delivery.status = _INVALID
             self.stats.invalid_received += 1
             for peer in delivery.peers:

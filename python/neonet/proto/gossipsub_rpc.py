@@ -448,8 +448,12 @@ class RpcReader:
         self._max = max_rpc_size
 
     def feed(self, data: bytes) -> list[bytes]:
-        buffer = self._buffer
-        buffer += data
+        buffer: bytes | bytearray
+        if self._buffer:
+            buffer = self._buffer
+            buffer += data
+        else:
+            buffer = data  # the usual case: the read starts with a frame; no copy
         found: list[bytes] = []
         offset = 0
         while True:
@@ -475,8 +479,11 @@ class RpcReader:
                 break
             found.append(bytes(buffer[start:end]))
             offset = end
-        if offset:
-            del buffer[:offset]
+        if buffer is self._buffer:
+            if offset:
+                del self._buffer[:offset]
+        elif offset < len(buffer):
+            self._buffer += buffer[offset:]  # an incomplete frame: keep it for the next read
         return found
 
     def pending(self) -> int:

@@ -14,6 +14,7 @@ import neonet
 from neonet.node import Node
 from neonet.proto.dcutr import MAX_ATTEMPTS
 from neonet.proto.ssn.client_protocol import ErrorCode, SsnRequestError
+from neonet.proto.ssn.connect_request import PREFIX
 from neonet.proto.ssn.seeds import SeedList
 from neonet.services.relay import open_relay
 from neonet.services.ssn.client import SsnClient, SsnClientConfig, open_ssn_client
@@ -143,15 +144,16 @@ async def test_connection_stays_relayed_when_no_punch_can_succeed() -> None:
             assert await _echo_over(bob_node, alice_node.peer_id) == (True, True)
 
 
-async def test_unknown_and_unreachable_peers_are_clear_errors() -> None:
+async def test_unknown_peers_are_clear_errors_and_dead_addresses_are_reported() -> None:
     with trio.fail_after(60):
         async with federation(["eu"]) as (seeds, _, nodes), AsyncExitStack() as stack:
             await _relaying(stack, nodes)
-            _, bob = await _punching_client(stack, seeds, "bob")
+            bob_node, bob = await _punching_client(stack, seeds, "bob")
             with pytest.raises(SsnRequestError) as unknown:
                 await bob.connect("nobody")
             assert unknown.value.code is ErrorCode.UNKNOWN_PEER
-            # Carol registers through a bare Host: no relay, and her only address is dead.
+            # Carol registers through a bare Host (no relay, no DCUtR) and her only
+            # address is dead: bob's dial fails, and she dials him back when asked.
             carol_node = await stack.enter_async_context(neonet.open_node(listen=()))
             carol = await stack.enter_async_context(
                 open_ssn_client(carol_node.host, seeds, name="carol", region="eu")
@@ -159,9 +161,28 @@ async def test_unknown_and_unreachable_peers_are_clear_errors() -> None:
             assert carol.relay is None and carol.dcutr is None
             carol.extra_addrs = [f"/ip4/127.0.0.1/tcp/1/p2p/{carol_node.peer_id}"]
             await carol.refresh()
-            with pytest.raises(ConnectError) as error:
-                await bob.connect("carol")
-            assert len(error.value.errors) == 1 and "/tcp/1/" in error.value.errors[0]
+            connected = await bob.connect("carol")
+            assert connected.path == "reversed"
+            assert len(connected.dial_errors) == 1 and "/tcp/1/" in connected.dial_errors[0]
+            assert bob_node.host.swarm.connections_to(carol_node.peer_id)
+
+
+async def test_an_error_inside_the_client_block_reaches_the_caller() -> None:
+    """Closing the client must not swallow the caller's exception (it did: the close was
+    awaited in the already cancelled nursery, and the Cancelled replaced the error)."""
+    with trio.fail_after(60):
+        async with federation(["eu"]) as (seeds, _, _nodes):
+            node_context = neonet.open_node()
+            node = await node_context.__aenter__()
+            try:
+                with pytest.raises(KeyError, match="mine"):
+                    async with open_ssn_client(node, seeds, name="alice", region="eu"):
+                        raise KeyError("mine")
+                with pytest.raises(KeyError, match="mine"):
+                    async with open_ssn_client(node.host, seeds, name="alice", region="eu"):
+                        raise KeyError("mine")
+            finally:
+                await node_context.__aexit__(None, None, None)
 
 
 async def test_the_reservation_follows_the_client_to_another_ssn() -> None:
@@ -221,3 +242,42 @@ async def test_an_ssn_without_a_relay_costs_the_client_nothing() -> None:
             connected = await bob.connect("alice")
             assert connected.path == "direct"
             assert await _echo_over(bob_node, alice_node.peer_id) == (True, False)
+
+
+async def test_an_unreachable_peer_is_asked_to_dial_back() -> None:
+    """Alice listens nowhere and her SSN runs no relay: her presence lists no address.
+    Bob's connect finds nothing to dial, signals her a connect request with his addresses,
+    and she dials him back; the connect request never reaches her application."""
+    with trio.fail_after(60):
+        async with federation(["eu"]) as (seeds, _, _nodes), AsyncExitStack() as stack:
+            alice_node, alice = await _punching_client(stack, seeds, "alice", listen=())
+            bob_node, bob = await _punching_client(stack, seeds, "bob")
+            assert (await bob.lookup("alice")).addrs == ()
+
+            connected = await bob.connect("alice")
+            assert (connected.peer, connected.path) == (alice_node.peer_id, "reversed")
+            assert connected.direct
+            inbound = bob_node.host.swarm.connections_to(alice_node.peer_id)[0]
+            assert inbound.direction == "inbound" and not inbound.relayed
+            assert await _echo_over(bob_node, alice_node.peer_id) == (True, False)
+            assert alice.stats.connect_requests == 1
+
+            # A malformed connect request is dropped and counted; the application only
+            # sees the ordinary signal sent after it.
+            await bob.send_signal(alice_node.peer_id, PREFIX + b"\xff")
+            await bob.send_signal(alice_node.peer_id, b"offer")
+            signal = await alice.signals().__anext__()
+            assert signal.payload == b"offer"
+            assert alice.stats.dropped_connect_requests == 1
+
+
+async def test_a_peer_that_does_not_dial_back_is_a_clear_error() -> None:
+    with trio.fail_after(60):
+        async with federation(["eu"]) as (seeds, _, _nodes), AsyncExitStack() as stack:
+            refusing = SsnClientConfig(accept_connect_requests=False)
+            await _punching_client(stack, seeds, "alice", listen=(), config=refusing)
+            quick = SsnClientConfig(reverse_timeout=0.5)
+            _, bob = await _punching_client(stack, seeds, "bob", config=quick)
+            with pytest.raises(ConnectError) as error:
+                await bob.connect("alice")
+            assert "dial back" in error.value.errors[-1]

@@ -43,6 +43,12 @@ from neonet.core.peer_id import PeerId
 from neonet.net.host import Host
 from neonet.proto.names import NameRecord, decode_name_record, sign_name_record
 from neonet.proto.ssn import client_protocol as cp
+from neonet.proto.ssn.connect_request import (
+    ConnectRequest,
+    decode_connect_request,
+    encode_connect_request,
+    is_connect_request,
+)
 from neonet.proto.ssn.seeds import SeedEntry, SeedList
 from neonet.services import ping as ping_service
 from neonet.services.dcutr import DcutrService, open_dcutr
@@ -50,8 +56,10 @@ from neonet.services.relay import NodeLike, RelayClient, open_relay_client
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
 from neonet.services.ssn.connectivity import (
     Connected,
+    ConnectError,
     dial_peer,
     is_relayed_addr,
+    wait_dialed_back,
     wait_upgrade,
 )
 
@@ -60,6 +68,8 @@ logger = logging.getLogger("neonet.ssn.client")
 # An SSN that stops answering without closing the connection is noticed by the keep-alive
 # ping first, which adds up to keepalive_interval + keepalive_timeout (15 s).
 FAILOVER_BOUND = 10.0
+# Dials back at once for peers' connect requests; more requests meanwhile are dropped.
+MAX_DIALS_BACK = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +89,9 @@ class SsnClientConfig:
     # False: publish only relayed addresses (a client that knows its listening addresses
     # are private spares every caller a dial that cannot succeed).
     advertise_listen_addrs: bool = True
+    # When nothing of the peer answers, ask it (in a signal) to dial us back, and wait.
+    reverse_timeout: float = 10.0
+    accept_connect_requests: bool = True  # dial back peers that ask us to
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +116,8 @@ class ClientStatistics:
     registrations: int = 0
     failovers: int = 0
     dropped_signals: int = 0
+    connect_requests: int = 0  # handled (dialed back)
+    dropped_connect_requests: int = 0  # malformed, refused or over MAX_DIALS_BACK
     last_failover_seconds: float = 0.0
     rtts: dict[str, float] = field(default_factory=dict)
 
@@ -132,6 +147,8 @@ class SsnClient:
         #: Set by ``open_ssn_client`` when it runs them (given a node).
         self.dcutr: DcutrService | None = None
         self.relay: RelayClient | None = None
+        self._nursery: trio.Nursery | None = None  # for dials back (set while open)
+        self._dials_back = 0
         self.seeds = seeds
         self.name = name
         self.region = region
@@ -198,22 +215,86 @@ class SsnClient:
         first, else through its SSN's relay, where DCUtR then tries to make the connection
         direct; waits for that at most ``upgrade_timeout`` (``config.upgrade_timeout``; 0
         returns at once, relayed, and ``wait_upgrade`` can follow). The result says whether
-        the connection ended direct or relayed. Raises ``SsnRequestError`` (lookup) or
-        ``ConnectError`` (no address answered). Safe to cancel.
+        the connection ended direct or relayed. When no address answers, the peer is asked
+        in a signal to dial us back (``proto.ssn.connect_request``; path ``reversed``, or
+        ``relayed`` if it came through our relay). Raises ``SsnRequestError`` (lookup, or
+        the signal) or ``ConnectError`` (nothing answered, and no connection came back).
+        Safe to cancel.
         """
+        started = trio.current_time()
         info = await self.lookup(query)
-        connected = await dial_peer(
-            self.host,
-            info.peer_id,
-            info.addrs,
-            dcutr=self.dcutr,
-            direct_timeout=self.config.direct_timeout,
-            relay_timeout=self.config.relay_timeout,
-        )
+        try:
+            connected = await dial_peer(
+                self.host,
+                info.peer_id,
+                info.addrs,
+                dcutr=self.dcutr,
+                direct_timeout=self.config.direct_timeout,
+                relay_timeout=self.config.relay_timeout,
+            )
+        except ConnectError as failure:
+            connected = await self._ask_to_dial_back(info.peer_id, failure, started)
         limit = self.config.upgrade_timeout if upgrade_timeout is None else upgrade_timeout
         if connected.path != "relayed" or limit <= 0:
             return connected
         return await wait_upgrade(self.host, self.dcutr, connected, limit)
+
+    async def _ask_to_dial_back(
+        self, peer: PeerId, failure: ConnectError, started: float
+    ) -> Connected:
+        """Nothing of ``peer`` answered: signal it our addresses and wait (at most
+        ``reverse_timeout``) for its connection; ``failure`` again if none comes."""
+        own = [
+            a
+            for a in self.host.listen_addrs
+            if self.config.advertise_listen_addrs or is_relayed_addr(a)
+        ]
+        if not own:
+            raise failure
+        request = encode_connect_request(ConnectRequest(tuple(own)))
+        return await wait_dialed_back(
+            self.host,
+            peer,
+            lambda: self.send_signal(peer, request),
+            failure,
+            started=started,
+            mark=self.dcutr.recorded if self.dcutr is not None else 0,
+            within=self.config.reverse_timeout,
+        )
+
+    def _on_connect_request(self, sender: PeerId, payload: bytes) -> None:
+        try:
+            request = decode_connect_request(payload)
+        except RemoteProtocolError as exc:
+            logger.info("bad connect request from %s: %s", sender, exc)
+            self.stats.dropped_connect_requests += 1
+            return
+        if (
+            not self.config.accept_connect_requests
+            or self._nursery is None
+            or self._dials_back >= MAX_DIALS_BACK
+        ):
+            self.stats.dropped_connect_requests += 1
+            return
+        self.stats.connect_requests += 1
+        self._dials_back += 1
+        self._nursery.start_soon(self._dial_back, sender, request.addrs)
+
+    async def _dial_back(self, peer: PeerId, addrs: tuple[Multiaddr, ...]) -> None:
+        try:
+            # Every address is dialed as /p2p/<peer>: Noise proves it is the peer that asked.
+            await dial_peer(
+                self.host,
+                peer,
+                addrs,
+                dcutr=self.dcutr,
+                direct_timeout=self.config.direct_timeout,
+                relay_timeout=self.config.relay_timeout,
+            )
+        except ConnectError as exc:
+            logger.info("could not dial %s back: %s", peer, exc)
+        finally:
+            self._dials_back -= 1
 
     async def wait_upgrade(self, connected: Connected, within: float | None = None) -> Connected:
         """After ``connect(..., upgrade_timeout=0)``: wait for DCUtR's outcome, at most
@@ -321,6 +402,10 @@ class SsnClient:
                 except trio.WouldBlock:
                     raise RemoteProtocolError("the SSN sent a second CHALLENGE") from None
             elif isinstance(message, cp.Incoming):
+                if is_connect_request(message.payload):
+                    # Ours, not the application's (proto.ssn.connect_request).
+                    self._on_connect_request(PeerId(message.sender), message.payload)
+                    return
                 try:
                     self._send_incoming.send_nowait(
                         IncomingSignal(PeerId(message.sender), message.payload)
@@ -591,14 +676,19 @@ async def open_ssn_client(
             for address in listen:
                 await the_host.listen(address)
             async with trio.open_nursery() as nursery:
+                client._nursery = nursery
                 await nursery.start(client.run)
                 if client.relay is not None:
                     await nursery.start(client.keep_relay_on_ssn, client.relay)
                 try:
                     yield client
                 finally:
+                    # Before the cancel: awaited in the cancelled nursery, a Cancelled would
+                    # replace the caller's exception and the nursery would absorb it.
+                    with trio.move_on_after(5) as cleanup:
+                        cleanup.shield = True
+                        await client.aclose()
                     nursery.cancel_scope.cancel()
-                    await client.aclose()
     except BaseExceptionGroup as group:
         # One error (the caller's own, or the client's) surfaces as itself, however many
         # nurseries it came through.

@@ -8,10 +8,13 @@ relay v2 on the peer's SSN) are dialed. Over a relayed connection the peer, whic
 received it, starts DCUtR (libp2p/specs relay/DCUtR.md: the receiver of the relayed
 connection sends CONNECT); ``wait_upgrade`` waits until a direct connection exists or
 the peer has used up its ``MAX_ATTEMPTS`` hole punches, and says which happened.
+When nothing answers at all, ``wait_dialed_back`` asks the peer (a connect request in a
+signal) to dial the caller's addresses and waits for that connection.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -28,8 +31,9 @@ from neonet.services.dcutr import DcutrService, HolePunchResult
 _DIAL_ERRORS = (NeoNetError, OSError, trio.BrokenResourceError, trio.TooSlowError)
 
 #: How the connection in use was made: a dial to a direct address, a relayed connection
-#: that DCUtR made direct, or the relay still.
-Path = Literal["direct", "hole-punch", "relayed"]
+#: that DCUtR made direct, the relay still, or the peer dialed us back directly when we
+#: asked it to in a signal (``proto.ssn.connect_request``).
+Path = Literal["direct", "hole-punch", "relayed", "reversed"]
 
 
 class ConnectError(NeoNetError):
@@ -114,12 +118,46 @@ async def dial_peer(
     raise ConnectError(f"cannot reach {peer}", tuple(errors))
 
 
+async def wait_dialed_back(
+    host: Host,
+    peer: PeerId,
+    ask: Callable[[], Awaitable[object]],
+    failure: ConnectError,
+    *,
+    started: float,
+    mark: int,
+    within: float,
+) -> Connected:
+    """``ask`` the peer to dial us back (a connect request in a signal), then wait at most
+    ``within`` seconds for its connection; raises ``failure``, extended, if none comes."""
+    arrived = trio.Event()
+
+    def on_connection(connection: Connection) -> None:
+        if connection.remote_peer == peer:
+            arrived.set()
+
+    host.swarm.on_connection.append(on_connection)
+    try:
+        await ask()
+        with trio.move_on_after(within):
+            if not host.swarm.connections_to(peer):
+                await arrived.wait()
+    finally:
+        host.swarm.on_connection.remove(on_connection)
+    connections = host.swarm.connections_to(peer)
+    if not connections:
+        waited = f"asked {peer} to dial back: no connection within {within} s"
+        raise ConnectError(f"cannot reach {peer}", (*failure.errors, waited))
+    path: Path = "relayed" if connections[0].relayed else "reversed"
+    return Connected(peer, path, failure.errors, None, _since(started), mark)
+
+
 async def wait_upgrade(
     host: Host, dcutr: DcutrService | None, connected: Connected, within: float
 ) -> Connected:
     """Wait (at most ``within`` s) until DCUtR made the connection to the peer direct, or
     the peer's hole punches are used up; the returned ``Connected`` says which path won."""
-    if connected.path == "direct":
+    if connected.direct:
         return connected
     peer = connected.peer
     started = trio.current_time()
@@ -129,9 +167,11 @@ async def wait_upgrade(
         mine = [r for r in since if r.peer == peer]
         done = _direct_connection(host, peer) is not None or any(r.success for r in mine)
         failures = sum(1 for r in mine if not r.success)
-        # The peer (B) starts each attempt; we answer each one and record its result.
-        # B's own failure (recorded on B's side only) ends its series, so count ours.
-        return done or failures >= MAX_ATTEMPTS, (mine[-1] if mine else None)
+        # When the peer (B) starts the punch, we answer each of its attempts and record
+        # each; B's giving up is recorded on its side only, so count our answers. When we
+        # are B (the peer dialed our relayed address back), our one result ends the series.
+        settled = done or failures >= MAX_ATTEMPTS or any(r.initiator for r in mine)
+        return settled, (mine[-1] if mine else None)
 
     if dcutr is not None:
         with trio.move_on_after(within):
