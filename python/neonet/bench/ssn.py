@@ -1,16 +1,18 @@
 """``neonet bench ssn``: what one SSN process holds and moves, next to a Node.js ``ws`` relay.
 
-Starts 4 SSN processes (2 regions, ``cli.local_network``) and drives them from this
-process with light clients (a swarm and an SSN client each, no listener):
+Starts 4 SSN processes (2 regions, ``cli.local_network``) and drives them with light
+clients (a swarm and an SSN client each, no listener, the client's default keep-alive):
 
-- clients held by one SSN and its memory per client (RSS growth / clients), and
+- clients held by one SSN and its memory per client (RSS growth / clients it holds), and
   registrations per second while they connect (NeoNet connection + Noise + yamux +
-  challenge, proof and STORE on the R=3 owners);
+  challenge, proof and STORE on the R=3 owners), from ``GENERATOR_CLIENTS``-client
+  generator processes (``bench.ssn_hold``): one Python process cannot drive 18,000;
 - lookup latency (median, p99), one at a time, of peers registered in the same region
   and in the other region (both are one federation hop at most; on loopback the region
   is a label, so the difference is the hop, not the distance);
 - signals per second from senders on one SSN to receivers on another (client -> SSN ->
-  SSN -> client, each signal acknowledged end to end), counted at the receivers.
+  SSN -> client, each signal acknowledged end to end), counted at the receivers;
+  lookups and signals are driven from this process.
 
 Then the same load against ``bench/ssn-relay/relay.mjs`` (a minimal room relay, what the
 original NeoNet server is) from this same process over plain WebSocket (wsproto):
@@ -27,6 +29,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,17 +39,23 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, Request, TextMessage
 
+from neonet.bench.ssn_hold import light_client
 from neonet.cli.local_network import LocalNetwork
-from neonet.core.keys import Ed25519Identity
-from neonet.net.host import Host
 from neonet.proto.ssn.seeds import SeedList, make_seed_list
-from neonet.services.ssn.client import SsnClient, SsnClientConfig
+from neonet.services.ssn.client import SsnClient
 
 RELAY_DIR = Path(__file__).resolve().parents[3] / "bench" / "ssn-relay"
 SERVE_ARGS = [
     "--address-rate", "1000000", "--address-burst", "1000000",
     "--client-rate", "1000000", "--max-clients", "19000",
 ]  # fmt: skip
+# Clients per load-generator process (each holds one socket per client).
+GENERATOR_CLIENTS = 4500
+# Registrations each generator keeps in flight. More only queue up on the SSN (whose
+# CPU is the limit) and delay the keep-alive pings of the clients it already holds past
+# their timeout, which makes them re-register: at 4 x 32 a loaded machine collapsed at
+# ~9,700 clients (docs/benchmarks.md).
+GENERATOR_CONCURRENCY = 8
 
 
 def _rss_kib(pid: int) -> int:
@@ -62,12 +71,62 @@ def _only(seeds: SeedList, index: int) -> SeedList:
     return make_seed_list(seeds.network, seeds.serial, [entry], issued_at=seeds.issued_at)
 
 
-async def _light_client(nursery: trio.Nursery, seeds: SeedList, name: str | None) -> SsnClient:
-    host = Host(Ed25519Identity.generate())
-    await nursery.start(host.swarm.serve)
-    client = SsnClient(host, seeds, name=name, region=None, config=SsnClientConfig())
-    await nursery.start(client.run)
-    return client
+_light_client = light_client
+
+
+async def _hold_clients(
+    network: LocalNetwork, directory: Path, held: int
+) -> tuple[list[subprocess.Popen[str]], dict[str, Any]]:
+    """Start generator processes that register ``held`` clients on SSN 0; wait for them."""
+    seeds_file = directory / "ssn0-only.cbor"
+    seeds_file.write_bytes(_only(network.seeds, 0).sign(network.operator))
+    counts = [GENERATOR_CLIENTS] * (held // GENERATOR_CLIENTS)
+    if held % GENERATOR_CLIENTS:
+        counts.append(held % GENERATOR_CLIENTS)
+    processes = _start_generators(network, seeds_file, counts)
+    reports: list[dict[str, Any]] = []
+    for process in processes:
+        assert process.stdout is not None
+        line = await trio.to_thread.run_sync(process.stdout.readline)
+        # A generator that died prints nothing: its clients count as failed.
+        reports.append(json.loads(line) if line else {"held": 0, "failures": 1, "seconds": 0})
+    return processes, {
+        "held": sum(r["held"] for r in reports),
+        "failures": sum(r["failures"] for r in reports),
+        "failure_sample": [x for r in reports for x in r.get("failure_sample", [])][:3],
+        "seconds": max(r["seconds"] for r in reports),
+        "generators": len(processes),
+    }
+
+
+def _start_generators(
+    network: LocalNetwork, seeds_file: Path, counts: list[int]
+) -> list[subprocess.Popen[str]]:
+    module = [sys.executable, "-m", "neonet.bench.ssn_hold", str(seeds_file)]
+    concurrency = str(GENERATOR_CONCURRENCY)
+    return [
+        subprocess.Popen(
+            [*module, str(network.operator_peer), str(count), f"held{index}", concurrency],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for index, count in enumerate(counts)
+    ]
+
+
+def _stop(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        if process.stdin is not None:
+            process.stdin.close()
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -80,6 +139,7 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
     seconds = 3.0 if quick else 8.0
     network = LocalNetwork.create(directory, ["eu", "eu", "us", "us"], SERVE_ARGS)
     results: dict[str, Any] = {}
+    generators: list[subprocess.Popen[str]] = []
     try:
         await trio.to_thread.run_sync(network.start_all)
         with trio.fail_after(30):
@@ -92,34 +152,21 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
             # 1. Clients held by SSN 0, registrations/s, memory per client.
             await trio.sleep(1.0)
             rss_before = _rss_kib(pid)
-            on_ssn0 = _only(network.seeds, 0)
-            clients: list[SsnClient] = []
-            limiter = trio.Semaphore(64)
-
-            failures: list[str] = []
-
-            async def add(index: int) -> None:
-                async with limiter:
-                    try:
-                        client = await _light_client(nursery, on_ssn0, f"held-{index}")
-                    except Exception as exc:  # (or a group of one): counted, reported
-                        failures.append(repr(exc)[:300])
-                        return
-                    clients.append(client)
-
-            started = time.perf_counter()
-            async with trio.open_nursery() as adders:
-                for index in range(held):
-                    adders.start_soon(add, index)
-            elapsed = time.perf_counter() - started
-            await trio.sleep(1.0)
+            generators, report = await _hold_clients(network, directory, held)
+            await trio.sleep(2.0)
             rss_after = _rss_kib(pid)
-            results["clients_held"] = len(clients)
-            results["registration_failures"] = len(failures)
-            results["registration_failure_sample"] = failures[:3]
-            results["registrations_per_s"] = len(clients) / elapsed
-            results["kib_per_client"] = (rss_after - rss_before) / len(clients)
+            holding = (network.stats(0) or {}).get("clients", 0)
+            results["clients_held"] = holding
+            results["generator_processes"] = report["generators"]
+            results["registration_failures"] = report["failures"]
+            results["registration_failure_sample"] = report["failure_sample"]
+            results["registrations_per_s"] = report["held"] / max(report["seconds"], 1e-9)
+            results["kib_per_client"] = (rss_after - rss_before) / max(1, holding)
             results["ssn_rss_mib"] = rss_after / 1024
+            clients = [
+                await _light_client(nursery, _only(network.seeds, 0), f"near0-{i}")
+                for i in range(9)
+            ]
 
             # 2. Lookup latency within the region (targets on SSN 1, eu) and across (SSN 2, us).
             far = [
@@ -173,6 +220,8 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
             results["signals_acknowledged"] = acknowledged
             nursery.cancel_scope.cancel()
     finally:
+        if generators:
+            await trio.to_thread.run_sync(_stop, generators)
         await trio.to_thread.run_sync(network.stop_all)
     return results
 
@@ -309,7 +358,8 @@ def main(*, quick: bool, as_json: bool, clients: int | None = None) -> None:
     print("SSN (one process; 4 SSNs in 2 regions on loopback, Python load generator)")
     print(
         f"  clients held by one SSN      {ssn['clients_held']}"
-        f" ({ssn['registration_failures']} registrations failed)"
+        f" ({ssn['registration_failures']} registrations failed;"
+        f" {ssn['generator_processes']} generator processes)"
     )
     print(
         f"  memory per client            {ssn['kib_per_client']:.1f} KiB"

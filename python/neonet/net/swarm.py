@@ -84,6 +84,33 @@ class Connection:
         await self.session.aclose()
 
 
+class _ConnectionStarted:
+    """The task status ``YamuxSession.run`` reports to: registers the connection, tells the
+    ``on_connection`` callbacks, and passes the connection on to a ``nursery.start`` caller."""
+
+    __slots__ = ("_connection", "_outer", "_swarm", "registered")
+
+    def __init__(
+        self,
+        swarm: Swarm,
+        connection: Connection,
+        outer: trio.TaskStatus[Connection] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        self._swarm = swarm
+        self._connection = connection
+        self._outer = outer
+        self.registered = False
+
+    def started(self, value: None = None) -> None:
+        connection = self._connection
+        self._swarm._connections.setdefault(connection.remote_peer, []).append(connection)
+        self._swarm._connection_count += 1
+        self.registered = True
+        self._outer.started(connection)
+        for callback in self._swarm.on_connection:
+            callback(connection)
+
+
 class Swarm:
     """Owns connections; run ``serve(task_status=...)`` inside a nursery to activate it."""
 
@@ -93,6 +120,9 @@ class Swarm:
         self.config = config or SwarmConfig()
         self.handlers: dict[str, StreamHandler] = {}
         self._connections: dict[PeerId, list[Connection]] = {}
+        # Kept up to date: counting on every inbound connection was O(connections), which
+        # an SSN with 18,000 clients pays for every registration.
+        self._connection_count = 0
         self._dials: dict[PeerId, trio.Event] = {}
         self._dial_errors: dict[PeerId, BaseException] = {}
         self._pending_inbound = 0
@@ -145,7 +175,7 @@ class Swarm:
 
     # --- connections -------------------------------------------------------------
     def connection_count(self) -> int:
-        return sum(len(connections) for connections in self._connections.values())
+        return self._connection_count
 
     def connections_to(self, peer: PeerId) -> list[Connection]:
         """Live connections to ``peer``, direct ones before relayed ones."""
@@ -188,7 +218,11 @@ class Swarm:
             logger.info("refusing connection from %s: per-peer limit", channel.remote_peer)
             await trio.aclose_forcefully(channel.secure)
             return
-        await self._run_connection(raw, channel, "inbound")
+        connection = self._new_connection(raw, channel, "inbound")
+        # The handshake's objects (the Noise stream, its retired channel) are not kept
+        # alive by this frame while the connection lives: they cost memory per peer.
+        del raw, channel
+        await self._run_session(connection, _ConnectionStarted(self, connection))
 
     async def accept_inbound(self, raw: transport.RawConnection) -> None:
         """Upgrade and run an inbound connection that arrived some other way (a relayed
@@ -203,6 +237,13 @@ class Swarm:
         *,
         task_status: trio.TaskStatus[Connection] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        connection = self._new_connection(raw, channel, direction)
+        del raw, channel  # see _handle_inbound
+        await self._run_session(connection, _ConnectionStarted(self, connection, task_status))
+
+    def _new_connection(
+        self, raw: transport.RawConnection, channel: object, direction: Direction
+    ) -> Connection:
         from neonet.net.upgrader import SecuredChannel
 
         assert isinstance(channel, SecuredChannel)
@@ -216,7 +257,7 @@ class Swarm:
             remote_peer=channel.remote_peer,
             noise=noise,
         )
-        connection = Connection(
+        return Connection(
             remote_peer=channel.remote_peer,
             remote_public_key=channel.secure.remote_public_key,
             local_addr=raw.local_addr,
@@ -224,21 +265,22 @@ class Swarm:
             direction=direction,
             session=session,
         )
-        self._connections.setdefault(connection.remote_peer, []).append(connection)
+
+    async def _run_session(self, connection: Connection, started: _ConnectionStarted) -> None:
+        """Run the connection's session in this task (one task less per connection than a
+        nursery around it) until it ends; ``started`` registers it once it runs."""
         try:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(session.run)
-                task_status.started(connection)
-                for callback in self.on_connection:
-                    callback(connection)
+            await connection.session.run(task_status=started)
         finally:
-            peers = self._connections.get(connection.remote_peer, [])
-            if connection in peers:
-                peers.remove(connection)
-            if not peers:
-                self._connections.pop(connection.remote_peer, None)
-            for callback in self.on_disconnect:
-                callback(connection)
+            if started.registered:
+                peers = self._connections.get(connection.remote_peer, [])
+                if connection in peers:
+                    peers.remove(connection)
+                    self._connection_count -= 1
+                if not peers:
+                    self._connections.pop(connection.remote_peer, None)
+                for callback in self.on_disconnect:
+                    callback(connection)
 
     async def _handle_stream(self, stream: YamuxStream) -> None:
         try:

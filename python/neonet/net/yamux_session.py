@@ -12,7 +12,10 @@ buffer (two peers that both write big messages would otherwise deadlock). Over T
 both tasks use the socket's descriptor directly (the session owns it): the reader waits
 for readability before reading after a short read, instead of paying a failed ``recv``
 and its exception each time, and the writer hands trio only what the kernel did not
-take at once; together about 15% of a small stream's CPU on each side.
+take at once; together about 15% of a small stream's CPU on each side. The writer
+exists only while there is output or was some in the last ``WRITER_IDLE_EXIT`` seconds,
+and events are made when someone waits: an idle connection (an SSN holds thousands)
+costs one task.
 
 Streams are trio ``HalfCloseableStream``s with TCP-like close semantics: ``send_eof``
 sends FIN; ``aclose`` sends FIN if needed and stops reading, and data that arrives on a
@@ -25,7 +28,6 @@ from __future__ import annotations
 import operator
 import os
 import threading
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -62,6 +64,9 @@ RECEIVE_CHUNK = 256 * 1024
 LARGE_READ = 64 * 1024
 # Writers wait while this much engine output is queued and not yet flushed.
 MAX_PENDING_OUTPUT = 1024 * 1024
+# The writer task ends after this many seconds without output; the next output starts
+# a new one (a few microseconds, against a task's ~4 KB kept for every idle connection).
+WRITER_IDLE_EXIT = 1.0
 
 
 class YamuxStream(trio.abc.HalfCloseableStream):
@@ -74,12 +79,17 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         # Set when the protocol was proposed optimistically: the peer's answer is read
         # (and checked) before the first application bytes.
         self._pending_negotiation: MultistreamDialer | None = None
-        self._buffer: deque[bytes] = deque()
+        # A list, not a deque: an empty deque takes ~600 bytes, and streams rarely hold
+        # more than a chunk or two.
+        self._buffer: list[bytes] = []
         self._buffered = 0
         # Bytes pushed back by unread() were already credited to the peer's window.
         self._preconsumed = 0
-        self._receive_event = trio.Event()
-        self._send_event = trio.Event()
+        # The task waiting in receive_some (rescheduled directly: a trio.Event costs ~700
+        # bytes while waited on, and SSN client streams wait for most of their life).
+        self._receiver: trio.lowlevel.Task | None = None
+        # Made by whoever waits (most streams never do): see _wake_sender.
+        self._send_event: trio.Event | None = None
         self._remote_finished = False
         self._reset = False
         self._local_finished = False
@@ -97,6 +107,26 @@ class YamuxStream(trio.abc.HalfCloseableStream):
     def session(self) -> YamuxSession:
         return self._session
 
+    def _wake_receiver(self) -> None:
+        task = self._receiver
+        if task is not None:
+            self._receiver = None
+            trio.lowlevel.reschedule(task)
+
+    async def _wait_receivable(self) -> None:
+        self._receiver = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(self._abort_receive)
+
+    def _abort_receive(self, raise_cancel: object) -> trio.lowlevel.Abort:
+        self._receiver = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _wake_sender(self) -> None:
+        event = self._send_event
+        if event is not None:
+            self._send_event = None
+            event.set()
+
     # --- events from the session -------------------------------------------------
     def _on_data(self, data: bytes) -> None:
         if self._closed:
@@ -112,7 +142,7 @@ class YamuxStream(trio.abc.HalfCloseableStream):
             return
         self._buffer.append(data)
         self._buffered += len(data)
-        self._receive_event.set()
+        self._wake_receiver()
 
     def _call_back(self, callback: Callable[[bytes], None], data: bytes) -> None:
         try:
@@ -124,15 +154,15 @@ class YamuxStream(trio.abc.HalfCloseableStream):
 
     def _on_end(self) -> None:
         self._remote_finished = True
-        self._receive_event.set()
+        self._wake_receiver()
 
     def _on_reset(self) -> None:
         self._reset = True
-        self._receive_event.set()
-        self._send_event.set()
+        self._wake_receiver()
+        self._wake_sender()
 
     def _on_send_window(self) -> None:
-        self._send_event.set()
+        self._wake_sender()
 
     # --- trio.abc.HalfCloseableStream ---------------------------------------------
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -150,8 +180,8 @@ class YamuxStream(trio.abc.HalfCloseableStream):
                     await session._output_flushed_enough()
                     self._check_can_send()
                 else:
-                    self._send_event = trio.Event()
-                    await self._send_event.wait()
+                    self._send_event = event = trio.Event()
+                    await event.wait()
                     self._check_can_send()
             if not data:
                 await trio.lowlevel.checkpoint()
@@ -201,8 +231,8 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         with self._send_conflict:
             self._check_can_send()
             while not self._reset and self._session._send_window(self.stream_id) == 0:
-                self._send_event = trio.Event()
-                await self._send_event.wait()
+                self._send_event = event = trio.Event()
+                await event.wait()
                 if self._closed:
                     raise trio.ClosedResourceError("stream was closed")
             await trio.lowlevel.checkpoint()
@@ -254,14 +284,13 @@ class YamuxStream(trio.abc.HalfCloseableStream):
                     return b""
                 if self._session._dead is not None:
                     raise trio.BrokenResourceError("connection closed") from self._session._dead
-                self._receive_event = trio.Event()
-                await self._receive_event.wait()
+                await self._wait_receivable()
                 waited = True
 
     def _take(self, max_bytes: int | None) -> bytes:
         first = self._buffer[0]
         if max_bytes is None or len(first) <= max_bytes:
-            self._buffer.popleft()
+            del self._buffer[0]
             chunk = first
         else:
             chunk = first[:max_bytes]
@@ -315,10 +344,10 @@ class YamuxStream(trio.abc.HalfCloseableStream):
     def unread(self, data: bytes) -> None:
         """Put bytes read past a negotiation back in front of the stream."""
         if data:
-            self._buffer.appendleft(data)
+            self._buffer.insert(0, data)
             self._buffered += len(data)
             self._preconsumed += len(data)
-            self._receive_event.set()
+            self._wake_receiver()
 
     async def send_eof(self) -> None:
         with self._send_conflict:
@@ -361,8 +390,8 @@ class YamuxStream(trio.abc.HalfCloseableStream):
                 self._buffer.append(pending)
                 self._buffered = len(pending)
         self._closed = True
-        self._receive_event.set()
-        self._send_event.set()
+        self._wake_receiver()
+        self._wake_sender()
         if self._reset or self._session._dead is not None:
             return
         if self._buffered and not self._remote_finished:
@@ -380,8 +409,8 @@ class YamuxStream(trio.abc.HalfCloseableStream):
             self._session._reset(self.stream_id)
         self._reset = True
         self._closed = True
-        self._receive_event.set()
-        self._send_event.set()
+        self._wake_receiver()
+        self._wake_sender()
 
 
 # Scheduler passes the writer waits after a peer opened a stream (see _handle_bytes).
@@ -454,19 +483,23 @@ class YamuxSession:
         self._initial_data = initial_data
         self.remote_peer = remote_peer
         self._streams: dict[int, YamuxStream] = {}
-        self._output_event = trio.Event()
+        # The events are made by whoever waits (see the module docstring).
+        self._output_event: trio.Event | None = None
+        self._writer_running = False
         self._defer_passes = 0
         self._writes = 0
-        self._output_drained = trio.Event()
+        self._output_drained: trio.Event | None = None
         self._pending_output = 0
         self._pings: dict[int, trio.Event] = {}
         self._next_ping = 1
         self._dead: BaseException | None = None
-        self._closed_event = trio.Event()
+        self._closed_event: trio.Event | None = None
         self._bytes_sent = 0
         self._bytes_received = 0
         self._stream_nursery: trio.Nursery | None = None
-        self._cancel_scope = trio.CancelScope()
+        # The stream nursery's scope (no scope of its own: memory per connection).
+        self._cancel_scope: trio.CancelScope | None = None
+        self._cancel_requested = False
         # Only the Noise engine is fed reads directly from the socket: it is done with
         # the read buffer when it returns (it decrypts into buffers of its own).
         self._socket_fd = _socket_fd(transport) if noise is not None else None
@@ -478,26 +511,37 @@ class YamuxSession:
         Transport failures and protocol violations end this connection only: they are
         recorded (streams then raise ``BrokenResourceError``) and ``run`` returns.
         """
-        with self._cancel_scope:
-            try:
-                async with trio.open_nursery() as nursery:
-                    self._stream_nursery = nursery
-                    nursery.start_soon(self._guarded, self._writer)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._stream_nursery = nursery
+                self._cancel_scope = nursery.cancel_scope
+                if self._cancel_requested:
+                    nursery.cancel_scope.cancel()
+                try:
                     task_status.started()
                     if self._initial_data:
                         self._handle_bytes(self._initial_data, self._receive_initial)
                     await self._guarded(self._reader)
-            finally:
-                self._mark_dead(trio.BrokenResourceError("connection closed"))
-                with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    await self._transport.aclose()
+                finally:
+                    # Closed to new tasks from here (the session is cancelled by now).
+                    self._stream_nursery = None
+        finally:
+            self._mark_dead(trio.BrokenResourceError("connection closed"))
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await self._transport.aclose()
+
+    def _cancel(self) -> None:
+        """End the session: cancel its reader, writer and stream handlers."""
+        self._cancel_requested = True
+        if self._cancel_scope is not None:
+            self._cancel_scope.cancel()
 
     async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
         try:
             await task()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError, OSError) as exc:
             self._mark_dead(exc)
-        self._cancel_scope.cancel()
+        self._cancel()
 
     def _mark_dead(self, exc: BaseException) -> None:
         if self._dead is not None:
@@ -505,17 +549,22 @@ class YamuxSession:
         self._dead = exc
         for stream in list(self._streams.values()):
             stream._on_reset()
-        for event in self._pings.values():
-            event.set()
-        self._output_event.set()
-        self._output_drained.set()
-        self._closed_event.set()
+        for waiter in self._pings.values():
+            waiter.set()
+        for event in (self._output_event, self._output_drained, self._closed_event):
+            if event is not None:
+                event.set()
 
     @property
     def closed(self) -> bool:
         return self._dead is not None
 
     async def wait_closed(self) -> None:
+        if self._dead is not None:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._closed_event is None:
+            self._closed_event = trio.Event()
         await self._closed_event.wait()
 
     async def aclose(self) -> None:
@@ -527,7 +576,7 @@ class YamuxSession:
             except ProtocolError:
                 pass
         self._mark_dead(trio.ClosedResourceError("connection closed locally"))
-        self._cancel_scope.cancel()
+        self._cancel()
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await self._transport.aclose()
 
@@ -546,6 +595,7 @@ class YamuxSession:
             if not data:
                 return
             self._handle_bytes(data)
+            del data  # not kept alive while this (often idle) connection waits
 
     async def _read_socket(self, fd: int) -> None:
         """Read the TCP socket directly (it is ours alone) into one reused buffer; after
@@ -637,40 +687,60 @@ class YamuxSession:
     def _accept(self, stream_id: int) -> None:
         stream = YamuxStream(self, stream_id)
         self._streams[stream_id] = stream
-        assert self._stream_nursery is not None
-        self._stream_nursery.start_soon(self._on_stream, stream)
+        nursery = self._stream_nursery
+        if nursery is not None:
+            nursery.start_soon(self._on_stream, stream)
+
+    def _start_writer(self) -> None:
+        if not self._writer_running and self._stream_nursery is not None and self._dead is None:
+            self._writer_running = True
+            self._stream_nursery.start_soon(self._writer)
 
     async def _writer(self) -> None:
+        """Flush the engine's output; end after ``WRITER_IDLE_EXIT`` seconds without any."""
         transport = self._transport
         engine = self._engine
         fd = self._socket_fd
         write = os.write
-        while True:
-            data = engine.data_to_send()
-            if not data:
-                self._pending_output = 0
-                self._output_drained.set()
-                if self._dead is not None:
-                    return
-                self._output_event = trio.Event()
-                await self._output_event.wait()
+        try:
+            while True:
                 while self._defer_passes:
                     self._defer_passes -= 1
                     await trio.lowlevel.cancel_shielded_checkpoint()
-                continue
-            self._bytes_sent += len(data)
-            self._writes += 1
-            if fd is None:
-                await transport.send_all(data)
-                continue
-            # Write the socket directly; only what the kernel did not take goes through
-            # trio (which waits for writability).
-            try:
-                sent = write(fd, data)
-            except BlockingIOError:
-                sent = 0
-            if sent < len(data):
-                await transport.send_all(memoryview(data)[sent:])
+                data = engine.data_to_send()
+                if data:
+                    self._bytes_sent += len(data)
+                    self._writes += 1
+                    if fd is None:
+                        await transport.send_all(data)
+                        continue
+                    # Write the socket directly; only what the kernel did not take goes
+                    # through trio (which waits for writability).
+                    try:
+                        sent = write(fd, data)
+                    except BlockingIOError:
+                        sent = 0
+                    if sent < len(data):
+                        await transport.send_all(memoryview(data)[sent:])
+                    continue
+                self._pending_output = 0
+                drained = self._output_drained
+                if drained is not None:
+                    self._output_drained = None
+                    drained.set()
+                if self._dead is not None:
+                    return
+                self._output_event = event = trio.Event()
+                with trio.move_on_after(WRITER_IDLE_EXIT):
+                    await event.wait()
+                if not event.is_set() and not engine.has_output:
+                    return  # idle: the next output starts a new writer
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError, OSError) as exc:
+            self._mark_dead(exc)
+            self._cancel()
+        finally:
+            self._writer_running = False
+            self._output_event = None
 
     def _wake_writer(self) -> None:
         """Flush at the writer's next turn, ending any deferral: the output is data a
@@ -679,7 +749,14 @@ class YamuxSession:
         # Waking the writer costs a scheduler pass; only do it when there is output.
         if self._engine.has_output:
             self._defer_passes = 0
-            self._output_event.set()
+            self._signal_writer()
+
+    def _signal_writer(self) -> None:
+        event = self._output_event
+        if event is not None:
+            event.set()
+        elif not self._writer_running:
+            self._start_writer()
 
     def _wake_writer_deferred(self, passes: int = 1) -> None:
         """Wake the writer, which then lets ``passes`` scheduler passes go by before it
@@ -689,12 +766,13 @@ class YamuxSession:
         the wait early: it is what the deferred frames were waiting for."""
         if self._engine.has_output:
             self._defer_passes = max(self._defer_passes, passes)
-            self._output_event.set()
+            self._signal_writer()
 
     async def _output_flushed_enough(self) -> None:
         self._pending_output = self._engine_pending()
         if self._pending_output > MAX_PENDING_OUTPUT:
-            self._output_drained = trio.Event()
+            if self._output_drained is None:
+                self._output_drained = trio.Event()
             await self._output_drained.wait()
             self._check_alive()
         else:

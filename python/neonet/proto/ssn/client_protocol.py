@@ -431,7 +431,9 @@ class FrameDecoder:
                 break
             frames.append(bytes(buffer[start : start + length]))
             offset = start + length
-        if offset:
+        if offset == len(buffer):
+            self._buffer = bytearray()  # frees the storage: a long-lived idle stream keeps none
+        elif offset:
             del buffer[:offset]
         return frames
 

@@ -210,10 +210,21 @@ class StoreFullError(LimitExceededError):
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    presence: PresenceRecord
+    """A record as received (checked when stored), decoded only when asked: an SSN keeps
+    R records per client of the federation, so the decoded objects would be memory per
+    client (docs/benchmarks.md)."""
+
     presence_bytes: bytes
-    name: NameRecord | None
     name_bytes: bytes | None
+    expires: int
+
+    @property
+    def presence(self) -> PresenceRecord:
+        return decode_presence(self.presence_bytes)
+
+    @property
+    def name(self) -> NameRecord | None:
+        return None if self.name_bytes is None else decode_name_record(self.name_bytes)
 
 
 def presence_key(peer_id: bytes) -> bytes:
@@ -251,26 +262,28 @@ class RecordStore:
             raise InvalidRecordError("a presence key is the peer ID of its record")
         current = self.get(key, now)
         if current is not None:
+            current_name = current.name
+            current_presence = current.presence
             if (
-                current.name is not None
+                current_name is not None
                 and name is not None
                 and key.startswith(KEY_PREFIX)
-                and current.name.public_key != name.public_key
-                and not supersedes(name, current.name)
+                and current_name.public_key != name.public_key
+                and not supersedes(name, current_name)
             ):
-                raise NameTakenError(f"{name.name!r} is held by {current.name.peer_id}")
-            if current.presence.peer_id == presence.peer_id and (
-                current.presence.seq > presence.seq
-                or (current.presence.seq == presence.seq and current.name_bytes == name_bytes)
+                raise NameTakenError(f"{name.name!r} is held by {current_name.peer_id}")
+            if current_presence.peer_id == presence.peer_id and (
+                current_presence.seq > presence.seq
+                or (current_presence.seq == presence.seq and current.name_bytes == name_bytes)
             ):
                 return False
-            if name is None and current.name is not None and key == presence.peer_id:
-                name, name_bytes = current.name, current.name_bytes
+            if name is None and current_name is not None and key == presence.peer_id:
+                name_bytes = current.name_bytes
         elif len(self._entries) >= self.max_entries:
             self.expire(now)
             if len(self._entries) >= self.max_entries:
                 raise StoreFullError(f"record store full ({self.max_entries} records)")
-        self._entries[key] = Entry(presence, presence_bytes, name, name_bytes)
+        self._entries[key] = Entry(presence_bytes, name_bytes, presence.expires)
         self._entries.move_to_end(key)
         return True
 
@@ -278,7 +291,7 @@ class RecordStore:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if entry.presence.expires <= now:
+        if entry.expires <= now:
             del self._entries[key]
             return None
         return entry
@@ -287,7 +300,7 @@ class RecordStore:
         return list(self._entries)
 
     def expire(self, now: float) -> int:
-        stale = [k for k, e in self._entries.items() if e.presence.expires <= now]
+        stale = [k for k, e in self._entries.items() if e.expires <= now]
         for key in stale:
             del self._entries[key]
         return len(stale)

@@ -4,10 +4,14 @@ Both SSN protocols (client and federation) send uvarint-length-prefixed CBOR fra
 (``neonet.proto.ssn.client_protocol.frame``) on a long-lived stream and match answers to
 requests by ID. ``FramedChannel.run`` reads frames and hands each decoded message either
 to the waiting ``request`` (when ``is_reply`` says so and the ID is pending) or to the
-owner's ``on_message``. Writes are coalesced: ``send`` appends a frame to a buffer that
-one writer task flushes with a single ``send_all``, so many small signals share a write;
-a sender waits while more than ``max_buffer`` bytes are queued. Every bound is explicit:
-frame size, buffered bytes, pending requests.
+owner's ``on_message``. Writes cost no task in the common case: on a yamux stream a
+frame goes straight into the session's engine (``YamuxStream.queue_bytes_nowait``), whose
+writer sends everything queued in one scheduler pass with one ``send_all``; only when the
+stream's send window is full (or the stream is another kind) do frames wait in a buffer
+that a writer task, started on demand and ended once it is empty, flushes. A sender waits while
+more than ``max_buffer`` bytes are buffered. Every bound is explicit: frame size,
+buffered bytes, pending requests. An idle channel holds no task of its own: an SSN holds
+one per client, so this is memory per client (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -42,7 +46,36 @@ class _Pending(Generic[M]):
         self.reply: M | None = None
 
 
+async def _logging_errors(function: Callable[..., Awaitable[None]], *args: object) -> None:
+    """Run a channel's task in a shared nursery: a bug there must not end the server."""
+    try:
+        await function(*args)
+    except Exception:
+        logger.exception("a task of a framed channel failed")
+
+
 class FramedChannel(Generic[M]):
+    __slots__ = (
+        "_buffer",
+        "_callbacks",
+        "_closed_event",
+        "_decode",
+        "_drained",
+        "_encode",
+        "_is_reply",
+        "_next_id",
+        "_nursery",
+        "_own_nursery",
+        "_pending",
+        "_queue_nowait",
+        "_request_id_of",
+        "_writer_running",
+        "closed",
+        "max_buffer",
+        "max_pending",
+        "stream",
+    )
+
     def __init__(
         self,
         stream: trio.abc.Stream,
@@ -53,7 +86,12 @@ class FramedChannel(Generic[M]):
         request_id_of: Callable[[M], int],
         max_buffer: int = 1 << 20,
         max_pending: int = 4096,
+        tasks: trio.Nursery | None = None,
     ) -> None:
+        """``tasks``: a longer-lived nursery for the channel's writer and ``spawn``ed tasks
+        (a server's, where a nursery per channel would be memory per client); those tasks
+        then outlive ``run`` until they finish, and their unexpected errors are logged.
+        Without it, ``run`` opens a nursery for them and cancels them when it returns."""
         self.stream = stream
         self._decode = decode
         self._encode = encode
@@ -62,12 +100,30 @@ class FramedChannel(Generic[M]):
         self.max_buffer = max_buffer
         self.max_pending = max_pending
         self._pending: dict[int, _Pending[M]] = {}
+        # Requests answered through a callback (request_nowait), oldest first; made on use.
+        self._callbacks: dict[int, tuple[float, Callable[[M | None], None]]] | None = None
         self._next_id = 1
         self._buffer = bytearray()
-        self._wake_writer = trio.Event()
-        self._drained = trio.Event()
+        # A yamux stream takes small writes synchronously (see the module docstring).
+        self._queue_nowait: Callable[[bytes], None] | None = getattr(
+            stream, "queue_bytes_nowait", None
+        )
+        self._nursery: trio.Nursery | None = tasks
+        self._own_nursery = tasks is None
+        self._writer_running = False
+        # Events are made by whoever waits.
+        self._drained: trio.Event | None = None
+        self._closed_event: trio.Event | None = None
         self.closed = False
-        self.closed_event = trio.Event()
+
+    @property
+    def closed_event(self) -> trio.Event:
+        """Set once the channel has closed."""
+        if self._closed_event is None:
+            self._closed_event = trio.Event()
+            if self.closed:
+                self._closed_event.set()
+        return self._closed_event
 
     def new_request_id(self) -> int:
         rid = self._next_id
@@ -78,6 +134,8 @@ class FramedChannel(Generic[M]):
         """Queue ``message``; waits while the buffer is over ``max_buffer`` bytes."""
         self.send_nowait(message)
         while len(self._buffer) > self.max_buffer and not self.closed:
+            if self._drained is None:
+                self._drained = trio.Event()
             await self._drained.wait()
 
     def send_nowait(self, message: M) -> None:
@@ -86,8 +144,65 @@ class FramedChannel(Generic[M]):
         body = self._encode(message)
         if len(body) > MAX_FRAME:
             raise LimitExceededError(f"message of {len(body)} bytes exceeds {MAX_FRAME}")
-        self._buffer += frame(body)
-        self._wake_writer.set()
+        data = frame(body)
+        if self._queue_nowait is not None and not self._buffer and not self._writer_running:
+            try:
+                self._queue_nowait(data)
+                return
+            except trio.WouldBlock:
+                pass  # the send window is full: the writer task waits for it
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self._close()
+                raise ChannelClosedError(f"the channel's stream is gone: {exc}") from None
+        self._buffer += data
+        if not self._writer_running and self._nursery is not None:
+            self._writer_running = True
+            self._start(self._writer)
+
+    def spawn(self, function: Callable[..., Awaitable[None]], *args: object) -> None:
+        """Run ``function(*args)`` in a task of the channel's nursery (for answers)."""
+        if self._nursery is None or self.closed:
+            raise ChannelClosedError("the channel is not running")
+        self._start(function, *args)
+
+    def _start(self, function: Callable[..., Awaitable[None]], *args: object) -> None:
+        assert self._nursery is not None
+        if self._own_nursery:
+            self._nursery.start_soon(function, *args)
+        else:
+            self._nursery.start_soon(_logging_errors, function, *args)
+
+    @property
+    def buffered(self) -> int:
+        """Bytes waiting for the send window (0 in the common case)."""
+        return len(self._buffer)
+
+    def request_nowait(
+        self, message: M, on_reply: Callable[[M | None], None], *, deadline: float
+    ) -> None:
+        """Send a request without a task waiting for it: ``on_reply(answer)`` is called
+        from the reader when the answer comes, ``on_reply(None)`` when the channel closes
+        or ``expire`` finds the request past ``deadline`` (``trio.current_time()``
+        seconds; every request of a channel should use the same timeout, since ``expire``
+        looks at the oldest first). Raises ``ChannelClosedError``/``LimitExceededError``.
+        """
+        callbacks = self._callbacks
+        if callbacks is None:
+            callbacks = self._callbacks = {}
+        if len(self._pending) + len(callbacks) >= self.max_pending:
+            raise LimitExceededError(f"{self.max_pending} requests already pending")
+        self.send_nowait(message)
+        callbacks[self._request_id_of(message)] = (deadline, on_reply)
+
+    def expire(self, now: float) -> None:
+        """Fail (``on_reply(None)``) the ``request_nowait`` requests past their deadline."""
+        callbacks = self._callbacks
+        while callbacks:
+            rid, (deadline, on_reply) = next(iter(callbacks.items()))
+            if deadline > now:
+                return
+            del callbacks[rid]
+            on_reply(None)
 
     async def request(self, message: M, *, answer_within: float) -> M:
         """Send a request (its ID from ``new_request_id``) and wait for the answer."""
@@ -112,15 +227,24 @@ class FramedChannel(Generic[M]):
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Read and write until the stream ends; then fail every pending request.
+        """Read (in this task) until the stream ends; then fail every pending request.
 
         Raises ``RemoteProtocolError`` for a malformed frame (the caller closes the stream).
         """
         decoder = FrameDecoder()
+        if not self._own_nursery:
+            try:
+                self._start_buffered_writer()
+                task_status.started()
+                await self._read(decoder, on_message)
+            finally:
+                self._close()
+            return
         error: RemoteProtocolError | None = None
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer)
+                self._nursery = nursery
+                self._start_buffered_writer()
                 task_status.started()
                 try:
                     await self._read(decoder, on_message)
@@ -128,9 +252,15 @@ class FramedChannel(Generic[M]):
                     error = exc  # raised below as itself, not inside the nursery's group
                 nursery.cancel_scope.cancel()
         finally:
+            self._nursery = None
             self._close()
         if error is not None:
             raise error
+
+    def _start_buffered_writer(self) -> None:
+        if self._buffer and not self._writer_running:  # queued before run
+            self._writer_running = True
+            self._start(self._writer)
 
     async def _read(
         self, decoder: FrameDecoder, on_message: Callable[[M], Awaitable[None]]
@@ -142,40 +272,56 @@ class FramedChannel(Generic[M]):
                 return
             if not data:
                 return
-            for body in decoder.feed(data):
-                message = self._decode(body)
-                if self._is_reply(message):
-                    pending = self._pending.get(self._request_id_of(message))
-                    if pending is not None and not pending.event.is_set():
+            await self._dispatch(decoder.feed(data), on_message)
+            # The last frame and message are not kept alive while the channel is idle.
+            del data
+
+    async def _dispatch(
+        self, bodies: list[bytes], on_message: Callable[[M], Awaitable[None]]
+    ) -> None:
+        for body in bodies:
+            message = self._decode(body)
+            if self._is_reply(message):
+                rid = self._request_id_of(message)
+                pending = self._pending.get(rid)
+                if pending is not None:
+                    if not pending.event.is_set():
                         pending.reply = message
                         pending.event.set()
-                    continue
-                await on_message(message)
+                elif self._callbacks:
+                    callback = self._callbacks.pop(rid, None)
+                    if callback is not None:
+                        callback[1](message)
+                continue
+            await on_message(message)
 
     def _close(self) -> None:
         self.closed = True
-        self.closed_event.set()
-        self._drained.set()
-        self._wake_writer.set()
+        for event in (self._closed_event, self._drained):
+            if event is not None:
+                event.set()
         for pending in self._pending.values():
             pending.event.set()
+        callbacks, self._callbacks = self._callbacks, None
+        for _, on_reply in (callbacks or {}).values():
+            on_reply(None)
 
     async def _writer(self) -> None:
+        """Flush the buffer until it is empty (frames queued meanwhile go behind)."""
         try:
-            while not self.closed:
-                await self._wake_writer.wait()
-                self._wake_writer = trio.Event()
-                if not self._buffer:
-                    continue
+            while self._buffer and not self.closed:
                 data = bytes(self._buffer)
                 self._buffer.clear()
-                drained, self._drained = self._drained, trio.Event()
-                drained.set()
+                drained, self._drained = self._drained, None
+                if drained is not None:
+                    drained.set()
                 await self.stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, NeoNetError) as exc:
             logger.debug("channel writer stopped: %s", exc)
             self._close()
             await trio.aclose_forcefully(self.stream)
+        finally:
+            self._writer_running = False
 
     async def aclose(self) -> None:
         self._close()

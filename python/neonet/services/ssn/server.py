@@ -31,7 +31,12 @@ from contextlib import asynccontextmanager, suppress
 import trio
 
 from neonet.core import backend
-from neonet.core.errors import DecodeError, NeoNetError, RemoteProtocolError
+from neonet.core.errors import (
+    DecodeError,
+    LimitExceededError,
+    NeoNetError,
+    RemoteProtocolError,
+)
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.core.ratelimit import RateLimiter
@@ -64,6 +69,91 @@ class _ClientSession:
     def __init__(self, peer_id: bytes, channel: FramedChannel[cp.ClientMessage]) -> None:
         self.peer_id = peer_id
         self.channel = channel
+
+
+class _RequestSlots:
+    """At most ``limit`` requests of one stream in flight; the stream's reader waits for a
+    free slot (backpressure). A ``trio.Semaphore`` without its per-instance parking lot:
+    the SSN keeps one per client."""
+
+    __slots__ = ("_free", "_waiter")
+
+    def __init__(self, limit: int) -> None:
+        self._free = limit
+        self._waiter: trio.Event | None = None
+
+    async def acquire(self) -> None:
+        while self._free <= 0:  # only the stream's reader acquires: one waiter at most
+            if self._waiter is None:
+                self._waiter = trio.Event()
+            await self._waiter.wait()
+        self._free -= 1
+
+    def release(self) -> None:
+        self._free += 1
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            waiter.set()
+
+
+class _ClientStream:
+    """One client's stream on this SSN: read in the stream handler's task (an idle client
+    costs that task and its connection's reader, nothing else)."""
+
+    __slots__ = ("address", "channel", "limiter", "nonce", "remote", "server", "session")
+
+    def __init__(
+        self,
+        server: SsnServer,
+        channel: FramedChannel[cp.ClientMessage],
+        remote: PeerId,
+        address: str,
+    ) -> None:
+        self.server = server
+        self.channel = channel
+        self.remote = remote
+        self.address = address
+        self.nonce = os.urandom(cp.NONCE_LENGTH)
+        self.session: _ClientSession | None = None
+        self.limiter = _RequestSlots(server.config.max_requests_in_flight)
+
+    async def on_message(self, message: cp.ClientMessage) -> None:
+        server, channel = self.server, self.channel
+        rid = message.request_id
+        if isinstance(message, cp.Register):
+            try:
+                self.session = session = await server._register(
+                    self.remote, self.address, channel, self.nonce, message, self.session
+                )
+                await channel.send(cp.Registered(rid))
+                for signal in server.mailboxes.take(session.peer_id, server._now()):
+                    await channel.send(cp.Incoming(signal.sender, signal.payload))
+            except RequestFailed as exc:
+                server.stats.errors += 1
+                await channel.send(cp.Error(rid, exc.code, exc.text[:500]))
+            return
+        if self.session is None:
+            await channel.send(cp.Error(rid, Code.NOT_REGISTERED, "register before other requests"))
+            return
+        session = self.session
+        limits = server._client_limits
+        if not limits.allow(session.peer_id, server._now()):
+            server.stats.errors += 1
+            wait = limits.retry_after(session.peer_id, server._now())
+            await channel.send(
+                cp.Error(rid, Code.RATE_LIMITED, f"too many requests; retry in {wait:.2f} s")
+            )
+            return
+        await self.limiter.acquire()
+        if isinstance(message, cp.Signal) and server._signal_fast(
+            channel, session.peer_id, message, self.limiter
+        ):
+            return
+        channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
+
+
+def _request_id_of(message: cp.ClientMessage | fed.FederationMessage) -> int:
+    return message.request_id
 
 
 def _is_client_reply(message: cp.ClientMessage) -> bool:
@@ -160,6 +250,7 @@ class SsnServer:
             )
             nursery.start_soon(self._membership_loop)
             nursery.start_soon(self._housekeeping)
+            nursery.start_soon(self._expire_requests)
             task_status.started()
             try:
                 await trio.sleep_forever()
@@ -366,6 +457,7 @@ class SsnServer:
                 if found:
                     break
         best: fed.Entry | None = None
+        best_seq = -1
         now = self._now()
         for presence_bytes, name_bytes in found:
             # Owners checked the signatures on STORE (owners are seed-list SSNs, trusted as
@@ -376,8 +468,9 @@ class SsnServer:
                 continue
             if presence.expires <= now:
                 continue
-            if best is None or presence.seq > best.presence.seq:
-                best = fed.Entry(presence, presence_bytes, None, name_bytes)
+            if best is None or presence.seq > best_seq:
+                best = fed.Entry(presence_bytes, name_bytes, presence.expires)
+                best_seq = presence.seq
         if best is None and failures and len(failures) == len(ranked):
             raise failures[0]
         return best
@@ -392,26 +485,63 @@ class SsnServer:
             decode=fed.decode_message,
             encode=fed.encode_message,
             is_reply=lambda m: False,
-            request_id_of=lambda m: m.request_id,
+            request_id_of=_request_id_of,
+            tasks=self._nursery,
         )
-        limiter = trio.Semaphore(self.config.max_requests_in_flight)
-        async with trio.open_nursery() as nursery:
+        limiter = _RequestSlots(self.config.max_requests_in_flight)
 
-            async def on_message(message: fed.FederationMessage) -> None:
-                await limiter.acquire()
-                nursery.start_soon(self._answer_federation, channel, message, limiter)
+        async def on_message(message: fed.FederationMessage) -> None:
+            # Answered in this task when no wait is needed (STORE, LOOKUP, and a FORWARD
+            # to a client whose stream takes it now): no task per request.
+            reply = self._answer_federation_now(message)
+            if reply is not None:
+                with suppress(ChannelClosedError):
+                    await channel.send(reply)
+                return
+            await limiter.acquire()
+            channel.spawn(self._answer_federation, channel, message, limiter)
 
-            try:
-                await channel.run(on_message)
-            except RemoteProtocolError as exc:
-                logger.info("bad federation message from %s: %s", sender, exc)
-                nursery.cancel_scope.cancel()
+        try:
+            await channel.run(on_message)
+        except RemoteProtocolError as exc:
+            logger.info("bad federation message from %s: %s", sender, exc)
+
+    def _answer_federation_now(
+        self, message: fed.FederationMessage
+    ) -> fed.FederationMessage | None:
+        """The answer to a federation request, or None if it needs a task (a FORWARD to a
+        client whose stream is backed up)."""
+        rid = message.request_id
+        try:
+            if isinstance(message, fed.Store):
+                self._store_local(message.key, message.presence, message.name_record)
+                return fed.Stored(rid)
+            if isinstance(message, fed.FederationLookup):
+                entry = self.store.get(message.key, self._now())
+                return fed.FederationFound(
+                    rid,
+                    None if entry is None else entry.presence_bytes,
+                    None if entry is None else entry.name_bytes,
+                )
+            if isinstance(message, fed.Forward):
+                if len(message.payload) > self.config.max_payload:
+                    raise RequestFailed(Code.TOO_LARGE, "forwarded signal exceeds our payload cap")
+                status = self._deliver_here_nowait(message.sender, message.to, message.payload)
+                if status is None:
+                    return None
+                self.stats.forwards_in += 1
+                return fed.Forwarded(rid, status)
+            raise RequestFailed(Code.BAD_REQUEST, "not a federation request")
+        except RequestFailed as exc:
+            if isinstance(message, fed.Forward):
+                self.stats.forwards_in += 1
+            return fed.FederationError(rid, exc.code, exc.text[:500])
 
     async def _answer_federation(
         self,
         channel: FramedChannel[fed.FederationMessage],
         message: fed.FederationMessage,
-        limiter: trio.Semaphore,
+        limiter: _RequestSlots,
     ) -> None:
         rid = message.request_id
         reply: fed.FederationMessage
@@ -444,6 +574,9 @@ class SsnServer:
     # --- signals ------------------------------------------------------------------
     async def _deliver_here(self, sender: bytes, to: bytes, payload: bytes) -> cp.SignalStatus:
         """Hand a signal to a client of this SSN, or its mailbox while it is briefly away."""
+        status = self._deliver_here_nowait(sender, to, payload)
+        if status is not None:
+            return status
         session = self.clients.get(to)
         if session is not None and not session.channel.closed:
             try:
@@ -451,6 +584,24 @@ class SsnServer:
                 return cp.SignalStatus.DELIVERED
             except ChannelClosedError:
                 pass
+        return self._queue_here(sender, to, payload)
+
+    def _deliver_here_nowait(
+        self, sender: bytes, to: bytes, payload: bytes
+    ) -> cp.SignalStatus | None:
+        """``_deliver_here`` without waiting; None if the client's stream is backed up."""
+        session = self.clients.get(to)
+        if session is not None and not session.channel.closed:
+            if session.channel.buffered > session.channel.max_buffer:
+                return None
+            try:
+                session.channel.send_nowait(cp.Incoming(sender, payload))
+                return cp.SignalStatus.DELIVERED
+            except ChannelClosedError:
+                pass
+        return self._queue_here(sender, to, payload)
+
+    def _queue_here(self, sender: bytes, to: bytes, payload: bytes) -> cp.SignalStatus:
         gone_at = self._gone.get(to)
         if gone_at is None or gone_at < self._now() - self.config.offline_grace:
             raise RequestFailed(Code.OFFLINE, f"{PeerId(to)} is not connected to its SSN")
@@ -460,7 +611,9 @@ class SsnServer:
             raise RequestFailed(Code.MAILBOX_FULL, str(exc)) from None
         return cp.SignalStatus.QUEUED
 
-    async def _signal(self, sender: bytes, to: bytes, payload: bytes) -> cp.SignalStatus:
+    async def _signal(
+        self, sender: bytes, to: bytes, payload: bytes, *, first_attempt: int = 0
+    ) -> cp.SignalStatus:
         if len(payload) > self.config.max_payload:
             raise RequestFailed(
                 Code.TOO_LARGE, f"signal of {len(payload)} bytes exceeds {self.config.max_payload}"
@@ -468,7 +621,7 @@ class SsnServer:
         if to in self.clients:
             return await self._deliver_here(sender, to, payload)
         live = set(self.live_member_ids())
-        for attempt in range(2):
+        for attempt in range(first_attempt, 2):
             presence = self._presence_cache.get(to) if attempt == 0 else None
             if presence is None:
                 entry = await self._find(fed.presence_key(to), thorough=attempt > 0)
@@ -494,6 +647,100 @@ class SsnServer:
             return reply.status
         raise RequestFailed(Code.OFFLINE, f"{PeerId(to)} cannot be reached")
 
+    def _signal_fast(
+        self,
+        client_channel: FramedChannel[cp.ClientMessage],
+        sender: bytes,
+        message: cp.Signal,
+        limiter: _RequestSlots,
+    ) -> bool:
+        """Handle a SIGNAL without a task when no wait is needed: to a client of ours whose
+        stream takes it now, or a FORWARD on an open federation stream to the SSN of a
+        cached presence, answered from that stream's reader. False: take the task path.
+        On True, ``limiter`` is released once the client has its answer."""
+        to, payload, rid = message.to, message.payload, message.request_id
+        if len(payload) > self.config.max_payload:
+            return False
+        if to in self.clients:
+            try:
+                status = self._deliver_here_nowait(sender, to, payload)
+            except RequestFailed:
+                return False
+            if status is None:
+                return False
+            self.stats.signals += 1
+            limiter.release()
+            with suppress(ChannelClosedError):
+                client_channel.send_nowait(cp.SignalSent(rid, status))
+            return True
+        presence = self._presence_cache.get(to)
+        if presence is None:
+            return False
+        federation = self._fed_channels.get(presence.ssn_id)
+        if federation is None or federation.closed:
+            return False  # (a dead member's stream is closed and dropped at once)
+
+        def on_reply(reply: fed.FederationMessage | None) -> None:
+            if isinstance(reply, fed.Forwarded):
+                limiter.release()
+                with suppress(ChannelClosedError):
+                    client_channel.send_nowait(cp.SignalSent(rid, reply.status))
+                return
+            code = reply.code if isinstance(reply, fed.FederationError) else Code.UNAVAILABLE
+            self._presence_cache.pop(to, None)
+            if code in (Code.UNAVAILABLE, Code.OFFLINE):
+                # As _signal's first attempt failing: retry with the owners' newest record.
+                assert self._nursery is not None
+                self._nursery.start_soon(
+                    self._answer_signal, client_channel, sender, message, limiter, 1
+                )
+                return
+            limiter.release()
+            self.stats.errors += 1
+            text = reply.text if isinstance(reply, fed.FederationError) else ""
+            with suppress(ChannelClosedError):
+                client_channel.send_nowait(cp.Error(rid, code, text[:500]))
+
+        try:
+            forward = fed.Forward(federation.new_request_id(), sender, to, payload)
+            federation.request_nowait(
+                forward, on_reply, deadline=trio.current_time() + self.config.request_timeout
+            )
+        except (ChannelClosedError, LimitExceededError):
+            return False
+        self.stats.signals += 1
+        return True
+
+    async def _answer_signal(
+        self,
+        channel: FramedChannel[cp.ClientMessage],
+        sender: bytes,
+        message: cp.Signal,
+        limiter: _RequestSlots,
+        first_attempt: int,
+    ) -> None:
+        reply: cp.ClientMessage
+        try:
+            status = await self._signal(
+                sender, message.to, message.payload, first_attempt=first_attempt
+            )
+            reply = cp.SignalSent(message.request_id, status)
+        except RequestFailed as exc:
+            self.stats.errors += 1
+            reply = cp.Error(message.request_id, exc.code, exc.text[:500])
+        finally:
+            limiter.release()
+        with suppress(ChannelClosedError):
+            await channel.send(reply)
+
+    async def _expire_requests(self) -> None:
+        """Fail federation requests sent without a waiting task once past their deadline."""
+        while True:
+            await trio.sleep(0.25)
+            now = trio.current_time()
+            for channel in list(self._fed_channels.values()):
+                channel.expire(now)
+
     def _remember_presence(self, presence: cp.PresenceRecord) -> None:
         cache = self._presence_cache
         cache[presence.peer_id] = presence
@@ -505,62 +752,27 @@ class SsnServer:
     async def _handle_client(self, stream: YamuxStream) -> None:
         remote = stream.session.remote_peer
         assert isinstance(remote, PeerId)
+        # The channel's answer tasks run in the SSN's nursery: a nursery per client
+        # would be memory per client (docs/benchmarks.md); answers are bounded by
+        # request_timeout and end quietly once the channel has closed.
         channel: FramedChannel[cp.ClientMessage] = FramedChannel(
             stream,
             decode=cp.decode_message,
             encode=cp.encode_message,
             is_reply=_is_client_reply,
-            request_id_of=lambda m: m.request_id,
+            request_id_of=_request_id_of,
+            tasks=self._nursery,
         )
-        nonce = os.urandom(cp.NONCE_LENGTH)
-        channel.send_nowait(cp.Challenge(nonce, self.id))
-        session: _ClientSession | None = None
-        limiter = trio.Semaphore(self.config.max_requests_in_flight)
-        address = self._remote_ip(remote)
+        client = _ClientStream(self, channel, remote, self._remote_ip(remote))
+        channel.send_nowait(cp.Challenge(client.nonce, self.id))
         try:
-            async with trio.open_nursery() as nursery:
-
-                async def on_message(message: cp.ClientMessage) -> None:
-                    nonlocal session
-                    rid = message.request_id
-                    if isinstance(message, cp.Register):
-                        try:
-                            session = await self._register(
-                                remote, address, channel, nonce, message, session
-                            )
-                            await channel.send(cp.Registered(rid))
-                            for signal in self.mailboxes.take(session.peer_id, self._now()):
-                                await channel.send(cp.Incoming(signal.sender, signal.payload))
-                        except RequestFailed as exc:
-                            self.stats.errors += 1
-                            await channel.send(cp.Error(rid, exc.code, exc.text[:500]))
-                        return
-                    if session is None:
-                        await channel.send(
-                            cp.Error(rid, Code.NOT_REGISTERED, "register before other requests")
-                        )
-                        return
-                    if not self._client_limits.allow(session.peer_id, self._now()):
-                        self.stats.errors += 1
-                        wait = self._client_limits.retry_after(session.peer_id, self._now())
-                        await channel.send(
-                            cp.Error(
-                                rid, Code.RATE_LIMITED, f"too many requests; retry in {wait:.2f} s"
-                            )
-                        )
-                        return
-                    await limiter.acquire()
-                    nursery.start_soon(
-                        self._answer_client, channel, session.peer_id, message, limiter
-                    )
-
-                try:
-                    await channel.run(on_message)
-                except RemoteProtocolError as exc:
-                    # That stream ends; the SSN and the client's other streams go on.
-                    logger.info("bad client message from %s: %s", remote, exc)
-                nursery.cancel_scope.cancel()
+            try:
+                await channel.run(client.on_message)
+            except RemoteProtocolError as exc:
+                # That stream ends; the SSN and the client's other streams go on.
+                logger.info("bad client message from %s: %s", remote, exc)
         finally:
+            session = client.session
             if session is not None and self.clients.get(session.peer_id) is session:
                 del self.clients[session.peer_id]
                 self._gone[session.peer_id] = self._now()
@@ -614,8 +826,9 @@ class SsnServer:
         session = _ClientSession(presence.peer_id, channel)
         old = self.clients.get(presence.peer_id)
         self.clients[presence.peer_id] = session
+        # Not put in the presence cache: signals to our own clients never consult it, and
+        # it would hold a decoded record per client (memory per client).
         self._gone.pop(presence.peer_id, None)
-        self._remember_presence(presence)
         if old is not None and old.channel is not channel:
             assert self._nursery is not None
             self._nursery.start_soon(old.channel.aclose)
@@ -653,7 +866,7 @@ class SsnServer:
         channel: FramedChannel[cp.ClientMessage],
         sender: bytes,
         message: cp.ClientMessage,
-        limiter: trio.Semaphore,
+        limiter: _RequestSlots,
     ) -> None:
         rid = message.request_id
         reply: cp.ClientMessage

@@ -1,0 +1,103 @@
+"""FramedChannel: requests answered through callbacks (``request_nowait``), their expiry,
+and a channel that shares its owner's nursery (``tasks=``), over in-memory streams."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from neonet.proto.ssn import federation as fed
+from neonet.services.ssn.channel import FramedChannel
+
+
+def _channel(
+    stream: trio.abc.Stream, tasks: trio.Nursery | None = None
+) -> FramedChannel[fed.FederationMessage]:
+    return FramedChannel(
+        stream,
+        decode=fed.decode_message,
+        encode=fed.encode_message,
+        is_reply=lambda m: isinstance(m, fed.FederationFound | fed.FederationError),
+        request_id_of=lambda m: m.request_id,
+        tasks=tasks,
+    )
+
+
+async def _answer_lookups(channel: FramedChannel[fed.FederationMessage]) -> None:
+    async def on_message(message: fed.FederationMessage) -> None:
+        assert isinstance(message, fed.FederationLookup)
+        await channel.send(fed.FederationFound(message.request_id, message.key, None))
+
+    await channel.run(on_message)
+
+
+async def _unexpected(message: fed.FederationMessage) -> None:
+    raise AssertionError(f"unexpected {message}")
+
+
+async def test_request_nowait_is_answered_from_the_reader() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    requester, answerer = _channel(left), _channel(right)
+    replies: list[fed.FederationMessage | None] = []
+    got_both = trio.Event()
+
+    def on_reply(reply: fed.FederationMessage | None) -> None:
+        replies.append(reply)
+        if len(replies) == 2:
+            got_both.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_answer_lookups, answerer)
+        await nursery.start(requester.run, _unexpected)
+        for key in (b"peer-a", b"peer-b"):
+            message = fed.FederationLookup(requester.new_request_id(), key)
+            requester.request_nowait(message, on_reply, deadline=trio.current_time() + 5)
+        with trio.fail_after(5):
+            await got_both.wait()
+        nursery.cancel_scope.cancel()
+    assert [r.presence for r in replies if isinstance(r, fed.FederationFound)] == [
+        b"peer-a",
+        b"peer-b",
+    ]
+    # Answered requests are gone: expiring later calls nothing more.
+    requester.expire(trio.current_time() + 100)
+    assert len(replies) == 2
+
+
+async def test_unanswered_requests_expire_at_their_deadline_and_on_close() -> None:
+    left, _right = trio.testing.memory_stream_pair()  # nobody answers on the right
+    requester = _channel(left)
+    replies: list[tuple[str, fed.FederationMessage | None]] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(requester.run, _unexpected)
+        now = trio.current_time()
+        first = fed.FederationLookup(requester.new_request_id(), b"first")
+        second = fed.FederationLookup(requester.new_request_id(), b"second")
+        requester.request_nowait(first, lambda r: replies.append(("first", r)), deadline=now + 1)
+        requester.request_nowait(second, lambda r: replies.append(("second", r)), deadline=now + 2)
+        requester.expire(now + 0.5)
+        assert replies == []
+        requester.expire(now + 1.5)
+        assert replies == [("first", None)]
+        await requester.aclose()  # closing fails what is still waiting
+        assert replies == [("first", None), ("second", None)]
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_channel_with_a_shared_nursery_answers_and_closes() -> None:
+    left, right = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as shared:
+        answerer = _channel(right, tasks=shared)
+        requester = _channel(left)
+        shared.start_soon(_answer_lookups, answerer)
+        await shared.start(requester.run, _unexpected)
+        with trio.fail_after(5):
+            reply = await requester.request(
+                fed.FederationLookup(requester.new_request_id(), b"x"), answer_within=5
+            )
+        assert isinstance(reply, fed.FederationFound) and reply.presence == b"x"
+        await requester.aclose()
+        with trio.fail_after(5):
+            await answerer.closed_event.wait()  # the stream's end closes the other side
+        assert answerer.closed
+        shared.cancel_scope.cancel()
