@@ -214,7 +214,7 @@ def encode_rpc(rpc: Rpc) -> bytes:
     """
     if not rpc.subscriptions and not rpc.messages and rpc.control.empty():
         # The forwarding fast path: only raw messages, no protobuf object needed.
-        return b"".join(map(_publish_entry, rpc.raw_messages))
+        return b"".join(_publish_parts(rpc.raw_messages))
     out = pb.RPC()
     for subscribe, topic in rpc.subscriptions:
         out.subscriptions.add(subscribe=subscribe, topicid=topic)
@@ -239,15 +239,17 @@ def encode_rpc(rpc: Rpc) -> bytes:
             target.idontwant.add(messageIDs=control.idontwant)
     encoded = out.SerializeToString()
     if rpc.raw_messages:
-        encoded = b"".join([encoded, *map(_publish_entry, rpc.raw_messages)])
+        encoded = b"".join([encoded, *_publish_parts(rpc.raw_messages)])
     return encoded
 
 
-@functools.lru_cache(maxsize=256)
-def _publish_entry(raw: bytes) -> bytes:
-    """A raw message as an RPC ``publish`` field; cached, since a forwarded message goes
-    to several peers in a row (the bytes' hash is computed once and kept by Python)."""
-    return _MESSAGE_TAG + encode_uvarint(len(raw)) + raw
+def _publish_parts(raws: list[bytes]) -> list[bytes]:
+    """Raw messages as RPC ``publish`` fields: tag, length and the bytes themselves, as
+    separate parts for one ``join`` (no framed copy per message, nothing kept)."""
+    parts: list[bytes] = []
+    for raw in raws:
+        parts += (_MESSAGE_TAG, encode_uvarint(len(raw)), raw)
+    return parts
 
 
 def frame(encoded_rpc: bytes) -> bytes:
