@@ -363,7 +363,7 @@ def _check_topic(topic: str) -> None:
 
 
 def _check_message(message: pb.Message) -> None:
-    """The checks of ``_from_pb``, without building the ``Message``."""
+    """The bounds checks of a received message (``_from_pb`` runs them before building)."""
     if not message.HasField("topic"):
         raise RemoteProtocolError("message without a topic")
     _check_topic(message.topic)
@@ -376,26 +376,14 @@ def _check_message(message: pb.Message) -> None:
 
 
 def _from_pb(message: pb.Message) -> Message:
+    _check_message(message)
     present = {descriptor.name: value for descriptor, value in message.ListFields()}
-    topic = present.get("topic")
-    if topic is None:
-        raise RemoteProtocolError("message without a topic")
-    _check_topic(topic)
-    from_peer = present.get("from")
-    seqno = present.get("seqno")
-    signature = present.get("signature")
-    if from_peer is not None and len(from_peer) > _MAX_FROM_LENGTH:
-        raise RemoteProtocolError("message 'from' too long")
-    if seqno is not None and len(seqno) > _MAX_SEQNO_LENGTH:
-        raise RemoteProtocolError("message seqno too long")
-    if signature is not None and len(signature) > _MAX_SIGNATURE_LENGTH:
-        raise RemoteProtocolError("message signature too long")
     return Message(
-        topic=topic,
+        topic=message.topic,
         data=present.get("data", b""),
-        from_peer=from_peer,
-        seqno=seqno,
-        signature=signature,
+        from_peer=present.get("from"),
+        seqno=present.get("seqno"),
+        signature=present.get("signature"),
         key=present.get("key"),
     )
 
