@@ -194,6 +194,8 @@ class GossipRouter:
             config.history_length, config.history_gossip, config.mcache_capacity
         )
         self.score = PeerScore(config.score) if config.score is not None else None
+        # With the default ID, received copies are identified without decoding them.
+        self._fast_id = config.message_id is default_message_id
         # Near-first deliveries only count for P3/P3b; with neither weighted (the
         # default) the ~6 duplicates per message skip the call.
         self._count_near_first = config.score is not None and any(
@@ -400,20 +402,21 @@ class GossipRouter:
     ) -> None:
         """Lazily decoded messages: duplicates are dropped on their ID fields alone."""
         subscribed = self._subscribed
-        fast_id = self.config.message_id is default_message_id
         seen = self.seen
         for entry in received:
             if entry.topic not in subscribed:
                 continue
-            if fast_id:
-                msg_id = entry.from_peer + entry.seqno  # default_message_id, undecoded
-                if msg_id in seen:
-                    if self._promises:
-                        self._promises.pop(msg_id, None)
-                    self.stats.duplicates_received += 1
-                    self._duplicate(peer, msg_id, now)
-                    continue
-            self._handle_message(peer, state, entry.decode(), now, entry)
+            if not self._fast_id:
+                self._handle_message(peer, state, entry.decode(), now, entry)
+                continue
+            msg_id = entry.from_peer + entry.seqno  # default_message_id, undecoded
+            if self._promises:
+                self._promises.pop(msg_id, None)
+            if msg_id in seen:
+                self.stats.duplicates_received += 1
+                self._duplicate(peer, msg_id, now)
+                continue
+            self._handle_message(peer, state, entry.decode(), now, entry, msg_id)
 
     def _handle_message(
         self,
@@ -422,18 +425,22 @@ class GossipRouter:
         message: Message,
         now: float,
         received: ReceivedMessage | None = None,
+        msg_id: bytes | None = None,
     ) -> None:
+        """A message from ``peer``. With ``msg_id`` the caller has already checked the
+        topic, computed the ID, settled any IWANT promise and found the ID unseen."""
         topic = message.topic
-        if topic not in self._subscribed:
-            return  # we relay only topics we joined (v1.0 "Message Processing")
         config = self.config
-        msg_id = config.message_id(message)
-        if self._promises:
-            self._promises.pop(msg_id, None)
-        if msg_id in self.seen:
-            self.stats.duplicates_received += 1
-            self._duplicate(peer, msg_id, now)
-            return
+        if msg_id is None:
+            if topic not in self._subscribed:
+                return  # we relay only topics we joined (v1.0 "Message Processing")
+            msg_id = config.message_id(message)
+            if self._promises:
+                self._promises.pop(msg_id, None)
+            if msg_id in self.seen:
+                self.stats.duplicates_received += 1
+                self._duplicate(peer, msg_id, now)
+                return
         self.stats.messages_received += 1
         problem = None
         if len(message.data) > config.max_message_size:
