@@ -528,8 +528,9 @@ class GossipRouter:
         topic = message.topic
         if self.score is not None:
             self.score.first_delivery(delivery.source, topic)
-            for peer in delivery.peers[1:]:
-                self.score.near_first_delivery(peer, topic, delivery.first_seen, now)
+            if self._count_near_first:
+                for peer in delivery.peers[1:]:
+                    self.score.near_first_delivery(peer, topic, delivery.first_seen, now)
         if delivery.received is not None:
             encoded = delivery.received.encode()  # forward what arrived: no re-encoding
             delivery.received = None
