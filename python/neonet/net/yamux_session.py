@@ -68,6 +68,9 @@ MAX_PENDING_OUTPUT = 1024 * 1024
 # a new one (a few microseconds, against a task's ~4 KB kept for every idle connection).
 WRITER_IDLE_EXIT = 1.0
 
+# What a broken connection raises in the session's reader and writer.
+_CONNECTION_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError, OSError)
+
 
 class YamuxStream(trio.abc.HalfCloseableStream):
     """One yamux stream as a trio half-closeable stream. ``protocol`` is set after negotiation."""
@@ -539,8 +542,14 @@ class YamuxSession:
     async def _guarded(self, task: Callable[[], Awaitable[None]]) -> None:
         try:
             await task()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError, OSError) as exc:
-            self._mark_dead(exc)
+        except _CONNECTION_ERRORS as exc:
+            self._fail(exc)
+        else:
+            self._cancel()
+
+    def _fail(self, exc: BaseException) -> None:
+        """The connection broke under the reader or writer: record why, end the session."""
+        self._mark_dead(exc)
         self._cancel()
 
     def _mark_dead(self, exc: BaseException) -> None:
@@ -735,9 +744,8 @@ class YamuxSession:
                     await event.wait()
                 if not event.is_set() and not engine.has_output:
                     return  # idle: the next output starts a new writer
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ProtocolError, OSError) as exc:
-            self._mark_dead(exc)
-            self._cancel()
+        except _CONNECTION_ERRORS as exc:
+            self._fail(exc)
         finally:
             self._writer_running = False
             self._output_event = None
