@@ -208,7 +208,8 @@ class YamuxStream(trio.abc.HalfCloseableStream):
         session's reader (bytes already buffered go to it now, in order).
 
         For handlers that do a little synchronous work per chunk and never block (pubsub):
-        no task switch per read, and the window is credited when the callback returns.
+        no task switch per read, and the window is credited as each chunk is handed over
+        (before the callback runs).
         ``receive_some`` then only reports the end (b"") or a reset. An exception from
         the callback resets the stream and is kept in ``callback_error``.
         """
