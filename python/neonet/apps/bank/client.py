@@ -15,7 +15,12 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from neonet.apps.bank.service import REQUEST_TIMEOUT, BankConnection, StreamHost
+from neonet.apps.bank.service import (
+    REQUEST_TIMEOUT,
+    BankConnection,
+    StreamHost,
+    check_certificates,
+)
 from neonet.core import backend
 from neonet.core.errors import NeoNetError, RemoteProtocolError
 from neonet.core.ledger import ChainHead, decode_block
@@ -40,34 +45,6 @@ class CertificationFailed(NeoNetError):
         super().__init__("no certificate: " + "; ".join(reasons))
         self.reasons = reasons
         self.proof = proof
-
-
-def check_certificates(
-    certificates: Sequence[Certificate],
-    committee: Committee,
-    implementation: backend.Implementation = backend.ACTIVE,
-) -> list[bool]:
-    """``check_certificate`` for many at once: all votes go through one batch verifier."""
-    committee_id = committee.id()
-    items: list[tuple[bytes, bytes, bytes]] = []
-    spans = []
-    for certificate in certificates:
-        # A decoded certificate holds a canonical block: its body is block[1:-66].
-        message = vote_message(
-            committee_id, implementation.hash_block_body(certificate.block[1:-66])
-        )
-        start = len(items)
-        for index, signature in certificate.votes:
-            if index < len(committee.validators):
-                items.append((committee.validators[index], message, signature))
-        spans.append((start, len(items)))
-    verdicts: list[bool] = []
-    for offset in range(0, len(items), 4096):
-        verdicts.extend(implementation.verify_signatures(items[offset : offset + 4096]))
-    return [
-        len(certificate.votes) >= committee.quorum and sum(verdicts[a:b]) >= committee.quorum
-        for certificate, (a, b) in zip(certificates, spans, strict=True)
-    ]
 
 
 MAX_IDLE_CONNECTIONS = 64

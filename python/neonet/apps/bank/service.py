@@ -1,11 +1,11 @@
-"""NeoBankof over NeoNet streams: the validator service and the framing it shares.
+"""NeoBankof over NeoNet streams: the validator service and what it shares with the client.
 
 The trio layer over ``neonet.proto.bank`` (``docs/bank.md``, "Protocols"):
 ``ValidatorService`` serves ``/neonet/bank/transfer/1.0.0`` (sign, certify, fraud
 proofs) and ``/neonet/bank/sync/1.0.0`` (chain heads, then ranges) from one
 ``Validator`` engine. ``StreamHost``, ``BankConnection`` and ``receive_message`` are the
-stream framing both sides use; the client that talks to the committee is in
-``neonet.apps.bank.client``.
+stream framing both sides use, and ``check_certificates`` the batched quorum check both
+run; the client that talks to the committee is in ``neonet.apps.bank.client``.
 
 Bad input on a stream is answered with REFUSED where it can be, the stream is closed, and
 the service keeps running. A vote leaves the service only after the engine recorded it
@@ -31,6 +31,7 @@ from neonet.net.yamux_session import YamuxStream
 from neonet.proto.bank import wire
 from neonet.proto.bank.messages import (
     Certificate,
+    Committee,
     FraudProof,
     block_hash,
     vote_message,
@@ -131,6 +132,34 @@ class GroupCommit:
                 self._event = trio.Event()
 
 
+def check_certificates(
+    certificates: Sequence[Certificate],
+    committee: Committee,
+    implementation: backend.Implementation = backend.ACTIVE,
+) -> list[bool]:
+    """``check_certificate`` for many at once: all votes go through one batch verifier."""
+    committee_id = committee.id()
+    items: list[tuple[bytes, bytes, bytes]] = []
+    spans = []
+    for certificate in certificates:
+        # A decoded certificate holds a canonical block: its body is block[1:-66].
+        message = vote_message(
+            committee_id, implementation.hash_block_body(certificate.block[1:-66])
+        )
+        start = len(items)
+        for index, signature in certificate.votes:
+            if index < len(committee.validators):
+                items.append((committee.validators[index], message, signature))
+        spans.append((start, len(items)))
+    verdicts: list[bool] = []
+    for offset in range(0, len(items), 4096):
+        verdicts.extend(implementation.verify_signatures(items[offset : offset + 4096]))
+    return [
+        len(certificate.votes) >= committee.quorum and sum(verdicts[a:b]) >= committee.quorum
+        for certificate, (a, b) in zip(certificates, spans, strict=True)
+    ]
+
+
 _NONE_CHECKED: frozenset[bytes] = frozenset()
 
 
@@ -187,27 +216,21 @@ class ValidatorService:
         return outcome
 
     def _check_batch(self, batch: Sequence[wire.Request]) -> tuple[set[bytes], set[bytes]]:
-        """One batch verification for a whole SIGN_BATCH: the votes of the certificates
-        this validator has not applied and the signatures of the blocks to sign (the Rust
-        batch verifier coalesces the votes of each validator). Returns the blocks whose
-        certificate has a valid quorum and the blocks whose own signature verifies."""
+        """Batch verification for a whole SIGN_BATCH: the votes of the certificates this
+        validator has not applied in one ``check_certificates`` call (the Rust batch
+        verifier coalesces the votes of each validator), then the signatures of the blocks
+        to sign in one more. Returns the blocks whose certificate has a valid quorum and
+        the blocks whose own signature verifies."""
         ledger = self.validator.ledger
-        committee = ledger.committee
         fresh: dict[bytes, Certificate] = {}
         for item in batch:
             for certificate in item.certificates:
                 if certificate.block not in fresh and not ledger.has_applied(certificate.block):
                     fresh[certificate.block] = certificate
+        certificates = list(fresh.values())
+        valid = check_certificates(certificates, ledger.committee)
+        checked = {c.block for c, ok in zip(certificates, valid, strict=True) if ok}
         items: list[tuple[bytes, bytes, bytes]] = []
-        spans: list[tuple[Certificate, int, int]] = []
-        for certificate in fresh.values():
-            message = vote_message(self.committee_id, block_hash(certificate.block))
-            start = len(items)
-            for index, signature in certificate.votes:
-                if index < len(committee.validators):
-                    items.append((committee.validators[index], message, signature))
-            spans.append((certificate, start, len(items)))
-        votes_end = len(items)
         blocks: list[bytes] = []
         for item in batch:
             try:
@@ -219,13 +242,7 @@ class ValidatorService:
         verdicts: list[bool] = []
         for offset in range(0, len(items), 4096):
             verdicts.extend(backend.verify_signatures(items[offset : offset + 4096]))
-        quorum = committee.quorum
-        checked = {
-            certificate.block
-            for certificate, start, end in spans
-            if len(certificate.votes) >= quorum and sum(verdicts[start:end]) >= quorum
-        }
-        signed = {block for block, ok in zip(blocks, verdicts[votes_end:], strict=True) if ok}
+        signed = {block for block, ok in zip(blocks, verdicts, strict=True) if ok}
         return checked, signed
 
     def answer(
