@@ -54,9 +54,10 @@ BATCH_SENDERS = 2  # SIGN_BATCH messages in flight per validator
 class _Pending:
     """One SIGN waiting in a batcher: a task waits on ``done``, or ``callback`` runs."""
 
-    __slots__ = ("answer", "callback", "done", "error", "vote_valid")
+    __slots__ = ("answer", "callback", "done", "error", "message", "vote_valid")
 
-    def __init__(self, callback: Callable[[_Pending], None] | None = None) -> None:
+    def __init__(self, message: bytes, callback: Callable[[_Pending], None] | None = None) -> None:
+        self.message = message  # what a vote for the block signs (``vote_message``)
         self.callback = callback
         self.done = trio.Event() if callback is None else None
         self.answer: list[object] | None = None
@@ -87,7 +88,7 @@ class _Batcher:
     async def submit(
         self, block: bytes, previous: list[Certificate]
     ) -> tuple[list[object], bool | None]:
-        pending = _Pending()
+        pending = _Pending(vote_message(self._client.committee_id, block_hash(block)))
         self._queue.append((block, previous, pending))
         self._wakeup.set()
         assert pending.done is not None
@@ -98,10 +99,16 @@ class _Batcher:
         return pending.answer, pending.vote_valid
 
     def enqueue(
-        self, block: bytes, previous: list[Certificate], callback: Callable[[_Pending], None]
+        self,
+        block: bytes,
+        previous: list[Certificate],
+        message: bytes,
+        callback: Callable[[_Pending], None],
     ) -> None:
-        """Queue a SIGN; ``callback`` gets its settled ``_Pending`` (no task waits)."""
-        self._queue.append((block, previous, _Pending(callback)))
+        """Queue a SIGN; ``message`` is what a vote for ``block`` signs (``certify``
+        computes it once for all validators); ``callback`` gets its settled ``_Pending``
+        (no task waits)."""
+        self._queue.append((block, previous, _Pending(message, callback)))
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -134,10 +141,9 @@ class _Batcher:
         key, which the Rust batch verifier coalesces."""
         committee = self._client.committee
         key = committee.validators[self._index]
-        committee_id = self._client.committee_id
         checks: list[tuple[bytes, bytes, bytes]] = []
         voted: list[_Pending] = []
-        for (block, _, pending), answer in zip(items, answers, strict=True):
+        for (_, _, pending), answer in zip(items, answers, strict=True):
             if (
                 answer[0] == wire.VOTE
                 and len(answer) == 3
@@ -145,7 +151,7 @@ class _Batcher:
                 and type(answer[2]) is bytes
                 and len(answer[2]) == 64
             ):
-                checks.append((key, vote_message(committee_id, block_hash(block)), answer[2]))
+                checks.append((key, pending.message, answer[2]))
                 voted.append(pending)
         for offset in range(0, len(checks), 4096):
             verdicts = backend.verify_signatures(checks[offset : offset + 4096])
@@ -307,7 +313,7 @@ class BankClient:
                     return
                 retry = None if retried else catch_up(pending.answer)
                 if retry is not None:
-                    self._batcher(index).enqueue(block, retry, batched(index, True))
+                    self._batcher(index).enqueue(block, retry, message, batched(index, True))
                     return
                 settle(index, pending.answer, pending.vote_valid, None)
 
@@ -315,7 +321,9 @@ class BankClient:
 
         if self._nursery is not None:
             for index in range(len(self.validators)):
-                self._batcher(index).enqueue(block, [*own[-1:], *extra], batched(index, False))
+                self._batcher(index).enqueue(
+                    block, [*own[-1:], *extra], message, batched(index, False)
+                )
             await done.wait()
         else:
             async with trio.open_nursery() as nursery:
