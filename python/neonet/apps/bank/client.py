@@ -52,24 +52,19 @@ BATCH_SENDERS = 2  # SIGN_BATCH messages in flight per validator
 
 
 class _Pending:
-    """One SIGN waiting in a batcher: a task waits on ``done``, or ``callback`` runs."""
+    """One SIGN waiting in a batcher: ``callback`` runs when its answer is in."""
 
-    __slots__ = ("answer", "callback", "done", "error", "message", "vote_valid")
+    __slots__ = ("answer", "callback", "error", "message", "vote_valid")
 
-    def __init__(self, message: bytes, callback: Callable[[_Pending], None] | None = None) -> None:
+    def __init__(self, message: bytes, callback: Callable[[_Pending], None]) -> None:
         self.message = message  # what a vote for the block signs (``vote_message``)
         self.callback = callback
-        self.done = trio.Event() if callback is None else None
         self.answer: list[object] | None = None
         self.error: BaseException | None = None
         self.vote_valid: bool | None = None  # a VOTE answer's signature, checked in batch
 
     def finish(self) -> None:
-        if self.callback is not None:
-            self.callback(self)
-        else:
-            assert self.done is not None
-            self.done.set()
+        self.callback(self)
 
 
 class _Batcher:
@@ -84,19 +79,6 @@ class _Batcher:
         self._index = index
         self._queue: list[tuple[bytes, list[Certificate], _Pending]] = []
         self._wakeup = trio.Event()
-
-    async def submit(
-        self, block: bytes, previous: list[Certificate]
-    ) -> tuple[list[object], bool | None]:
-        pending = _Pending(vote_message(self._client.committee_id, block_hash(block)))
-        self._queue.append((block, previous, pending))
-        self._wakeup.set()
-        assert pending.done is not None
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.answer is not None
-        return pending.answer, pending.vote_valid
 
     def enqueue(
         self,
@@ -205,15 +187,10 @@ class BankClient:
                     idle.append(connection)
         return answer
 
-    async def _sign(
-        self, index: int, block: bytes, previous: list[Certificate]
-    ) -> tuple[list[object], bool | None]:
-        """One SIGN answer: batched with other concurrent requests when there is a nursery
-        (then a VOTE's signature comes checked: ``True``/``False``; else ``None``)."""
-        if self._nursery is None:
-            request = wire.sign_request(block, previous)
-            return await self.ask(index, request, wire.TRANSFER_PROTOCOL), None
-        return await self._batcher(index).submit(block, previous)
+    async def _sign(self, index: int, block: bytes, previous: list[Certificate]) -> list[object]:
+        """One unbatched SIGN answer (``certify`` without a nursery; with one, the
+        batcher sends SIGN_BATCH messages instead)."""
+        return await self.ask(index, wire.sign_request(block, previous), wire.TRANSFER_PROTOCOL)
 
     def _batcher(self, index: int) -> _Batcher:
         """Validator ``index``'s batcher (started on first use; needs the nursery)."""
@@ -294,14 +271,14 @@ class BankClient:
 
         async def one(index: int) -> None:
             try:
-                answer, valid = await self._sign(index, block, [*own[-1:], *extra])
+                answer = await self._sign(index, block, [*own[-1:], *extra])
                 retry = catch_up(answer)
                 if retry is not None:
-                    answer, valid = await self._sign(index, block, retry)
+                    answer = await self._sign(index, block, retry)
             except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
                 settle(index, None, None, str(exc))
                 return
-            settle(index, answer, valid, None)
+            settle(index, answer, None, None)
 
         def batched(index: int, retried: bool) -> Callable[[_Pending], None]:
             """What to do with validator ``index``'s answer from a SIGN_BATCH: no task per
