@@ -27,12 +27,8 @@ from typing import Any
 
 import trio
 
-from neonet.apps.bank.service import (
-    BankClient,
-    ValidatorService,
-    open_bank_client,
-    verify_synced,
-)
+from neonet.apps.bank.client import BankClient, open_bank_client, verify_synced
+from neonet.apps.bank.service import ValidatorService
 from neonet.apps.bank.store import SqlitePosStore, SqliteVoteStore
 from neonet.core import backend
 from neonet.core.keys import Ed25519Identity

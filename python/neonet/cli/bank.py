@@ -29,14 +29,10 @@ from pathlib import Path
 
 import trio
 
+from neonet.apps.bank.client import BankClient, CertificationFailed, open_bank_client
 from neonet.apps.bank.fraud_gossip import publish_fraud_proof, serve_fraud_gossip
 from neonet.apps.bank.keystore import load_key, save_key
-from neonet.apps.bank.service import (
-    BankClient,
-    CertificationFailed,
-    ValidatorService,
-    open_bank_client,
-)
+from neonet.apps.bank.service import ValidatorService
 from neonet.apps.bank.store import SqlitePosStore, SqliteVoteStore, SqliteWalletStore
 from neonet.core.errors import DecodeError, NeoNetError
 from neonet.core.keys import Ed25519Identity

@@ -69,7 +69,7 @@ class BlockKind(IntEnum):
     REFUND = 8  # credit: an expired purse's remainder back to its owner
 
 
-_CREDITS = frozenset(
+CREDITS = frozenset(  # the kinds that add their amount to the balance
     (BlockKind.ISSUE, BlockKind.RECEIVE, BlockKind.REDEEM, BlockKind.CLAIM, BlockKind.REFUND)
 )
 _LAST_KIND = max(BlockKind)
@@ -396,7 +396,7 @@ def _check_block(fields: _Fields, head: _Head | None, mint_account: bytes | None
         if amount != 0:
             raise _Refused(RejectReason.BALANCE, f"{BlockKind(kind).name} must have amount 0")
         expected_balance = old_balance
-    elif kind in _CREDITS:
+    elif kind in CREDITS:
         expected_balance = old_balance + amount
         if expected_balance >= _U64_LIMIT:
             raise _Refused(

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import trio
 
-from neonet.apps.bank.service import BankClient, CertificationFailed, ValidatorService
+from neonet.apps.bank.client import BankClient, CertificationFailed
+from neonet.apps.bank.service import ValidatorService
 from neonet.apps.bank.store import SqliteVoteStore
 from neonet.core.errors import RemoteProtocolError
 from neonet.node import Node, open_node
@@ -126,7 +127,7 @@ async def test_bad_input_is_refused_and_the_service_keeps_running(tmp_path: Path
 
 
 async def test_batched_votes_and_certificates_are_checked_in_batches(tmp_path: Path) -> None:
-    from neonet.apps.bank.service import open_bank_client
+    from neonet.apps.bank.client import open_bank_client
     from neonet.proto.bank.messages import Certificate
 
     world = World()
@@ -174,7 +175,7 @@ async def test_batched_votes_and_certificates_are_checked_in_batches(tmp_path: P
 
 
 async def test_batched_client_catches_up_a_lagging_validator(tmp_path: Path) -> None:
-    from neonet.apps.bank.service import open_bank_client
+    from neonet.apps.bank.client import open_bank_client
     from neonet.proto.bank.validator import MemoryVoteStore
 
     world = World()

@@ -1,11 +1,11 @@
-"""NeoBankof over NeoNet streams: the validator service and the client that uses it.
+"""NeoBankof over NeoNet streams: the validator service and what it shares with the client.
 
 The trio layer over ``neonet.proto.bank`` (``docs/bank.md``, "Protocols"):
 ``ValidatorService`` serves ``/neonet/bank/transfer/1.0.0`` (sign, certify, fraud
 proofs) and ``/neonet/bank/sync/1.0.0`` (chain heads, then ranges) from one
-``Validator`` engine; ``BankClient`` gathers votes from the committee into certificates,
-spreads certificates and proofs, and syncs chains, verifying each synced chain through
-the batch verifiers (``verify_chain`` and ``verify_signatures`` of the selected backend).
+``Validator`` engine. ``StreamHost``, ``BankConnection`` and ``receive_message`` are the
+stream framing both sides use, and ``check_certificates`` the batched quorum check both
+run; the client that talks to the committee is in ``neonet.apps.bank.client``.
 
 Bad input on a stream is answered with REFUSED where it can be, the stream is closed, and
 the service keeps running. A vote leaves the service only after the engine recorded it
@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import asynccontextmanager
 from typing import Protocol
 
 import trio
 
 from neonet.apps.bank.store import SqliteVoteStore
 from neonet.core import backend
-from neonet.core.errors import DecodeError, NeoNetError, RemoteProtocolError
-from neonet.core.ledger import ChainHead, decode_block
+from neonet.core.errors import DecodeError, RemoteProtocolError
+from neonet.core.ledger import decode_block
 from neonet.core.peer_id import PeerId
 from neonet.net.yamux_session import YamuxStream
 from neonet.proto.bank import wire
@@ -38,7 +37,7 @@ from neonet.proto.bank.messages import (
     vote_message,
 )
 from neonet.proto.bank.state import Applied
-from neonet.proto.bank.validator import Validator, Vote, assemble_certificate
+from neonet.proto.bank.validator import Validator, Vote
 
 logger = logging.getLogger("neonet.bank")
 REQUEST_TIMEOUT = 10.0
@@ -133,6 +132,34 @@ class GroupCommit:
                 self._event = trio.Event()
 
 
+def check_certificates(
+    certificates: Sequence[Certificate],
+    committee: Committee,
+    implementation: backend.Implementation = backend.ACTIVE,
+) -> list[bool]:
+    """``check_certificate`` for many at once: all votes go through one batch verifier."""
+    committee_id = committee.id()
+    items: list[tuple[bytes, bytes, bytes]] = []
+    spans = []
+    for certificate in certificates:
+        # A decoded certificate holds a canonical block: its body is block[1:-66].
+        message = vote_message(
+            committee_id, implementation.hash_block_body(certificate.block[1:-66])
+        )
+        start = len(items)
+        for index, signature in certificate.votes:
+            if index < len(committee.validators):
+                items.append((committee.validators[index], message, signature))
+        spans.append((start, len(items)))
+    verdicts: list[bool] = []
+    for offset in range(0, len(items), 4096):
+        verdicts.extend(implementation.verify_signatures(items[offset : offset + 4096]))
+    return [
+        len(certificate.votes) >= committee.quorum and sum(verdicts[a:b]) >= committee.quorum
+        for certificate, (a, b) in zip(certificates, spans, strict=True)
+    ]
+
+
 _NONE_CHECKED: frozenset[bytes] = frozenset()
 
 
@@ -189,27 +216,21 @@ class ValidatorService:
         return outcome
 
     def _check_batch(self, batch: Sequence[wire.Request]) -> tuple[set[bytes], set[bytes]]:
-        """One batch verification for a whole SIGN_BATCH: the votes of the certificates
-        this validator has not applied and the signatures of the blocks to sign (the Rust
-        batch verifier coalesces the votes of each validator). Returns the blocks whose
-        certificate has a valid quorum and the blocks whose own signature verifies."""
+        """Batch verification for a whole SIGN_BATCH: the votes of the certificates this
+        validator has not applied in one ``check_certificates`` call (the Rust batch
+        verifier coalesces the votes of each validator), then the signatures of the blocks
+        to sign in one more. Returns the blocks whose certificate has a valid quorum and
+        the blocks whose own signature verifies."""
         ledger = self.validator.ledger
-        committee = ledger.committee
         fresh: dict[bytes, Certificate] = {}
         for item in batch:
             for certificate in item.certificates:
                 if certificate.block not in fresh and not ledger.has_applied(certificate.block):
                     fresh[certificate.block] = certificate
+        certificates = list(fresh.values())
+        valid = check_certificates(certificates, ledger.committee)
+        checked = {c.block for c, ok in zip(certificates, valid, strict=True) if ok}
         items: list[tuple[bytes, bytes, bytes]] = []
-        spans: list[tuple[Certificate, int, int]] = []
-        for certificate in fresh.values():
-            message = vote_message(self.committee_id, block_hash(certificate.block))
-            start = len(items)
-            for index, signature in certificate.votes:
-                if index < len(committee.validators):
-                    items.append((committee.validators[index], message, signature))
-            spans.append((certificate, start, len(items)))
-        votes_end = len(items)
         blocks: list[bytes] = []
         for item in batch:
             try:
@@ -221,13 +242,7 @@ class ValidatorService:
         verdicts: list[bool] = []
         for offset in range(0, len(items), 4096):
             verdicts.extend(backend.verify_signatures(items[offset : offset + 4096]))
-        quorum = committee.quorum
-        checked = {
-            certificate.block
-            for certificate, start, end in spans
-            if len(certificate.votes) >= quorum and sum(verdicts[start:end]) >= quorum
-        }
-        signed = {block for block, ok in zip(blocks, verdicts[votes_end:], strict=True) if ok}
+        signed = {block for block, ok in zip(blocks, verdicts, strict=True) if ok}
         return checked, signed
 
     def answer(
@@ -289,464 +304,3 @@ class ValidatorService:
         state = ledger.accounts.get(request.account)
         chosen = [] if state is None else state.certificates[request.start :][: request.count]
         return [wire.RANGE, [[c.block, [list(v) for v in c.votes]] for c in chosen]]
-
-
-class CertificationFailed(NeoNetError):
-    """No quorum: the refusals (and a fraud proof, if one was found)."""
-
-    def __init__(self, reasons: list[str], proof: FraudProof | None) -> None:
-        super().__init__("no certificate: " + "; ".join(reasons))
-        self.reasons = reasons
-        self.proof = proof
-
-
-def check_certificates(
-    certificates: Sequence[Certificate],
-    committee: Committee,
-    implementation: backend.Implementation = backend.ACTIVE,
-) -> list[bool]:
-    """``check_certificate`` for many at once: all votes go through one batch verifier."""
-    committee_id = committee.id()
-    items: list[tuple[bytes, bytes, bytes]] = []
-    spans = []
-    for certificate in certificates:
-        # A decoded certificate holds a canonical block: its body is block[1:-66].
-        message = vote_message(
-            committee_id, implementation.hash_block_body(certificate.block[1:-66])
-        )
-        start = len(items)
-        for index, signature in certificate.votes:
-            if index < len(committee.validators):
-                items.append((committee.validators[index], message, signature))
-        spans.append((start, len(items)))
-    verdicts: list[bool] = []
-    for offset in range(0, len(items), 4096):
-        verdicts.extend(implementation.verify_signatures(items[offset : offset + 4096]))
-    return [
-        len(certificate.votes) >= committee.quorum and sum(verdicts[a:b]) >= committee.quorum
-        for certificate, (a, b) in zip(certificates, spans, strict=True)
-    ]
-
-
-MAX_IDLE_CONNECTIONS = 64
-BATCH_SENDERS = 2  # SIGN_BATCH messages in flight per validator
-
-
-class _Pending:
-    """One SIGN waiting in a batcher: a task waits on ``done``, or ``callback`` runs."""
-
-    __slots__ = ("answer", "callback", "done", "error", "vote_valid")
-
-    def __init__(self, callback: Callable[[_Pending], None] | None = None) -> None:
-        self.callback = callback
-        self.done = trio.Event() if callback is None else None
-        self.answer: list[object] | None = None
-        self.error: BaseException | None = None
-        self.vote_valid: bool | None = None  # a VOTE answer's signature, checked in batch
-
-    def finish(self) -> None:
-        if self.callback is not None:
-            self.callback(self)
-        else:
-            assert self.done is not None
-            self.done.set()
-
-
-class _Batcher:
-    """Gathers concurrent SIGN requests for one validator into SIGN_BATCH messages.
-
-    No timer: whatever is queued when a sender is free goes out as one message, so a
-    lone request leaves at once and a busy client sends few, large messages.
-    """
-
-    def __init__(self, client: BankClient, index: int) -> None:
-        self._client = client
-        self._index = index
-        self._queue: list[tuple[bytes, list[Certificate], _Pending]] = []
-        self._wakeup = trio.Event()
-
-    async def submit(
-        self, block: bytes, previous: list[Certificate]
-    ) -> tuple[list[object], bool | None]:
-        pending = _Pending()
-        self._queue.append((block, previous, pending))
-        self._wakeup.set()
-        assert pending.done is not None
-        await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        assert pending.answer is not None
-        return pending.answer, pending.vote_valid
-
-    def enqueue(
-        self, block: bytes, previous: list[Certificate], callback: Callable[[_Pending], None]
-    ) -> None:
-        """Queue a SIGN; ``callback`` gets its settled ``_Pending`` (no task waits)."""
-        self._queue.append((block, previous, _Pending(callback)))
-        self._wakeup.set()
-
-    async def run(self) -> None:
-        while True:
-            while not self._queue:
-                self._wakeup = trio.Event()
-                await self._wakeup.wait()
-            items, self._queue = self._queue[: wire.MAX_BATCH], self._queue[wire.MAX_BATCH :]
-            try:
-                message = wire.sign_batch_request(
-                    [(block, previous) for block, previous, _ in items]
-                )
-                answer = await self._client.ask(self._index, message, wire.TRANSFER_PROTOCOL)
-                answers = wire.parse_batch_answer(answer, len(items))
-                self._check_votes(items, answers)
-                for (_, _, pending), item_answer in zip(items, answers, strict=True):
-                    pending.answer = item_answer
-            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                for _, _, pending in items:
-                    pending.error = exc
-            for _, _, pending in items:
-                pending.finish()
-
-    def _check_votes(
-        self,
-        items: list[tuple[bytes, list[Certificate], _Pending]],
-        answers: list[list[object]],
-    ) -> None:
-        """Verify every vote of one batch answer in one call: all are by this validator's
-        key, which the Rust batch verifier coalesces."""
-        committee = self._client.committee
-        key = committee.validators[self._index]
-        committee_id = self._client.committee_id
-        checks: list[tuple[bytes, bytes, bytes]] = []
-        voted: list[_Pending] = []
-        for (block, _, pending), answer in zip(items, answers, strict=True):
-            if (
-                answer[0] == wire.VOTE
-                and len(answer) == 3
-                and answer[1] == self._index
-                and type(answer[2]) is bytes
-                and len(answer[2]) == 64
-            ):
-                checks.append((key, vote_message(committee_id, block_hash(block)), answer[2]))
-                voted.append(pending)
-        for offset in range(0, len(checks), 4096):
-            verdicts = backend.verify_signatures(checks[offset : offset + 4096])
-            for pending, valid in zip(voted[offset : offset + 4096], verdicts, strict=True):
-                pending.vote_valid = valid
-
-
-class BankClient:
-    """Talks to the committee: certify blocks, spread certificates and proofs, sync chains.
-
-    Each request takes an idle stream to the validator (or opens one), so many requests
-    run at once. With a ``nursery`` (``open_bank_client``), ``certify`` returns at the
-    quorum and lets the remaining validators' answers finish in the background, so they
-    keep up; without one it waits for every answer (or its timeout).
-    """
-
-    def __init__(
-        self,
-        host: StreamHost,
-        committee: Committee,
-        validators: Sequence[PeerId],
-        nursery: trio.Nursery | None = None,
-    ) -> None:
-        if len(validators) != len(committee.validators):
-            raise ValueError("one peer per committee member, in committee order")
-        self.host = host
-        self.committee = committee
-        self.validators = list(validators)
-        self.committee_id = committee.id()
-        self._nursery = nursery
-        self._idle: dict[tuple[int, str], list[BankConnection]] = {}
-        self._batchers: dict[int, _Batcher] = {}
-
-    async def ask(self, index: int, message: list[object], protocol: str) -> list[object]:
-        """One request to validator ``index`` and its answer (``REQUEST_TIMEOUT``)."""
-        idle = self._idle.setdefault((index, protocol), [])
-        with trio.fail_after(REQUEST_TIMEOUT):
-            if idle:
-                connection = idle.pop()
-            else:
-                connection = BankConnection(
-                    await self.host.new_stream(self.validators[index], [protocol])
-                )
-            try:
-                answer = await connection.request(message)
-            finally:
-                if connection.broken or len(idle) >= MAX_IDLE_CONNECTIONS:
-                    with trio.CancelScope(shield=True):
-                        await connection.aclose()
-                else:
-                    idle.append(connection)
-        return answer
-
-    async def _sign(
-        self, index: int, block: bytes, previous: list[Certificate]
-    ) -> tuple[list[object], bool | None]:
-        """One SIGN answer: batched with other concurrent requests when there is a nursery
-        (then a VOTE's signature comes checked: ``True``/``False``; else ``None``)."""
-        if self._nursery is None:
-            request = wire.sign_request(block, previous)
-            return await self.ask(index, request, wire.TRANSFER_PROTOCOL), None
-        return await self._batcher(index).submit(block, previous)
-
-    def _batcher(self, index: int) -> _Batcher:
-        """Validator ``index``'s batcher (started on first use; needs the nursery)."""
-        batcher = self._batchers.get(index)
-        if batcher is None:
-            assert self._nursery is not None
-            batcher = self._batchers[index] = _Batcher(self, index)
-            for _ in range(BATCH_SENDERS):
-                self._nursery.start_soon(batcher.run)
-        return batcher
-
-    async def certify(
-        self,
-        block: bytes,
-        history: Sequence[Certificate] = (),
-        depends: Sequence[Certificate] = (),
-    ) -> Certificate:
-        """Gather 2f+1 votes for ``block``; ``CertificationFailed`` if they do not come.
-
-        ``history`` is a tail of the account's certified chain, in order, ending just
-        before ``block``: its last certificate goes along, and a validator that says it
-        is further behind gets the missing ones (up to ``wire.MAX_PREVIOUS``).
-        ``depends`` are certificates the block needs (a RECEIVE's transfer, a REDEEM's
-        purse). Votes are checked in one batch once there are enough of them.
-        """
-        votes: list[Vote] = []
-        unchecked: list[Vote] = []
-        reasons: list[str] = []
-        proofs: list[FraudProof] = []
-        done = trio.Event()
-        own = list(history)
-        extra = list(depends)
-        first_sequence = decode_block(block).sequence - len(own)
-        message = vote_message(self.committee_id, block_hash(block))
-        quorum = self.committee.quorum
-
-        def check_votes() -> None:
-            if not unchecked:
-                return
-            items = [
-                (self.committee.validators[v.validator], message, v.signature) for v in unchecked
-            ]
-            for vote, ok in zip(unchecked, backend.verify_signatures(items), strict=True):
-                if ok:
-                    votes.append(vote)
-                else:
-                    reasons.append(f"validator {vote.validator}: bad vote")
-            unchecked.clear()
-
-        def catch_up(answer: list[object]) -> list[Certificate] | None:
-            """The certificates a validator that says it is behind needs, if we have them."""
-            expected = _behind(answer)
-            if expected is None or not own:
-                return None
-            missing = own[max(expected - first_sequence, 0) :]
-            return [*missing[-wire.MAX_PREVIOUS + len(extra) :], *extra]
-
-        def settle(
-            index: int, answer: list[object] | None, valid: bool | None, error: str | None
-        ) -> None:
-            if answer is None:
-                reasons.append(f"validator {index}: {error}")
-            elif valid is None:
-                try:
-                    self._take(index, answer, unchecked, reasons, proofs)
-                except NeoNetError as exc:  # e.g. a malformed proof in a refusal
-                    reasons.append(f"validator {index}: {exc}")
-            elif valid and type(answer[2]) is bytes:
-                votes.append(Vote(index, answer[2]))
-            else:
-                reasons.append(f"validator {index}: bad vote")
-            if len(votes) + len(unchecked) >= quorum:
-                check_votes()
-            answered = len(votes) + len(unchecked) + len(reasons)
-            if len(votes) >= quorum or answered == len(self.validators):
-                check_votes()
-                done.set()
-
-        async def one(index: int) -> None:
-            try:
-                answer, valid = await self._sign(index, block, [*own[-1:], *extra])
-                retry = catch_up(answer)
-                if retry is not None:
-                    answer, valid = await self._sign(index, block, retry)
-            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                settle(index, None, None, str(exc))
-                return
-            settle(index, answer, valid, None)
-
-        def batched(index: int, retried: bool) -> Callable[[_Pending], None]:
-            """What to do with validator ``index``'s answer from a SIGN_BATCH: no task per
-            validator and transfer, the batcher calls this when the answer is in."""
-
-            def on_answer(pending: _Pending) -> None:
-                if pending.error is not None or pending.answer is None:
-                    settle(index, None, None, str(pending.error))
-                    return
-                retry = None if retried else catch_up(pending.answer)
-                if retry is not None:
-                    self._batcher(index).enqueue(block, retry, batched(index, True))
-                    return
-                settle(index, pending.answer, pending.vote_valid, None)
-
-            return on_answer
-
-        if self._nursery is not None:
-            for index in range(len(self.validators)):
-                self._batcher(index).enqueue(block, [*own[-1:], *extra], batched(index, False))
-            await done.wait()
-        else:
-            async with trio.open_nursery() as nursery:
-                for index in range(len(self.validators)):
-                    nursery.start_soon(one, index)
-        certificate = assemble_certificate(block, votes, self.committee)
-        if certificate is None:
-            raise CertificationFailed(reasons, proofs[0] if proofs else None)
-        return certificate
-
-    def _take(
-        self,
-        index: int,
-        answer: list[object],
-        unchecked: list[Vote],
-        reasons: list[str],
-        proofs: list[FraudProof],
-    ) -> None:
-        if answer[0] == wire.VOTE and len(answer) == 3 and answer[1] == index:
-            signature = answer[2]
-            if type(signature) is bytes and len(signature) == 64:
-                unchecked.append(Vote(index, signature))
-            else:
-                reasons.append(f"validator {index}: bad vote")
-        elif answer[0] == wire.REFUSED and len(answer) == 4:
-            reasons.append(f"validator {index}: {answer[1]}")
-            if type(answer[2]) is bytes:
-                proofs.append(FraudProof.decode(answer[2]))
-        else:
-            reasons.append(f"validator {index}: unexpected answer")
-
-    async def broadcast(self, message: list[object]) -> list[list[object] | None]:
-        """Send a CERTIFY or PROOF request to every validator; their answers (None: failed)."""
-        answers: list[list[object] | None] = [None] * len(self.validators)
-
-        async def one(index: int) -> None:
-            try:
-                answers[index] = await self.ask(index, message, wire.TRANSFER_PROTOCOL)
-            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                logger.info("validator %d did not take the broadcast: %s", index, exc)
-
-        async with trio.open_nursery() as nursery:
-            for index in range(len(self.validators)):
-                nursery.start_soon(one, index)
-        return answers
-
-    async def spread_certificate(self, certificate: Certificate) -> None:
-        await self.broadcast(wire.certify_request(certificate))
-
-    async def spread_proof(self, proof: FraudProof) -> None:
-        await self.broadcast(wire.proof_request(proof))
-
-    async def incoming(self, index: int, account: bytes) -> list[Certificate]:
-        """Certified transfers to ``account`` not yet received, each checked for a quorum."""
-        answer = await self.ask(index, wire.incoming_request(account), wire.SYNC_PROTOCOL)
-        certificates = wire.parse_certificates(answer)
-        if not all(check_certificates(certificates, self.committee)):
-            raise RemoteProtocolError("an incoming transfer lacks a quorum of valid votes")
-        return certificates
-
-    async def purse_statuses(self, purse_id: bytes, position: int) -> list[wire.PurseStatus | None]:
-        """Every validator's view of a purse and its owner (PURSE), concurrently; ``None``
-        for a validator that does not know the purse or did not answer."""
-        statuses: list[wire.PurseStatus | None] = [None] * len(self.validators)
-
-        async def one(index: int) -> None:
-            try:
-                answer = await self.ask(
-                    index, wire.purse_request(purse_id, position), wire.SYNC_PROTOCOL
-                )
-                statuses[index] = wire.parse_purse_status(answer)
-            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
-                logger.info("validator %d gave no purse status: %s", index, exc)
-
-        async with trio.open_nursery() as nursery:
-            for index in range(len(self.validators)):
-                nursery.start_soon(one, index)
-        return statuses
-
-    async def heads(self, index: int) -> list[tuple[bytes, int, bytes, int]]:
-        """Every chain head a validator knows (paged)."""
-        result: list[tuple[bytes, int, bytes, int]] = []
-        after = b""
-        while True:
-            answer = await self.ask(
-                index, wire.heads_request(after, wire.MAX_HEADS), wire.SYNC_PROTOCOL
-            )
-            page = wire.parse_heads(answer)
-            result.extend(page)
-            if len(page) < wire.MAX_HEADS:
-                return result
-            after = page[-1][0]
-
-    async def sync_chain(
-        self, index: int, account: bytes, mint_account: bytes, start: ChainHead | None = None
-    ) -> list[Certificate]:
-        """The account's certificates after ``start`` from one validator, verified: the
-        chain by ``verify_chain`` and every vote by ``verify_signatures`` (batched).
-        ``RemoteProtocolError`` if the validator sent anything that does not verify."""
-        certificates: list[Certificate] = []
-        sequence = 0 if start is None else start.sequence + 1
-        while True:
-            answer = await self.ask(
-                index, wire.range_request(account, sequence, wire.MAX_RANGE), wire.SYNC_PROTOCOL
-            )
-            page = wire.parse_certificates(answer)
-            certificates.extend(page)
-            sequence += len(page)
-            if len(page) < wire.MAX_RANGE:
-                break
-        verify_synced(certificates, self.committee, mint_account, start)
-        return certificates
-
-
-def verify_synced(
-    certificates: Sequence[Certificate],
-    committee: Committee,
-    mint_account: bytes,
-    start: ChainHead | None,
-    implementation: backend.Implementation = backend.ACTIVE,
-) -> ChainHead | None:
-    """Check a synced chain: blocks in one ``verify_chain`` call per 100,000, votes batched.
-
-    ``RemoteProtocolError`` if anything does not verify; the new head otherwise.
-    """
-    head = start
-    blocks = [certificate.block for certificate in certificates]
-    for offset in range(0, len(blocks), 100_000):
-        verdict = implementation.verify_chain(
-            blocks[offset : offset + 100_000], mint_account=mint_account, start=head
-        )
-        if verdict.failure is not None:
-            raise RemoteProtocolError(f"synced chain refused: {verdict.failure.message}")
-        head = verdict.head
-    if not all(check_certificates(certificates, committee, implementation)):
-        raise RemoteProtocolError("a synced certificate lacks a quorum of valid votes")
-    return head
-
-
-def _behind(answer: list[object]) -> int | None:
-    if answer[0] == wire.REFUSED and len(answer) == 4 and type(answer[3]) is int:
-        return answer[3]
-    return None
-
-
-@asynccontextmanager
-async def open_bank_client(
-    host: StreamHost, committee: Committee, validators: Sequence[PeerId]
-) -> AsyncIterator[BankClient]:
-    """A ``BankClient`` whose late validator answers finish in the background."""
-    async with trio.open_nursery() as nursery:
-        yield BankClient(host, committee, validators, nursery)
-        nursery.cancel_scope.cancel()

@@ -143,13 +143,9 @@ class SqliteVoteStore(_Store):
         if earlier is not None and earlier != block:
             return earlier
         if slot is not None:
-            holder = self._slots.get(slot)
-            if holder is not None and holder != block:
+            holder = self._take_slot(slot, block)
+            if holder is not None:
                 return holder
-            if holder is None:
-                self._slots[slot] = block
-                self._by_purse.setdefault(slot[0], {})[slot[1]] = block
-                self._write("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
         if earlier is None:
             self._votes[(account, sequence)] = block
             self._write("INSERT OR IGNORE INTO votes VALUES (?, ?, ?)", (account, sequence, block))
@@ -165,12 +161,9 @@ class SqliteVoteStore(_Store):
             if row is not None and row[0] != block:
                 return bytes(row[0])
             if slot is not None:
-                held = db.execute(
-                    "SELECT block FROM purse_slots WHERE purse = ? AND position = ?", slot
-                ).fetchone()
-                if held is not None and held[0] != block:
-                    return bytes(held[0])
-                db.execute("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
+                held = self._take_slot(slot, block, db)
+                if held is not None:
+                    return held
             db.execute("INSERT OR IGNORE INTO votes VALUES (?, ?, ?)", (account, sequence, block))
         return None
 
@@ -180,26 +173,42 @@ class SqliteVoteStore(_Store):
         if not self.deferred:
             with self._transaction() as db:
                 if slot is not None:
-                    held = db.execute(
-                        "SELECT block FROM purse_slots WHERE purse = ? AND position = ?", slot
-                    ).fetchone()
-                    if held is not None and held[0] != block:
-                        return bytes(held[0])
-                    db.execute("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
+                    held = self._take_slot(slot, block, db)
+                    if held is not None:
+                        return held
                 db.execute(
                     "INSERT OR REPLACE INTO votes VALUES (?, ?, ?)", (account, sequence, block)
                 )
             return None
         if slot is not None:
-            holder = self._slots.get(slot)
-            if holder is not None and holder != block:
+            holder = self._take_slot(slot, block)
+            if holder is not None:
                 return holder
-            if holder is None:
-                self._slots[slot] = block
-                self._by_purse.setdefault(slot[0], {})[slot[1]] = block
-                self._write("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
         self._votes[(account, sequence)] = block
         self._write("INSERT OR REPLACE INTO votes VALUES (?, ?, ?)", (account, sequence, block))
+        return None
+
+    def _take_slot(
+        self, slot: tuple[bytes, int], block: bytes, db: sqlite3.Connection | None = None
+    ) -> bytes | None:
+        """Claim purse ``slot`` for ``block``: the other block already holding it, if any;
+        else ``None`` once claimed, in ``db``'s open transaction or, deferred, in memory
+        and queued for the next batch."""
+        if db is not None:
+            held = db.execute(
+                "SELECT block FROM purse_slots WHERE purse = ? AND position = ?", slot
+            ).fetchone()
+            if held is not None and held[0] != block:
+                return bytes(held[0])
+            db.execute("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
+            return None
+        holder = self._slots.get(slot)
+        if holder is not None and holder != block:
+            return holder
+        if holder is None:
+            self._slots[slot] = block
+            self._by_purse.setdefault(slot[0], {})[slot[1]] = block
+            self._write("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
         return None
 
     def voted(self, account: bytes, sequence: int) -> bytes | None:

@@ -18,7 +18,15 @@ from collections.abc import Callable
 from typing import Protocol
 
 from neonet.core.errors import LocalProtocolError
-from neonet.core.ledger import Block, BlockKind, ChainHead, decode_block, encode_block, sign_block
+from neonet.core.ledger import (
+    CREDITS,
+    Block,
+    BlockKind,
+    ChainHead,
+    decode_block,
+    encode_block,
+    sign_block,
+)
 from neonet.proto.bank.messages import (
     Certificate,
     ClaimPayload,
@@ -106,13 +114,7 @@ class Wallet:
         head = self.head
         if head is not None and head.key != self.key:
             raise LocalProtocolError("the chain's current key is not this wallet's key")
-        credit = kind in (
-            BlockKind.ISSUE,
-            BlockKind.RECEIVE,
-            BlockKind.REDEEM,
-            BlockKind.CLAIM,
-            BlockKind.REFUND,
-        )
+        credit = kind in CREDITS
         debit = kind in (BlockKind.TRANSFER, BlockKind.OPEN_PURSE)
         balance = (
             self.balance + amount if credit else self.balance - amount if debit else self.balance

@@ -1,0 +1,456 @@
+"""NeoBankof over NeoNet streams: the client that talks to the validator committee.
+
+``BankClient`` gathers votes from the committee into certificates (batching concurrent
+SIGN requests per validator into SIGN_BATCH messages), spreads certificates and proofs,
+and syncs chains, verifying each synced chain through the batch verifiers
+(``verify_chain`` and ``verify_signatures`` of the selected backend). The validator side
+and the shared stream framing are in ``neonet.apps.bank.service``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import trio
+
+from neonet.apps.bank.service import (
+    REQUEST_TIMEOUT,
+    BankConnection,
+    StreamHost,
+    check_certificates,
+)
+from neonet.core import backend
+from neonet.core.errors import NeoNetError, RemoteProtocolError
+from neonet.core.ledger import ChainHead, decode_block
+from neonet.core.peer_id import PeerId
+from neonet.proto.bank import wire
+from neonet.proto.bank.messages import (
+    Certificate,
+    Committee,
+    FraudProof,
+    block_hash,
+    vote_message,
+)
+from neonet.proto.bank.validator import Vote, assemble_certificate
+
+logger = logging.getLogger("neonet.bank")
+
+
+class CertificationFailed(NeoNetError):
+    """No quorum: the refusals (and a fraud proof, if one was found)."""
+
+    def __init__(self, reasons: list[str], proof: FraudProof | None) -> None:
+        super().__init__("no certificate: " + "; ".join(reasons))
+        self.reasons = reasons
+        self.proof = proof
+
+
+MAX_IDLE_CONNECTIONS = 64
+BATCH_SENDERS = 2  # SIGN_BATCH messages in flight per validator
+
+
+class _Pending:
+    """One SIGN waiting in a batcher: ``callback`` runs when its answer is in."""
+
+    __slots__ = ("answer", "callback", "error", "message", "vote_valid")
+
+    def __init__(self, message: bytes, callback: Callable[[_Pending], None]) -> None:
+        self.message = message  # what a vote for the block signs (``vote_message``)
+        self.callback = callback
+        self.answer: list[object] | None = None
+        self.error: BaseException | None = None
+        self.vote_valid: bool | None = None  # a VOTE answer's signature, checked in batch
+
+    def finish(self) -> None:
+        self.callback(self)
+
+
+class _Batcher:
+    """Gathers concurrent SIGN requests for one validator into SIGN_BATCH messages.
+
+    No timer: whatever is queued when a sender is free goes out as one message, so a
+    lone request leaves at once and a busy client sends few, large messages.
+    """
+
+    def __init__(self, client: BankClient, index: int) -> None:
+        self._client = client
+        self._index = index
+        self._queue: list[tuple[bytes, list[Certificate], _Pending]] = []
+        self._wakeup = trio.Event()
+
+    def enqueue(
+        self,
+        block: bytes,
+        previous: list[Certificate],
+        message: bytes,
+        callback: Callable[[_Pending], None],
+    ) -> None:
+        """Queue a SIGN; ``message`` is what a vote for ``block`` signs (``certify``
+        computes it once for all validators); ``callback`` gets its settled ``_Pending``
+        (no task waits)."""
+        self._queue.append((block, previous, _Pending(message, callback)))
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            while not self._queue:
+                self._wakeup = trio.Event()
+                await self._wakeup.wait()
+            items, self._queue = self._queue[: wire.MAX_BATCH], self._queue[wire.MAX_BATCH :]
+            try:
+                message = wire.sign_batch_request(
+                    [(block, previous) for block, previous, _ in items]
+                )
+                answer = await self._client.ask(self._index, message, wire.TRANSFER_PROTOCOL)
+                answers = wire.parse_batch_answer(answer, len(items))
+                self._check_votes(items, answers)
+                for (_, _, pending), item_answer in zip(items, answers, strict=True):
+                    pending.answer = item_answer
+            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                for _, _, pending in items:
+                    pending.error = exc
+            for _, _, pending in items:
+                pending.finish()
+
+    def _check_votes(
+        self,
+        items: list[tuple[bytes, list[Certificate], _Pending]],
+        answers: list[list[object]],
+    ) -> None:
+        """Verify every vote of one batch answer in one call: all are by this validator's
+        key, which the Rust batch verifier coalesces."""
+        committee = self._client.committee
+        key = committee.validators[self._index]
+        checks: list[tuple[bytes, bytes, bytes]] = []
+        voted: list[_Pending] = []
+        for (_, _, pending), answer in zip(items, answers, strict=True):
+            if (
+                answer[0] == wire.VOTE
+                and len(answer) == 3
+                and answer[1] == self._index
+                and type(answer[2]) is bytes
+                and len(answer[2]) == 64
+            ):
+                checks.append((key, pending.message, answer[2]))
+                voted.append(pending)
+        for offset in range(0, len(checks), 4096):
+            verdicts = backend.verify_signatures(checks[offset : offset + 4096])
+            for pending, valid in zip(voted[offset : offset + 4096], verdicts, strict=True):
+                pending.vote_valid = valid
+
+
+class BankClient:
+    """Talks to the committee: certify blocks, spread certificates and proofs, sync chains.
+
+    Each request takes an idle stream to the validator (or opens one), so many requests
+    run at once. With a ``nursery`` (``open_bank_client``), ``certify`` returns at the
+    quorum and lets the remaining validators' answers finish in the background, so they
+    keep up; without one it waits for every answer (or its timeout).
+    """
+
+    def __init__(
+        self,
+        host: StreamHost,
+        committee: Committee,
+        validators: Sequence[PeerId],
+        nursery: trio.Nursery | None = None,
+    ) -> None:
+        if len(validators) != len(committee.validators):
+            raise ValueError("one peer per committee member, in committee order")
+        self.host = host
+        self.committee = committee
+        self.validators = list(validators)
+        self.committee_id = committee.id()
+        self._nursery = nursery
+        self._idle: dict[tuple[int, str], list[BankConnection]] = {}
+        self._batchers: dict[int, _Batcher] = {}
+
+    async def ask(self, index: int, message: list[object], protocol: str) -> list[object]:
+        """One request to validator ``index`` and its answer (``REQUEST_TIMEOUT``)."""
+        idle = self._idle.setdefault((index, protocol), [])
+        with trio.fail_after(REQUEST_TIMEOUT):
+            if idle:
+                connection = idle.pop()
+            else:
+                connection = BankConnection(
+                    await self.host.new_stream(self.validators[index], [protocol])
+                )
+            try:
+                answer = await connection.request(message)
+            finally:
+                if connection.broken or len(idle) >= MAX_IDLE_CONNECTIONS:
+                    with trio.CancelScope(shield=True):
+                        await connection.aclose()
+                else:
+                    idle.append(connection)
+        return answer
+
+    async def _sign(self, index: int, block: bytes, previous: list[Certificate]) -> list[object]:
+        """One unbatched SIGN answer (``certify`` without a nursery; with one, the
+        batcher sends SIGN_BATCH messages instead)."""
+        return await self.ask(index, wire.sign_request(block, previous), wire.TRANSFER_PROTOCOL)
+
+    def _batcher(self, index: int) -> _Batcher:
+        """Validator ``index``'s batcher (started on first use; needs the nursery)."""
+        batcher = self._batchers.get(index)
+        if batcher is None:
+            assert self._nursery is not None
+            batcher = self._batchers[index] = _Batcher(self, index)
+            for _ in range(BATCH_SENDERS):
+                self._nursery.start_soon(batcher.run)
+        return batcher
+
+    async def certify(
+        self,
+        block: bytes,
+        history: Sequence[Certificate] = (),
+        depends: Sequence[Certificate] = (),
+    ) -> Certificate:
+        """Gather 2f+1 votes for ``block``; ``CertificationFailed`` if they do not come.
+
+        ``history`` is a tail of the account's certified chain, in order, ending just
+        before ``block``: its last certificate goes along, and a validator that says it
+        is further behind gets the missing ones (up to ``wire.MAX_PREVIOUS``).
+        ``depends`` are certificates the block needs (a RECEIVE's transfer, a REDEEM's
+        purse). Votes are checked in one batch once there are enough of them.
+        """
+        votes: list[Vote] = []
+        unchecked: list[Vote] = []
+        reasons: list[str] = []
+        proofs: list[FraudProof] = []
+        done = trio.Event()
+        own = list(history)
+        extra = list(depends)
+        first_sequence = decode_block(block).sequence - len(own)
+        message = vote_message(self.committee_id, block_hash(block))
+        quorum = self.committee.quorum
+
+        def check_votes() -> None:
+            if not unchecked:
+                return
+            items = [
+                (self.committee.validators[v.validator], message, v.signature) for v in unchecked
+            ]
+            for vote, ok in zip(unchecked, backend.verify_signatures(items), strict=True):
+                if ok:
+                    votes.append(vote)
+                else:
+                    reasons.append(f"validator {vote.validator}: bad vote")
+            unchecked.clear()
+
+        def catch_up(answer: list[object]) -> list[Certificate] | None:
+            """The certificates a validator that says it is behind needs, if we have them."""
+            expected = _behind(answer)
+            if expected is None or not own:
+                return None
+            missing = own[max(expected - first_sequence, 0) :]
+            return [*missing[-wire.MAX_PREVIOUS + len(extra) :], *extra]
+
+        def settle(
+            index: int, answer: list[object] | None, valid: bool | None, error: str | None
+        ) -> None:
+            if answer is None:
+                reasons.append(f"validator {index}: {error}")
+            elif valid is None:
+                try:
+                    self._take(index, answer, unchecked, reasons, proofs)
+                except NeoNetError as exc:  # e.g. a malformed proof in a refusal
+                    reasons.append(f"validator {index}: {exc}")
+            elif valid and type(answer[2]) is bytes:
+                votes.append(Vote(index, answer[2]))
+            else:
+                reasons.append(f"validator {index}: bad vote")
+            if len(votes) + len(unchecked) >= quorum:
+                check_votes()
+            answered = len(votes) + len(unchecked) + len(reasons)
+            if len(votes) >= quorum or answered == len(self.validators):
+                check_votes()
+                done.set()
+
+        async def one(index: int) -> None:
+            try:
+                answer = await self._sign(index, block, [*own[-1:], *extra])
+                retry = catch_up(answer)
+                if retry is not None:
+                    answer = await self._sign(index, block, retry)
+            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                settle(index, None, None, str(exc))
+                return
+            settle(index, answer, None, None)
+
+        def batched(index: int, retried: bool) -> Callable[[_Pending], None]:
+            """What to do with validator ``index``'s answer from a SIGN_BATCH: no task per
+            validator and transfer, the batcher calls this when the answer is in."""
+
+            def on_answer(pending: _Pending) -> None:
+                if pending.error is not None or pending.answer is None:
+                    settle(index, None, None, str(pending.error))
+                    return
+                retry = None if retried else catch_up(pending.answer)
+                if retry is not None:
+                    self._batcher(index).enqueue(block, retry, message, batched(index, True))
+                    return
+                settle(index, pending.answer, pending.vote_valid, None)
+
+            return on_answer
+
+        if self._nursery is not None:
+            for index in range(len(self.validators)):
+                self._batcher(index).enqueue(
+                    block, [*own[-1:], *extra], message, batched(index, False)
+                )
+            await done.wait()
+        else:
+            async with trio.open_nursery() as nursery:
+                for index in range(len(self.validators)):
+                    nursery.start_soon(one, index)
+        certificate = assemble_certificate(block, votes, self.committee)
+        if certificate is None:
+            raise CertificationFailed(reasons, proofs[0] if proofs else None)
+        return certificate
+
+    def _take(
+        self,
+        index: int,
+        answer: list[object],
+        unchecked: list[Vote],
+        reasons: list[str],
+        proofs: list[FraudProof],
+    ) -> None:
+        if answer[0] == wire.VOTE and len(answer) == 3 and answer[1] == index:
+            signature = answer[2]
+            if type(signature) is bytes and len(signature) == 64:
+                unchecked.append(Vote(index, signature))
+            else:
+                reasons.append(f"validator {index}: bad vote")
+        elif answer[0] == wire.REFUSED and len(answer) == 4:
+            reasons.append(f"validator {index}: {answer[1]}")
+            if type(answer[2]) is bytes:
+                proofs.append(FraudProof.decode(answer[2]))
+        else:
+            reasons.append(f"validator {index}: unexpected answer")
+
+    async def broadcast(self, message: list[object]) -> list[list[object] | None]:
+        """Send a CERTIFY or PROOF request to every validator; their answers (None: failed)."""
+        answers: list[list[object] | None] = [None] * len(self.validators)
+
+        async def one(index: int) -> None:
+            try:
+                answers[index] = await self.ask(index, message, wire.TRANSFER_PROTOCOL)
+            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                logger.info("validator %d did not take the broadcast: %s", index, exc)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(len(self.validators)):
+                nursery.start_soon(one, index)
+        return answers
+
+    async def spread_certificate(self, certificate: Certificate) -> None:
+        await self.broadcast(wire.certify_request(certificate))
+
+    async def spread_proof(self, proof: FraudProof) -> None:
+        await self.broadcast(wire.proof_request(proof))
+
+    async def incoming(self, index: int, account: bytes) -> list[Certificate]:
+        """Certified transfers to ``account`` not yet received, each checked for a quorum."""
+        answer = await self.ask(index, wire.incoming_request(account), wire.SYNC_PROTOCOL)
+        certificates = wire.parse_certificates(answer)
+        if not all(check_certificates(certificates, self.committee)):
+            raise RemoteProtocolError("an incoming transfer lacks a quorum of valid votes")
+        return certificates
+
+    async def purse_statuses(self, purse_id: bytes, position: int) -> list[wire.PurseStatus | None]:
+        """Every validator's view of a purse and its owner (PURSE), concurrently; ``None``
+        for a validator that does not know the purse or did not answer."""
+        statuses: list[wire.PurseStatus | None] = [None] * len(self.validators)
+
+        async def one(index: int) -> None:
+            try:
+                answer = await self.ask(
+                    index, wire.purse_request(purse_id, position), wire.SYNC_PROTOCOL
+                )
+                statuses[index] = wire.parse_purse_status(answer)
+            except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
+                logger.info("validator %d gave no purse status: %s", index, exc)
+
+        async with trio.open_nursery() as nursery:
+            for index in range(len(self.validators)):
+                nursery.start_soon(one, index)
+        return statuses
+
+    async def heads(self, index: int) -> list[tuple[bytes, int, bytes, int]]:
+        """Every chain head a validator knows (paged)."""
+        result: list[tuple[bytes, int, bytes, int]] = []
+        after = b""
+        while True:
+            answer = await self.ask(
+                index, wire.heads_request(after, wire.MAX_HEADS), wire.SYNC_PROTOCOL
+            )
+            page = wire.parse_heads(answer)
+            result.extend(page)
+            if len(page) < wire.MAX_HEADS:
+                return result
+            after = page[-1][0]
+
+    async def sync_chain(
+        self, index: int, account: bytes, mint_account: bytes, start: ChainHead | None = None
+    ) -> list[Certificate]:
+        """The account's certificates after ``start`` from one validator, verified: the
+        chain by ``verify_chain`` and every vote by ``verify_signatures`` (batched).
+        ``RemoteProtocolError`` if the validator sent anything that does not verify."""
+        certificates: list[Certificate] = []
+        sequence = 0 if start is None else start.sequence + 1
+        while True:
+            answer = await self.ask(
+                index, wire.range_request(account, sequence, wire.MAX_RANGE), wire.SYNC_PROTOCOL
+            )
+            page = wire.parse_certificates(answer)
+            certificates.extend(page)
+            sequence += len(page)
+            if len(page) < wire.MAX_RANGE:
+                break
+        verify_synced(certificates, self.committee, mint_account, start)
+        return certificates
+
+
+def verify_synced(
+    certificates: Sequence[Certificate],
+    committee: Committee,
+    mint_account: bytes,
+    start: ChainHead | None,
+    implementation: backend.Implementation = backend.ACTIVE,
+) -> ChainHead | None:
+    """Check a synced chain: blocks in one ``verify_chain`` call per 100,000, votes batched.
+
+    ``RemoteProtocolError`` if anything does not verify; the new head otherwise.
+    """
+    head = start
+    blocks = [certificate.block for certificate in certificates]
+    for offset in range(0, len(blocks), 100_000):
+        verdict = implementation.verify_chain(
+            blocks[offset : offset + 100_000], mint_account=mint_account, start=head
+        )
+        if verdict.failure is not None:
+            raise RemoteProtocolError(f"synced chain refused: {verdict.failure.message}")
+        head = verdict.head
+    if not all(check_certificates(certificates, committee, implementation)):
+        raise RemoteProtocolError("a synced certificate lacks a quorum of valid votes")
+    return head
+
+
+def _behind(answer: list[object]) -> int | None:
+    if answer[0] == wire.REFUSED and len(answer) == 4 and type(answer[3]) is int:
+        return answer[3]
+    return None
+
+
+@asynccontextmanager
+async def open_bank_client(
+    host: StreamHost, committee: Committee, validators: Sequence[PeerId]
+) -> AsyncIterator[BankClient]:
+    """A ``BankClient`` whose late validator answers finish in the background."""
+    async with trio.open_nursery() as nursery:
+        yield BankClient(host, committee, validators, nursery)
+        nursery.cancel_scope.cancel()
