@@ -675,10 +675,12 @@ class SsnServer:
             self._presence_cache.pop(to, None)
             if code in (Code.UNAVAILABLE, Code.OFFLINE):
                 # As _signal's first attempt failing: retry with the owners' newest record.
-                assert self._nursery is not None
-                self._nursery.start_soon(
-                    self._answer_signal, client_channel, sender, message, limiter, 1
-                )
+                try:
+                    client_channel.spawn(
+                        self._answer_client, client_channel, sender, message, limiter, 1
+                    )
+                except ChannelClosedError:
+                    limiter.release()  # the client is gone: nobody to answer
                 return
             limiter.release()
             self.stats.errors += 1
@@ -695,28 +697,6 @@ class SsnServer:
             return False
         self.stats.signals += 1
         return True
-
-    async def _answer_signal(
-        self,
-        channel: FramedChannel[cp.ClientMessage],
-        sender: bytes,
-        message: cp.Signal,
-        limiter: _RequestSlots,
-        first_attempt: int,
-    ) -> None:
-        reply: cp.ClientMessage
-        try:
-            status = await self._signal(
-                sender, message.to, message.payload, first_attempt=first_attempt
-            )
-            reply = cp.SignalSent(message.request_id, status)
-        except RequestFailed as exc:
-            self.stats.errors += 1
-            reply = cp.Error(message.request_id, exc.code, exc.text[:500])
-        finally:
-            limiter.release()
-        with suppress(ChannelClosedError):
-            await channel.send(reply)
 
     async def _expire_requests(self) -> None:
         """Fail federation requests sent without a waiting task once past their deadline."""
@@ -852,7 +832,10 @@ class SsnServer:
         sender: bytes,
         message: cp.ClientMessage,
         limiter: _RequestSlots,
+        first_attempt: int = 0,
     ) -> None:
+        """Answer a client's request; ``first_attempt`` 1 is the retry of a SIGNAL whose
+        FORWARD from ``_signal_fast`` failed (counted there)."""
         rid = message.request_id
         reply: cp.ClientMessage
         try:
@@ -872,8 +855,12 @@ class SsnServer:
                     )
                 reply = cp.Found(rid, entry.presence_bytes, entry.name_bytes)
             elif isinstance(message, cp.Signal):
-                self.stats.signals += 1
-                reply = cp.SignalSent(rid, await self._signal(sender, message.to, message.payload))
+                if first_attempt == 0:
+                    self.stats.signals += 1
+                status = await self._signal(
+                    sender, message.to, message.payload, first_attempt=first_attempt
+                )
+                reply = cp.SignalSent(rid, status)
             else:
                 raise RequestFailed(Code.BAD_REQUEST, "not a client request")
         except RequestFailed as exc:
