@@ -71,9 +71,6 @@ def _only(seeds: SeedList, index: int) -> SeedList:
     return make_seed_list(seeds.network, seeds.serial, [entry], issued_at=seeds.issued_at)
 
 
-_light_client = light_client
-
-
 async def _hold_clients(
     network: LocalNetwork, directory: Path, held: int
 ) -> tuple[list[subprocess.Popen[str]], dict[str, Any]]:
@@ -164,17 +161,15 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
             results["kib_per_client"] = (rss_after - rss_before) / max(1, holding)
             results["ssn_rss_mib"] = rss_after / 1024
             clients = [
-                await _light_client(nursery, _only(network.seeds, 0), f"near0-{i}")
-                for i in range(9)
+                await light_client(nursery, _only(network.seeds, 0), f"near0-{i}") for i in range(9)
             ]
 
             # 2. Lookup latency within the region (targets on SSN 1, eu) and across (SSN 2, us).
             far = [
-                await _light_client(nursery, _only(network.seeds, 2), f"far-{i}") for i in range(50)
+                await light_client(nursery, _only(network.seeds, 2), f"far-{i}") for i in range(50)
             ]
             near = [
-                await _light_client(nursery, _only(network.seeds, 1), f"near-{i}")
-                for i in range(50)
+                await light_client(nursery, _only(network.seeds, 1), f"near-{i}") for i in range(50)
             ]
             asker = clients[0]
             for label, targets in (("within_region", near), ("across_regions", far)):

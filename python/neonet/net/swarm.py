@@ -184,6 +184,27 @@ class Swarm:
             live.sort(key=lambda connection: connection.relayed)
         return live
 
+    def direct_connection(self, peer: PeerId) -> Connection | None:
+        """A live direct (not relayed) connection to ``peer``, if there is one."""
+        return next((c for c in self.connections_to(peer) if not c.relayed), None)
+
+    async def wait_connection(self, peer: PeerId, *, direct: bool = False) -> None:
+        """Return once there is a live connection to ``peer`` (a direct one if ``direct``):
+        at once if there is one, else when the next opens. Bound it with a timeout."""
+        if self.direct_connection(peer) if direct else self.connections_to(peer):
+            return
+        arrived = trio.Event()
+
+        def on_connection(connection: Connection) -> None:
+            if connection.remote_peer == peer and not (direct and connection.relayed):
+                arrived.set()
+
+        self.on_connection.append(on_connection)
+        try:
+            await arrived.wait()
+        finally:
+            self.on_connection.remove(on_connection)
+
     def connected_peers(self) -> list[PeerId]:
         return [peer for peer in self._connections if self.connections_to(peer)]
 

@@ -161,10 +161,7 @@ class DcutrService:
 
     def direct_connection(self, peer: PeerId) -> Connection | None:
         """A direct (not relayed) connection to ``peer``, if there is one."""
-        return self._direct_connection(peer)
-
-    def _direct_connection(self, peer: PeerId) -> Connection | None:
-        return next((c for c in self.host.swarm.connections_to(peer) if not c.relayed), None)
+        return self.host.swarm.direct_connection(peer)
 
     # --- B: the side that received the relayed connection --------------------------------
     def _on_connection(self, connection: Connection) -> None:
@@ -356,26 +353,15 @@ class DcutrService:
 
                 async def watch_inbound() -> None:
                     nonlocal winner
-                    arrived = trio.Event()
-
-                    def on_connection(connection: Connection) -> None:
-                        if connection.remote_peer == peer and not connection.relayed:
-                            arrived.set()
-
-                    self.host.swarm.on_connection.append(on_connection)
-                    try:
-                        if self._direct_connection(peer) is None:
-                            await arrived.wait()
-                    finally:
-                        self.host.swarm.on_connection.remove(on_connection)
+                    await self.host.swarm.wait_connection(peer, direct=True)
                     if winner is None:
-                        winner = self._direct_connection(peer)
+                        winner = self.host.swarm.direct_connection(peer)
                     nursery.cancel_scope.cancel()
 
                 nursery.start_soon(watch_inbound)
                 for address in addrs:
                     nursery.start_soon(attempt, address)
-        return winner if winner is not None else self._direct_connection(peer)
+        return winner if winner is not None else self.host.swarm.direct_connection(peer)
 
     async def _retire(self, relayed: Connection) -> None:
         """Close the relayed connection after a grace period; new streams already go direct."""

@@ -262,22 +262,20 @@ class RecordStore:
             raise InvalidRecordError("a presence key is the peer ID of its record")
         current = self.get(key, now)
         if current is not None:
-            current_name = current.name
+            if name is not None and key.startswith(KEY_PREFIX) and current.name_bytes is not None:
+                # Decoded only here: most STOREs are presence refreshes with no conflict.
+                current_name = decode_name_record(current.name_bytes)
+                if current_name.public_key != name.public_key and not supersedes(
+                    name, current_name
+                ):
+                    raise NameTakenError(f"{name.name!r} is held by {current_name.peer_id}")
             current_presence = current.presence
-            if (
-                current_name is not None
-                and name is not None
-                and key.startswith(KEY_PREFIX)
-                and current_name.public_key != name.public_key
-                and not supersedes(name, current_name)
-            ):
-                raise NameTakenError(f"{name.name!r} is held by {current_name.peer_id}")
             if current_presence.peer_id == presence.peer_id and (
                 current_presence.seq > presence.seq
                 or (current_presence.seq == presence.seq and current.name_bytes == name_bytes)
             ):
                 return False
-            if name is None and current_name is not None and key == presence.peer_id:
+            if name is None and current.name_bytes is not None and key == presence.peer_id:
                 name_bytes = current.name_bytes
         elif len(self._entries) >= self.max_entries:
             self.expire(now)

@@ -244,11 +244,7 @@ class SsnClient:
     ) -> Connected:
         """Nothing of ``peer`` answered: signal it our addresses and wait (at most
         ``reverse_timeout``) for its connection; ``failure`` again if none comes."""
-        own = [
-            a
-            for a in self.host.listen_addrs
-            if self.config.advertise_listen_addrs or is_relayed_addr(a)
-        ]
+        own = self._advertised_addrs()
         if not own:
             raise failure
         request = encode_connect_request(ConnectRequest(tuple(own)))
@@ -457,16 +453,22 @@ class SsnClient:
         if isinstance(reply, cp.Error):
             raise cp.SsnRequestError(reply.code, reply.text)
 
+    def _advertised_addrs(self) -> list[Multiaddr]:
+        """Our addresses for others to dial: the host's listen addresses, or only its
+        relayed ones unless ``advertise_listen_addrs``."""
+        return [
+            a
+            for a in self.host.listen_addrs
+            if self.config.advertise_listen_addrs or is_relayed_addr(a)
+        ]
+
     def _register_message(
         self, channel: FramedChannel[cp.ClientMessage], challenge: cp.Challenge
     ) -> cp.Register:
         identity = self.host.identity
         self._seq = max(self._seq + 1, int(time.time() * 1000))
         expires = int(time.time()) + self.config.presence_lifetime
-        listen = self.host.listen_addrs
-        if not self.config.advertise_listen_addrs:
-            listen = [a for a in listen if is_relayed_addr(a)]
-        addrs = [str(a) for a in listen] + self.extra_addrs
+        addrs = [str(a) for a in self._advertised_addrs()] + self.extra_addrs
         presence = cp.sign_presence(
             identity, challenge.server_id, addrs, seq=self._seq, expires=expires
         ).encode()

@@ -24,7 +24,6 @@ from neonet.core.errors import NeoNetError
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.net.host import Host
-from neonet.net.swarm import Connection
 from neonet.proto.dcutr import MAX_ATTEMPTS
 from neonet.services.dcutr import DcutrService, HolePunchResult
 
@@ -67,10 +66,6 @@ def is_relayed_addr(address: Multiaddr) -> bool:
     return "p2p-circuit" in address.protocol_names()
 
 
-def _direct_connection(host: Host, peer: PeerId) -> Connection | None:
-    return next((c for c in host.swarm.connections_to(peer) if not c.relayed), None)
-
-
 async def dial_peer(
     host: Host,
     peer: PeerId,
@@ -86,7 +81,7 @@ async def dial_peer(
     abandoned; a connection already made stays up).
     """
     started = trio.current_time()
-    if _direct_connection(host, peer) is not None:
+    if host.swarm.direct_connection(peer) is not None:
         return Connected(peer, "direct", seconds=0.0)
     errors: list[str] = []
     direct = [a for a in addrs if not is_relayed_addr(a)]
@@ -98,7 +93,7 @@ async def dial_peer(
             except _DIAL_ERRORS as exc:
                 errors.append(f"{address}: {type(exc).__name__} {exc}".strip())
                 continue
-            if _direct_connection(host, peer) is not None:
+            if host.swarm.direct_connection(peer) is not None:
                 return Connected(peer, "direct", tuple(errors), None, _since(started))
     if scope.cancelled_caught:
         errors.append(f"direct dials timed out after {direct_timeout} s")
@@ -113,7 +108,7 @@ async def dial_peer(
         except _DIAL_ERRORS as exc:
             errors.append(f"{address}: {type(exc).__name__} {exc}".strip())
             continue
-        path: Path = "relayed" if _direct_connection(host, peer) is None else "hole-punch"
+        path: Path = "relayed" if host.swarm.direct_connection(peer) is None else "hole-punch"
         return Connected(peer, path, tuple(errors), None, _since(started), mark)
     raise ConnectError(f"cannot reach {peer}", tuple(errors))
 
@@ -130,20 +125,9 @@ async def wait_dialed_back(
 ) -> Connected:
     """``ask`` the peer to dial us back (a connect request in a signal), then wait at most
     ``within`` seconds for its connection; raises ``failure``, extended, if none comes."""
-    arrived = trio.Event()
-
-    def on_connection(connection: Connection) -> None:
-        if connection.remote_peer == peer:
-            arrived.set()
-
-    host.swarm.on_connection.append(on_connection)
-    try:
-        await ask()
-        with trio.move_on_after(within):
-            if not host.swarm.connections_to(peer):
-                await arrived.wait()
-    finally:
-        host.swarm.on_connection.remove(on_connection)
+    await ask()
+    with trio.move_on_after(within):
+        await host.swarm.wait_connection(peer)
     connections = host.swarm.connections_to(peer)
     if not connections:
         waited = f"asked {peer} to dial back: no connection within {within} s"
@@ -165,7 +149,7 @@ async def wait_upgrade(
     def outcome() -> tuple[bool, HolePunchResult | None]:
         since = dcutr.results_since(connected.punch_mark) if dcutr is not None else []
         mine = [r for r in since if r.peer == peer]
-        done = _direct_connection(host, peer) is not None or any(r.success for r in mine)
+        done = host.swarm.direct_connection(peer) is not None or any(r.success for r in mine)
         failures = sum(1 for r in mine if not r.success)
         # When the peer (B) starts the punch, we answer each of its attempts and record
         # each; B's giving up is recorded on its side only, so count our answers. When we
@@ -178,7 +162,7 @@ async def wait_upgrade(
             while not outcome()[0]:
                 await _next_change(host, dcutr, peer)
     last = outcome()[1]
-    path: Path = "hole-punch" if _direct_connection(host, peer) is not None else "relayed"
+    path: Path = "hole-punch" if host.swarm.direct_connection(peer) is not None else "relayed"
     return replace(
         connected,
         path=path,
@@ -189,24 +173,15 @@ async def wait_upgrade(
 
 async def _next_change(host: Host, dcutr: DcutrService, peer: PeerId) -> None:
     """Return at the next DCUtR result or the next direct connection to ``peer``."""
-    changed = trio.Event()
+    async with trio.open_nursery() as nursery:
 
-    def on_connection(connection: Connection) -> None:
-        if connection.remote_peer == peer and not connection.relayed:
-            changed.set()
-
-    async def result_arrived() -> None:
-        await dcutr.wait_next_result()
-        changed.set()
-
-    host.swarm.on_connection.append(on_connection)
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(result_arrived)
-            await changed.wait()
+        async def result_arrived() -> None:
+            await dcutr.wait_next_result()
             nursery.cancel_scope.cancel()
-    finally:
-        host.swarm.on_connection.remove(on_connection)
+
+        nursery.start_soon(result_arrived)
+        await host.swarm.wait_connection(peer, direct=True)
+        nursery.cancel_scope.cancel()
 
 
 def _since(started: float) -> float:

@@ -498,8 +498,10 @@ class SsnServer:
                 with suppress(ChannelClosedError):
                     await channel.send(reply)
                 return
+            # Only a FORWARD to a backed-up client waits.
+            assert isinstance(message, fed.Forward)
             await limiter.acquire()
-            channel.spawn(self._answer_federation, channel, message, limiter)
+            channel.spawn(self._forward_later, channel, message, limiter)
 
         try:
             await channel.run(on_message)
@@ -512,6 +514,8 @@ class SsnServer:
         """The answer to a federation request, or None if it needs a task (a FORWARD to a
         client whose stream is backed up)."""
         rid = message.request_id
+        if isinstance(message, fed.Forward):
+            self.stats.forwards_in += 1
         try:
             if isinstance(message, fed.Store):
                 self._store_local(message.key, message.presence, message.name_record)
@@ -529,43 +533,24 @@ class SsnServer:
                 status = self._deliver_here_nowait(message.sender, message.to, message.payload)
                 if status is None:
                     return None
-                self.stats.forwards_in += 1
                 return fed.Forwarded(rid, status)
             raise RequestFailed(Code.BAD_REQUEST, "not a federation request")
         except RequestFailed as exc:
-            if isinstance(message, fed.Forward):
-                self.stats.forwards_in += 1
             return fed.FederationError(rid, exc.code, exc.text[:500])
 
-    async def _answer_federation(
+    async def _forward_later(
         self,
         channel: FramedChannel[fed.FederationMessage],
-        message: fed.FederationMessage,
+        message: fed.Forward,
         limiter: _RequestSlots,
     ) -> None:
-        rid = message.request_id
+        """Answer a FORWARD to a client whose stream is backed up (already counted)."""
         reply: fed.FederationMessage
         try:
-            if isinstance(message, fed.Store):
-                self._store_local(message.key, message.presence, message.name_record)
-                reply = fed.Stored(rid)
-            elif isinstance(message, fed.FederationLookup):
-                entry = self.store.get(message.key, self._now())
-                reply = fed.FederationFound(
-                    rid,
-                    None if entry is None else entry.presence_bytes,
-                    None if entry is None else entry.name_bytes,
-                )
-            elif isinstance(message, fed.Forward):
-                self.stats.forwards_in += 1
-                if len(message.payload) > self.config.max_payload:
-                    raise RequestFailed(Code.TOO_LARGE, "forwarded signal exceeds our payload cap")
-                status = await self._deliver_here(message.sender, message.to, message.payload)
-                reply = fed.Forwarded(rid, status)
-            else:
-                raise RequestFailed(Code.BAD_REQUEST, "not a federation request")
+            status = await self._deliver_here(message.sender, message.to, message.payload)
+            reply = fed.Forwarded(message.request_id, status)
         except RequestFailed as exc:
-            reply = fed.FederationError(rid, exc.code, exc.text[:500])
+            reply = fed.FederationError(message.request_id, exc.code, exc.text[:500])
         finally:
             limiter.release()
         with suppress(ChannelClosedError):
@@ -690,10 +675,12 @@ class SsnServer:
             self._presence_cache.pop(to, None)
             if code in (Code.UNAVAILABLE, Code.OFFLINE):
                 # As _signal's first attempt failing: retry with the owners' newest record.
-                assert self._nursery is not None
-                self._nursery.start_soon(
-                    self._answer_signal, client_channel, sender, message, limiter, 1
-                )
+                try:
+                    client_channel.spawn(
+                        self._answer_client, client_channel, sender, message, limiter, 1
+                    )
+                except ChannelClosedError:
+                    limiter.release()  # the client is gone: nobody to answer
                 return
             limiter.release()
             self.stats.errors += 1
@@ -710,28 +697,6 @@ class SsnServer:
             return False
         self.stats.signals += 1
         return True
-
-    async def _answer_signal(
-        self,
-        channel: FramedChannel[cp.ClientMessage],
-        sender: bytes,
-        message: cp.Signal,
-        limiter: _RequestSlots,
-        first_attempt: int,
-    ) -> None:
-        reply: cp.ClientMessage
-        try:
-            status = await self._signal(
-                sender, message.to, message.payload, first_attempt=first_attempt
-            )
-            reply = cp.SignalSent(message.request_id, status)
-        except RequestFailed as exc:
-            self.stats.errors += 1
-            reply = cp.Error(message.request_id, exc.code, exc.text[:500])
-        finally:
-            limiter.release()
-        with suppress(ChannelClosedError):
-            await channel.send(reply)
 
     async def _expire_requests(self) -> None:
         """Fail federation requests sent without a waiting task once past their deadline."""
@@ -867,7 +832,10 @@ class SsnServer:
         sender: bytes,
         message: cp.ClientMessage,
         limiter: _RequestSlots,
+        first_attempt: int = 0,
     ) -> None:
+        """Answer a client's request; ``first_attempt`` 1 is the retry of a SIGNAL whose
+        FORWARD from ``_signal_fast`` failed (counted there)."""
         rid = message.request_id
         reply: cp.ClientMessage
         try:
@@ -887,8 +855,12 @@ class SsnServer:
                     )
                 reply = cp.Found(rid, entry.presence_bytes, entry.name_bytes)
             elif isinstance(message, cp.Signal):
-                self.stats.signals += 1
-                reply = cp.SignalSent(rid, await self._signal(sender, message.to, message.payload))
+                if first_attempt == 0:
+                    self.stats.signals += 1
+                status = await self._signal(
+                    sender, message.to, message.payload, first_attempt=first_attempt
+                )
+                reply = cp.SignalSent(rid, status)
             else:
                 raise RequestFailed(Code.BAD_REQUEST, "not a client request")
         except RequestFailed as exc:
