@@ -432,3 +432,40 @@ async def test_a_misbehaving_ssn_of_our_region_sends_us_to_another_region() -> N
             assert client.ssn == real.peer_id
             assert (await client.lookup("alice")).ssn_id == real.peer_id
             nursery.cancel_scope.cancel()
+
+
+async def test_signals_sent_and_received_without_a_task_each() -> None:
+    """``send_signal_nowait`` answers through a callback, ``set_signal_callback`` hands
+    signals over from the reader: the load generator's path (bench.ssn)."""
+    with trio.fail_after(60):
+        async with (
+            federation(["eu", "us"]) as (seeds, _, _),
+            AsyncExitStack() as stack,
+        ):
+            alice_node, alice = await _client(stack, seeds, "alice", "eu")
+            bob_node, bob = await _client(stack, seeds, "bob", "us")
+            await alice.lookup(bob_node.peer_id)  # the presence is cached on alice's SSN
+            got: list[tuple[bytes, bytes]] = []
+            results: list[object] = []
+            all_answered = trio.Event()
+            bob.set_signal_callback(lambda sender, payload: got.append((sender, payload)))
+            count = 200
+
+            def on_sent(result: object) -> None:
+                results.append(result)
+                if len(results) == count + 1:
+                    all_answered.set()
+
+            for index in range(count):
+                alice.send_signal_nowait(bob_node.peer_id, b"candidate %d" % index, on_sent)
+            stranger = neonet.PeerId.from_public_key(Ed25519Identity.generate().public_key)
+            alice.send_signal_nowait(stranger, b"hi", on_sent)
+            await all_answered.wait()
+            assert results.count(SignalStatus.DELIVERED) == count
+            errors = [r for r in results if isinstance(r, SsnRequestError)]
+            assert [e.code for e in errors] == [ErrorCode.UNKNOWN_PEER]
+            while len(got) < count:  # noqa: ASYNC110 (the callback fills it from the reader)
+                await trio.sleep(0.01)
+            sender = alice_node.peer_id.to_bytes()
+            # (Order is kept per path; the first signals may take the lookup path.)
+            assert sorted(got) == sorted((sender, b"candidate %d" % i) for i in range(count))
