@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from neonet.core import cbor
+from neonet.core import backend, cbor
 from neonet.core.errors import DecodeError, NeoNetError
 from neonet.core.keys import Ed25519Identity, KeyType
 from neonet.core.peer_id import PeerId
@@ -403,6 +403,39 @@ def decode_message(data: bytes) -> ClientMessage:
     return Incoming(_peer_bytes(fields[0], "signal sender"), _blob(fields[1], "payload"))
 
 
+# --- the signal path: the backend's byte-level codec (neonet.core.ssn_wire) ------------
+_STATUSES = (SignalStatus.DELIVERED, SignalStatus.QUEUED)
+
+
+def decode_message_fast(data: bytes) -> ClientMessage:
+    """``decode_message``, with SIGNAL, SIGNAL_SENT and INCOMING read by the backend's
+    signal-path parser (the same result; anything it does not take goes to
+    ``decode_message``, which explains what is wrong)."""
+    fields = backend.ssn_wire.parse_signal_path(data, False)
+    if fields is None:
+        return decode_message(data)
+    kind = fields[0]
+    if kind == 5:
+        return Signal(fields[1], fields[2], fields[3])
+    if kind == 6:
+        return SignalSent(fields[1], _STATUSES[fields[2]])
+    return Incoming(fields[2], fields[3])
+
+
+def frame_message_fast(message: ClientMessage) -> bytes | None:
+    """The whole frame of a signal-path message with a payload of at most
+    ``MAX_PAYLOAD`` bytes, built by the backend (``frame(encode_message(message))``
+    byte for byte); None for any other message (encode it the general way)."""
+    wire = backend.ssn_wire
+    if isinstance(message, SignalSent):
+        return wire.encode_status(False, message.request_id, message.status)
+    if isinstance(message, Incoming) and len(message.payload) <= MAX_PAYLOAD:
+        return wire.encode_incoming(message.sender, message.payload)
+    if isinstance(message, Signal) and len(message.payload) <= MAX_PAYLOAD:
+        return wire.encode_signal(message.request_id, message.to, message.payload)
+    return None
+
+
 # --- frames ---------------------------------------------------------------------------
 def frame(body: bytes) -> bytes:
     return encode_uvarint(len(body)) + body
@@ -464,9 +497,11 @@ __all__ = [
     "SignalStatus",
     "SsnRequestError",
     "decode_message",
+    "decode_message_fast",
     "decode_presence",
     "encode_message",
     "frame",
+    "frame_message_fast",
     "proof_bytes",
     "sign_presence",
     "verify_presence",

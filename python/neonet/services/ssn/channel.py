@@ -62,6 +62,7 @@ class FramedChannel(Generic[M]):
         "_decode",
         "_drained",
         "_encode",
+        "_framer",
         "_is_reply",
         "_next_id",
         "_nursery",
@@ -87,14 +88,18 @@ class FramedChannel(Generic[M]):
         max_buffer: int = 1 << 20,
         max_pending: int = 4096,
         tasks: trio.Nursery | None = None,
+        framer: Callable[[M], bytes | None] | None = None,
     ) -> None:
-        """``tasks``: a longer-lived nursery for the channel's writer and ``spawn``ed tasks
+        """``framer``: builds the whole frame of the messages it knows (the signal path,
+        ``frame_message_fast``), None for the others (``encode`` then ``frame``).
+        ``tasks``: a longer-lived nursery for the channel's writer and ``spawn``ed tasks
         (a server's, where a nursery per channel would be memory per client); those tasks
         then outlive ``run`` until they finish, and their unexpected errors are logged.
         Without it, ``run`` opens a nursery for them and cancels them when it returns."""
         self.stream = stream
         self._decode = decode
         self._encode = encode
+        self._framer = framer
         self._is_reply = is_reply
         self._request_id_of = request_id_of
         self.max_buffer = max_buffer
@@ -141,10 +146,12 @@ class FramedChannel(Generic[M]):
     def send_nowait(self, message: M) -> None:
         if self.closed:
             raise ChannelClosedError("the channel is closed")
-        body = self._encode(message)
-        if len(body) > MAX_FRAME:
-            raise LimitExceededError(f"message of {len(body)} bytes exceeds {MAX_FRAME}")
-        data = frame(body)
+        data = None if self._framer is None else self._framer(message)
+        if data is None:
+            body = self._encode(message)
+            if len(body) > MAX_FRAME:
+                raise LimitExceededError(f"message of {len(body)} bytes exceeds {MAX_FRAME}")
+            data = frame(body)
         if self._queue_nowait is not None and not self._buffer and not self._writer_running:
             try:
                 self._queue_nowait(data)

@@ -434,10 +434,11 @@ class SsnClient:
         stream = await self.host.new_stream(entry.peer_id, [cp.PROTOCOL_ID])
         channel: FramedChannel[cp.ClientMessage] = FramedChannel(
             stream,
-            decode=cp.decode_message,
+            decode=cp.decode_message_fast,
             encode=cp.encode_message,
             is_reply=_is_reply,
             request_id_of=lambda m: m.request_id,
+            framer=cp.frame_message_fast,
         )
         challenge_send, challenge_receive = trio.open_memory_channel[cp.Challenge](1)
 

@@ -371,8 +371,9 @@ class SsnServer:
             stream = await self.host.new_stream(peer, [fed.PROTOCOL_ID])
             channel = FramedChannel(
                 stream,
-                decode=fed.decode_message,
+                decode=fed.decode_message_fast,
                 encode=fed.encode_message,
+                framer=fed.frame_message_fast,
                 is_reply=_is_fed_reply,
                 request_id_of=lambda m: m.request_id,
             )
@@ -482,8 +483,9 @@ class SsnServer:
             return  # only SSNs of the seed list speak federation
         channel: FramedChannel[fed.FederationMessage] = FramedChannel(
             stream,
-            decode=fed.decode_message,
+            decode=fed.decode_message_fast,
             encode=fed.encode_message,
+            framer=fed.frame_message_fast,
             is_reply=lambda m: False,
             request_id_of=_request_id_of,
             tasks=self._nursery,
@@ -722,8 +724,9 @@ class SsnServer:
         # request_timeout and end quietly once the channel has closed.
         channel: FramedChannel[cp.ClientMessage] = FramedChannel(
             stream,
-            decode=cp.decode_message,
+            decode=cp.decode_message_fast,
             encode=cp.encode_message,
+            framer=cp.frame_message_fast,
             is_reply=_is_client_reply,
             request_id_of=_request_id_of,
             tasks=self._nursery,
