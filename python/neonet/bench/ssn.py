@@ -59,6 +59,9 @@ GENERATOR_CLIENTS = 4500
 GENERATOR_CONCURRENCY = 8
 # One signal: what an ICE candidate line looks like (the relay part sends the same bytes).
 SIGNAL_PAYLOAD = b"candidate:1 1 udp 2113937151"
+# Signals each sender keeps in flight (sent, not yet acknowledged end to end); an SSN
+# takes up to SsnConfig.max_requests_in_flight (256) per client before it pushes back.
+SIGNALS_IN_FLIGHT = 32
 
 
 def _rss_kib(pid: int) -> int:
@@ -245,7 +248,7 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
             started = time.perf_counter()
             for sender, receiver in zip(senders, receivers, strict=True):
                 assert receiver.host.peer_id is not None
-                for _ in range(32):  # 32 signals in flight per pair
+                for _ in range(SIGNALS_IN_FLIGHT):
                     pump(sender, receiver.host.peer_id.to_bytes())
             with trio.fail_after(seconds + 30):
                 await done.wait()
