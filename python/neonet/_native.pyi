@@ -253,6 +253,9 @@ def ssn_encode_forward(rid: int, sender: bytes, to: bytes, payload: bytes) -> by
 def ssn_encode_status(federation: bool, rid: int, status: int) -> bytes:
     """The frame of SIGNAL_SENT or, federation, FORWARDED [1, kind, rid, status]."""
 
+def ssn_split_frames(data: bytes, max_frame: int) -> tuple[list[bytes], int]:
+    """Whole uvarint-prefixed frames split off data: (frame bodies, bytes used)."""
+
 __all__ = [
     "MeshState",
     "MessageCache",
@@ -272,6 +275,7 @@ __all__ = [
     "ssn_encode_signal",
     "ssn_encode_status",
     "ssn_parse_signal_path",
+    "ssn_split_frames",
     "verify_chain",
     "verify_signature",
     "verify_signatures",

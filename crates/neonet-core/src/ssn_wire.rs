@@ -205,6 +205,42 @@ pub fn parse(body: &[u8], federation: bool) -> Option<Message<'_>> {
     reader.at_end().then_some(message)
 }
 
+/// Split a byte stream into uvarint-length-prefixed frames: the (start, end) of each
+/// whole frame body in `data` and how many bytes they used (the rest waits for more).
+/// The errors and their texts are `neonet.proto.ssn.client_protocol.FrameDecoder`'s.
+pub fn split_frames(data: &[u8], max_frame: u64) -> Result<(Vec<(usize, usize)>, usize), Error> {
+    let mut frames = Vec::new();
+    let mut offset = 0;
+    loop {
+        let rest = &data[offset..];
+        let Some(last) = rest.iter().take(9).position(|&byte| byte & 0x80 == 0) else {
+            if rest.len() >= 9 {
+                return Err(Error::Decode("varint longer than 9 bytes".into()));
+            }
+            return Ok((frames, offset));
+        };
+        if rest[last] == 0 && last != 0 {
+            return Err(Error::Decode("non-minimal varint".into()));
+        }
+        let length = rest[..=last]
+            .iter()
+            .rev()
+            .fold(0u64, |value, &byte| value << 7 | u64::from(byte & 0x7f));
+        if length > max_frame {
+            return Err(Error::Decode(format!(
+                "frame of {length} bytes exceeds {max_frame}"
+            )));
+        }
+        let start = offset + last + 1;
+        if ((data.len() - start) as u64) < length {
+            return Ok((frames, offset));
+        }
+        let end = start + length as usize;
+        frames.push((start, end));
+        offset = end;
+    }
+}
+
 fn push_head(out: &mut Vec<u8>, major: u8, value: u64) {
     match value {
         0..=0x17 => out.push(major | value as u8),
@@ -392,6 +428,25 @@ mod tests {
         assert!(parse(&[0x84, 0x02, 0x06, 0x01, 0x00], false).is_none()); // version 2
         assert!(encode_status(false, 1, 2).is_err());
         assert!(encode_signal(MAX_REQUEST_ID + 1, &to, b"").is_err());
+    }
+
+    #[test]
+    fn frames_split_in_any_chunking() {
+        let mut stream = encode_signal(1, &peer(), &[5; 200]).unwrap();
+        stream.extend(encode_status(false, 2, 0).unwrap());
+        let (frames, used) = split_frames(&stream, 65_536).unwrap();
+        assert_eq!(used, stream.len());
+        assert_eq!(frames.len(), 2);
+        assert_eq!(
+            parse(&stream[frames[1].0..frames[1].1], false),
+            Some(Message::SignalSent { rid: 2, status: 0 })
+        );
+        let (frames, used) = split_frames(&stream[..stream.len() - 1], 65_536).unwrap();
+        assert_eq!((frames.len(), used), (1, frames[0].1));
+        assert_eq!(split_frames(&[0x80], 10).unwrap(), (vec![], 0));
+        assert!(split_frames(&[0x80, 0x00], 10).is_err()); // non-minimal
+        assert!(split_frames(&[0xff; 9], 10).is_err()); // longer than 9 bytes
+        assert!(split_frames(&[11], 10).is_err()); // over the frame limit
     }
 
     #[test]

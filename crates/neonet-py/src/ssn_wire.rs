@@ -41,6 +41,22 @@ fn ssn_parse_signal_path<'py>(
     Ok(Some(parsed))
 }
 
+/// Split whole uvarint-prefixed frames off `data`: (frame bodies, bytes used).
+#[pyfunction]
+fn ssn_split_frames<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    max_frame: u64,
+) -> PyResult<(Vec<Bound<'py, PyBytes>>, usize)> {
+    let (frames, used) =
+        ssn_wire::split_frames(data, max_frame).map_err(|error| to_python_error(py, error))?;
+    let bodies = frames
+        .into_iter()
+        .map(|(start, end)| PyBytes::new(py, &data[start..end]))
+        .collect();
+    Ok((bodies, used))
+}
+
 fn to_bytes<'py>(py: Python<'py>, frame: Result<Vec<u8>, Error>) -> PyResult<Bound<'py, PyBytes>> {
     frame
         .map(|frame| PyBytes::new(py, &frame))
@@ -107,5 +123,6 @@ pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(ssn_encode_incoming, module)?)?;
     module.add_function(wrap_pyfunction!(ssn_encode_forward, module)?)?;
     module.add_function(wrap_pyfunction!(ssn_encode_status, module)?)?;
+    module.add_function(wrap_pyfunction!(ssn_split_frames, module)?)?;
     Ok(())
 }

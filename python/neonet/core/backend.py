@@ -128,6 +128,7 @@ def _load_native() -> Implementation | None:
             _native.ssn_encode_incoming,
             _native.ssn_encode_forward,
             _native.ssn_encode_status,
+            _native.ssn_split_frames,
         ),
     )
 

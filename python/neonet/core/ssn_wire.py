@@ -8,6 +8,7 @@ canonical CBOR arrays, RFC 8949 §4.2.1). Their layout is fixed, so they are rea
 written here byte by byte; everything else (and anything this parser does not accept)
 goes to the protocols' general decoders, which explain what is wrong.
 
+``split_frames`` cuts a stream into those frames (``client_protocol.FrameDecoder``).
 The contract, checked by a differential Hypothesis test against those decoders::
 
     parse_signal_path(body, federation) is None
@@ -30,7 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from neonet.core.varint import encode_uvarint
+from neonet.core.errors import DecodeError
+from neonet.core.varint import encode_uvarint, try_decode_uvarint
 
 __all__ = [
     "PURE",
@@ -40,6 +42,7 @@ __all__ = [
     "encode_signal",
     "encode_status",
     "parse_signal_path",
+    "split_frames",
 ]
 
 # Limits of the protocols (client_protocol.MAX_FRAME, MAX_ID_LENGTH, MAX_REQUEST_ID).
@@ -239,6 +242,25 @@ def encode_status(federation: bool, rid: int, status: int) -> bytes:
     )
 
 
+def split_frames(data: bytes, max_frame: int) -> tuple[list[bytes], int]:
+    """Split whole frames (an unsigned varint length, then the body) off ``data``: the
+    bodies and how many bytes they used; the rest waits for more. ``DecodeError`` for a
+    bad varint or a frame over ``max_frame`` bytes (announced, not yet arrived)."""
+    frames: list[bytes] = []
+    offset = 0
+    while True:
+        head = try_decode_uvarint(data, offset)
+        if head is None:
+            return frames, offset
+        length, start = head
+        if length > max_frame:
+            raise DecodeError(f"frame of {length} bytes exceeds {max_frame}")
+        if len(data) - start < length:
+            return frames, offset
+        offset = start + length
+        frames.append(data[start:offset])
+
+
 @dataclass(frozen=True, slots=True)
 class SsnWire:
     """One backend's functions (``neonet.core.backend.ssn_wire``)."""
@@ -248,6 +270,9 @@ class SsnWire:
     encode_incoming: Callable[[bytes, bytes], bytes]
     encode_forward: Callable[[int, bytes, bytes, bytes], bytes]
     encode_status: Callable[[bool, int, int], bytes]
+    split_frames: Callable[[bytes, int], tuple[list[bytes], int]]
 
 
-PURE = SsnWire(parse_signal_path, encode_signal, encode_incoming, encode_forward, encode_status)
+PURE = SsnWire(
+    parse_signal_path, encode_signal, encode_incoming, encode_forward, encode_status, split_frames
+)

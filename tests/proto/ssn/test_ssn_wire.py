@@ -210,3 +210,33 @@ def test_fast_framers_build_the_general_frames(
     assert built is None or built == cp.frame(fed.encode_message(federation_message))
     big = cp.Signal(1, b"\x00\x01a", bytes(cp.MAX_PAYLOAD + 1))
     assert cp.frame_message_fast(big) is None  # the general path checks the frame size
+
+
+def _split_outcome(wire: object, data: bytes, max_frame: int) -> object:
+    assert isinstance(wire, type(PURE))
+    try:
+        return wire.split_frames(data, max_frame)
+    except DecodeError as exc:
+        return f"DecodeError: {exc}"
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    st.lists(st.binary(max_size=300), max_size=8),
+    st.integers(0, 2000),
+    st.binary(max_size=12),
+    st.integers(0, 400),
+)
+def test_frames_split_alike_on_both_backends(
+    bodies: list[bytes], cut: int, tail: bytes, max_frame: int
+) -> None:
+    stream = b"".join(cp.frame(body) for body in bodies)
+    for data in (stream, stream[:cut], stream + tail, tail + stream):
+        outcome = _split_outcome(PURE, data, max_frame)
+        assert _split_outcome(NATIVE, data, max_frame) == outcome
+    # Whole frames under the limit come back as they were sent, in any chunking.
+    if all(len(body) <= max_frame for body in bodies):
+        decoder = cp.FrameDecoder(max_frame)
+        received = decoder.feed(stream[:cut]) + decoder.feed(stream[cut:])
+        assert received == bodies
+        assert decoder.buffered == 0

@@ -24,6 +24,8 @@ from neonet.proto.ssn.client_protocol import (
     Lookup,
     Register,
     Registered,
+    Signal,
+    SignalSent,
     SignalStatus,
     SsnRequestError,
     decode_message,
@@ -273,6 +275,22 @@ async def test_protocol_errors_limits_and_garbage() -> None:
                 codes.append(reply.code if isinstance(reply, Error) else "found")
             assert codes[:2] == ["found", "found"]
             assert codes[2:] == [ErrorCode.RATE_LIMITED] * 2
+            # SIGNALs take the server's synchronous path: limited the same way (3 in one
+            # write; at most one token can have come back since the lookups).
+            to_self = node.peer_id.to_bytes()
+            await stream.send_all(
+                b"".join(frame(encode_message(Signal(rid, to_self, b"hi"))) for rid in (15, 16, 17))
+            )
+            answers: dict[int, object] = {}
+            while len(answers) < 3:
+                data = await stream.receive_some()
+                assert data, "the SSN closed the stream"
+                for body in decoder.feed(data):  # (the answers may share a read)
+                    reply = decode_message(body)
+                    if isinstance(reply, Error | SignalSent):
+                        answers[reply.request_id] = getattr(reply, "code", "sent")
+            assert sorted(answers) == [15, 16, 17]
+            assert list(answers.values()).count(ErrorCode.RATE_LIMITED) >= 2
 
             # The SSN holds one client at most: a second one is told so.
             other = await stack.enter_async_context(neonet.open_node())

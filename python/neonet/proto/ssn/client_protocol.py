@@ -34,7 +34,7 @@ from neonet.core import backend, cbor
 from neonet.core.errors import DecodeError, NeoNetError
 from neonet.core.keys import Ed25519Identity, KeyType
 from neonet.core.peer_id import PeerId
-from neonet.core.varint import encode_uvarint, try_decode_uvarint
+from neonet.core.varint import encode_uvarint
 
 PROTOCOL_ID = "/neonet/ssn/client/1.0.0"
 VERSION = 1
@@ -449,25 +449,15 @@ class FrameDecoder:
         self._buffer = bytearray()
 
     def feed(self, data: bytes | bytearray) -> list[bytes]:
-        self._buffer += data
-        frames: list[bytes] = []
-        buffer = self._buffer
-        offset = 0
-        while True:
-            head = try_decode_uvarint(buffer, offset)
-            if head is None:
-                break
-            length, start = head
-            if length > self.max_frame:
-                raise DecodeError(f"frame of {length} bytes exceeds {self.max_frame}")
-            if len(buffer) - start < length:
-                break
-            frames.append(bytes(buffer[start : start + length]))
-            offset = start + length
-        if offset == len(buffer):
-            self._buffer = bytearray()  # frees the storage: a long-lived idle stream keeps none
-        elif offset:
-            del buffer[:offset]
+        # The backend splits (neonet.core.ssn_wire.split_frames); only a partial frame
+        # is kept, and an empty buffer keeps no storage (an idle stream holds none).
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+        elif not isinstance(data, bytes):
+            data = bytes(data)
+        frames, used = backend.ssn_wire.split_frames(data, self.max_frame)
+        self._buffer = bytearray(data[used:]) if used < len(data) else bytearray()
         return frames
 
     @property

@@ -232,18 +232,22 @@ class FramedChannel(Generic[M]):
         self,
         on_message: Callable[[M], Awaitable[None]],
         *,
+        on_message_nowait: Callable[[M], bool] | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Read (in this task) until the stream ends; then fail every pending request.
 
-        Raises ``RemoteProtocolError`` for a malformed frame (the caller closes the stream).
+        Each message goes to ``on_message_nowait`` first when given (a synchronous handler
+        for the common case: no coroutine per message); if it returns False, to
+        ``on_message``. Raises ``RemoteProtocolError`` for a malformed frame (the caller
+        closes the stream).
         """
         decoder = FrameDecoder()
         if not self._own_nursery:
             try:
                 self._start_buffered_writer()
                 task_status.started()
-                await self._read(decoder, on_message)
+                await self._read(decoder, on_message, on_message_nowait)
             finally:
                 self._close()
             return
@@ -254,7 +258,7 @@ class FramedChannel(Generic[M]):
                 self._start_buffered_writer()
                 task_status.started()
                 try:
-                    await self._read(decoder, on_message)
+                    await self._read(decoder, on_message, on_message_nowait)
                 except RemoteProtocolError as exc:
                     error = exc  # raised below as itself, not inside the nursery's group
                 nursery.cancel_scope.cancel()
@@ -270,7 +274,10 @@ class FramedChannel(Generic[M]):
             self._start(self._writer)
 
     async def _read(
-        self, decoder: FrameDecoder, on_message: Callable[[M], Awaitable[None]]
+        self,
+        decoder: FrameDecoder,
+        on_message: Callable[[M], Awaitable[None]],
+        on_message_nowait: Callable[[M], bool] | None,
     ) -> None:
         while True:
             try:
@@ -279,12 +286,15 @@ class FramedChannel(Generic[M]):
                 return
             if not data:
                 return
-            await self._dispatch(decoder.feed(data), on_message)
+            await self._dispatch(decoder.feed(data), on_message, on_message_nowait)
             # The last frame and message are not kept alive while the channel is idle.
             del data
 
     async def _dispatch(
-        self, bodies: list[bytes], on_message: Callable[[M], Awaitable[None]]
+        self,
+        bodies: list[bytes],
+        on_message: Callable[[M], Awaitable[None]],
+        on_message_nowait: Callable[[M], bool] | None = None,
     ) -> None:
         for body in bodies:
             message = self._decode(body)
@@ -300,7 +310,8 @@ class FramedChannel(Generic[M]):
                     if callback is not None:
                         callback[1](message)
                 continue
-            await on_message(message)
+            if on_message_nowait is None or not on_message_nowait(message):
+                await on_message(message)
 
     def _close(self) -> None:
         self.closed = True
