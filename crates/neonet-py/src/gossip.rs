@@ -176,6 +176,65 @@ impl SeenCache {
         py.detach(|| inner.contains_many(arena.iter(), &mut results));
         PyList::new(py, results)
     }
+
+    /// `add_many` over the IDs packed in `msg_ids` (`id_len` bytes each, back to back);
+    /// byte `i` of the result is 1 if ID `i` was new, else 0.
+    fn add_packed<'py>(
+        &mut self,
+        py: Python<'py>,
+        msg_ids: &[u8],
+        id_len: Count,
+        now: f64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let id_len = check_packed(msg_ids, id_len)?;
+        self.inner.expire(now).map_err(fail(py))?;
+        let inner = &mut self.inner;
+        let mut results = Vec::with_capacity(msg_ids.len() / id_len);
+        py.detach(|| inner.add_many(msg_ids.chunks_exact(id_len), now, &mut results))
+            .map_err(fail(py))?;
+        Ok(mask(py, &results))
+    }
+
+    /// `contains_many` over the IDs packed in `msg_ids` (`id_len` bytes each, back to
+    /// back); byte `i` of the result is 1 if ID `i` is in the cache, else 0.
+    fn contains_packed<'py>(
+        &self,
+        py: Python<'py>,
+        msg_ids: &[u8],
+        id_len: Count,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let id_len = check_packed(msg_ids, id_len)?;
+        let inner = &self.inner;
+        let mut results = Vec::with_capacity(msg_ids.len() / id_len);
+        py.detach(|| inner.contains_many(msg_ids.chunks_exact(id_len), &mut results));
+        Ok(mask(py, &results))
+    }
+}
+
+/// The ID length of a packed batch: `msg_ids` must hold whole `id_len`-byte IDs (the
+/// pure twin's `_check_packed`, same errors).
+fn check_packed(msg_ids: &[u8], id_len: Count) -> PyResult<usize> {
+    if id_len.0 < 1 || id_len.0 >= 1 << 32 {
+        return Err(PyValueError::new_err("id_len out of range [1, 2**32)"));
+    }
+    let id_len = id_len.0 as usize;
+    if msg_ids.len() % id_len != 0 {
+        return Err(PyValueError::new_err(
+            "msg_ids must hold a whole number of id_len-byte IDs",
+        ));
+    }
+    Ok(id_len)
+}
+
+/// One byte per answer: 1 for true, 0 for false.
+fn mask<'py>(py: Python<'py>, answers: &[bool]) -> Bound<'py, PyBytes> {
+    PyBytes::new(
+        py,
+        &answers
+            .iter()
+            .map(|&answer| u8::from(answer))
+            .collect::<Vec<u8>>(),
+    )
 }
 
 // -----------------------------------------------------------------------------------------
@@ -310,6 +369,71 @@ pub struct MeshState {
 }
 
 impl MeshState {
+    /// The targets of a batch of (topic, source) pairs: all handles back to back and
+    /// the end of each message's run.
+    fn publish_batch(
+        &mut self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        flood_publish: bool,
+        now: f64,
+        seed: Seed,
+    ) -> PyResult<(Vec<core::PeerHandle>, Vec<usize>)> {
+        if !now.is_finite() {
+            return Err(PyValueError::new_err(
+                "now must be a finite number of seconds",
+            ));
+        }
+        let mut rng = core::SplitMix64::new(seed.0);
+        // Topics and sources back to back; a source of None is recorded as such.
+        let mut topics = Arena::default();
+        let mut sources = Arena::default();
+        let mut has_source: Vec<bool> = Vec::new();
+        let mut take = |item: Bound<'_, PyAny>| -> PyResult<()> {
+            let pair = item.cast::<PyTuple>()?;
+            if pair.len() != 2 {
+                return Err(PyTypeError::new_err(
+                    "messages must be (topic, source) pairs",
+                ));
+            }
+            let topic = pair.get_borrowed_item(0)?;
+            topics.push(topic.cast::<PyString>()?.to_str()?.as_bytes());
+            let source = pair.get_borrowed_item(1)?;
+            if source.is_none() {
+                sources.push(b"");
+                has_source.push(false);
+            } else {
+                sources.push(source.cast::<PyBytes>()?.as_bytes());
+                has_source.push(true);
+            }
+            Ok(())
+        };
+        if let Ok(list) = messages.cast::<PyList>() {
+            for item in list.iter() {
+                take(item)?;
+            }
+        } else {
+            for item in messages.try_iter()? {
+                take(item?)?;
+            }
+        }
+        let inner = &mut self.inner;
+        let mut flat: Vec<core::PeerHandle> = Vec::new();
+        let mut ends: Vec<usize> = Vec::with_capacity(has_source.len());
+        let outcome = py.detach(|| -> Result<(), Error> {
+            for ((topic, source), &present) in topics.iter().zip(sources.iter()).zip(&has_source) {
+                // The arena holds valid UTF-8: it was copied from `str` objects.
+                let topic = std::str::from_utf8(topic).unwrap_or_default();
+                let source = present.then_some(source);
+                inner.publish_targets(topic, source, flood_publish, now, &mut rng, &mut flat)?;
+                ends.push(flat.len());
+            }
+            Ok(())
+        });
+        outcome.map_err(fail(py))?;
+        Ok((flat, ends))
+    }
+
     fn peer_object<'py>(&self, py: Python<'py>, handle: core::PeerHandle) -> Bound<'py, PyBytes> {
         match self.peers.get(handle as usize) {
             Some(Some(object)) => object.bind(py).clone(),
@@ -569,58 +693,7 @@ impl MeshState {
         now: f64,
         seed: Seed,
     ) -> PyResult<Bound<'py, PyList>> {
-        if !now.is_finite() {
-            return Err(PyValueError::new_err(
-                "now must be a finite number of seconds",
-            ));
-        }
-        let mut rng = core::SplitMix64::new(seed.0);
-        // Topics and sources back to back; a source of None is recorded as such.
-        let mut topics = Arena::default();
-        let mut sources = Arena::default();
-        let mut has_source: Vec<bool> = Vec::new();
-        let mut take = |item: Bound<'_, PyAny>| -> PyResult<()> {
-            let pair = item.cast::<PyTuple>()?;
-            if pair.len() != 2 {
-                return Err(PyTypeError::new_err(
-                    "messages must be (topic, source) pairs",
-                ));
-            }
-            let topic = pair.get_item(0)?;
-            topics.push(topic.cast::<PyString>()?.to_str()?.as_bytes());
-            let source = pair.get_item(1)?;
-            if source.is_none() {
-                sources.push(b"");
-                has_source.push(false);
-            } else {
-                sources.push(source.cast::<PyBytes>()?.as_bytes());
-                has_source.push(true);
-            }
-            Ok(())
-        };
-        if let Ok(list) = messages.cast::<PyList>() {
-            for item in list.iter() {
-                take(item)?;
-            }
-        } else {
-            for item in messages.try_iter()? {
-                take(item?)?;
-            }
-        }
-        let inner = &mut self.inner;
-        let mut flat: Vec<core::PeerHandle> = Vec::new();
-        let mut ends: Vec<usize> = Vec::with_capacity(has_source.len());
-        let outcome = py.detach(|| -> Result<(), Error> {
-            for ((topic, source), &present) in topics.iter().zip(sources.iter()).zip(&has_source) {
-                // The arena holds valid UTF-8: it was copied from `str` objects.
-                let topic = std::str::from_utf8(topic).unwrap_or_default();
-                let source = present.then_some(source);
-                inner.publish_targets(topic, source, flood_publish, now, &mut rng, &mut flat)?;
-                ends.push(flat.len());
-            }
-            Ok(())
-        });
-        outcome.map_err(fail(py))?;
+        let (flat, ends) = self.publish_batch(py, messages, flood_publish, now, seed)?;
         let mut start = 0;
         let lists = ends
             .iter()
@@ -631,6 +704,26 @@ impl MeshState {
             })
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, lists)
+    }
+
+    /// `publish_targets_many` with the answers back to back: `(peers, counts)`, the
+    /// targets of message `i` are the `counts[i]` peers after those of messages `< i`.
+    fn publish_targets_flat<'py>(
+        &mut self,
+        py: Python<'py>,
+        messages: &Bound<'py, PyAny>,
+        flood_publish: bool,
+        now: f64,
+        seed: Seed,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+        let (flat, ends) = self.publish_batch(py, messages, flood_publish, now, seed)?;
+        let mut start = 0;
+        let counts = ends.iter().map(|&end| {
+            let count = end - start;
+            start = end;
+            count
+        });
+        Ok((self.peer_list(py, &flat)?, PyList::new(py, counts)?))
     }
 
     /// Mesh members of `topic` in ascending order ([] unless joined).
