@@ -366,11 +366,95 @@ pub struct MeshState {
     inner: core::MeshState,
     params: Py<PyAny>,
     peers: Vec<Option<Py<PyBytes>>>, // the caller's ID objects, by peer handle
+    batch: BatchBuffers,
+}
+
+/// Buffers of the batch publish calls, kept between calls (a batch of 10,000 messages
+/// would otherwise fault in fresh pages for each of them every time).
+#[derive(Default)]
+struct BatchBuffers {
+    topics: String,              // the topics back to back
+    topic_ends: Vec<usize>,      // where each message's topic ends in `topics`
+    sources: Vec<u8>,            // the sources back to back (None: nothing)
+    source_ends: Vec<usize>,     // where each message's source ends in `sources`
+    has_source: Vec<bool>,       // whether the message had a source
+    flat: Vec<core::PeerHandle>, // the answers back to back
+    ends: Vec<usize>,            // where each message's answer ends in `flat`
+}
+
+/// Bytes of buffers a batch call keeps for the next one; bigger ones are dropped.
+const BATCH_BUFFERS_KEPT: usize = 4 << 20;
+
+impl BatchBuffers {
+    fn clear(&mut self) {
+        self.topics.clear();
+        self.topic_ends.clear();
+        self.sources.clear();
+        self.source_ends.clear();
+        self.has_source.clear();
+        self.flat.clear();
+        self.ends.clear();
+    }
+
+    fn footprint(&self) -> usize {
+        self.topics.capacity()
+            + self.sources.capacity()
+            + self.has_source.capacity()
+            + (self.topic_ends.capacity() + self.source_ends.capacity() + self.ends.capacity())
+                * size_of::<usize>()
+            + self.flat.capacity() * size_of::<core::PeerHandle>()
+    }
+
+    fn take(&mut self, item: Borrowed<'_, '_, PyAny>) -> PyResult<()> {
+        let pair = item.cast::<PyTuple>()?;
+        if pair.len() != 2 {
+            return Err(PyTypeError::new_err(
+                "messages must be (topic, source) pairs",
+            ));
+        }
+        let topic = pair.get_borrowed_item(0)?;
+        self.topics.push_str(topic.cast::<PyString>()?.to_str()?);
+        self.topic_ends.push(self.topics.len());
+        let source = pair.get_borrowed_item(1)?;
+        if source.is_none() {
+            self.has_source.push(false);
+        } else {
+            self.sources
+                .extend_from_slice(source.cast::<PyBytes>()?.as_bytes());
+            self.has_source.push(true);
+        }
+        self.source_ends.push(self.sources.len());
+        Ok(())
+    }
+
+    /// The core's answers for the messages taken, into `flat` and `ends`.
+    fn publish(
+        &mut self,
+        inner: &mut core::MeshState,
+        flood_publish: bool,
+        now: f64,
+        rng: &mut core::SplitMix64,
+    ) -> Result<(), Error> {
+        let (mut topic_start, mut source_start) = (0, 0);
+        for ((&topic_end, &source_end), &present) in self
+            .topic_ends
+            .iter()
+            .zip(&self.source_ends)
+            .zip(&self.has_source)
+        {
+            let topic = &self.topics[topic_start..topic_end];
+            let source = present.then(|| &self.sources[source_start..source_end]);
+            (topic_start, source_start) = (topic_end, source_end);
+            inner.publish_targets(topic, source, flood_publish, now, rng, &mut self.flat)?;
+            self.ends.push(self.flat.len());
+        }
+        Ok(())
+    }
 }
 
 impl MeshState {
-    /// The targets of a batch of (topic, source) pairs: all handles back to back and
-    /// the end of each message's run.
+    /// The targets of a batch of (topic, source) pairs, left in `self.batch.flat` with
+    /// the end of each message's run in `self.batch.ends`.
     fn publish_batch(
         &mut self,
         py: Python<'_>,
@@ -378,60 +462,30 @@ impl MeshState {
         flood_publish: bool,
         now: f64,
         seed: Seed,
-    ) -> PyResult<(Vec<core::PeerHandle>, Vec<usize>)> {
+    ) -> PyResult<()> {
         if !now.is_finite() {
             return Err(PyValueError::new_err(
                 "now must be a finite number of seconds",
             ));
         }
         let mut rng = core::SplitMix64::new(seed.0);
-        // Topics and sources back to back; a source of None is recorded as such.
-        let mut topics = Arena::default();
-        let mut sources = Arena::default();
-        let mut has_source: Vec<bool> = Vec::new();
-        let mut take = |item: Bound<'_, PyAny>| -> PyResult<()> {
-            let pair = item.cast::<PyTuple>()?;
-            if pair.len() != 2 {
-                return Err(PyTypeError::new_err(
-                    "messages must be (topic, source) pairs",
-                ));
-            }
-            let topic = pair.get_borrowed_item(0)?;
-            topics.push(topic.cast::<PyString>()?.to_str()?.as_bytes());
-            let source = pair.get_borrowed_item(1)?;
-            if source.is_none() {
-                sources.push(b"");
-                has_source.push(false);
-            } else {
-                sources.push(source.cast::<PyBytes>()?.as_bytes());
-                has_source.push(true);
-            }
-            Ok(())
-        };
+        if self.batch.footprint() > BATCH_BUFFERS_KEPT {
+            self.batch = BatchBuffers::default();
+        }
+        let batch = &mut self.batch;
+        batch.clear();
         if let Ok(list) = messages.cast::<PyList>() {
             for item in list.iter() {
-                take(item)?;
+                batch.take(item.as_borrowed())?;
             }
         } else {
             for item in messages.try_iter()? {
-                take(item?)?;
+                batch.take(item?.as_borrowed())?;
             }
         }
         let inner = &mut self.inner;
-        let mut flat: Vec<core::PeerHandle> = Vec::new();
-        let mut ends: Vec<usize> = Vec::with_capacity(has_source.len());
-        let outcome = py.detach(|| -> Result<(), Error> {
-            for ((topic, source), &present) in topics.iter().zip(sources.iter()).zip(&has_source) {
-                // The arena holds valid UTF-8: it was copied from `str` objects.
-                let topic = std::str::from_utf8(topic).unwrap_or_default();
-                let source = present.then_some(source);
-                inner.publish_targets(topic, source, flood_publish, now, &mut rng, &mut flat)?;
-                ends.push(flat.len());
-            }
-            Ok(())
-        });
-        outcome.map_err(fail(py))?;
-        Ok((flat, ends))
+        py.detach(|| batch.publish(inner, flood_publish, now, &mut rng))
+            .map_err(fail(py))
     }
 
     fn peer_object<'py>(&self, py: Python<'py>, handle: core::PeerHandle) -> Bound<'py, PyBytes> {
@@ -469,6 +523,7 @@ impl MeshState {
             inner,
             params: params.unbind(),
             peers: Vec::new(),
+            batch: BatchBuffers::default(),
         })
     }
 
@@ -693,7 +748,8 @@ impl MeshState {
         now: f64,
         seed: Seed,
     ) -> PyResult<Bound<'py, PyList>> {
-        let (flat, ends) = self.publish_batch(py, messages, flood_publish, now, seed)?;
+        self.publish_batch(py, messages, flood_publish, now, seed)?;
+        let (flat, ends) = (&self.batch.flat, &self.batch.ends);
         let mut start = 0;
         let lists = ends
             .iter()
@@ -716,14 +772,15 @@ impl MeshState {
         now: f64,
         seed: Seed,
     ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
-        let (flat, ends) = self.publish_batch(py, messages, flood_publish, now, seed)?;
+        self.publish_batch(py, messages, flood_publish, now, seed)?;
+        let (flat, ends) = (&self.batch.flat, &self.batch.ends);
         let mut start = 0;
         let counts = ends.iter().map(|&end| {
             let count = end - start;
             start = end;
             count
         });
-        Ok((self.peer_list(py, &flat)?, PyList::new(py, counts)?))
+        Ok((self.peer_list(py, flat)?, PyList::new(py, counts)?))
     }
 
     /// Mesh members of `topic` in ascending order ([] unless joined).
