@@ -341,7 +341,9 @@ impl Lookahead {
             // Its slot line has had time to arrive: prefetch the record it points at.
             let sooner = self.hashes[(index + AHEAD / 2) % AHEAD];
             let slot = cache.slots[sooner as usize & cache.mask()];
-            if slot.position != EMPTY {
+            // Only a slot with the same hash can hold this ID (a new ID's home slot is
+            // usually empty or another ID's: fetching that record would be wasted).
+            if slot.position != EMPTY && slot.hash == sooner {
                 prefetch(&cache.bytes[(slot.position - cache.base) as usize]);
             }
         }
