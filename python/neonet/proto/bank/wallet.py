@@ -38,6 +38,7 @@ from neonet.proto.bank.messages import (
     Signer,
     Spend,
     TransferPayload,
+    block_hash,
 )
 
 ZERO = bytes(32)
@@ -98,7 +99,8 @@ class Wallet:
     def _advance(self, certificate: Certificate) -> None:
         block = certificate.decoded()
         key = block.payload if block.kind == BlockKind.ROTATE_KEY else block.key
-        self.head = ChainHead(block.account, block.sequence, block.hash(), block.balance, key)
+        head_hash = block_hash(certificate.block)  # from the bytes: no re-encoding
+        self.head = ChainHead(block.account, block.sequence, head_hash, block.balance, key)
         self.history.append(certificate)
 
     @property
