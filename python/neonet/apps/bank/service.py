@@ -35,6 +35,7 @@ from neonet.proto.bank import wire
 from neonet.proto.bank.messages import (
     Certificate,
     FraudProof,
+    VerifiedVotes,
     block_hash,
     check_certificates,
 )
@@ -158,6 +159,7 @@ class ValidatorService:
         self.store = store  # also keeps applied certificates and proofs, when given
         self.requests = 0
         self.group_commit = None if store is None or not store.deferred else GroupCommit(store)
+        self._verified_votes = VerifiedVotes()  # batch signatures recur across requests
 
     def install(self, host: StreamHost) -> None:
         host.set_stream_handler(wire.TRANSFER_PROTOCOL, self._serve)
@@ -205,7 +207,7 @@ class ValidatorService:
                 if certificate.block not in fresh and not ledger.has_applied(certificate.block):
                     fresh[certificate.block] = certificate
         certificates = list(fresh.values())
-        valid = check_certificates(certificates, ledger.committee)
+        valid = check_certificates(certificates, ledger.committee, verified=self._verified_votes)
         checked = {c.block for c, ok in zip(certificates, valid, strict=True) if ok}
         items: list[tuple[bytes, bytes, bytes]] = []
         blocks: list[tuple[bytes, Block]] = []

@@ -352,28 +352,31 @@ def vote_tree(leaves: Sequence[bytes]) -> tuple[bytes, list[tuple[int, tuple[byt
     """
     if not leaves:
         raise ValueError("a vote tree needs at least one leaf")
-    count = len(leaves)
-    sides = [0] * count
-    paths: list[list[bytes]] = [[] for _ in range(count)]
-    level = list(leaves)
-    groups = [[i] for i in range(count)]  # the leaves under each node of the level
+    levels = [list(leaves)]
+    level = levels[0]
     while len(level) > 1:
-        above: list[bytes] = []
-        above_groups: list[list[int]] = []
-        for j in range(0, len(level) - 1, 2):
-            left, right = level[j], level[j + 1]
-            for i in groups[j]:
-                paths[i].append(right)
-            for i in groups[j + 1]:
-                sides[i] |= 1 << len(paths[i])  # this leaf's node is the right child here
-                paths[i].append(left)
-            above.append(vote_tree_node(left, right))
-            above_groups.append(groups[j] + groups[j + 1])
+        above = [
+            _blake3(level[j] + level[j + 1], derive_key_context=VOTE_TREE_CONTEXT).digest()
+            for j in range(0, len(level) - 1, 2)
+        ]
         if len(level) % 2:
             above.append(level[-1])
-            above_groups.append(groups[-1])
-        level, groups = above, above_groups
-    return level[0], [(sides[i], tuple(paths[i])) for i in range(count)]
+        levels.append(above)
+        level = above
+    proofs: list[tuple[int, tuple[bytes, ...]]] = []
+    below_root = levels[:-1]
+    for leaf in range(len(leaves)):
+        position, sides = leaf, 0
+        path: list[bytes] = []
+        for nodes in below_root:
+            sibling = position ^ 1
+            if sibling < len(nodes):
+                if position & 1:
+                    sides |= 1 << len(path)
+                path.append(nodes[sibling])
+            position >>= 1
+        proofs.append((sides, tuple(path)))
+    return level[0], proofs
 
 
 def vote_root(leaf: bytes, sides: int, path: Sequence[bytes]) -> bytes:
@@ -432,12 +435,19 @@ class Certificate:
     votes: tuple[CertificateVote, ...]
     # ``block`` decoded, when the decoder did it already (not part of the value).
     decoded_block: Block | None = field(default=None, compare=False, repr=False)
+    # ``to_value()``, built once: a client sends a certificate to every validator.
+    _value: list[object] | None = field(default=None, compare=False, repr=False, init=False)
 
     def votes_value(self) -> list[list[object]]:
         return [vote_value(vote) for vote in self.votes]
 
     def to_value(self) -> list[object]:
-        return [self.block, self.votes_value()]
+        """The CBOR value ``[block, [vote, ...]]`` (shared: do not change it)."""
+        value = self._value
+        if value is None:
+            value = [self.block, self.votes_value()]
+            object.__setattr__(self, "_value", value)
+        return value
 
     def encode(self) -> bytes:
         return backend.cbor_encode(self.to_value())  # canonical on both backends
@@ -470,10 +480,32 @@ def check_certificate(certificate: Certificate, committee: Committee) -> bool:
     return check_certificates([certificate], committee)[0]
 
 
+class VerifiedVotes:
+    """Signatures known to verify, ``(key, message, signature)``, at most ``limit`` (the
+    oldest go first): the votes of one batch signature recur in many certificates."""
+
+    __slots__ = ("_known", "limit")
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._known: dict[tuple[bytes, bytes, bytes], None] = {}
+
+    def __contains__(self, triple: tuple[bytes, bytes, bytes]) -> bool:
+        return triple in self._known
+
+    def add(self, triple: tuple[bytes, bytes, bytes]) -> None:
+        known = self._known
+        if triple not in known:
+            if len(known) >= self.limit:
+                del known[next(iter(known))]
+            known[triple] = None
+
+
 def check_certificates(
     certificates: Sequence[Certificate],
     committee: Committee,
     implementation: backend.Implementation = backend.ACTIVE,
+    verified: VerifiedVotes | None = None,
 ) -> list[bool]:
     """Which certificates hold 2f+1 valid votes of distinct committee members: the one
     certificate check (``docs/bank.md``, "Committee, votes, certificates").
@@ -481,7 +513,8 @@ def check_certificates(
     Each vote's signed message is the block's vote message (direct) or the root its
     path leads to (batched); the distinct (key, message, signature) triples of all
     certificates go through one batch verifier call per 4096 (votes of one batch share
-    one), the Rust batch verifier on the native backend.
+    one), the Rust batch verifier on the native backend. ``verified``: triples known to
+    verify (skipped), and where the ones that do are added.
     """
     committee_id = committee.id()
     validators = committee.validators
@@ -499,9 +532,18 @@ def check_certificates(
             slots.append(unique.setdefault(triple, len(unique)))
         spans.append(slots)
     items = list(unique)
-    verdicts: list[bool] = []
-    for offset in range(0, len(items), 4096):
-        verdicts.extend(implementation.verify_signatures(items[offset : offset + 4096]))
+    verdicts = [False] * len(items)
+    todo = [i for i, triple in enumerate(items) if verified is None or triple not in verified]
+    if verified is not None:
+        for i in range(len(items)):
+            verdicts[i] = items[i] in verified
+    for offset in range(0, len(todo), 4096):
+        chunk = todo[offset : offset + 4096]
+        results = implementation.verify_signatures([items[i] for i in chunk])
+        for i, ok in zip(chunk, results, strict=True):
+            verdicts[i] = ok
+            if ok and verified is not None:
+                verified.add(items[i])
     quorum = committee.quorum
     return [
         len(certificate.votes) >= quorum and sum(verdicts[slot] for slot in slots) >= quorum

@@ -93,11 +93,14 @@ class Wallet:
         for certificate in chain:
             self._advance(certificate)
         self.pending: bytes | None = pending
+        self._signed: tuple[bytes, Block] | None = None  # the last block signed, decoded
         # A wallet restored from keys alone must learn its chain before signing.
         self.needs_sync = restored and not chain
 
-    def _advance(self, certificate: Certificate) -> None:
-        block = certificate.decoded()
+    def _advance(self, certificate: Certificate, block: Block | None = None) -> None:
+        """Move the head to ``certificate``'s block (``block``: it decoded, if known)."""
+        if block is None:
+            block = certificate.decoded()
         key = block.payload if block.kind == BlockKind.ROTATE_KEY else block.key
         head_hash = block_hash(certificate.block)  # from the bytes: no re-encoding
         self.head = ChainHead(block.account, block.sequence, head_hash, block.balance, key)
@@ -133,9 +136,11 @@ class Wallet:
             self.key if head is None else head.key,
             payload,
         )
-        data = encode_block(sign_block(unsigned, self._sign))
+        signed = sign_block(unsigned, self._sign)
+        data = encode_block(signed)
         self.store.save_pending(data)  # durable before the signature leaves the wallet
         self.pending = data
+        self._signed = (data, signed)
         return data
 
     def open(self) -> bytes:
@@ -198,8 +203,10 @@ class Wallet:
         """Record the certificate of the pending block (checked by the caller's ledger)."""
         if certificate.block != self.pending:
             raise LocalProtocolError("the certificate is not for the pending block")
+        signed = self._signed
+        known = signed[1] if signed is not None and signed[0] == certificate.block else None
         self.store.save_certified(certificate)
-        self._advance(certificate)
+        self._advance(certificate, known)
         self.pending = None
 
     def synced(self, chain: list[Certificate]) -> None:
