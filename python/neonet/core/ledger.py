@@ -168,6 +168,14 @@ def sign_block(block: Block, sign: Callable[[bytes], bytes]) -> Block:
     )
 
 
+def sign_and_encode(block: Block, sign: Callable[[bytes], bytes]) -> bytes:
+    """``encode_block(sign_block(block, sign))``, encoding the body once."""
+    body = block.encode_body()
+    signature = sign(hash_block_body(body))
+    _check_bytes(signature, 64, "signature")
+    return b"\x82" + body + cbor2.dumps(signature)
+
+
 class _Refused(Exception):
     def __init__(self, reason: RejectReason, message: str) -> None:
         super().__init__(message)

@@ -174,7 +174,8 @@ class ValidatorService:
                     if message is None:
                         return
                     self.requests += 1
-                    answer = self.answer(wire.parse_request(message))
+                    request = wire.parse_request(message, self.validator.recent_blocks)
+                    answer = self.answer(request)
                     commit = self.group_commit
                     if commit is not None and self.store is not None and self.store.dirty:
                         await commit.wait(commit.batch())

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import blake3
@@ -457,13 +457,16 @@ class Certificate:
         return cls.from_value(_load(data, "certificate"))
 
     @classmethod
-    def from_value(cls, value: object) -> Certificate:
+    def from_value(cls, value: object, known: Mapping[bytes, Block] | None = None) -> Certificate:
+        """``known``: blocks decoded before (encoded -> decoded), not parsed again."""
         if type(value) is not list:
             raise DecodeError("certificate must be an array")
         block, votes = _fields(value, 2, "certificate")
         if type(block) is not bytes or type(votes) is not list or len(votes) > MAX_COMMITTEE:
             raise DecodeError("certificate must be [block bytes, votes (at most 100)]")
-        decoded_block = decode_block(block)  # DecodeError if not a canonical block
+        decoded_block = None if known is None else known.get(block)
+        if decoded_block is None:
+            decoded_block = decode_block(block)  # DecodeError if not a canonical block
         parsed = [_vote_from_value(vote) for vote in votes]
         if any(a[0] >= b[0] for a, b in itertools.pairwise(parsed)):
             raise DecodeError("vote indexes must be strictly increasing")

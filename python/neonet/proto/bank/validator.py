@@ -180,6 +180,9 @@ class Validator:
         self.refund_grace = refund_grace
         self.ledger = BankLedger(committee, mint_account)
         self._voted: dict[bytes, ChainHead] = {}  # recent votes: block hash -> head after
+        # Recent blocks voted for, encoded -> decoded: their certificates come next, and
+        # a decoder given these bytes need not parse them again (``wire.parse_request``).
+        self.recent_blocks: dict[bytes, Block] = {}
 
     def handle_certificate(self, certificate: Certificate, quorum_checked: bool = False) -> Applied:
         """Apply a certificate; ``quorum_checked`` when the caller verified its quorum
@@ -271,6 +274,10 @@ class Validator:
             if len(self._voted) >= MAX_REMEMBERED_VOTES:
                 del self._voted[next(iter(self._voted))]
             self._voted[voted] = verdict.head
+            recent = self.recent_blocks
+            if len(recent) >= MAX_REMEMBERED_VOTES:
+                del recent[next(iter(recent))]
+            recent[data] = block
         return Vote(self.index, signature, proof)
 
     def _replaces_lost_redeem(self, block: Block, earlier: bytes) -> bool:

@@ -24,8 +24,7 @@ from neonet.core.ledger import (
     BlockKind,
     ChainHead,
     decode_block,
-    encode_block,
-    sign_block,
+    sign_and_encode,
 )
 from neonet.proto.bank.messages import (
     Certificate,
@@ -93,7 +92,8 @@ class Wallet:
         for certificate in chain:
             self._advance(certificate)
         self.pending: bytes | None = pending
-        self._signed: tuple[bytes, Block] | None = None  # the last block signed, decoded
+        # The last block signed and its fields (its signature left out).
+        self._signed: tuple[bytes, Block] | None = None
         # A wallet restored from keys alone must learn its chain before signing.
         self.needs_sync = restored and not chain
 
@@ -136,11 +136,10 @@ class Wallet:
             self.key if head is None else head.key,
             payload,
         )
-        signed = sign_block(unsigned, self._sign)
-        data = encode_block(signed)
+        data = sign_and_encode(unsigned, self._sign)
         self.store.save_pending(data)  # durable before the signature leaves the wallet
         self.pending = data
-        self._signed = (data, signed)
+        self._signed = (data, unsigned)  # all ``_advance`` reads of it (not the signature)
         return data
 
     def open(self) -> bytes:

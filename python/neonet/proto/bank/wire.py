@@ -31,10 +31,12 @@ account expects, when it is behind the block),
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from neonet.core import backend
 from neonet.core.errors import DecodeError
+from neonet.core.ledger import Block
 from neonet.core.varint import encode_uvarint, try_decode_uvarint
 from neonet.proto.bank.messages import Certificate, FraudProof, Spend
 
@@ -146,10 +148,10 @@ def _bytes(value: object) -> bytes:
     return value
 
 
-def _sign(block: object, previous: object) -> Request:
+def _sign(block: object, previous: object, known: Mapping[bytes, Block] | None) -> Request:
     if type(previous) is not list or len(previous) > MAX_PREVIOUS:
         raise DecodeError(f"at most {MAX_PREVIOUS} previous certificates")
-    certificates = tuple(Certificate.from_value(value) for value in previous)
+    certificates = tuple(Certificate.from_value(value, known) for value in previous)
     return Request(SIGN, block=_bytes(block), certificates=certificates)
 
 
@@ -163,10 +165,12 @@ def sign_batch_request(items: list[tuple[bytes, list[Certificate]]]) -> list[obj
     ]
 
 
-def parse_request(message: list[object]) -> Request:
+def parse_request(message: list[object], known: Mapping[bytes, Block] | None = None) -> Request:
+    """A decoded request; ``known``: blocks decoded before (encoded -> decoded, e.g. the
+    validator's recent votes), whose certificates need not parse them again."""
     kind = message[0]
     if kind == SIGN and len(message) == 3:
-        return _sign(message[1], message[2])
+        return _sign(message[1], message[2], known)
     if kind == SIGN_BATCH and len(message) == 2:
         items = message[1]
         if type(items) is not list or not 0 < len(items) <= MAX_BATCH:
@@ -175,7 +179,7 @@ def parse_request(message: list[object]) -> Request:
         for item in items:
             if type(item) is not list or len(item) != 2:
                 raise DecodeError("a batch item is [block, certificates]")
-            batch.append(_sign(item[0], item[1]))
+            batch.append(_sign(item[0], item[1], known))
         return Request(SIGN_BATCH, batch=tuple(batch))
     if kind == CERTIFY and len(message) == 2:
         return Request(CERTIFY, certificates=(Certificate.from_value(message[1]),))
