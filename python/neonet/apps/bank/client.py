@@ -282,6 +282,8 @@ class BankClient:
             validator and transfer, the batcher calls this when the answer is in."""
 
             def on_answer(pending: _Pending) -> None:
+                if done.is_set():
+                    return  # the certificate is formed: a late answer adds nothing
                 if pending.error is not None or pending.answer is None:
                     settle(index, None, None, str(pending.error))
                     return
