@@ -39,10 +39,10 @@ def test_every_leaf_leads_to_the_root(count: int) -> None:
     assert len(paths) == count
     for leaf, (sides, path) in zip(leaves, paths, strict=True):
         assert vote_root(leaf, sides, path) == root
-        assert sides < 1 << len(path)
-        assert len(path) <= (count - 1).bit_length()
+        assert len(path) % 32 == 0 and sides < 1 << (len(path) // 32)
+        assert len(path) // 32 <= (count - 1).bit_length()
     if count == 1:
-        assert root == leaves[0] and paths == [(0, ())]  # a direct vote
+        assert root == leaves[0] and paths == [(0, b"")]  # a direct vote
     if count == 2:
         assert root == vote_tree_node(leaves[0], leaves[1])
 
@@ -57,14 +57,15 @@ def test_a_path_proves_its_own_leaf_only(leaves: list[bytes], data: st.DataObjec
     other = data.draw(st.binary(min_size=32, max_size=32))
     if other != leaves[index]:
         assert vote_root(other, sides, path) != root
-    if path:
-        k = data.draw(st.integers(0, len(path) - 1))
+    depth = len(path) // 32
+    if depth:
+        k = data.draw(st.integers(0, depth - 1))
         assert vote_root(leaves[index], sides ^ (1 << k), path) != root
-        changed = bytearray(path[k])
-        changed[data.draw(st.integers(0, 31))] ^= 1
-        tampered = (*path[:k], bytes(changed), *path[k + 1 :])
-        assert vote_root(leaves[index], sides, tampered) != root
-        assert vote_root(leaves[index], sides & ((1 << (len(path) - 1)) - 1), path[:-1]) != root
+        tampered = bytearray(path)
+        tampered[32 * k + data.draw(st.integers(0, 31))] ^= 1 << data.draw(st.integers(0, 7))
+        assert vote_root(leaves[index], sides, bytes(tampered)) != root
+        shorter = sides & ((1 << (depth - 1)) - 1)
+        assert vote_root(leaves[index], shorter, path[:-32]) != root
 
 
 def test_a_validator_signs_a_batch_once_after_recording_every_vote() -> None:
@@ -149,9 +150,7 @@ def test_both_backends_agree_on_batch_certificates(name: str) -> None:
     )
     first = good.votes[0]
     assert len(first) == 4
-    bad_path = Certificate(
-        block, ((0, first[1], first[2], (bytes(32),) * len(first[3])), *good.votes[1:])
-    )
+    bad_path = Certificate(block, ((0, first[1], first[2], bytes(len(first[3]))), *good.votes[1:]))
     bad_sides = Certificate(block, ((0, first[1], first[2] ^ 1, first[3]), *good.votes[1:]))
     certificates = [good, bad_path, bad_sides, world.mint.history[-1]]
     expected = [True, False, False, True]
@@ -166,17 +165,18 @@ def test_batch_vote_decoding_is_strict() -> None:
     signature = bytes(64)
     node = bytes(32)
     good = Certificate(
-        block, ((0, signature, 1, (node,)), (1, signature), (2, signature, 0, (node, node)))
+        block, ((0, signature, 1, node), (1, signature), (2, signature, 0, node + node))
     )
     assert Certificate.decode(good.encode()) == good
     for votes in (
-        [[0, signature, 2, [node]]],  # a side bit beyond the path
-        [[0, signature, 0, []]],  # an empty path must be a direct vote
-        [[0, signature, 0, [node[:31]]]],
-        [[0, signature, 0, [node] * 17]],  # deeper than 2**16 leaves
-        [[0, signature, True, [node]]],
+        [[0, signature, 2, node]],  # a side bit beyond the path
+        [[0, signature, 0, b""]],  # an empty path must be a direct vote
+        [[0, signature, 0, node[:31]]],
+        [[0, signature, 0, node + node[:31]]],
+        [[0, signature, 0, node * 17]],  # deeper than 2**16 leaves
+        [[0, signature, True, node]],
         [[0, signature, 0]],
-        [[0, signature, 0, node]],
+        [[0, signature, 0, [node]]],  # the path is one byte string
     ):
         with pytest.raises(DecodeError):
             Certificate.from_value([block, votes])

@@ -343,12 +343,13 @@ def vote_tree_node(left: bytes, right: bytes) -> bytes:
     return _blake3(left + right, derive_key_context=VOTE_TREE_CONTEXT).digest()
 
 
-def vote_tree(leaves: Sequence[bytes]) -> tuple[bytes, list[tuple[int, tuple[bytes, ...]]]]:
+def vote_tree(leaves: Sequence[bytes]) -> tuple[bytes, list[tuple[int, bytes]]]:
     """The root of the Merkle tree over ``leaves`` (vote messages, in batch order) and,
     per leaf, its ``(sides, path)`` for ``vote_root`` (docs/bank.md, "Batch votes").
 
     Each level pairs nodes 0-1, 2-3, ...; a last node without a partner moves up
-    unchanged. One leaf is its own root, with an empty path: a direct vote.
+    unchanged. One leaf is its own root, with an empty path: a direct vote. A path is
+    the siblings on the way up, 32 bytes each, one after the other.
     """
     if not leaves:
         raise ValueError("a vote tree needs at least one leaf")
@@ -363,7 +364,7 @@ def vote_tree(leaves: Sequence[bytes]) -> tuple[bytes, list[tuple[int, tuple[byt
             above.append(level[-1])
         levels.append(above)
         level = above
-    proofs: list[tuple[int, tuple[bytes, ...]]] = []
+    proofs: list[tuple[int, bytes]] = []
     below_root = levels[:-1]
     for leaf in range(len(leaves)):
         position, sides = leaf, 0
@@ -375,15 +376,16 @@ def vote_tree(leaves: Sequence[bytes]) -> tuple[bytes, list[tuple[int, tuple[byt
                     sides |= 1 << len(path)
                 path.append(nodes[sibling])
             position >>= 1
-        proofs.append((sides, tuple(path)))
+        proofs.append((sides, b"".join(path)))
     return level[0], proofs
 
 
-def vote_root(leaf: bytes, sides: int, path: Sequence[bytes]) -> bytes:
-    """The root that ``leaf`` and its path lead to: bit k of ``sides`` set means the
-    k-th sibling is on the left."""
+def vote_root(leaf: bytes, sides: int, path: bytes) -> bytes:
+    """The root that ``leaf`` and its ``path`` (32-byte siblings, bottom up) lead to: bit
+    k of ``sides`` set means the k-th sibling is on the left."""
     node = leaf
-    for sibling in path:
+    for start in range(0, len(path), 32):
+        sibling = path[start : start + 32]
         pair = sibling + node if sides & 1 else node + sibling
         node = _blake3(pair, derive_key_context=VOTE_TREE_CONTEXT).digest()
         sides >>= 1
@@ -392,16 +394,15 @@ def vote_root(leaf: bytes, sides: int, path: Sequence[bytes]) -> bytes:
 
 # A vote in a certificate: ``(validator_index, signature)`` signed over the block's vote
 # message itself (a direct vote), or ``(validator_index, signature, sides, path)`` signed
-# over the root of a batch's vote tree, with the path from the block's leaf (1..16 nodes).
-CertificateVote = tuple[int, bytes] | tuple[int, bytes, int, tuple[bytes, ...]]
+# over the root of a batch's vote tree, with the path from the block's leaf (1..16
+# siblings of 32 bytes in one byte string).
+CertificateVote = tuple[int, bytes] | tuple[int, bytes, int, bytes]
 
 
 def vote_value(vote: CertificateVote) -> list[object]:
     """A certificate vote's CBOR value: ``[index, signature]`` or ``[index, signature,
-    sides, [node, ...]]``."""
-    if len(vote) == 2:
-        return [vote[0], vote[1]]
-    return [vote[0], vote[1], vote[2], list(vote[3])]
+    sides, path]``."""
+    return list(vote)
 
 
 def _vote_from_value(vote: object) -> CertificateVote:
@@ -411,14 +412,11 @@ def _vote_from_value(vote: object) -> CertificateVote:
         index, signature = vote
         return (_uint(index, "validator index"), _bytes(signature, 64, "signature"))
     index, signature, sides, path = _fields(vote, 4, "vote")
-    if type(path) is not list or not 0 < len(path) <= MAX_VOTE_PATH:
-        raise DecodeError(f"a batch vote's path has 1..{MAX_VOTE_PATH} nodes")
-    for node in path:
-        if type(node) is not bytes or len(node) != 32:
-            raise DecodeError("a vote path node must be 32 bytes")
-    if type(sides) is not int or not 0 <= sides < 1 << len(path):
-        raise DecodeError("vote sides must be an unsigned integer below 2**len(path)")
-    return (_uint(index, "validator index"), _bytes(signature, 64, "signature"), sides, tuple(path))
+    if type(path) is not bytes or not 0 < len(path) <= 32 * MAX_VOTE_PATH or len(path) % 32:
+        raise DecodeError(f"a batch vote's path is 1..{MAX_VOTE_PATH} nodes of 32 bytes")
+    if type(sides) is not int or not 0 <= sides < 1 << (len(path) >> 5):
+        raise DecodeError("vote sides must be an unsigned integer below 2**depth")
+    return (_uint(index, "validator index"), _bytes(signature, 64, "signature"), sides, path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -426,8 +424,8 @@ class Certificate:
     """A block with the votes of at least 2f+1 distinct validators.
 
     ``[block: bytes, [vote, ...]]``, each vote ``[validator_index: uint, signature:
-    bytes64]`` (direct) or ``[validator_index, signature, sides: uint, [node: bytes32,
-    ...]]`` (batched, 1..16 nodes), indexes strictly increasing. Well-formedness is
+    bytes64]`` (direct) or ``[validator_index, signature, sides: uint, path: bytes]``
+    (batched, 1..16 nodes of 32 bytes), indexes strictly increasing. Well-formedness is
     checked here; ``check_certificate`` says if it is valid.
     """
 

@@ -131,7 +131,7 @@ class Vote:
     signature: bytes
     proof: FraudProof | None = None  # a CLAIM vote freezes the owner: keep the proof
     sides: int = 0
-    path: tuple[bytes, ...] = ()
+    path: bytes = b""
 
 
 class VoteBatch:
