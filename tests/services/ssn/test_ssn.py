@@ -432,3 +432,63 @@ async def test_a_misbehaving_ssn_of_our_region_sends_us_to_another_region() -> N
             assert client.ssn == real.peer_id
             assert (await client.lookup("alice")).ssn_id == real.peer_id
             nursery.cancel_scope.cancel()
+
+
+async def test_busy_ssn_refuses_new_registrations_early_but_renews_held_clients() -> None:
+    """Admission control: past ``max_registrations_in_flight`` new registrations get
+    OVER_CAPACITY at once, a held client's renewal still goes through, and the SSN takes
+    newcomers again once the ones in progress are done."""
+    with trio.fail_after(60):
+        async with (
+            federation(["eu"], max_registrations_in_flight=1) as (_, servers, _),
+            AsyncExitStack() as stack,
+        ):
+            ssn = servers[0]
+            held, slow, late = [
+                await stack.enter_async_context(neonet.open_node()) for _ in range(3)
+            ]
+            held_stream, held_decoder, held_challenge = await _raw_session(held, ssn)
+            await held_stream.send_all(
+                frame(encode_message(_register_message(held, held_challenge)))
+            )
+            assert isinstance(await _next_message(held_stream, held_decoder), Registered)
+
+            # The next registration gets stuck in its STOREs (a slow federation); later
+            # ones store at once.
+            stores = ssn._store_everywhere
+            entered, release = trio.Event(), trio.Event()
+
+            async def slow_store(keys: list[bytes], presence: bytes, name: bytes | None) -> None:
+                if not entered.is_set():
+                    entered.set()
+                    await release.wait()
+                await stores(keys, presence, name)
+
+            ssn._store_everywhere = slow_store  # type: ignore[method-assign]
+            slow_stream, slow_decoder, slow_challenge = await _raw_session(slow, ssn)
+            await slow_stream.send_all(
+                frame(encode_message(_register_message(slow, slow_challenge)))
+            )
+            await entered.wait()
+
+            late_stream, late_decoder, late_challenge = await _raw_session(late, ssn)
+            late_register = _register_message(late, late_challenge)
+            await late_stream.send_all(frame(encode_message(late_register)))
+            refused = await _next_message(late_stream, late_decoder)
+            assert isinstance(refused, Error) and refused.code is ErrorCode.OVER_CAPACITY
+            assert "busy" in refused.text
+            assert ssn.statistics().registrations_refused_busy == 1
+
+            # While the slow one is still in progress, the held client renews.
+            renewal = _register_message(held, held_challenge)
+            await held_stream.send_all(frame(encode_message(renewal)))
+            assert isinstance(await _next_message(held_stream, held_decoder), Registered)
+            assert not release.is_set()
+            release.set()
+            assert isinstance(await _next_message(slow_stream, slow_decoder), Registered)
+
+            # Nothing in progress any more: the refused client gets in on its next try.
+            await late_stream.send_all(frame(encode_message(late_register)))
+            assert isinstance(await _next_message(late_stream, late_decoder), Registered)
+            assert ssn.statistics().clients == 3
+            assert ssn.statistics().registrations_refused_busy == 1

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -577,7 +578,9 @@ class SsnClient:
                 raise cp.SsnRequestError(
                     cp.ErrorCode.UNAVAILABLE, "no SSN accepted us: " + "; ".join(errors[-6:])
                 )
-            await trio.sleep(min(2.0, 0.2 * math.pow(2, round_number)))
+            # Jittered: clients refused together (a busy SSN) do not all return together.
+            backoff = min(2.0, 0.2 * math.pow(2, round_number))
+            await trio.sleep(backoff * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")
 
     async def keep_relay_on_ssn(

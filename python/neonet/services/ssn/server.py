@@ -201,6 +201,7 @@ class SsnServer:
         self._membership_wakeup = trio.Event()
         self._membership_sends = 0
         self._nursery: trio.Nursery | None = None
+        self._registering = 0  # new registrations between their first check and their answer
         self.stats = ServerStatistics()
 
     # --- views --------------------------------------------------------------------
@@ -763,6 +764,35 @@ class SsnServer:
         now = self._now()
         if not self._address_limits.allow(address, now):
             raise RequestFailed(Code.RATE_LIMITED, f"too many registrations from {address}")
+        if current is not None:
+            # A renewal of a client we hold: never refused for load, so that a burst of
+            # newcomers cannot push out the clients already served.
+            return await self._register_admitted(remote, channel, nonce, message, current, now)
+        limit = self.config.max_registrations_in_flight
+        if self._registering >= limit:
+            # Admission control: work queued behind this many registrations would delay
+            # every held client's keep-alive answers until they all give up and return at
+            # once. Refuse early and cheaply; the client backs off or tries another SSN.
+            self.stats.registrations_refused_busy += 1
+            raise RequestFailed(
+                Code.OVER_CAPACITY,
+                f"busy: {limit} registrations in progress; retry shortly or use another SSN",
+            )
+        self._registering += 1
+        try:
+            return await self._register_admitted(remote, channel, nonce, message, current, now)
+        finally:
+            self._registering -= 1
+
+    async def _register_admitted(
+        self,
+        remote: PeerId,
+        channel: FramedChannel[cp.ClientMessage],
+        nonce: bytes,
+        message: cp.Register,
+        current: _ClientSession | None,
+        now: float,
+    ) -> _ClientSession:
         try:
             presence = cp.decode_presence(message.presence)
             cp.verify_presence(presence, now, verify_ed25519=backend.verify_signature)
