@@ -26,7 +26,6 @@ from typing import Protocol
 import trio
 
 from neonet.apps.bank.store import SqliteVoteStore
-from neonet.core import backend
 from neonet.core.errors import DecodeError, RemoteProtocolError
 from neonet.core.ledger import Block, decode_block
 from neonet.core.peer_id import PeerId
@@ -35,9 +34,11 @@ from neonet.proto.bank import wire
 from neonet.proto.bank.messages import (
     Certificate,
     FraudProof,
+    QuorumCheck,
     VerifiedVotes,
     block_hash,
     check_certificates,
+    verify_in_batches,
 )
 from neonet.proto.bank.state import Applied
 from neonet.proto.bank.validator import Validator, Vote, VoteBatch
@@ -196,11 +197,11 @@ class ValidatorService:
         return outcome
 
     def _check_batch(self, batch: Sequence[wire.Request]) -> tuple[set[bytes], dict[bytes, Block]]:
-        """Batch verification for a whole SIGN_BATCH: the votes of the certificates this
-        validator has not applied in one ``check_certificates`` call (the Rust batch
-        verifier coalesces the votes of each validator), then the signatures of the blocks
-        to sign in one more. Returns the blocks whose certificate has a valid quorum and
-        the blocks whose own signature verifies, decoded."""
+        """Batch verification for a whole SIGN_BATCH, in one verifier call: the votes of
+        the certificates this validator has not applied (``QuorumCheck``) and the
+        signatures of the blocks to sign (the Rust batch verifier amortises its work over
+        them all). Returns the blocks whose certificate has a valid quorum and the blocks
+        whose own signature verifies, decoded."""
         ledger = self.validator.ledger
         fresh: dict[bytes, Certificate] = {}
         for item in batch:
@@ -208,9 +209,8 @@ class ValidatorService:
                 if certificate.block not in fresh and not ledger.has_applied(certificate.block):
                     fresh[certificate.block] = certificate
         certificates = list(fresh.values())
-        valid = check_certificates(certificates, ledger.committee, verified=self._verified_votes)
-        checked = {c.block for c, ok in zip(certificates, valid, strict=True) if ok}
-        items: list[tuple[bytes, bytes, bytes]] = []
+        quorums = QuorumCheck(certificates, ledger.committee, verified=self._verified_votes)
+        items = list(quorums.pending)
         blocks: list[tuple[bytes, Block]] = []
         for item in batch:
             try:
@@ -219,10 +219,13 @@ class ValidatorService:
                 continue  # the engine refuses it
             items.append((block.key, block_hash(item.block), block.signature))
             blocks.append((item.block, block))
-        verdicts: list[bool] = []
-        for offset in range(0, len(items), 4096):
-            verdicts.extend(backend.verify_signatures(items[offset : offset + 4096]))
-        signed = {data: block for (data, block), ok in zip(blocks, verdicts, strict=True) if ok}
+        verdicts = verify_in_batches(items)
+        split = len(quorums.pending)
+        valid = quorums.finish(verdicts[:split])
+        checked = {c.block for c, ok in zip(certificates, valid, strict=True) if ok}
+        signed = {
+            data: block for (data, block), ok in zip(blocks, verdicts[split:], strict=True) if ok
+        }
         return checked, signed
 
     def answer(

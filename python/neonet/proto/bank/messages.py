@@ -502,54 +502,95 @@ class VerifiedVotes:
             known[triple] = None
 
 
+class QuorumCheck:
+    """The one certificate check (``docs/bank.md``, "Committee, votes, certificates"), in
+    two steps so that a caller can verify its signatures in one batch with others.
+
+    Each vote's signed message is the block's vote message (direct) or the root its path
+    leads to (batched); ``pending`` lists the distinct (key, message, signature) triples
+    that need verifying (votes of one batch share one; those in ``verified`` are known);
+    ``finish`` takes their verdicts and says which certificates hold 2f+1 valid votes of
+    distinct committee members.
+    """
+
+    __slots__ = ("_certificates", "_committee", "_known", "_spans", "_verified", "pending")
+
+    def __init__(
+        self,
+        certificates: Sequence[Certificate],
+        committee: Committee,
+        implementation: backend.Implementation = backend.ACTIVE,
+        verified: VerifiedVotes | None = None,
+    ) -> None:
+        committee_id = committee.id()
+        validators = committee.validators
+        unique: dict[tuple[bytes, bytes, bytes], int] = {}
+        spans: list[list[int]] = []
+        for certificate in certificates:
+            # A decoded certificate holds a canonical block: its body is block[1:-66].
+            body = certificate.block[1:-66]
+            leaf = vote_message(committee_id, implementation.hash_block_body(body))
+            slots = []
+            for vote in certificate.votes:
+                if vote[0] >= len(validators):
+                    continue
+                message = leaf if len(vote) == 2 else vote_root(leaf, vote[2], vote[3])
+                triple = (validators[vote[0]], message, vote[1])
+                slots.append(unique.setdefault(triple, len(unique)))
+            spans.append(slots)
+        self._certificates = certificates
+        self._committee = committee
+        self._spans = spans
+        self._verified = verified
+        items = list(unique)
+        self._known = [verified is not None and triple in verified for triple in items]
+        self.pending = [
+            triple for triple, known in zip(items, self._known, strict=True) if not known
+        ]
+
+    def finish(self, results: Sequence[bool]) -> list[bool]:
+        """Per certificate, whether it has a quorum, given the verdicts of ``pending``."""
+        if len(results) != len(self.pending):
+            raise ValueError("one verdict per pending signature")
+        verdicts = list(self._known)
+        outcomes = iter(results)
+        pending = iter(self.pending)
+        for i, known in enumerate(self._known):
+            if not known:
+                verdicts[i] = ok = next(outcomes)
+                triple = next(pending)
+                if ok and self._verified is not None:
+                    self._verified.add(triple)
+        quorum = self._committee.quorum
+        return [
+            len(certificate.votes) >= quorum and sum(verdicts[slot] for slot in slots) >= quorum
+            for certificate, slots in zip(self._certificates, self._spans, strict=True)
+        ]
+
+
+def verify_in_batches(
+    items: Sequence[tuple[bytes, bytes, bytes]],
+    implementation: backend.Implementation = backend.ACTIVE,
+) -> list[bool]:
+    """``verify_signatures`` over ``items`` in calls of at most 4096."""
+    verdicts: list[bool] = []
+    for offset in range(0, len(items), 4096):
+        verdicts.extend(implementation.verify_signatures(items[offset : offset + 4096]))
+    return verdicts
+
+
 def check_certificates(
     certificates: Sequence[Certificate],
     committee: Committee,
     implementation: backend.Implementation = backend.ACTIVE,
     verified: VerifiedVotes | None = None,
 ) -> list[bool]:
-    """Which certificates hold 2f+1 valid votes of distinct committee members: the one
-    certificate check (``docs/bank.md``, "Committee, votes, certificates").
-
-    Each vote's signed message is the block's vote message (direct) or the root its
-    path leads to (batched); the distinct (key, message, signature) triples of all
-    certificates go through one batch verifier call per 4096 (votes of one batch share
-    one), the Rust batch verifier on the native backend. ``verified``: triples known to
-    verify (skipped), and where the ones that do are added.
-    """
-    committee_id = committee.id()
-    validators = committee.validators
-    unique: dict[tuple[bytes, bytes, bytes], int] = {}
-    spans: list[list[int]] = []
-    for certificate in certificates:
-        # A decoded certificate holds a canonical block: its body is block[1:-66].
-        leaf = vote_message(committee_id, implementation.hash_block_body(certificate.block[1:-66]))
-        slots = []
-        for vote in certificate.votes:
-            if vote[0] >= len(validators):
-                continue
-            message = leaf if len(vote) == 2 else vote_root(leaf, vote[2], vote[3])
-            triple = (validators[vote[0]], message, vote[1])
-            slots.append(unique.setdefault(triple, len(unique)))
-        spans.append(slots)
-    items = list(unique)
-    verdicts = [False] * len(items)
-    todo = [i for i, triple in enumerate(items) if verified is None or triple not in verified]
-    if verified is not None:
-        for i in range(len(items)):
-            verdicts[i] = items[i] in verified
-    for offset in range(0, len(todo), 4096):
-        chunk = todo[offset : offset + 4096]
-        results = implementation.verify_signatures([items[i] for i in chunk])
-        for i, ok in zip(chunk, results, strict=True):
-            verdicts[i] = ok
-            if ok and verified is not None:
-                verified.add(items[i])
-    quorum = committee.quorum
-    return [
-        len(certificate.votes) >= quorum and sum(verdicts[slot] for slot in slots) >= quorum
-        for certificate, slots in zip(certificates, spans, strict=True)
-    ]
+    """Which certificates hold 2f+1 valid votes of distinct committee members
+    (``QuorumCheck``, its signatures in one batch verifier call per 4096: the Rust
+    batch verifier on the native backend). ``verified``: triples known to verify
+    (skipped), and where the ones that do are added."""
+    check = QuorumCheck(certificates, committee, implementation, verified)
+    return check.finish(verify_in_batches(check.pending, implementation))
 
 
 # Receipts and offline tokens ------------------------------------------------------------
