@@ -51,11 +51,14 @@ BATCH_SENDERS = 2  # SIGN_BATCH messages in flight per validator
 class _Pending:
     """One SIGN waiting in a batcher: ``callback`` runs when its answer is in."""
 
-    __slots__ = ("answer", "callback", "error", "message", "vote")
+    __slots__ = ("answer", "callback", "done", "error", "message", "vote")
 
-    def __init__(self, message: bytes, callback: Callable[[_Pending], None]) -> None:
+    def __init__(
+        self, message: bytes, callback: Callable[[_Pending], None], done: trio.Event
+    ) -> None:
         self.message = message  # the block's vote message: its leaf in a vote tree
         self.callback = callback
+        self.done = done  # set once the block's certificate is formed (or failed)
         self.answer: list[object] | None = None
         self.error: BaseException | None = None
         # A VOTE answer's vote with its path, once the batch signature verified.
@@ -84,11 +87,13 @@ class _Batcher:
         previous: list[Certificate],
         message: bytes,
         callback: Callable[[_Pending], None],
+        done: trio.Event,
     ) -> None:
         """Queue a SIGN; ``message`` is what a vote for ``block`` signs (``certify``
         computes it once for all validators); ``callback`` gets its settled ``_Pending``
-        (no task waits)."""
-        self._queue.append((block, previous, _Pending(message, callback)))
+        (no task waits); ``done``: the block's ``certify`` is over (its votes need no
+        more checking)."""
+        self._queue.append((block, previous, _Pending(message, callback, done)))
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -126,8 +131,8 @@ class _Batcher:
             for (_, _, pending), answer in zip(items, answers, strict=True)
             if answer[0] == wire.VOTE and answer[1] == self._index
         ]
-        if not voted or signature is None:
-            return
+        if not voted or signature is None or all(pending.done.is_set() for pending in voted):
+            return  # nothing voted, or every block has its certificate: nothing to check
         root, paths = vote_tree([pending.message for pending in voted])
         key = self._client.committee.validators[self._index]
         if not backend.verify_signature(key, root, signature):
@@ -289,7 +294,7 @@ class BankClient:
                     return
                 retry = None if retried else catch_up(pending.answer)
                 if retry is not None:
-                    self._batcher(index).enqueue(block, retry, message, batched(index, True))
+                    self._batcher(index).enqueue(block, retry, message, batched(index, True), done)
                     return
                 settle(index, pending.answer, pending.vote, None)
 
@@ -298,7 +303,7 @@ class BankClient:
         if self._nursery is not None:
             for index in range(len(self.validators)):
                 self._batcher(index).enqueue(
-                    block, [*own[-1:], *extra], message, batched(index, False)
+                    block, [*own[-1:], *extra], message, batched(index, False), done
                 )
             await done.wait()
         else:
