@@ -247,6 +247,25 @@ class NoiseYamuxConnection(YamuxConnection):
     def receive_plaintext(self, data: bytes | bytearray | memoryview) -> list[YamuxEvent]:
         """Parse bytes that are already plaintext (read past a negotiation, say)."""
 
+# --- the SSN signal path's messages (neonet.core.ssn_wire) -----------------------------
+def ssn_parse_signal_path(body: bytes, federation: bool) -> tuple[int, ...] | None:
+    """The fields of a signal-path message, or None (see neonet.core.ssn_wire)."""
+
+def ssn_encode_signal(rid: int, to: bytes, payload: bytes) -> bytes:
+    """The frame of client SIGNAL [1, 5, rid, to, payload]."""
+
+def ssn_encode_incoming(sender: bytes, payload: bytes) -> bytes:
+    """The frame of client INCOMING [1, 8, 0, sender, payload]."""
+
+def ssn_encode_forward(rid: int, sender: bytes, to: bytes, payload: bytes) -> bytes:
+    """The frame of federation FORWARD [1, 2, rid, sender, to, payload]."""
+
+def ssn_encode_status(federation: bool, rid: int, status: int) -> bytes:
+    """The frame of SIGNAL_SENT or, federation, FORWARDED [1, kind, rid, status]."""
+
+def ssn_split_frames(data: bytes, max_frame: int) -> tuple[list[bytes], int]:
+    """Whole uvarint-prefixed frames split off data: (frame bodies, bytes used)."""
+
 __all__ = [
     "MeshState",
     "MessageCache",
@@ -261,6 +280,12 @@ __all__ = [
     "cbor_encode",
     "hash_block_body",
     "kad_key",
+    "ssn_encode_forward",
+    "ssn_encode_incoming",
+    "ssn_encode_signal",
+    "ssn_encode_status",
+    "ssn_parse_signal_path",
+    "ssn_split_frames",
     "verify_chain",
     "verify_signature",
     "verify_signatures",
