@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -318,12 +318,19 @@ def _parameters(function: Any) -> list[tuple[str, object]]:
     ]
 
 
+class _Pair(NamedTuple):
+    topic: str
+    source: bytes | None
+
+
 _ITEMS = st.one_of(
     st.tuples(st.sampled_from(TOPICS), st.one_of(st.none(), st.sampled_from(PEERS))),
     st.tuples(st.integers(0, 3), st.none()),
     st.tuples(st.sampled_from(TOPICS), st.integers(0, 3)),
     st.tuples(st.sampled_from(TOPICS)),
     st.sampled_from(["a", b"a", None, 7]),
+    st.tuples(st.sampled_from(["\ud800", "a\udfff"]), st.none()),  # not UTF-8 encodable
+    st.builds(_Pair, st.sampled_from(TOPICS), st.none()),  # a tuple subclass is a pair too
 )
 
 
@@ -331,11 +338,12 @@ _ITEMS = st.one_of(
 @given(
     items=st.lists(_ITEMS, max_size=6),
     flat=st.booleans(),
+    flood=st.sampled_from([False, True, 0, 1, None]),
     now=st.sampled_from([1.0, 5.0, float("nan"), float("inf")]),
     seed=st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([-1, 2**64, 1.5, "x"])),
 )
 def test_malformed_publish_batches_fail_alike_and_publish_nothing(
-    items: list[object], flat: bool, now: float, seed: object
+    items: list[object], flat: bool, flood: object, now: float, seed: object
 ) -> None:
     """A bad item, time or seed anywhere in a batch: the same exception type on both
     backends, raised before anything is published (no fan-out is chosen)."""
@@ -348,7 +356,7 @@ def test_malformed_publish_batches_fail_alike_and_publish_nothing(
                 state.peer_subscribed(peer, topic)
         call = state.publish_targets_flat if flat else state.publish_targets_many
         try:
-            result: object = call(items, False, now, seed)  # type: ignore[arg-type]
+            result: object = call(items, flood, now, seed)  # type: ignore[arg-type]
         except (TypeError, ValueError) as exc:
             result = type(exc)
             assert all(state.fanout_peers(topic) == [] for topic in TOPICS)

@@ -158,8 +158,14 @@ def _check_time(now: float) -> None:
 def _check_message(topic: object, source: object) -> None:
     if not isinstance(topic, str):
         raise TypeError("topic must be a str")
+    topic.encode()  # UnicodeEncodeError for a lone surrogate, as the native side
     if source is not None and not isinstance(source, bytes):
         raise TypeError("source must be bytes or None")
+
+
+def _check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool")
 
 
 def _publish_batch(messages: Iterable[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
@@ -167,7 +173,7 @@ def _publish_batch(messages: Iterable[tuple[str, bytes | None]]) -> list[tuple[s
     side does: a bad item publishes nothing and is a TypeError)."""
     batch = list(messages)
     for item in batch:
-        if type(item) is not tuple or len(item) != 2:
+        if not isinstance(item, tuple) or len(item) != 2:
             raise TypeError("messages must be (topic, source) pairs")
         _check_message(*item)
     return batch
@@ -1067,6 +1073,8 @@ class MeshState:
         floodsub subscribers with score >= ``publish_threshold`` and explicit subscribers.
         """
         _check_message(topic, source)  # in the native side's order: arguments, then time
+        _check_flag("flood_publish", flood_publish)
+        _check_flag("flood_publish", flood_publish)
         rng = SplitMix64(seed)
         _check_time(now)
         return self._publish_one(topic, source, flood_publish, now, rng)
@@ -1079,6 +1087,7 @@ class MeshState:
         seed: int,
     ) -> list[list[bytes]]:
         """``publish_targets`` for each (topic, source) in order, one random stream."""
+        _check_flag("flood_publish", flood_publish)
         rng = SplitMix64(seed)
         _check_time(now)
         batch = _publish_batch(messages)
@@ -1095,6 +1104,7 @@ class MeshState:
         """``publish_targets_many`` with the answers back to back in one list, for bulk
         callers: ``(peers, counts)``, the targets of message ``i`` are the ``counts[i]``
         peers after those of the messages before it."""
+        _check_flag("flood_publish", flood_publish)
         rng = SplitMix64(seed)
         _check_time(now)
         publish = self._publish_one
