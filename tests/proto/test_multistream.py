@@ -20,7 +20,9 @@ from neonet.proto.multistream import (
     PROTOCOL_ID,
     MultistreamDialer,
     MultistreamListener,
+    accept_pipelined_proposal,
     encode_message,
+    match_pipelined_proposal,
 )
 
 HEADER = encode_message(PROTOCOL_ID)
@@ -494,3 +496,94 @@ def test_split_points_do_not_matter(cuts: list[int]) -> None:
     dialer.receive_data(listener.data_to_send())
     run_in_chunks(dialer, listener)
     assert dialer.selected == listener.selected == "/a"
+
+
+# --- the fast path for a pipelined opening (one read holding header + proposal) ---------
+
+
+def _feed_general(
+    engine: MultistreamDialer | MultistreamListener, data: bytes
+) -> tuple[object, ...]:
+    """What the general message loop (the engines' base class) makes of ``data``."""
+    try:
+        super(type(engine), engine).receive_data(data)
+    except (RemoteProtocolError, NegotiationError) as exc:
+        return ("error", type(exc), str(exc), engine.data_to_send())
+    if engine.done:
+        return ("done", engine.selected, engine.leftover, engine.data_to_send())
+    return ("pending", engine.data_to_send())
+
+
+def _feed_whole(engine: MultistreamDialer | MultistreamListener, data: bytes) -> tuple[object, ...]:
+    try:
+        engine.receive_data(data)
+    except (RemoteProtocolError, NegotiationError) as exc:
+        return ("error", type(exc), str(exc), engine.data_to_send())
+    if engine.done:
+        return ("done", engine.selected, engine.leftover, engine.data_to_send())
+    return ("pending", engine.data_to_send())
+
+
+SUPPORTED = {"/echo/1.0.0", "/a/1", "ls", "na", "é/ü"}
+
+
+@st.composite
+def openings(draw: st.DrawFn) -> bytes:
+    """Header + proposal + tail, often valid, sometimes cut, mutated or random."""
+    protocol = draw(st.one_of(st.sampled_from(sorted(SUPPORTED)), protocol_ids, st.just("x" * 200)))
+    data = HEADER + encode_message(protocol) + draw(st.binary(max_size=40))
+    kind = draw(st.integers(min_value=0, max_value=3))
+    if kind == 1:
+        data = data[: draw(st.integers(min_value=0, max_value=len(data)))]
+    elif kind == 2:
+        position = draw(st.integers(min_value=0, max_value=len(data) - 1))
+        data = data[:position] + bytes([draw(st.integers(0, 255))]) + data[position + 1 :]
+    elif kind == 3:
+        data = draw(st.binary(max_size=80))
+    return data
+
+
+@settings(max_examples=500)
+@given(openings())
+def test_listener_fast_path_matches_the_message_loop(data: bytes) -> None:
+    whole = _feed_whole(MultistreamListener(SUPPORTED), data)
+    assert whole == _feed_general(MultistreamListener(SUPPORTED), data)
+    accepted = accept_pipelined_proposal(data, SUPPORTED.__contains__)
+    if accepted is not None:
+        protocol, answer, leftover = accepted
+        assert whole == ("done", protocol, leftover, answer)
+        assert match_pipelined_proposal(memoryview(data)) == (protocol, len(answer))
+
+
+@settings(max_examples=500)
+@given(st.sampled_from(["/echo/1.0.0", "/a/1", "é/ü"]), openings())
+def test_dialer_fast_path_matches_the_message_loop(protocol: str, data: bytes) -> None:
+    # The listener's answer to a lone proposal echoes the dialer's whole opening.
+    answer = MultistreamDialer([protocol]).data_to_send()
+    for candidate in (data, answer + data, answer[:-1] + data):
+        assert _feed_whole(MultistreamDialer([protocol]), candidate) == _feed_general(
+            MultistreamDialer([protocol]), candidate
+        )
+
+
+def test_pipelined_opening_is_accepted_in_one_step() -> None:
+    data = HEADER + encode_message("/echo/1.0.0") + b"x"
+    assert accept_pipelined_proposal(data, {"/echo/1.0.0"}.__contains__) == (
+        "/echo/1.0.0",
+        HEADER + encode_message("/echo/1.0.0"),
+        b"x",
+    )
+    # Not supported, a control message, a two-byte length, or cut short: no fast answer.
+    assert accept_pipelined_proposal(data, {"/other"}.__contains__) is None
+    assert accept_pipelined_proposal(HEADER + encode_message("ls"), SUPPORTED.__contains__) is None
+    long_protocol = "/" + "p" * 130
+    assert match_pipelined_proposal(HEADER + encode_message(long_protocol)) is None
+    assert match_pipelined_proposal(data[:-3]) is None
+
+
+def test_dialer_opening_bytes_are_shared_and_checked() -> None:
+    assert MultistreamDialer(["/a/1"]).data_to_send() == HEADER + encode_message("/a/1")
+    with pytest.raises(LocalProtocolError):
+        MultistreamDialer(["/a/1", "na"])
+    with pytest.raises(LocalProtocolError):
+        MultistreamDialer(["x" * MAX_MESSAGE_LENGTH])

@@ -13,9 +13,9 @@ both tasks use the socket's descriptor directly (the session owns it): the reade
 for readability before reading after a short read, instead of paying a failed ``recv``
 and its exception each time, and the writer hands trio only what the kernel did not
 take at once; together about 15% of a small stream's CPU on each side. The writer
-exists only while there is output or was some in the last ``WRITER_IDLE_EXIT`` seconds,
-and events are made when someone waits: an idle connection (an SSN holds thousands)
-costs one task.
+exists only while there is output or was some in the last ``WRITER_IDLE_EXIT`` seconds
+(1-2 periods), and events are made when someone waits: an idle connection (an SSN holds
+thousands) costs one task.
 
 Streams are trio ``HalfCloseableStream``s with TCP-like close semantics: ``send_eof``
 sends FIN; ``aclose`` sends FIN if needed and stops reading, and data that arrives on a
@@ -64,8 +64,9 @@ RECEIVE_CHUNK = 256 * 1024
 LARGE_READ = 64 * 1024
 # Writers wait while this much engine output is queued and not yet flushed.
 MAX_PENDING_OUTPUT = 1024 * 1024
-# The writer task ends after this many seconds without output; the next output starts
-# a new one (a few microseconds, against a task's ~4 KB kept for every idle connection).
+# The writer task ends after this many seconds without output (up to twice that: one
+# _IdleWriters task checks them all once per period); the next output starts a new one
+# (a few microseconds, against a task's ~4 KB kept for every idle connection).
 WRITER_IDLE_EXIT = 1.0
 
 # What a broken connection raises in the session's reader and writer.
@@ -292,9 +293,21 @@ class YamuxStream(trio.abc.HalfCloseableStream):
                 waited = True
 
     def _take(self, max_bytes: int | None) -> bytes:
-        first = self._buffer[0]
+        buffer = self._buffer
+        first = buffer[0]
+        if len(buffer) > 1 and max_bytes is not None and len(first) < max_bytes:
+            # Many small frames of one read (SSN signals): one chunk for all of them, so
+            # the reader handles the read in one pass instead of one scheduler pass each.
+            count, size = 1, len(first)
+            while count < len(buffer) and size + len(buffer[count]) <= max_bytes:
+                size += len(buffer[count])
+                count += 1
+            if count > 1:
+                first = b"".join(buffer[:count])
+                del buffer[1:count]
+                buffer[0] = first
         if max_bytes is None or len(first) <= max_bytes:
-            del self._buffer[0]
+            del buffer[0]
             chunk = first
         else:
             chunk = first[:max_bytes]
@@ -427,9 +440,59 @@ class SessionStatistics:
     bytes_sent: int
     bytes_received: int
     writes: int  # transport writes (each is a send syscall or more)
+    writer_running: bool = False  # False once the writer ended after idling
 
 
 _THREAD_STATE = threading.local()
+
+
+class _IdleWriters:
+    """Ends the writers that waited ``WRITER_IDLE_EXIT`` seconds for output (1-2 s, one
+    task per trio run for all sessions): each writer only notes when it went idle."""
+
+    def __init__(self) -> None:
+        self._since: dict[YamuxSession, float] = {}
+        self._parked: trio.lowlevel.Task | None = None
+
+    def add(self, session: YamuxSession) -> None:
+        self._since[session] = trio.current_time()
+        task = self._parked
+        if task is not None:
+            self._parked = None
+            trio.lowlevel.reschedule(task)
+
+    def remove(self, session: YamuxSession) -> None:
+        self._since.pop(session, None)
+
+    async def run(self) -> None:
+        while True:
+            if not self._since:
+                self._parked = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._abort)
+            await trio.sleep(WRITER_IDLE_EXIT)
+            limit = trio.current_time() - WRITER_IDLE_EXIT
+            for session, since in list(self._since.items()):
+                if since <= limit:
+                    del self._since[session]
+                    session._expire_writer()
+
+    def _abort(self, raise_cancel: object) -> trio.lowlevel.Abort:
+        self._parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+
+_IDLE_WRITERS: trio.lowlevel.RunVar[_IdleWriters] = trio.lowlevel.RunVar("neonet_idle_writers")
+
+
+def _idle_writers() -> _IdleWriters:
+    """This trio run's _IdleWriters, started (as a system task) on first use."""
+    try:
+        return _IDLE_WRITERS.get()
+    except LookupError:
+        idle = _IdleWriters()
+        _IDLE_WRITERS.set(idle)
+        trio.lowlevel.spawn_system_task(idle.run, name="neonet idle writers")
+        return idle
 
 
 def _read_buffer() -> bytearray:
@@ -487,8 +550,10 @@ class YamuxSession:
         self._initial_data = initial_data
         self.remote_peer = remote_peer
         self._streams: dict[int, YamuxStream] = {}
-        # The events are made by whoever waits (see the module docstring).
-        self._output_event: trio.Event | None = None
+        # The writer task while it waits for output (rescheduled directly: a trio.Event
+        # per wait cost more than the wait itself).
+        self._writer_task: trio.lowlevel.Task | None = None
+        self._writer_expired = False
         self._writer_running = False
         self._defer_passes = 0
         self._writes = 0
@@ -561,7 +626,8 @@ class YamuxSession:
             stream._on_reset()
         for waiter in self._pings.values():
             waiter.set()
-        for event in (self._output_event, self._output_drained, self._closed_event):
+        self._signal_writer()
+        for event in (self._output_drained, self._closed_event):
             if event is not None:
                 event.set()
 
@@ -712,6 +778,7 @@ class YamuxSession:
         engine = self._engine
         fd = self._socket_fd
         write = os.write
+        idle = _idle_writers()
         try:
             while True:
                 while self._defer_passes:
@@ -740,16 +807,35 @@ class YamuxSession:
                     drained.set()
                 if self._dead is not None:
                     return
-                self._output_event = event = trio.Event()
-                with trio.move_on_after(WRITER_IDLE_EXIT):
-                    await event.wait()
-                if not event.is_set() and not engine.has_output:
-                    return  # idle: the next output starts a new writer
+                # Idle: wait for _signal_writer. After WRITER_IDLE_EXIT seconds of this the
+                # shared _IdleWriters task ends the wait (no timer of our own: a cancel
+                # scope per wait was a tenth of a small stream's CPU).
+                idle.add(self)
+                self._writer_task = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._abort_writer_wait)
+                idle.remove(self)
+                if self._writer_expired:
+                    self._writer_expired = False
+                    if not engine.has_output:
+                        return  # the next output starts a new writer
         except _CONNECTION_ERRORS as exc:
             self._fail(exc)
         finally:
             self._writer_running = False
-            self._output_event = None
+            self._writer_task = None
+            idle.remove(self)
+
+    def _abort_writer_wait(self, raise_cancel: object) -> trio.lowlevel.Abort:
+        self._writer_task = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _expire_writer(self) -> None:
+        """End the writer's idle wait (from ``_IdleWriters``)."""
+        task = self._writer_task
+        if task is not None:
+            self._writer_task = None
+            self._writer_expired = True
+            trio.lowlevel.reschedule(task)
 
     def _wake_writer(self) -> None:
         """Flush at the writer's next turn, ending any deferral: the output is data a
@@ -761,9 +847,10 @@ class YamuxSession:
             self._signal_writer()
 
     def _signal_writer(self) -> None:
-        event = self._output_event
-        if event is not None:
-            event.set()
+        task = self._writer_task
+        if task is not None:
+            self._writer_task = None
+            trio.lowlevel.reschedule(task)
         elif not self._writer_running:
             self._start_writer()
 
@@ -883,4 +970,5 @@ class YamuxSession:
             bytes_sent=self._bytes_sent,
             bytes_received=self._bytes_received,
             writes=self._writes,
+            writer_running=self._writer_running,
         )

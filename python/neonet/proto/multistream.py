@@ -13,6 +13,12 @@ are the first bytes of the selected protocol and belong to the application.
 Pipelining: the dialer queues its header and first proposal together at construction,
 so they go out in one write without waiting for the listener's header.
 
+The common opening, header and one proposal in one read (every pipelining dialer sends
+that), has a fast path on both sides: ``match_pipelined_proposal`` recognises it
+without the general message loop, and the dialer recognises an answer that echoes its
+opening byte for byte. Anything else goes through the general loop, so the results
+(selected protocol, answer bytes, leftover, errors) are the same either way.
+
 Optimistic ("lazy") use, as go- and rust-libp2p do when there is exactly one protocol
 to propose: build ``MultistreamDialer([protocol])``, write ``data_to_send()`` and then
 immediately write application data, before any answer. The listener's ``leftover``
@@ -25,6 +31,7 @@ application data already sent is then lost, which is the risk the caller accepte
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
+from functools import lru_cache
 
 from neonet.core.errors import (
     DecodeError,
@@ -56,6 +63,45 @@ def encode_message(text: str) -> bytes:
             f"multistream message of {len(body)} bytes exceeds {MAX_MESSAGE_LENGTH}"
         )
     return encode_uvarint(len(body)) + body
+
+
+HEADER_MESSAGE = encode_message(PROTOCOL_ID)
+_HEADER_LENGTH = len(HEADER_MESSAGE)
+# Protocol IDs whose proposal (and opening) bytes are cached; a node speaks a few dozen.
+_OPENING_CACHE_SIZE = 256
+
+
+@lru_cache(maxsize=_OPENING_CACHE_SIZE)
+def _opening(protocol: str) -> bytes:
+    """Header plus a proposal of ``protocol``: a dialer's first write, and also the
+    listener's whole answer when it accepts that proposal (it echoes both messages)."""
+    # "na" and "ls" are control messages; an empty ID could never be echoed usefully.
+    if protocol in _RESERVED or "\n" in protocol:
+        raise LocalProtocolError(f"{protocol!r} cannot be proposed as a protocol")
+    return HEADER_MESSAGE + encode_message(protocol)  # LocalProtocolError if too long
+
+
+def match_pipelined_proposal(data: bytes | bytearray | memoryview) -> tuple[str, int] | None:
+    """The protocol proposed by a dialer's opening at the start of ``data`` (the header,
+    then one proposal of at most 127 bytes), and how many bytes that opening takes.
+
+    None when ``data`` starts any other way, is incomplete or malformed: the general
+    engine then reads it (and reports what is wrong). A match is exactly what
+    ``MultistreamListener`` would read from those bytes: framing is canonical here (a
+    one-byte length), so a listener accepting the protocol answers ``data[:used]``.
+    """
+    if len(data) <= _HEADER_LENGTH or data[:_HEADER_LENGTH] != HEADER_MESSAGE:
+        return None
+    length = data[_HEADER_LENGTH]
+    used = _HEADER_LENGTH + 1 + length
+    # 0x80 and above start a multi-byte length; 0 or 1 leave no room for text + newline.
+    if length < 2 or length >= 0x80 or len(data) < used or data[used - 1] != 0x0A:
+        return None
+    try:
+        protocol = bytes(data[_HEADER_LENGTH + 1 : used - 1]).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return protocol, used
 
 
 def _encode_listing(protocols: Collection[str]) -> bytes:
@@ -94,6 +140,10 @@ class _MessageReader:
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         self._buffer += data
+
+    def __bool__(self) -> bool:
+        """True while a partial message is buffered."""
+        return bool(self._buffer)
 
     def next_message(self) -> str | None:
         """The next complete message, or None if more bytes are needed."""
@@ -195,14 +245,24 @@ class MultistreamDialer(_Engine):
             raise LocalProtocolError(
                 f"{len(protocols)} protocols to propose, more than max_rounds={self._max_rounds}"
             )
-        for protocol in protocols:
-            # "na" and "ls" are control messages; an empty ID could never be echoed usefully.
-            if protocol in _RESERVED or "\n" in protocol:
-                raise LocalProtocolError(f"{protocol!r} cannot be proposed as a protocol")
-            encode_message(protocol)  # raises LocalProtocolError if too long
+        openings = [_opening(protocol) for protocol in protocols]  # checks each
         self._protocols = tuple(protocols)
         self._index = 0
-        self._outgoing += encode_message(PROTOCOL_ID) + encode_message(self._protocols[0])
+        # A listener that accepts the first proposal answers exactly these bytes.
+        self._opening = openings[0]
+        self._outgoing += self._opening
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        # Fast path: the whole answer (and maybe data behind it) in the first read.
+        if not self._header_seen and not self.done and not self._failed and not self._reader:
+            opening = self._opening
+            if data[: len(opening)] == opening:
+                self._header_seen = True
+                self.done = True
+                self.selected = self._protocols[0]
+                self.leftover = bytes(data[len(opening) :])
+                return
+        super().receive_data(data)
 
     def _handle(self, message: str) -> None:
         proposed = self._protocols[self._index]
@@ -217,6 +277,23 @@ class MultistreamDialer(_Engine):
                 f"none of {list(self._protocols)} supported by peer (all answered 'na')"
             )
         self._outgoing += encode_message(self._protocols[self._index])
+
+
+def accept_pipelined_proposal(
+    data: bytes | bytearray | memoryview, supported: Callable[[str], bool]
+) -> tuple[str, bytes, bytes] | None:
+    """Negotiate in one step when ``data`` opens with the header and a proposal that
+    ``supported`` accepts: return ``(protocol, answer, leftover)``, the same as a fresh
+    ``MultistreamListener`` fed ``data`` would give; None in every other case (feed a
+    ``MultistreamListener`` then).
+    """
+    match = match_pipelined_proposal(data)
+    if match is None:
+        return None
+    protocol, used = match
+    if protocol in _RESERVED or not supported(protocol):
+        return None
+    return protocol, bytes(data[:used]), bytes(data[used:])
 
 
 class MultistreamListener(_Engine):
@@ -246,7 +323,22 @@ class MultistreamListener(_Engine):
             self._is_supported = supported.__contains__
             self._listing = supported
         self._rounds = 0
-        self._outgoing += encode_message(PROTOCOL_ID)
+        self._outgoing += HEADER_MESSAGE
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        # Fast path: a pipelined opening of a supported protocol in the first read.
+        if not self._header_seen and not self.done and not self._failed and not self._reader:
+            accepted = accept_pipelined_proposal(data, self._is_supported)
+            if accepted is not None:
+                protocol, answer, leftover = accepted
+                self._header_seen = True
+                self._rounds = 1
+                self._outgoing += answer[_HEADER_LENGTH:]
+                self.done = True
+                self.selected = protocol
+                self.leftover = leftover
+                return
+        super().receive_data(data)
 
     def _handle(self, message: str) -> None:
         self._rounds += 1

@@ -89,6 +89,15 @@ class _RequestSlots:
             await self._waiter.wait()
         self._free -= 1
 
+    @property
+    def free(self) -> int:
+        return self._free
+
+    def take_nowait(self) -> None:
+        """``acquire`` when ``free`` says a slot is there (the caller checked)."""
+        assert self._free > 0
+        self._free -= 1
+
     def release(self) -> None:
         self._free += 1
         waiter, self._waiter = self._waiter, None
@@ -150,6 +159,38 @@ class _ClientStream:
         ):
             return
         channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
+
+    def on_message_nowait(self, message: cp.ClientMessage) -> bool:
+        """``on_message`` for a SIGNAL when nothing needs a wait (registered, a request
+        slot free, the answer buffer not over its bound): no coroutine per signal. False
+        (nothing done yet): ``on_message`` takes it."""
+        session, channel = self.session, self.channel
+        if (
+            type(message) is not cp.Signal
+            or session is None
+            or self.limiter.free <= 0
+            or channel.buffered > channel.max_buffer
+        ):
+            return False
+        server = self.server
+        now = server._now()
+        limits = server._client_limits
+        if not limits.allow(session.peer_id, now):
+            server.stats.errors += 1
+            wait = limits.retry_after(session.peer_id, now)
+            with suppress(ChannelClosedError):
+                channel.send_nowait(
+                    cp.Error(
+                        message.request_id,
+                        Code.RATE_LIMITED,
+                        f"too many requests; retry in {wait:.2f} s",
+                    )
+                )
+            return True
+        self.limiter.take_nowait()
+        if not server._signal_fast(channel, session.peer_id, message, self.limiter):
+            channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
+        return True
 
 
 def _request_id_of(message: cp.ClientMessage | fed.FederationMessage) -> int:
@@ -372,8 +413,9 @@ class SsnServer:
             stream = await self.host.new_stream(peer, [fed.PROTOCOL_ID])
             channel = FramedChannel(
                 stream,
-                decode=fed.decode_message,
+                decode=fed.decode_message_fast,
                 encode=fed.encode_message,
+                framer=fed.frame_message_fast,
                 is_reply=_is_fed_reply,
                 request_id_of=lambda m: m.request_id,
             )
@@ -483,8 +525,9 @@ class SsnServer:
             return  # only SSNs of the seed list speak federation
         channel: FramedChannel[fed.FederationMessage] = FramedChannel(
             stream,
-            decode=fed.decode_message,
+            decode=fed.decode_message_fast,
             encode=fed.encode_message,
+            framer=fed.frame_message_fast,
             is_reply=lambda m: False,
             request_id_of=_request_id_of,
             tasks=self._nursery,
@@ -504,8 +547,22 @@ class SsnServer:
             await limiter.acquire()
             channel.spawn(self._forward_later, channel, message, limiter)
 
+        def on_message_nowait(message: fed.FederationMessage) -> bool:
+            # on_message without a coroutine, when neither the send nor a slot may wait.
+            if channel.buffered > channel.max_buffer or limiter.free <= 0:
+                return False
+            reply = self._answer_federation_now(message)
+            if reply is None:  # a FORWARD to a backed-up client: a slot is free
+                assert isinstance(message, fed.Forward)
+                limiter.take_nowait()
+                channel.spawn(self._forward_later, channel, message, limiter)
+                return True
+            with suppress(ChannelClosedError):
+                channel.send_nowait(reply)
+            return True
+
         try:
-            await channel.run(on_message)
+            await channel.run(on_message, on_message_nowait=on_message_nowait)
         except RemoteProtocolError as exc:
             logger.info("bad federation message from %s: %s", sender, exc)
 
@@ -723,8 +780,9 @@ class SsnServer:
         # request_timeout and end quietly once the channel has closed.
         channel: FramedChannel[cp.ClientMessage] = FramedChannel(
             stream,
-            decode=cp.decode_message,
+            decode=cp.decode_message_fast,
             encode=cp.encode_message,
+            framer=cp.frame_message_fast,
             is_reply=_is_client_reply,
             request_id_of=_request_id_of,
             tasks=self._nursery,
@@ -733,7 +791,7 @@ class SsnServer:
         channel.send_nowait(cp.Challenge(client.nonce, self.id))
         try:
             try:
-                await channel.run(client.on_message)
+                await channel.run(client.on_message, on_message_nowait=client.on_message_nowait)
             except RemoteProtocolError as exc:
                 # That stream ends; the SSN and the client's other streams go on.
                 logger.info("bad client message from %s: %s", remote, exc)
