@@ -160,6 +160,11 @@ def cbor_decode(data: bytes) -> Value:
 def hash_block_body(body: bytes) -> bytes:
     """BLAKE3 derive-key ("NeoNet 2026 bank block v1") over an encoded block body."""
 
+def vote_roots(
+    committee_id: bytes, body: bytes, paths: Sequence[tuple[int, bytes]]
+) -> tuple[bytes, list[bytes]]:
+    """A block's vote message and the root each (sides, path) leads to from it."""
+
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """Verify one Ed25519 signature under ZIP-215; releases the GIL."""
 
@@ -289,4 +294,5 @@ __all__ = [
     "verify_chain",
     "verify_signature",
     "verify_signatures",
+    "vote_roots",
 ]

@@ -247,9 +247,84 @@ pub fn hash_block_body(body: &[u8]) -> [u8; 32] {
     *hasher.finalize().as_bytes()
 }
 
+/// The BLAKE3 derive-key context of a vote message (`docs/bank.md`, "Committee, votes,
+/// certificates"): what a validator signs for one block, and a leaf of a vote tree.
+pub const VOTE_CONTEXT: &str = "NeoNet 2026 bank vote v1";
+/// The BLAKE3 derive-key context of the inner nodes of a batch vote tree.
+pub const VOTE_TREE_CONTEXT: &str = "NeoNet 2026 bank vote tree v2";
+/// Most siblings on a vote path (a batch of up to 2^16 votes).
+pub const MAX_VOTE_PATH: usize = 16;
+
+fn derive_key_hasher(
+    context: &'static str,
+    cell: &'static OnceLock<blake3::hazmat::ContextKey>,
+) -> blake3::Hasher {
+    let context_key = cell.get_or_init(|| blake3::hazmat::hash_derive_key_context(context));
+    blake3::Hasher::new_from_context_key(context_key)
+}
+
+/// A block's vote message: BLAKE3 derive-key [`VOTE_CONTEXT`] over `committee_id || block_hash`.
+pub fn vote_message(committee_id: &[u8], block_hash: &[u8; 32]) -> [u8; 32] {
+    static KEY: OnceLock<blake3::hazmat::ContextKey> = OnceLock::new();
+    let mut hasher = derive_key_hasher(VOTE_CONTEXT, &KEY);
+    hasher.update(committee_id);
+    hasher.update(block_hash);
+    *hasher.finalize().as_bytes()
+}
+
+/// The root a leaf and its path lead to in a batch vote tree: `path` is the siblings
+/// (32 bytes each) bottom up; bit k of `sides` set means the k-th sibling is on the left.
+/// `None` if `path` is not a whole number of nodes or longer than [`MAX_VOTE_PATH`].
+pub fn vote_root(leaf: &[u8; 32], sides: u64, path: &[u8]) -> Option<[u8; 32]> {
+    static KEY: OnceLock<blake3::hazmat::ContextKey> = OnceLock::new();
+    if path.len() % 32 != 0 || path.len() > 32 * MAX_VOTE_PATH {
+        return None;
+    }
+    let mut node = *leaf;
+    for (k, sibling) in path.chunks_exact(32).enumerate() {
+        let mut hasher = derive_key_hasher(VOTE_TREE_CONTEXT, &KEY);
+        if sides >> k & 1 == 1 {
+            hasher.update(sibling);
+            hasher.update(&node);
+        } else {
+            hasher.update(&node);
+            hasher.update(sibling);
+        }
+        node = *hasher.finalize().as_bytes();
+    }
+    Some(node)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vote_roots_fold_the_path() {
+        let leaf = [7u8; 32];
+        assert_eq!(vote_root(&leaf, 0, &[]), Some(leaf));
+        let sibling = [9u8; 32];
+        let mut pair = leaf.to_vec();
+        pair.extend_from_slice(&sibling);
+        assert_eq!(
+            vote_root(&leaf, 0, &sibling),
+            Some(blake3::derive_key(VOTE_TREE_CONTEXT, &pair))
+        );
+        let mut swapped = sibling.to_vec();
+        swapped.extend_from_slice(&leaf);
+        assert_eq!(
+            vote_root(&leaf, 1, &sibling),
+            Some(blake3::derive_key(VOTE_TREE_CONTEXT, &swapped))
+        );
+        assert_eq!(vote_root(&leaf, 0, &[0; 31]), None);
+        assert_eq!(vote_root(&leaf, 0, &[0; 32 * 17]), None);
+        let mut message = [1u8; 32].to_vec();
+        message.extend_from_slice(&[2u8; 32]);
+        assert_eq!(
+            vote_message(&[1; 32], &[2; 32]),
+            blake3::derive_key(VOTE_CONTEXT, &message)
+        );
+    }
 
     #[test]
     fn hash_uses_derive_key_mode() {

@@ -5,7 +5,9 @@
 use std::borrow::Cow;
 
 use neonet_core::ledger::cbor::{self, Value};
-use neonet_core::ledger::{chain, ed25519, hash_block_body as core_hash_block_body};
+use neonet_core::ledger::{
+    chain, ed25519, hash_block_body as core_hash_block_body, vote_message, vote_root,
+};
 use neonet_core::Error;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -111,6 +113,26 @@ fn to_python<'py>(py: Python<'py>, value: &Value<'_>) -> PyResult<Bound<'py, PyA
 #[pyfunction]
 fn hash_block_body<'py>(py: Python<'py>, body: &[u8]) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &core_hash_block_body(body))
+}
+
+/// A block's vote message (from its encoded body) and the root each `(sides, path)` leads
+/// to from it in a batch vote tree (`(0, b"")`: the message itself, a direct vote).
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn vote_roots<'py>(
+    py: Python<'py>,
+    committee_id: &[u8],
+    body: &[u8],
+    paths: Vec<(u64, PyBackedBytes)>,
+) -> PyResult<(Bound<'py, PyBytes>, Vec<Bound<'py, PyBytes>>)> {
+    let leaf = vote_message(committee_id, &core_hash_block_body(body));
+    let mut roots = Vec::with_capacity(paths.len());
+    for (sides, path) in &paths {
+        let root = vote_root(&leaf, *sides, path)
+            .ok_or_else(|| PyValueError::new_err("a vote path is at most 16 nodes of 32 bytes"))?;
+        roots.push(PyBytes::new(py, &root));
+    }
+    Ok((PyBytes::new(py, &leaf), roots))
 }
 
 /// Verify one Ed25519 signature under the ZIP-215 rules (wrong lengths are just invalid).
@@ -244,6 +266,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(cbor_encode, module)?)?;
     module.add_function(wrap_pyfunction!(cbor_decode, module)?)?;
     module.add_function(wrap_pyfunction!(hash_block_body, module)?)?;
+    module.add_function(wrap_pyfunction!(vote_roots, module)?)?;
     module.add_function(wrap_pyfunction!(verify_signature, module)?)?;
     module.add_function(wrap_pyfunction!(verify_signatures, module)?)?;
     module.add_function(wrap_pyfunction!(verify_chain, module)?)?;

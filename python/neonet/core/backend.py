@@ -50,6 +50,7 @@ class Implementation:
     cbor_encode: Callable[[object], bytes]
     cbor_decode: Callable[[bytes], _pure_cbor.Value]
     hash_block_body: Callable[[bytes], bytes]
+    vote_roots: Callable[[bytes, bytes, Sequence[tuple[int, bytes]]], tuple[bytes, list[bytes]]]
     verify_signature: Callable[[bytes, bytes, bytes], bool]
     verify_signatures: Callable[[Sequence[tuple[bytes, bytes, bytes]]], list[bool]]
     verify_chain: VerifyChain
@@ -87,6 +88,7 @@ _PURE = Implementation(
     cbor_encode=_pure_cbor.encode,
     cbor_decode=_pure_cbor.decode,
     hash_block_body=_pure_ledger.hash_block_body,
+    vote_roots=_pure_ledger.vote_roots,
     verify_signature=_pure_ledger.verify_signature,
     verify_signatures=_pure_ledger.verify_signatures,
     verify_chain=_pure_ledger.verify_chain,
@@ -116,6 +118,7 @@ def _load_native() -> Implementation | None:
         cbor_encode=_native.cbor_encode,
         cbor_decode=_native.cbor_decode,
         hash_block_body=_native.hash_block_body,
+        vote_roots=_native.vote_roots,
         verify_signature=_native.verify_signature,
         verify_signatures=_native.verify_signatures,
         verify_chain=_native.verify_chain,

@@ -271,6 +271,36 @@ def hash_block_body(body: bytes) -> bytes:
     return blake3.blake3(body, derive_key_context=BLOCK_HASH_CONTEXT).digest()
 
 
+VOTE_CONTEXT = "NeoNet 2026 bank vote v1"
+VOTE_TREE_CONTEXT = "NeoNet 2026 bank vote tree v2"
+MAX_VOTE_PATH = 16
+
+
+def vote_roots(
+    committee_id: bytes, body: bytes, paths: Sequence[tuple[int, bytes]]
+) -> tuple[bytes, list[bytes]]:
+    """A block's vote message (from its encoded ``body``) and the root each ``(sides,
+    path)`` leads to from it in a batch vote tree (docs/bank.md, "Batch votes"): ``path``
+    is the siblings, 32 bytes each, bottom up; bit k of ``sides`` set means the k-th
+    sibling is on the left. ``(0, b"")`` gives the message itself (a direct vote)."""
+    leaf = blake3.blake3(
+        committee_id + hash_block_body(body), derive_key_context=VOTE_CONTEXT
+    ).digest()
+    roots = []
+    for sides, path in paths:
+        if not 0 <= sides < _U64_LIMIT:
+            raise OverflowError("vote sides must fit 64 bits")
+        if len(path) % 32 or len(path) > 32 * MAX_VOTE_PATH:
+            raise ValueError("a vote path is at most 16 nodes of 32 bytes")
+        node = leaf
+        for k in range(0, len(path), 32):
+            sibling = path[k : k + 32]
+            pair = sibling + node if sides >> (k // 32) & 1 else node + sibling
+            node = blake3.blake3(pair, derive_key_context=VOTE_TREE_CONTEXT).digest()
+        roots.append(node)
+    return leaf, roots
+
+
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """Whether ``signature`` is a valid Ed25519 signature under ZIP-215 (wrong lengths: False)."""
     if not (

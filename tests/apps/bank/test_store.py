@@ -10,11 +10,11 @@ import pytest
 from neonet.apps.bank.keystore import load_key, save_key
 from neonet.apps.bank.store import SqlitePosStore, SqliteVoteStore, SqliteWalletStore
 from neonet.core.keyfile import WrongPassphraseError
-from neonet.proto.bank.messages import PursePayload, Receipt
+from neonet.proto.bank.messages import PursePayload, Receipt, check_certificate
 from neonet.proto.bank.pos import PointOfSale
-from neonet.proto.bank.validator import Refusal, Validator, Vote
+from neonet.proto.bank.validator import Refusal, Validator, Vote, assemble_certificate
 from neonet.proto.bank.wallet import PurseWallet, Wallet
-from tests.proto.bank.world import World, identity, key_of
+from tests.proto.bank.world import World, batch_vote, identity, key_of
 
 
 def test_stores_use_wal_and_full_sync(tmp_path: Path) -> None:
@@ -159,3 +159,22 @@ def test_vote_store_locks_and_replacement_survive_reopen(tmp_path: Path, deferre
     assert reopened.purse_locks(purse) == {0: b"redeem", 2**63 - 1: b"refund"}
     assert reopened.record(account, 3, b"other", None) == b"claim"
     reopened.close()
+
+
+def test_certificates_with_batch_votes_are_stored_and_read_back(tmp_path: Path) -> None:
+    world = World()
+    alice = world.funded("alice", 50)
+    block = alice.transfer(world.mint_account, 5)
+    earlier = [c.block for c in alice.history[-2:]]
+    votes = [batch_vote(world.validators[i], block, earlier[: i + 1]) for i in range(3)]
+    certificate = assemble_certificate(
+        block, [v for v in votes if isinstance(v, Vote)], world.committee
+    )
+    assert certificate is not None and all(len(vote) == 4 for vote in certificate.votes)
+    for deferred in (False, True):
+        store = SqliteVoteStore(tmp_path / f"batch-{deferred}.db", deferred=deferred)
+        store.add_certificate(certificate)
+        store.flush()
+        store.close()
+        (read,) = SqliteVoteStore(tmp_path / f"batch-{deferred}.db").certificates()
+        assert read == certificate and check_certificate(read, world.committee)

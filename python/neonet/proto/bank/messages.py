@@ -19,15 +19,16 @@ from dataclasses import dataclass, field
 
 import blake3
 
-from neonet.core import backend, cbor
+from neonet.core import backend, cbor, ledger
 from neonet.core.errors import DecodeError
 from neonet.core.ledger import Block as Block
 from neonet.core.ledger import BlockKind, decode_block, encode_block
 
 COMMITTEE_CONTEXT = "NeoNet 2026 bank committee v1"
-VOTE_CONTEXT = "NeoNet 2026 bank vote v1"
-VOTE_TREE_CONTEXT = "NeoNet 2026 bank vote tree v2"
-MAX_VOTE_PATH = 16  # a batch of up to 2**16 votes; SIGN_BATCH holds at most 256
+# The vote contexts and the path bound are the ledger core's (``vote_roots``, both twins).
+VOTE_CONTEXT = ledger.VOTE_CONTEXT
+VOTE_TREE_CONTEXT = ledger.VOTE_TREE_CONTEXT
+MAX_VOTE_PATH = ledger.MAX_VOTE_PATH  # a batch of up to 2**16 votes; SIGN_BATCH: 256
 SPEND_CONTEXT = "NeoNet 2026 bank spend v1"
 RECEIPT_CONTEXT = "NeoNet 2026 bank receipt v1"
 MAX_COMMITTEE = 100
@@ -502,12 +503,16 @@ class VerifiedVotes:
             known[triple] = None
 
 
+_DIRECT = (0, b"")  # the path of a direct vote: its message is the vote message
+
+
 class QuorumCheck:
     """The one certificate check (``docs/bank.md``, "Committee, votes, certificates"), in
     two steps so that a caller can verify its signatures in one batch with others.
 
     Each vote's signed message is the block's vote message (direct) or the root its path
-    leads to (batched); ``pending`` lists the distinct (key, message, signature) triples
+    leads to (batched), both from ``vote_roots`` of the backend (the ledger core's Rust
+    twin on the native backend); ``pending`` lists the distinct (key, message, signature) triples
     that need verifying (votes of one batch share one; those in ``verified`` are known);
     ``finish`` takes their verdicts and says which certificates hold 2f+1 valid votes of
     distinct committee members.
@@ -526,15 +531,14 @@ class QuorumCheck:
         validators = committee.validators
         unique: dict[tuple[bytes, bytes, bytes], int] = {}
         spans: list[list[int]] = []
+        vote_roots = implementation.vote_roots
         for certificate in certificates:
+            votes = [vote for vote in certificate.votes if vote[0] < len(validators)]
+            paths = [_DIRECT if len(vote) == 2 else (vote[2], vote[3]) for vote in votes]
             # A decoded certificate holds a canonical block: its body is block[1:-66].
-            body = certificate.block[1:-66]
-            leaf = vote_message(committee_id, implementation.hash_block_body(body))
+            _, messages = vote_roots(committee_id, certificate.block[1:-66], paths)
             slots = []
-            for vote in certificate.votes:
-                if vote[0] >= len(validators):
-                    continue
-                message = leaf if len(vote) == 2 else vote_root(leaf, vote[2], vote[3])
+            for vote, message in zip(votes, messages, strict=True):
                 triple = (validators[vote[0]], message, vote[1])
                 slots.append(unique.setdefault(triple, len(unique)))
             spans.append(slots)

@@ -45,6 +45,7 @@ from neonet.proto.bank.state import Applied, BankLedger, BankRuleError
 from neonet.proto.bank.wire import PurseStatus
 
 MAX_REMEMBERED_VOTES = 65_536
+MAX_RECENT_BLOCKS = 8_192  # decoded blocks kept for their certificates (~0.7 KiB each)
 REFUND_POSITION = (1 << 63) - 1  # a REFUND's purse lock (spend indexes < 10000; SQLite int)
 DEFAULT_REFUND_GRACE = 7 * 24 * 3600  # seconds after expiry left for late redemptions
 
@@ -275,7 +276,7 @@ class Validator:
                 del self._voted[next(iter(self._voted))]
             self._voted[voted] = verdict.head
             recent = self.recent_blocks
-            if len(recent) >= MAX_REMEMBERED_VOTES:
+            if len(recent) >= MAX_RECENT_BLOCKS:
                 del recent[next(iter(recent))]
             recent[data] = block
         return Vote(self.index, signature, proof)

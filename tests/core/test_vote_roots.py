@@ -1,0 +1,69 @@
+"""``vote_roots`` (the ledger core's batch-vote fold, docs/bank.md "Batch votes"): the Rust
+twin and the pure one give the same messages and roots, and the same errors."""
+
+from __future__ import annotations
+
+import blake3
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from neonet.core import backend
+from neonet.core.ledger import VOTE_CONTEXT, VOTE_TREE_CONTEXT, hash_block_body
+from neonet.proto.bank.messages import vote_root, vote_tree
+
+PURE = backend.implementation("pure")
+TWINS = [PURE] + ([backend.implementation("native")] if backend.NATIVE_AVAILABLE else [])
+
+PATHS = st.lists(
+    st.tuples(
+        st.integers(0, (1 << 16) - 1),
+        st.integers(0, 16).flatmap(lambda n: st.binary(min_size=32 * n, max_size=32 * n)),
+    ),
+    max_size=5,
+)
+
+
+@pytest.mark.skipif(not backend.NATIVE_AVAILABLE, reason="the native module is not built")
+@settings(max_examples=300, deadline=None)
+@given(committee=st.binary(min_size=32, max_size=32), body=st.binary(max_size=300), paths=PATHS)
+def test_twins_agree(committee: bytes, body: bytes, paths: list[tuple[int, bytes]]) -> None:
+    pure, native = (twin.vote_roots(committee, body, paths) for twin in TWINS)
+    assert pure == native
+    leaf, roots = pure
+    assert (
+        leaf
+        == blake3.blake3(
+            committee + hash_block_body(body), derive_key_context=VOTE_CONTEXT
+        ).digest()
+    )
+    assert roots == [vote_root(leaf, sides, path) for sides, path in paths]
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=lambda twin: twin.name)
+def test_roots_of_a_tree(twin: backend.Implementation) -> None:
+    committee = bytes(range(32))
+    bodies = [bytes([i]) * (40 + i) for i in range(11)]
+    leaves = [twin.vote_roots(committee, body, [])[0] for body in bodies]
+    root, paths = vote_tree(leaves)
+    for body, leaf, path in zip(bodies, leaves, paths, strict=True):
+        assert twin.vote_roots(committee, body, [path, (0, b"")]) == (leaf, [root, leaf])
+    # An inner node is the tree context's derive-key over left || right.
+    pair = leaves[0] + leaves[1]
+    assert twin.vote_roots(committee, bodies[0], [(0, leaves[1])])[1] == [
+        blake3.blake3(pair, derive_key_context=VOTE_TREE_CONTEXT).digest()
+    ]
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=lambda twin: twin.name)
+@pytest.mark.parametrize("path", [bytes(31), bytes(33), bytes(32 * 17)])
+def test_bad_paths_are_refused(twin: backend.Implementation, path: bytes) -> None:
+    with pytest.raises(ValueError, match="a vote path is at most 16 nodes of 32 bytes"):
+        twin.vote_roots(bytes(32), b"body", [(0, path)])
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=lambda twin: twin.name)
+@pytest.mark.parametrize("sides", [-1, 1 << 64])
+def test_sides_beyond_64_bits_are_refused(twin: backend.Implementation, sides: int) -> None:
+    with pytest.raises(OverflowError):
+        twin.vote_roots(bytes(32), b"body", [(sides, bytes(32))])
