@@ -453,6 +453,14 @@ impl BatchBuffers {
 }
 
 impl MeshState {
+    /// Drop the batch buffers once a call is answered if they grew past what is kept
+    /// for the next call, so one huge batch does not pin its buffers until then.
+    fn release_big_batch(&mut self) {
+        if self.batch.footprint() > BATCH_BUFFERS_KEPT {
+            self.batch = BatchBuffers::default();
+        }
+    }
+
     /// The targets of a batch of (topic, source) pairs, left in `self.batch.flat` with
     /// the end of each message's run in `self.batch.ends`.
     fn publish_batch(
@@ -469,9 +477,7 @@ impl MeshState {
             ));
         }
         let mut rng = core::SplitMix64::new(seed.0);
-        if self.batch.footprint() > BATCH_BUFFERS_KEPT {
-            self.batch = BatchBuffers::default();
-        }
+        self.release_big_batch(); // what a failed call before may have left
         let batch = &mut self.batch;
         batch.clear();
         if let Ok(list) = messages.cast::<PyList>() {
@@ -758,8 +764,9 @@ impl MeshState {
                 start = end;
                 list
             })
-            .collect::<PyResult<Vec<_>>>()?;
-        PyList::new(py, lists)
+            .collect::<PyResult<Vec<_>>>();
+        self.release_big_batch();
+        PyList::new(py, lists?)
     }
 
     /// `publish_targets_many` with the answers back to back: `(peers, counts)`, the
@@ -780,7 +787,9 @@ impl MeshState {
             start = end;
             count
         });
-        Ok((self.peer_list(py, flat)?, PyList::new(py, counts)?))
+        let answer = (self.peer_list(py, flat), PyList::new(py, counts));
+        self.release_big_batch();
+        Ok((answer.0?, answer.1?))
     }
 
     /// Mesh members of `topic` in ascending order ([] unless joined).
