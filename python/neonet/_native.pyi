@@ -59,6 +59,7 @@ class RoutingTable:
     def bucket_index(self, key: bytes) -> int: ...
     def closest(self, key: bytes, n: int) -> list[bytes]: ...
     def closest_many(self, keys: Sequence[bytes], n: int) -> list[list[bytes]]: ...
+    def closest_many_flat(self, keys: Sequence[bytes], n: int) -> list[bytes]: ...
     def mark_refreshed(self, bucket: int | bytes, now: float) -> None: ...
     def stale_buckets(self, now: float, interval: float) -> list[int]: ...
     def random_key_for_bucket(self, index: int, random_bytes: bytes) -> bytes: ...
@@ -80,6 +81,8 @@ class SeenCache:
     def add(self, msg_id: bytes, now: float) -> bool: ...
     def add_many(self, msg_ids: Iterable[bytes], now: float) -> list[bool]: ...
     def contains_many(self, msg_ids: Iterable[bytes]) -> list[bool]: ...
+    def add_packed(self, msg_ids: bytes, id_len: int, now: float) -> bytes: ...
+    def contains_packed(self, msg_ids: bytes, id_len: int) -> bytes: ...
 
 @final
 class MessageCache:
@@ -131,6 +134,13 @@ class MeshState:
         now: float,
         seed: int,
     ) -> list[list[bytes]]: ...
+    def publish_targets_flat(
+        self,
+        messages: Iterable[tuple[str, bytes | None]],
+        flood_publish: bool,
+        now: float,
+        seed: int,
+    ) -> tuple[list[bytes], list[int]]: ...
     def mesh_peers(self, topic: str) -> list[bytes]: ...
     def fanout_peers(self, topic: str) -> list[bytes]: ...
     def topic_peers(self, topic: str) -> list[bytes]: ...
@@ -237,6 +247,25 @@ class NoiseYamuxConnection(YamuxConnection):
     def receive_plaintext(self, data: bytes | bytearray | memoryview) -> list[YamuxEvent]:
         """Parse bytes that are already plaintext (read past a negotiation, say)."""
 
+# --- the SSN signal path's messages (neonet.core.ssn_wire) -----------------------------
+def ssn_parse_signal_path(body: bytes, federation: bool) -> tuple[int, ...] | None:
+    """The fields of a signal-path message, or None (see neonet.core.ssn_wire)."""
+
+def ssn_encode_signal(rid: int, to: bytes, payload: bytes) -> bytes:
+    """The frame of client SIGNAL [1, 5, rid, to, payload]."""
+
+def ssn_encode_incoming(sender: bytes, payload: bytes) -> bytes:
+    """The frame of client INCOMING [1, 8, 0, sender, payload]."""
+
+def ssn_encode_forward(rid: int, sender: bytes, to: bytes, payload: bytes) -> bytes:
+    """The frame of federation FORWARD [1, 2, rid, sender, to, payload]."""
+
+def ssn_encode_status(federation: bool, rid: int, status: int) -> bytes:
+    """The frame of SIGNAL_SENT or, federation, FORWARDED [1, kind, rid, status]."""
+
+def ssn_split_frames(data: bytes, max_frame: int) -> tuple[list[bytes], int]:
+    """Whole uvarint-prefixed frames split off data: (frame bodies, bytes used)."""
+
 __all__ = [
     "MeshState",
     "MessageCache",
@@ -251,6 +280,12 @@ __all__ = [
     "cbor_encode",
     "hash_block_body",
     "kad_key",
+    "ssn_encode_forward",
+    "ssn_encode_incoming",
+    "ssn_encode_signal",
+    "ssn_encode_status",
+    "ssn_parse_signal_path",
+    "ssn_split_frames",
     "verify_chain",
     "verify_signature",
     "verify_signatures",

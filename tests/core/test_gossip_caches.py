@@ -78,6 +78,49 @@ def test_batch_calls_match_single_calls(backend: Implementation) -> None:
     assert batch.contains_many(i for i in (b"g", b"h")) == [True, False]
 
 
+def test_packed_batches_match_list_batches(backend: Implementation) -> None:
+    packed = backend.seen_cache(5.0, 4)
+    lists = backend.seen_cache(5.0, 4)
+    rounds = [([b"aa", b"bb", b"aa"], 0.0), ([b"cc", b"dd", b"ee", b"bb"], 1.0), ([b"aa"], 6.5)]
+    probe = [b"aa", b"bb", b"cc", b"dd", b"ee", b"xx"]
+    for ids, now in rounds:
+        assert packed.add_packed(b"".join(ids), 2, now) == bytes(lists.add_many(ids, now))
+        assert packed.contains_packed(b"".join(probe), 2) == bytes(lists.contains_many(probe))
+    assert packed.add_packed(b"", 7, 7.0) == b""
+    assert packed.contains_packed(b"", 1) == b""
+    assert packed.add_packed(b"gg" * 2, 2, 7.0) == b"\x01\x00"  # one byte per ID
+    assert packed.contains_packed(b"gghh", 2) == b"\x01\x00"
+    assert packed.contains_packed(b"ggh", 3) == b"\x00"  # one 3-byte ID
+    assert len(packed) == len(lists) + 1
+
+
+@pytest.mark.parametrize(
+    ("msg_ids", "id_len", "error"),
+    [
+        (bytearray(b"abcd"), 2, TypeError),
+        (memoryview(b"abcd"), 2, TypeError),
+        (b"abcd", 0, ValueError),
+        (b"abcd", -1, ValueError),
+        (b"abcd", 2**32, ValueError),
+        (b"abcd", 3, ValueError),
+        (b"abcd", 2.0, TypeError),
+    ],
+)
+def test_packed_batches_refuse_bad_arguments(
+    backend: Implementation, msg_ids: Any, id_len: Any, error: type[Exception]
+) -> None:
+    cache = backend.seen_cache(1.0, 10)
+    cache.add(b"ab", 0.0)
+    with pytest.raises(error):
+        cache.add_packed(msg_ids, id_len, 5.0)
+    with pytest.raises(error):
+        cache.contains_packed(msg_ids, id_len)
+    assert b"ab" in cache  # nothing changed: the arguments are checked before the clock
+    with pytest.raises(ValueError, match="backwards"):
+        cache.add_packed(b"cd", 2, -1.0)
+    assert cache.contains_packed(b"abcd", 2) == b"\x01\x00"
+
+
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
 def test_time_must_be_finite(backend: Implementation, bad: float) -> None:
     cache = backend.seen_cache(1.0, 10)
@@ -136,10 +179,22 @@ def test_many_ids_over_a_sliding_window(backend: Implementation) -> None:
 
 
 SEEN_IDS = st.binary(min_size=0, max_size=6)
+# (buffer, id_len): whole IDs of one length (mostly 1-2 bytes, so they repeat), now and
+# then a stray byte or an id_len of 0: both backends must refuse those alike.
+PACKED = st.integers(0, 2).flatmap(
+    lambda id_len: st.tuples(
+        st.lists(st.binary(min_size=max(id_len, 1), max_size=max(id_len, 1)), max_size=8).map(
+            b"".join
+        ),
+        st.just(id_len),
+    )
+) | st.tuples(st.binary(max_size=7), st.integers(1, 3))
 SEEN_OPERATION = st.one_of(
     st.tuples(st.just("add"), SEEN_IDS, st.floats(0, 3)),
     st.tuples(st.just("add_many"), st.lists(SEEN_IDS, max_size=8), st.floats(0, 3)),
     st.tuples(st.just("contains_many"), st.lists(SEEN_IDS, max_size=8)),
+    st.tuples(st.just("add_packed"), PACKED, st.floats(0, 3)),
+    st.tuples(st.just("contains_packed"), PACKED),
     st.tuples(st.just("expire"), st.floats(-0.5, 5)),
     st.tuples(st.just("len")),
 )
@@ -160,6 +215,11 @@ def _seen_step(cache: Any, clock: list[float], operation: tuple[Any, ...]) -> ob
         return _outcome(lambda: method(operation[1], clock[0]))
     if kind == "contains_many":
         return _outcome(lambda: cache.contains_many(operation[1]))
+    if kind == "add_packed":
+        clock[0] += operation[2]
+        return _outcome(lambda: cache.add_packed(*operation[1], clock[0]))
+    if kind == "contains_packed":
+        return _outcome(lambda: cache.contains_packed(*operation[1]))
     if kind == "expire":
         return _outcome(lambda: cache.expire(clock[0] + operation[1]))
     return len(cache)

@@ -134,6 +134,12 @@ OPERATION = st.one_of(
         st.booleans(),
         seeds,
     ),
+    st.tuples(
+        st.just("publish_flat"),
+        st.lists(st.tuples(topic_index, source), max_size=5),
+        st.booleans(),
+        seeds,
+    ),
 )
 
 
@@ -180,6 +186,10 @@ def _apply(state: Any, operation: tuple[Any, ...], now: float) -> tuple[str, obj
     messages = [
         (TOPICS[topic], None if origin is None else PEERS[origin]) for topic, origin in arguments[0]
     ]
+    if kind == "publish_flat":
+        return _outcome(
+            lambda: state.publish_targets_flat(messages, arguments[1], now, arguments[2])
+        )
     return _outcome(lambda: state.publish_targets_many(messages, arguments[1], now, arguments[2]))
 
 
@@ -267,11 +277,13 @@ def test_busy_meshes_agree(seed: int, subscribers: int, ticks: int) -> None:
                 state.set_score(identity, float((number * tick) % 13 - 3))
                 log.append(state.handle_graft(identity, TOPICS[tick % 4], float(tick)))
             log.append(state.heartbeat(float(tick), mixed))
-            log.append(
-                state.publish_targets_many(
-                    [(topic, None) for topic in TOPICS], tick % 2 == 0, float(tick), mixed
-                )
-            )
+            messages = [(topic, None) for topic in TOPICS]
+            lists = state.publish_targets_many(messages, tick % 2 == 0, float(tick), mixed)
+            log.append(lists)
+            # The flat form is the same answer back to back (same state, same seed).
+            peers, counts = state.publish_targets_flat(messages, tick % 2 == 0, float(tick), mixed)
+            assert peers == [peer for targets in lists for peer in targets]
+            assert counts == [len(targets) for targets in lists]
     assert outcomes[0] == outcomes[1]
 
 

@@ -596,6 +596,32 @@ def test_batch_publish_equals_single_calls_without_randomness(backend: Implement
     assert state.publish_targets_many(iter([]), False, 1.0, 1) == []
 
 
+def test_flat_batch_publish_is_the_batch_back_to_back(backend: Implementation) -> None:
+    state = make_state(backend, 10)
+    state.peer_subscribed(peer(1), "second")
+    state.join(TOPIC, 0.0, 1)
+    messages: list[tuple[str, bytes | None]] = [
+        (TOPIC, None),
+        ("second", peer(1)),  # not joined: a fan-out drawn from the seed's stream
+        (TOPIC, peer(3)),
+        ("none", None),
+    ]
+    for flood in (False, True):
+        lists = state.publish_targets_many(messages, flood, 1.0, 5)
+        peers, counts = state.publish_targets_flat(iter(messages), flood, 1.0, 5)
+        assert peers == [target for targets in lists for target in targets]
+        assert counts == [len(targets) for targets in lists]
+        assert counts[3] == 0
+    assert state.publish_targets_flat([], False, 1.0, 1) == ([], [])
+    # Malformed messages fail as in publish_targets_many (the pure twin unpacks lazily,
+    # so its error for a short tuple is ValueError and earlier messages were published).
+    for bad in ([(TOPIC,)], [None]):
+        with pytest.raises((TypeError, ValueError)):
+            state.publish_targets_flat([(TOPIC, None), *bad], False, 1.0, 1)
+    with pytest.raises(ValueError, match="now"):
+        state.publish_targets_flat([(TOPIC, None)], False, math.nan, 1)
+
+
 def test_batch_publish_draws_from_one_stream(backend: Implementation) -> None:
     def fresh() -> MeshStateInterface:
         state = make_state(backend, 30)

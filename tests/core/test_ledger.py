@@ -18,6 +18,8 @@ from neonet.core.ledger import (
     RejectReason,
     decode_block,
     encode_block,
+    sign_and_encode,
+    sign_block,
 )
 from tests.core.ledger_chains import Account, signing_key
 
@@ -65,6 +67,17 @@ def test_encode_decode_round_trip() -> None:
         [1, alice.account, 1, block.previous, 3, 25, 25, alice.key, b"from bob"],
         block.signature,
     ]
+
+
+def test_sign_and_encode_is_encode_block_of_sign_block() -> None:
+    key = signing_key(7)
+    public = key.verify_key.encode()
+    block = Block(public, 3, bytes(range(32)), BlockKind.TRANSFER, 5, 9, public, b"pay")
+    signed = sign_and_encode(block, lambda message: key.sign(message).signature)
+    assert signed == encode_block(sign_block(block, lambda m: key.sign(m).signature))
+    assert decode_block(signed).hash() == block.hash()
+    with pytest.raises(ValueError, match="signature must be 64 bytes"):
+        sign_and_encode(block, lambda message: b"short")
 
 
 @pytest.mark.parametrize(

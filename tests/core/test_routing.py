@@ -217,6 +217,11 @@ def test_closest_is_exact(backend: Implementation, bucket_size: int) -> None:
             assert table.closest(key, n) == brute_closest(stored, key, n)
     assert table.closest_many(keys, 20) == [table.closest(key, 20) for key in keys]
     assert table.closest_many([], 5) == []
+    for n in (0, 3, 20, len(stored) + 5):
+        flat = table.closest_many_flat(keys, n)
+        assert flat == [peer for key in keys for peer in table.closest(key, n)]
+        assert len(flat) == len(keys) * min(n, len(stored))
+    assert table.closest_many_flat([], 5) == []
 
 
 def test_closest_arguments(backend: Implementation) -> None:
@@ -232,6 +237,10 @@ def test_closest_arguments(backend: Implementation) -> None:
         table.closest_many([b"\0" * 32, b"short"], 1)
     with pytest.raises(ValueError, match="n must be >= 0"):
         table.closest_many([b"\0" * 32], -3)
+    with pytest.raises(ValueError, match="32 bytes"):
+        table.closest_many_flat([b"\0" * 32, b"short"], 1)
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        table.closest_many_flat([b"\0" * 32], -3)
     found = table.closest(b"\0" * 32, 3)
     assert found == [peer_id(1)]
     assert type(found[0]) is bytes

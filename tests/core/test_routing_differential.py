@@ -67,6 +67,7 @@ OPERATIONS: list[tuple[str, st.SearchStrategy[tuple[Any, ...]]]] = [
     ("remove", st.tuples(peers)),
     ("closest", st.tuples(keys, st.integers(-1, 30))),
     ("closest_many", st.tuples(st.lists(keys, max_size=4), st.integers(-1, 30))),
+    ("closest_many_flat", st.tuples(st.lists(keys, max_size=4), st.integers(-1, 30))),
     ("mark_refreshed", st.tuples(st.one_of(indices, keys), times)),
     ("stale_buckets", st.tuples(times, st.one_of(st.floats(-1, 50), st.just(math.nan)))),
     ("random_key_for_bucket", st.tuples(indices, st.binary(min_size=31, max_size=33))),
@@ -158,3 +159,4 @@ def test_backends_agree_on_closest_in_large_tables(
         assert tables[0].closest(target, n) == expected
         assert tables[1].closest(target, n) == expected
     assert tables[0].closest_many(targets, n) == tables[1].closest_many(targets, n)
+    assert tables[0].closest_many_flat(targets, n) == tables[1].closest_many_flat(targets, n)

@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from neonet.core.errors import RemoteProtocolError
+from neonet.net.yamux_session import YamuxStream
 from neonet.node import Stream, open_node
 from tests.streams import read_all
 
@@ -100,3 +101,31 @@ async def test_a_failing_callback_resets_only_its_stream() -> None:
             with pytest.raises(trio.BrokenResourceError):
                 await read_all(stream)  # the reset reaches the sender
             assert len(await client.ping(peer)) == 1  # the connection lives on
+
+
+class _CreditLog:
+    """What a ``YamuxStream`` asks of its session while receiving: window credits."""
+
+    _dead = None
+
+    def __init__(self) -> None:
+        self.credited = 0
+
+    def _engine_consume(self, stream_id: int, amount: int) -> None:
+        self.credited += amount
+
+
+async def test_receive_some_returns_the_small_frames_of_a_read_together() -> None:
+    """Frames that arrived together come out of one ``receive_some`` (up to
+    ``max_bytes``), in order, each byte credited once: a reader handles a read in one
+    pass instead of a scheduler pass per frame (SSN signals)."""
+    session = _CreditLog()
+    stream = YamuxStream(session, 1)  # type: ignore[arg-type]
+    frames = [bytes([i]) * 30 for i in range(10)]
+    for data in frames:
+        stream._on_data(data)
+    assert await stream.receive_some(100) == b"".join(frames[:3])
+    assert await stream.receive_some() == frames[3]  # no limit: one frame as before
+    assert await stream.receive_some(10) == frames[4][:10]  # a part of a frame
+    assert await stream.receive_some(1000) == frames[4][10:] + b"".join(frames[5:])
+    assert session.credited == 300

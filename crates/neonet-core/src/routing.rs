@@ -857,6 +857,9 @@ impl<P> SortedKeys<P> {
     /// Position of `key` in the sorted entries.
     fn lower_bound(&self, key: &Words) -> usize {
         let start = self.heads[..self.sorted].partition_point(|&head| head < key[0]);
+        if self.heads[start..self.sorted].first() != Some(&key[0]) {
+            return start; // no first word equal to the key's: no 32-byte compares
+        }
         start
             + self.keys[start..self.sorted]
                 .iter()
@@ -940,10 +943,12 @@ impl<P> SortedKeys<P> {
 
     /// Shared-prefix length of entry `index` with the target; -1 outside the keys.
     fn depth_at(&self, index: usize, target: &Words) -> i32 {
-        if index < self.len() {
-            shared_prefix(&self.keys[index], target) as i32
-        } else {
-            -1
+        match self.heads.get(index) {
+            // The first words decide unless they are equal (`heads` is dense: 8 bytes
+            // an entry instead of 32).
+            Some(&head) if head != target[0] => (head ^ target[0]).leading_zeros() as i32,
+            Some(_) => shared_prefix(&self.keys[index], target) as i32,
+            None => -1,
         }
     }
 
@@ -956,22 +961,10 @@ impl<P> SortedKeys<P> {
 
     /// Sort items nearest first. The packed distance bits decide unless two keys share
     /// their first 44 bits; only then are full distances compared.
-    fn sort_items(&self, items: &mut [u64], target: &Words, nearly_sorted: bool) {
-        if nearly_sorted && items.len() <= 32 {
-            // Picks come whole subtree by whole subtree, nearest first: insertion sort
-            // only pays for the inversions inside each subtree.
-            for next in 1..items.len() {
-                let item = items[next];
-                let mut place = next;
-                while place > 0 && items[place - 1] > item {
-                    items[place] = items[place - 1];
-                    place -= 1;
-                }
-                items[place] = item;
-            }
-        } else {
-            items.sort_unstable();
-        }
+    fn sort_items(&self, items: &mut [u64], target: &Words) {
+        // The standard unstable sort (small slices: branch-free sorting networks) beats
+        // a hand-written insertion sort over the subtree-by-subtree picks here.
+        items.sort_unstable();
         if items
             .windows(2)
             .any(|pair| pair[0] & !INDEX_MASK == pair[1] & !INDEX_MASK)
@@ -994,7 +987,7 @@ impl<P> SortedKeys<P> {
         scratch.clear();
         scratch.extend((low..high).map(|index| self.item(index, target)));
         let items = &mut scratch[..];
-        self.sort_items(items, target, false);
+        self.sort_items(items, target);
         out.extend(
             items
                 .iter()
@@ -1076,7 +1069,7 @@ impl<P> SortedKeys<P> {
             };
             items.push(self.item(index, target));
         }
-        self.sort_items(&mut items[..deeper], target, true);
+        self.sort_items(&mut items[..deeper], target);
         out.extend(
             items[..deeper]
                 .iter()
@@ -1101,7 +1094,19 @@ impl<P> SortedKeys<P> {
             return;
         }
         let rest = &mut items[deeper..];
-        self.sort_items(rest, target, false);
+        if rest.len() > wanted && wanted > 0 {
+            // Only the nearest `wanted` of the run are needed: select them, sort those,
+            // unless packed distances tie across the cut (then full distances decide).
+            rest.select_nth_unstable(wanted - 1);
+            let cut = rest[wanted - 1] & !INDEX_MASK;
+            if rest[wanted..].iter().any(|&item| item & !INDEX_MASK == cut) {
+                self.sort_items(rest, target);
+            } else {
+                self.sort_items(&mut rest[..wanted], target);
+            }
+        } else {
+            self.sort_items(rest, target);
+        }
         out.extend(
             rest[..wanted]
                 .iter()

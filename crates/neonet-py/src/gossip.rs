@@ -176,6 +176,65 @@ impl SeenCache {
         py.detach(|| inner.contains_many(arena.iter(), &mut results));
         PyList::new(py, results)
     }
+
+    /// `add_many` over the IDs packed in `msg_ids` (`id_len` bytes each, back to back);
+    /// byte `i` of the result is 1 if ID `i` was new, else 0.
+    fn add_packed<'py>(
+        &mut self,
+        py: Python<'py>,
+        msg_ids: &[u8],
+        id_len: Count,
+        now: f64,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let id_len = check_packed(msg_ids, id_len)?;
+        self.inner.expire(now).map_err(fail(py))?;
+        let inner = &mut self.inner;
+        let mut results = Vec::with_capacity(msg_ids.len() / id_len);
+        py.detach(|| inner.add_many(msg_ids.chunks_exact(id_len), now, &mut results))
+            .map_err(fail(py))?;
+        Ok(mask(py, &results))
+    }
+
+    /// `contains_many` over the IDs packed in `msg_ids` (`id_len` bytes each, back to
+    /// back); byte `i` of the result is 1 if ID `i` is in the cache, else 0.
+    fn contains_packed<'py>(
+        &self,
+        py: Python<'py>,
+        msg_ids: &[u8],
+        id_len: Count,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let id_len = check_packed(msg_ids, id_len)?;
+        let inner = &self.inner;
+        let mut results = Vec::with_capacity(msg_ids.len() / id_len);
+        py.detach(|| inner.contains_many(msg_ids.chunks_exact(id_len), &mut results));
+        Ok(mask(py, &results))
+    }
+}
+
+/// The ID length of a packed batch: `msg_ids` must hold whole `id_len`-byte IDs (the
+/// pure twin's `_check_packed`, same errors).
+fn check_packed(msg_ids: &[u8], id_len: Count) -> PyResult<usize> {
+    if id_len.0 < 1 || id_len.0 >= 1 << 32 {
+        return Err(PyValueError::new_err("id_len out of range [1, 2**32)"));
+    }
+    let id_len = id_len.0 as usize;
+    if msg_ids.len() % id_len != 0 {
+        return Err(PyValueError::new_err(
+            "msg_ids must hold a whole number of id_len-byte IDs",
+        ));
+    }
+    Ok(id_len)
+}
+
+/// One byte per answer: 1 for true, 0 for false.
+fn mask<'py>(py: Python<'py>, answers: &[bool]) -> Bound<'py, PyBytes> {
+    PyBytes::new(
+        py,
+        &answers
+            .iter()
+            .map(|&answer| u8::from(answer))
+            .collect::<Vec<u8>>(),
+    )
 }
 
 // -----------------------------------------------------------------------------------------
@@ -307,9 +366,128 @@ pub struct MeshState {
     inner: core::MeshState,
     params: Py<PyAny>,
     peers: Vec<Option<Py<PyBytes>>>, // the caller's ID objects, by peer handle
+    batch: BatchBuffers,
+}
+
+/// Buffers of the batch publish calls, kept between calls (a batch of 10,000 messages
+/// would otherwise fault in fresh pages for each of them every time).
+#[derive(Default)]
+struct BatchBuffers {
+    topics: String,              // the topics back to back
+    topic_ends: Vec<usize>,      // where each message's topic ends in `topics`
+    sources: Vec<u8>,            // the sources back to back (None: nothing)
+    source_ends: Vec<usize>,     // where each message's source ends in `sources`
+    has_source: Vec<bool>,       // whether the message had a source
+    flat: Vec<core::PeerHandle>, // the answers back to back
+    ends: Vec<usize>,            // where each message's answer ends in `flat`
+}
+
+/// Bytes of buffers a batch call keeps for the next one; bigger ones are dropped.
+const BATCH_BUFFERS_KEPT: usize = 4 << 20;
+
+impl BatchBuffers {
+    fn clear(&mut self) {
+        self.topics.clear();
+        self.topic_ends.clear();
+        self.sources.clear();
+        self.source_ends.clear();
+        self.has_source.clear();
+        self.flat.clear();
+        self.ends.clear();
+    }
+
+    fn footprint(&self) -> usize {
+        self.topics.capacity()
+            + self.sources.capacity()
+            + self.has_source.capacity()
+            + (self.topic_ends.capacity() + self.source_ends.capacity() + self.ends.capacity())
+                * size_of::<usize>()
+            + self.flat.capacity() * size_of::<core::PeerHandle>()
+    }
+
+    fn take(&mut self, item: Borrowed<'_, '_, PyAny>) -> PyResult<()> {
+        let pair = item.cast::<PyTuple>()?;
+        if pair.len() != 2 {
+            return Err(PyTypeError::new_err(
+                "messages must be (topic, source) pairs",
+            ));
+        }
+        let topic = pair.get_borrowed_item(0)?;
+        self.topics.push_str(topic.cast::<PyString>()?.to_str()?);
+        self.topic_ends.push(self.topics.len());
+        let source = pair.get_borrowed_item(1)?;
+        if source.is_none() {
+            self.has_source.push(false);
+        } else {
+            self.sources
+                .extend_from_slice(source.cast::<PyBytes>()?.as_bytes());
+            self.has_source.push(true);
+        }
+        self.source_ends.push(self.sources.len());
+        Ok(())
+    }
+
+    /// The core's answers for the messages taken, into `flat` and `ends`.
+    fn publish(
+        &mut self,
+        inner: &mut core::MeshState,
+        flood_publish: bool,
+        now: f64,
+        rng: &mut core::SplitMix64,
+    ) -> Result<(), Error> {
+        let (mut topic_start, mut source_start) = (0, 0);
+        for ((&topic_end, &source_end), &present) in self
+            .topic_ends
+            .iter()
+            .zip(&self.source_ends)
+            .zip(&self.has_source)
+        {
+            let topic = &self.topics[topic_start..topic_end];
+            let source = present.then(|| &self.sources[source_start..source_end]);
+            (topic_start, source_start) = (topic_end, source_end);
+            inner.publish_targets(topic, source, flood_publish, now, rng, &mut self.flat)?;
+            self.ends.push(self.flat.len());
+        }
+        Ok(())
+    }
 }
 
 impl MeshState {
+    /// The targets of a batch of (topic, source) pairs, left in `self.batch.flat` with
+    /// the end of each message's run in `self.batch.ends`.
+    fn publish_batch(
+        &mut self,
+        py: Python<'_>,
+        messages: &Bound<'_, PyAny>,
+        flood_publish: bool,
+        now: f64,
+        seed: Seed,
+    ) -> PyResult<()> {
+        if !now.is_finite() {
+            return Err(PyValueError::new_err(
+                "now must be a finite number of seconds",
+            ));
+        }
+        let mut rng = core::SplitMix64::new(seed.0);
+        if self.batch.footprint() > BATCH_BUFFERS_KEPT {
+            self.batch = BatchBuffers::default();
+        }
+        let batch = &mut self.batch;
+        batch.clear();
+        if let Ok(list) = messages.cast::<PyList>() {
+            for item in list.iter() {
+                batch.take(item.as_borrowed())?;
+            }
+        } else {
+            for item in messages.try_iter()? {
+                batch.take(item?.as_borrowed())?;
+            }
+        }
+        let inner = &mut self.inner;
+        py.detach(|| batch.publish(inner, flood_publish, now, &mut rng))
+            .map_err(fail(py))
+    }
+
     fn peer_object<'py>(&self, py: Python<'py>, handle: core::PeerHandle) -> Bound<'py, PyBytes> {
         match self.peers.get(handle as usize) {
             Some(Some(object)) => object.bind(py).clone(),
@@ -345,6 +523,7 @@ impl MeshState {
             inner,
             params: params.unbind(),
             peers: Vec::new(),
+            batch: BatchBuffers::default(),
         })
     }
 
@@ -569,58 +748,8 @@ impl MeshState {
         now: f64,
         seed: Seed,
     ) -> PyResult<Bound<'py, PyList>> {
-        if !now.is_finite() {
-            return Err(PyValueError::new_err(
-                "now must be a finite number of seconds",
-            ));
-        }
-        let mut rng = core::SplitMix64::new(seed.0);
-        // Topics and sources back to back; a source of None is recorded as such.
-        let mut topics = Arena::default();
-        let mut sources = Arena::default();
-        let mut has_source: Vec<bool> = Vec::new();
-        let mut take = |item: Bound<'_, PyAny>| -> PyResult<()> {
-            let pair = item.cast::<PyTuple>()?;
-            if pair.len() != 2 {
-                return Err(PyTypeError::new_err(
-                    "messages must be (topic, source) pairs",
-                ));
-            }
-            let topic = pair.get_item(0)?;
-            topics.push(topic.cast::<PyString>()?.to_str()?.as_bytes());
-            let source = pair.get_item(1)?;
-            if source.is_none() {
-                sources.push(b"");
-                has_source.push(false);
-            } else {
-                sources.push(source.cast::<PyBytes>()?.as_bytes());
-                has_source.push(true);
-            }
-            Ok(())
-        };
-        if let Ok(list) = messages.cast::<PyList>() {
-            for item in list.iter() {
-                take(item)?;
-            }
-        } else {
-            for item in messages.try_iter()? {
-                take(item?)?;
-            }
-        }
-        let inner = &mut self.inner;
-        let mut flat: Vec<core::PeerHandle> = Vec::new();
-        let mut ends: Vec<usize> = Vec::with_capacity(has_source.len());
-        let outcome = py.detach(|| -> Result<(), Error> {
-            for ((topic, source), &present) in topics.iter().zip(sources.iter()).zip(&has_source) {
-                // The arena holds valid UTF-8: it was copied from `str` objects.
-                let topic = std::str::from_utf8(topic).unwrap_or_default();
-                let source = present.then_some(source);
-                inner.publish_targets(topic, source, flood_publish, now, &mut rng, &mut flat)?;
-                ends.push(flat.len());
-            }
-            Ok(())
-        });
-        outcome.map_err(fail(py))?;
+        self.publish_batch(py, messages, flood_publish, now, seed)?;
+        let (flat, ends) = (&self.batch.flat, &self.batch.ends);
         let mut start = 0;
         let lists = ends
             .iter()
@@ -631,6 +760,27 @@ impl MeshState {
             })
             .collect::<PyResult<Vec<_>>>()?;
         PyList::new(py, lists)
+    }
+
+    /// `publish_targets_many` with the answers back to back: `(peers, counts)`, the
+    /// targets of message `i` are the `counts[i]` peers after those of messages `< i`.
+    fn publish_targets_flat<'py>(
+        &mut self,
+        py: Python<'py>,
+        messages: &Bound<'py, PyAny>,
+        flood_publish: bool,
+        now: f64,
+        seed: Seed,
+    ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+        self.publish_batch(py, messages, flood_publish, now, seed)?;
+        let (flat, ends) = (&self.batch.flat, &self.batch.ends);
+        let mut start = 0;
+        let counts = ends.iter().map(|&end| {
+            let count = end - start;
+            start = end;
+            count
+        });
+        Ok((self.peer_list(py, flat)?, PyList::new(py, counts)?))
     }
 
     /// Mesh members of `topic` in ascending order ([] unless joined).

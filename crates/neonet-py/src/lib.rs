@@ -11,6 +11,7 @@ mod datapath;
 mod gossip;
 mod ledger;
 mod routing;
+mod ssn_wire;
 
 use neonet_core::Error;
 use pyo3::exceptions::PyValueError;
@@ -68,5 +69,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     gossip::register(module)?;
     ledger::register(module)?;
     datapath::register(module)?;
+    ssn_wire::register(module)?;
     Ok(())
 }

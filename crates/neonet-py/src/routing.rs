@@ -94,6 +94,39 @@ pub struct PyRoutingTable {
     inner: RoutingTable<PeerObject>,
 }
 
+impl PyRoutingTable {
+    /// The answers of `closest(key, n)` for each key, in order, handed to `each`. Every
+    /// argument is checked first (nothing is handed over on error); then the lookups
+    /// run in chunks without the GIL, and each chunk's answers are handed over while
+    /// the peers they found are still in cache.
+    fn closest_chunks<'a>(
+        &'a self,
+        py: Python<'_>,
+        keys: &[&[u8]],
+        n: i64,
+        mut each: impl FnMut(Vec<&'a PeerObject>) -> PyResult<()>,
+    ) -> PyResult<()> {
+        let inner = &self.inner;
+        if let Some(bad) = keys.iter().find(|key| key.len() != routing::KEY_LENGTH) {
+            inner
+                .closest(bad, n)
+                .map_err(|error| to_python_error(py, error))?;
+        }
+        inner
+            .closest_many(&[], n)
+            .map_err(|error| to_python_error(py, error))?;
+        for chunk in keys.chunks(CLOSEST_CHUNK) {
+            let found = py
+                .detach(|| inner.closest_many(chunk, n))
+                .map_err(|error| to_python_error(py, error))?;
+            for peers in found {
+                each(peers)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[pymethods]
 impl PyRoutingTable {
     #[new]
@@ -277,28 +310,29 @@ impl PyRoutingTable {
         n: i64,
     ) -> PyResult<Bound<'py, PyList>> {
         let keys: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
-        let inner = &self.inner;
-        // Check every argument first (nothing is returned on error), then work in
-        // chunks: each chunk's lookups run without the GIL and its lists are built
-        // while the peers it found are still in cache.
-        if let Some(bad) = keys.iter().find(|key| key.len() != routing::KEY_LENGTH) {
-            inner
-                .closest(bad, n)
-                .map_err(|error| to_python_error(py, error))?;
-        }
-        inner
-            .closest_many(&[], n)
-            .map_err(|error| to_python_error(py, error))?;
         let mut lists = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(CLOSEST_CHUNK) {
-            let found = py
-                .detach(|| inner.closest_many(chunk, n))
-                .map_err(|error| to_python_error(py, error))?;
-            for peers in found {
-                lists.push(peer_list(py, peers)?);
-            }
-        }
+        self.closest_chunks(py, &keys, n, |peers| {
+            lists.push(peer_list(py, peers)?);
+            Ok(())
+        })?;
         PyList::new(py, lists)
+    }
+
+    /// `closest_many` with the answers back to back in one list (each `min(n, len)`
+    /// peers long), for bulk callers.
+    fn closest_many_flat<'py>(
+        &self,
+        py: Python<'py>,
+        keys: Vec<Bound<'py, PyBytes>>,
+        n: i64,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let keys: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
+        let mut found: Vec<Py<PyBytes>> = Vec::new();
+        self.closest_chunks(py, &keys, n, |peers| {
+            found.extend(peers.into_iter().map(|peer| peer.object.clone_ref(py)));
+            Ok(())
+        })?;
+        PyList::new(py, found)
     }
 
     /// Record that a lookup refreshed a bucket (given by index, or by a key inside it).

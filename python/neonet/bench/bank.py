@@ -1,14 +1,14 @@
 """``neonet bench bank``: NeoBankof figures (issue 7; printed, not timed tests).
 
 1. Online: 4 validator processes on loopback (each a NeoNet node serving
-   ``/neonet/bank/transfer/1.0.0`` with a SQLite vote store, WAL + synchronous=FULL) and
+   ``/neonet/bank/transfer/2.0.0`` with a SQLite vote store, WAL + synchronous=FULL) and
    one client process driving many accounts at once; certified transfers per second and
    the latency from signing a block to holding its certificate (median, p99).
    Targets: >= 3,000 transfers/s, p99 < 50 ms.
 2. Offline: a POS accepting purse payments (engine alone, and with its SQLite store);
    target < 2 ms per acceptance.
 3. Sync: one chain of 100,000 certified blocks (10,000 with ``--quick``) fetched over
-   ``/neonet/bank/sync/1.0.0`` and verified (``verify_chain`` + batched vote signatures)
+   ``/neonet/bank/sync/2.0.0`` and verified (``verify_chain`` + batched vote signatures)
    on the pure and the native backend.
 """
 

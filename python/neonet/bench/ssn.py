@@ -41,6 +41,7 @@ from wsproto.events import AcceptConnection, BytesMessage, Request, TextMessage
 
 from neonet.bench.ssn_hold import light_client
 from neonet.cli.local_network import LocalNetwork
+from neonet.core.errors import NeoNetError
 from neonet.proto.ssn.seeds import SeedList, make_seed_list
 from neonet.services.ssn.client import SsnClient
 
@@ -56,6 +57,11 @@ GENERATOR_CLIENTS = 4500
 # their timeout, which makes them re-register: at 4 x 32 a loaded machine collapsed at
 # ~9,700 clients (docs/benchmarks.md).
 GENERATOR_CONCURRENCY = 8
+# One signal: what an ICE candidate line looks like (the relay part sends the same bytes).
+SIGNAL_PAYLOAD = b"candidate:1 1 udp 2113937151"
+# Signals each sender keeps in flight (sent, not yet acknowledged end to end); an SSN
+# takes up to SsnConfig.max_requests_in_flight (256) per client before it pushes back.
+SIGNALS_IN_FLIGHT = 32
 
 
 def _rss_kib(pid: int) -> int:
@@ -63,6 +69,12 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _only(seeds: SeedList, index: int) -> SeedList:
@@ -188,29 +200,67 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
             receivers = far[:8]
             received = 0
 
-            async def count(client: SsnClient) -> None:
+            # Both ends use the clients' task-free path: signals sent with
+            # send_signal_nowait (the next one from the previous one's answer, 32 in
+            # flight per pair) and counted by a callback from the channel's reader.
+            def count(sender: bytes, payload: bytes) -> None:
                 nonlocal received
-                async for _ in client.signals():
-                    received += 1
+                received += 1
 
             for receiver in receivers:
-                nursery.start_soon(count, receiver)
+                receiver.set_signal_callback(count)
             stop_at = trio.current_time() + seconds
             acknowledged = 0
+            failures: list[str] = []
+            in_flight = 0
+            done = trio.Event()
 
-            async def pump(sender: SsnClient, receiver: SsnClient) -> None:
-                nonlocal acknowledged
-                while trio.current_time() < stop_at:
-                    await sender.send_signal(receiver.host.peer_id, b"candidate:1 1 udp 2113937151")
-                    acknowledged += 1
+            def pump(sender: SsnClient, to: bytes) -> None:
+                nonlocal in_flight
+
+                def on_sent(result: object) -> None:
+                    nonlocal acknowledged, in_flight
+                    in_flight -= 1
+                    if isinstance(result, Exception):
+                        failures.append(repr(result)[:200])
+                    else:
+                        acknowledged += 1
+                    if trio.current_time() < stop_at and not failures:
+                        try:
+                            pump(sender, to)
+                        except NeoNetError as exc:  # the channel closed, say
+                            failures.append(repr(exc)[:200])
+                    if in_flight == 0:
+                        done.set()
+
+                sender.send_signal_nowait(to, SIGNAL_PAYLOAD, on_sent)
+                in_flight += 1
 
             base = received
+            # CPU per signal of each process taking part: the sending SSN, the receiving
+            # SSN, and this process (the generator, both clients' ends).
+            cpu_pids = {
+                "ssn_sender": pid,
+                "ssn_receiver": network.ssns[2].process.pid,  # type: ignore[union-attr]
+                "generator": os.getpid(),
+            }
+            cpu_before = {label: _cpu_seconds(p) for label, p in cpu_pids.items()}
             started = time.perf_counter()
-            async with trio.open_nursery() as pumps:
-                for sender, receiver in zip(senders, receivers, strict=True):
-                    for _ in range(32):  # 32 signals in flight per pair
-                        pumps.start_soon(pump, sender, receiver)
+            for sender, receiver in zip(senders, receivers, strict=True):
+                assert receiver.host.peer_id is not None
+                for _ in range(SIGNALS_IN_FLIGHT):
+                    pump(sender, receiver.host.peer_id.to_bytes())
+            with trio.fail_after(seconds + 30):
+                await done.wait()
             elapsed = time.perf_counter() - started
+            signals = max(1, received - base)
+            results["cpu_us_per_signal"] = {
+                label: 1e6 * (_cpu_seconds(p) - cpu_before[label]) / signals
+                for label, p in cpu_pids.items()
+            }
+            if failures:
+                results["signal_failures"] = len(failures)
+                results["signal_failure_sample"] = failures[:3]
             results["signals_per_s_between_ssns"] = (received - base) / elapsed
             results["signals_acknowledged"] = acknowledged
             nursery.cancel_scope.cancel()
@@ -304,7 +354,7 @@ async def _relay_part(quick: bool) -> dict[str, Any]:
             (await _WsClient.connect(port, f"s{i}"), await _WsClient.connect(port, f"r{i}"))
             for i in range(8)
         ]
-        payload = b"candidate:1 1 udp 2113937151"
+        payload = SIGNAL_PAYLOAD
         async with trio.open_nursery() as nursery:
             for _, receiver in pairs:
                 nursery.start_soon(receiver.count_forever)
@@ -362,6 +412,14 @@ def main(*, quick: bool, as_json: bool, clients: int | None = None) -> None:
     )
     print(f"  registrations/s              {ssn['registrations_per_s']:.0f}")
     print(f"  signals/s between two SSNs   {ssn['signals_per_s_between_ssns']:.0f}")
+    cpu = ssn["cpu_us_per_signal"]
+    print(
+        f"  CPU per signal               sending SSN {cpu['ssn_sender']:.1f} us,"
+        f" receiving SSN {cpu['ssn_receiver']:.1f} us, generator {cpu['generator']:.1f} us"
+    )
+    if ssn.get("signal_failures"):
+        sample = ssn["signal_failure_sample"]
+        print(f"  signal failures              {ssn['signal_failures']}: {sample}")
     for label in ("within_region", "across_regions"):
         print(
             f"  lookup {label.replace('_', ' '):15}"

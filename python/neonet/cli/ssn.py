@@ -106,14 +106,18 @@ async def _serve(args: argparse.Namespace) -> None:
     membership = MembershipConfig(
         protocol_period=args.protocol_period, ack_timeout=args.protocol_period * 0.4
     )
-    config = SsnConfig(
-        max_clients=args.max_clients,
-        client_rate=args.client_rate,
-        client_burst=args.client_rate * 2,
-        address_rate=args.address_rate,
-        address_burst=args.address_burst,
-        membership=membership,
-    )
+    try:
+        config = SsnConfig(
+            max_clients=args.max_clients,
+            client_rate=args.client_rate,
+            client_burst=args.client_rate * 2,
+            address_rate=args.address_rate,
+            address_burst=args.address_burst,
+            max_registrations_in_flight=args.max_registrations_in_flight,
+            membership=membership,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     swarm = SwarmConfig(max_connections=args.max_clients + 64, max_pending_inbound=1024)
     listen = args.listen or DEFAULT_SSN_LISTEN
     async with (
@@ -153,6 +157,7 @@ async def _serve(args: argparse.Namespace) -> None:
                     "lookups": stats.lookups,
                     "signals": stats.signals,
                     "errors": stats.errors,
+                    "refused_busy": stats.registrations_refused_busy,
                     "live_members": len(server.live_member_ids()),
                     "records": stats.stored_records,
                 }
@@ -285,6 +290,12 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--client-rate", type=float, default=200.0, help="requests/s per client")
     serve.add_argument("--address-rate", type=float, default=50.0, help="registrations/s per IP")
     serve.add_argument("--address-burst", type=float, default=200.0)
+    serve.add_argument(
+        "--max-registrations-in-flight",
+        type=int,
+        default=64,
+        help="new registrations handled at once; more are refused (OVER_CAPACITY, busy)",
+    )
     serve.add_argument("--protocol-period", type=float, default=1.0, help="SWIM period, seconds")
     serve.add_argument("--stats-file", help="keep a JSON snapshot of statistics in this file")
     serve.add_argument("--no-relay", action="store_true", help="do not serve circuit relay v2")

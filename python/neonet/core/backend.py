@@ -21,6 +21,7 @@ from neonet.core import ledger as _pure_ledger
 from neonet.core import noise_transport as _pure_noise_transport
 from neonet.core import noise_yamux as _pure_noise_yamux
 from neonet.core import routing as _pure_routing
+from neonet.core import ssn_wire as _pure_ssn_wire
 from neonet.core import yamux as _pure_yamux
 from neonet.core.gossip import MeshStateInterface, MessageCacheInterface, SeenCacheInterface
 from neonet.core.ledger import ChainHead, ChainVerdict
@@ -57,6 +58,8 @@ class Implementation:
     NoiseTransport: Callable[..., NoiseTransportEngine]
     YamuxConnection: Callable[..., YamuxEngine]
     NoiseYamuxConnection: Callable[..., NoiseYamuxEngine]
+    # The SSN signal path's messages (neonet.core.ssn_wire).
+    ssn_wire: _pure_ssn_wire.SsnWire
 
 
 class VerifyChain(Protocol):
@@ -90,6 +93,7 @@ _PURE = Implementation(
     NoiseTransport=_pure_noise_transport.NoiseTransport,
     YamuxConnection=_pure_yamux.YamuxConnection,
     NoiseYamuxConnection=_pure_noise_yamux.NoiseYamuxConnection,
+    ssn_wire=_pure_ssn_wire.PURE,
 )
 
 
@@ -118,6 +122,14 @@ def _load_native() -> Implementation | None:
         NoiseTransport=_native.NoiseTransport,
         YamuxConnection=_native.YamuxConnection,
         NoiseYamuxConnection=_native.NoiseYamuxConnection,
+        ssn_wire=_pure_ssn_wire.SsnWire(
+            _native.ssn_parse_signal_path,
+            _native.ssn_encode_signal,
+            _native.ssn_encode_incoming,
+            _native.ssn_encode_forward,
+            _native.ssn_encode_status,
+            _native.ssn_split_frames,
+        ),
     )
 
 
@@ -159,3 +171,4 @@ verify_chain = ACTIVE.verify_chain
 NoiseTransport = ACTIVE.NoiseTransport
 YamuxConnection = ACTIVE.YamuxConnection
 NoiseYamuxConnection = ACTIVE.NoiseYamuxConnection
+ssn_wire = ACTIVE.ssn_wire

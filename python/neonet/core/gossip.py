@@ -356,6 +356,33 @@ class SeenCache:
         ids = self._ids
         return [msg_id in ids for msg_id in msg_ids]
 
+    # Packed batches, for bulk callers (a simulator, or IDs of one fixed length read
+    # from one buffer): IDs of ``id_len`` bytes back to back in one ``bytes``, and one
+    # result byte per ID (1 or 0), so a batch crosses the native boundary once.
+
+    def add_packed(self, msg_ids: bytes, id_len: int, now: float) -> bytes:
+        """``add_many`` over the IDs packed in ``msg_ids``; byte ``i`` is 1 if ID ``i`` is new."""
+        _check_packed(msg_ids, id_len)
+        return bytes(
+            self.add_many([msg_ids[at : at + id_len] for at in range(0, len(msg_ids), id_len)], now)
+        )
+
+    def contains_packed(self, msg_ids: bytes, id_len: int) -> bytes:
+        """``contains_many`` over the IDs packed in ``msg_ids``; byte ``i`` is 1 if ID ``i``
+        is in the cache."""
+        _check_packed(msg_ids, id_len)
+        ids = self._ids
+        return bytes([msg_ids[at : at + id_len] in ids for at in range(0, len(msg_ids), id_len)])
+
+
+def _check_packed(msg_ids: bytes, id_len: int) -> None:
+    """Arguments of the packed batch calls: ``bytes`` holding whole ``id_len``-byte IDs."""
+    if not isinstance(msg_ids, bytes):
+        raise TypeError("msg_ids must be bytes")
+    _check_count("id_len", id_len, 1)
+    if len(msg_ids) % id_len:
+        raise ValueError("msg_ids must hold a whole number of id_len-byte IDs")
+
 
 # ---------------------------------------------------------------------------------------
 # Message cache
@@ -1035,6 +1062,29 @@ class MeshState:
         publish = self._publish_one
         return [publish(topic, source, flood_publish, now, rng) for topic, source in messages]
 
+    def publish_targets_flat(
+        self,
+        messages: Iterable[tuple[str, bytes | None]],
+        flood_publish: bool,
+        now: float,
+        seed: int,
+    ) -> tuple[list[bytes], list[int]]:
+        """``publish_targets_many`` with the answers back to back in one list, for bulk
+        callers: ``(peers, counts)``, the targets of message ``i`` are the ``counts[i]``
+        peers after those of the messages before it."""
+        _check_time(now)
+        rng = SplitMix64(seed)
+        publish = self._publish_one
+        peers: list[bytes] = []
+        extend = peers.extend
+        counts: list[int] = []
+        record = counts.append
+        for topic, source in messages:
+            targets = publish(topic, source, flood_publish, now, rng)
+            extend(targets)
+            record(len(targets))
+        return peers, counts
+
     def _publish_one(
         self, topic: str, source: bytes | None, flood_publish: bool, now: float, rng: SplitMix64
     ) -> list[bytes]:
@@ -1123,6 +1173,8 @@ class SeenCacheInterface(Protocol):
     def add(self, msg_id: bytes, now: float) -> bool: ...
     def add_many(self, msg_ids: Iterable[bytes], now: float) -> list[bool]: ...
     def contains_many(self, msg_ids: Iterable[bytes]) -> list[bool]: ...
+    def add_packed(self, msg_ids: bytes, id_len: int, now: float) -> bytes: ...
+    def contains_packed(self, msg_ids: bytes, id_len: int) -> bytes: ...
 
 
 class MessageCacheInterface(Protocol):
@@ -1166,6 +1218,13 @@ class MeshStateInterface(Protocol):
         now: float,
         seed: int,
     ) -> list[list[bytes]]: ...
+    def publish_targets_flat(
+        self,
+        messages: Iterable[tuple[str, bytes | None]],
+        flood_publish: bool,
+        now: float,
+        seed: int,
+    ) -> tuple[list[bytes], list[int]]: ...
     def mesh_peers(self, topic: str) -> list[bytes]: ...
     def fanout_peers(self, topic: str) -> list[bytes]: ...
     def topic_peers(self, topic: str) -> list[bytes]: ...

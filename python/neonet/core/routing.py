@@ -458,6 +458,19 @@ class RoutingTable:
         closest = self._closest
         return [closest(target, n) for target in targets]
 
+    def closest_many_flat(self, keys: Sequence[bytes], n: int) -> list[bytes]:
+        """``closest_many`` with the answers back to back in one list, for bulk callers
+        (a simulator): each key's answer is ``min(n, len(self))`` peers long."""
+        targets = [_key_int(key) for key in keys]
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        closest = self._closest
+        found: list[bytes] = []
+        extend = found.extend
+        for target in targets:
+            extend(closest(target, n))
+        return found
+
     # -- refresh bookkeeping ----------------------------------------------------------
 
     def mark_refreshed(self, bucket: int | bytes, now: float) -> None:

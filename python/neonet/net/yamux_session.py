@@ -293,9 +293,21 @@ class YamuxStream(trio.abc.HalfCloseableStream):
                 waited = True
 
     def _take(self, max_bytes: int | None) -> bytes:
-        first = self._buffer[0]
+        buffer = self._buffer
+        first = buffer[0]
+        if len(buffer) > 1 and max_bytes is not None and len(first) < max_bytes:
+            # Many small frames of one read (SSN signals): one chunk for all of them, so
+            # the reader handles the read in one pass instead of one scheduler pass each.
+            count, size = 1, len(first)
+            while count < len(buffer) and size + len(buffer[count]) <= max_bytes:
+                size += len(buffer[count])
+                count += 1
+            if count > 1:
+                first = b"".join(buffer[:count])
+                del buffer[1:count]
+                buffer[0] = first
         if max_bytes is None or len(first) <= max_bytes:
-            del self._buffer[0]
+            del buffer[0]
             chunk = first
         else:
             chunk = first[:max_bytes]

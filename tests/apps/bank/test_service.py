@@ -138,7 +138,7 @@ async def test_batched_votes_and_certificates_are_checked_in_batches(tmp_path: P
             async with open_bank_client(node, world.committee, plain.validators) as client:
                 mint = world.mint
                 certificate = await client.certify(mint.open())
-                assert [index for index, _ in certificate.votes] == [0, 1, 2]
+                assert [vote[0] for vote in certificate.votes] == [0, 1, 2]
                 mint.certified(certificate)
                 await client.spread_certificate(certificate)
                 # Many accounts at once: their SIGN_BATCH answers are checked per batch.
@@ -158,14 +158,14 @@ async def test_batched_votes_and_certificates_are_checked_in_batches(tmp_path: P
             other = world.wallet("other")
             request = wire.sign_batch_request([(other.open(), [forged])])
             answer = await plain.ask(0, request, wire.TRANSFER_PROTOCOL)
-            assert wire.parse_batch_answer(answer, 1)[0][0] == wire.VOTE  # the open is fine
+            assert wire.parse_batch_answer(answer, 1)[0][0][0] == wire.VOTE  # the open is fine
             assert services[0].validator.ledger.balance(mint.account) == 0
             # A block whose signature does not verify is refused inside a SIGN_BATCH too.
             late = world.wallet("late")
             opened = late.open()
             bad = opened[:-1] + bytes([opened[-1] ^ 1])
             request = wire.sign_batch_request([(bad, []), (opened, [])])
-            answers = wire.parse_batch_answer(
+            answers, _ = wire.parse_batch_answer(
                 await plain.ask(1, request, wire.TRANSFER_PROTOCOL), 2
             )
             assert answers[0][0] == wire.REFUSED and "signature" in str(answers[0][1])
@@ -194,5 +194,5 @@ async def test_batched_client_catches_up_a_lagging_validator(tmp_path: Path) -> 
                 )
                 services[3].validator._sign = identity("not-validator-3").sign
                 certificate = await client.certify(mint.issue(8), mint.history[-16:])
-                assert [index for index, _ in certificate.votes] == [0, 1, 2]
+                assert [vote[0] for vote in certificate.votes] == [0, 1, 2]
                 assert services[0].validator.ledger.balance(mint.account) == 5 + 6 + 7

@@ -25,8 +25,9 @@ from neonet.proto.bank.messages import (
     Spend,
     TransferPayload,
 )
+from neonet.proto.bank.validator import Vote, assemble_certificate
 from neonet.proto.bank.wallet import PurseWallet
-from tests.proto.bank.world import World, identity, key_of
+from tests.proto.bank.world import World, batch_vote, identity, key_of
 
 
 def _samples() -> dict[str, tuple[Callable[[bytes], object], bytes]]:
@@ -39,7 +40,16 @@ def _samples() -> dict[str, tuple[Callable[[bytes], object], bytes]]:
     payment = PurseWallet(purse_cert, purse_key.sign).pay(bob.account, 20, now=3)
     other = PurseWallet(purse_cert, purse_key.sign).pay(alice.account, 10, now=4)
     receipt = Receipt(payment.spend.digest(), bob.account, 5).signed(identity("r").sign)
+    # A certificate of batch votes (paths of 1 and 2 nodes) next to a direct one.
+    block = alice.transfer(bob.account, 5)
+    earlier = [c.block for c in alice.history[-2:]]
+    votes = [batch_vote(world.validators[i], block, earlier[:i]) for i in range(3)]
+    batched = assemble_certificate(
+        block, [v for v in votes if isinstance(v, Vote)], world.committee
+    )
+    assert batched is not None and [len(v) for v in batched.votes] == [2, 4, 4]
     return {
+        "batch certificate": (Certificate.decode, batched.encode()),
         "transfer": (TransferPayload.decode, TransferPayload(bob.account, b"memo").encode()),
         "receive": (ReceivePayload.decode, ReceivePayload(alice.account, 3, bytes(32)).encode()),
         "purse": (PursePayload.decode, terms.encode()),

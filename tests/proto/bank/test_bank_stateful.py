@@ -39,7 +39,7 @@ from neonet.proto.bank.validator import (
     assemble_certificate,
 )
 from neonet.proto.bank.wallet import MemoryWalletStore, PurseWallet, Wallet
-from tests.proto.bank.world import World, identity, key_of
+from tests.proto.bank.world import World, batch_vote, identity, key_of
 
 BYZANTINE = 3
 STATS: list[tuple[int, ...]] = []
@@ -105,11 +105,22 @@ class BankMachine(RuleBasedStateMachine):
 
     def _votes(self, block: bytes, reach: list[int], now: int | None = None) -> list[Vote]:
         votes = []
+        # Half of the honest answers are batch votes (signed over a vote tree): the block
+        # rides in a SIGN_BATCH after re-votes for certified blocks of the account.
+        from neonet.core.ledger import decode_block
+
+        decoded = decode_block(block)
+        state = self.world.validators[HONEST[0]].ledger.accounts.get(decoded.account)
+        earlier = [] if state is None else [c.block for c in state.certificates[-3:]]
         for index in reach:
             if index == BYZANTINE:
                 votes.append(self._byzantine_vote(block))
                 continue
-            answer = self.world.validators[index].handle_sign_request(block, now)
+            validator = self.world.validators[index]
+            if decoded.sequence % 2 and earlier:
+                answer = batch_vote(validator, block, earlier[: 1 + index % 3], now)
+            else:
+                answer = validator.handle_sign_request(block, now)
             if isinstance(answer, Vote):
                 votes.append(answer)
             elif answer.proof is not None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 
 from neonet.core.keys import Ed25519Identity
-from neonet.proto.bank.messages import Certificate, Committee
+from neonet.proto.bank.messages import Certificate, Committee, vote_tree
 from neonet.proto.bank.state import Applied, BankLedger
 from neonet.proto.bank.validator import (
     MemoryVoteStore,
     Refusal,
     Validator,
     Vote,
+    VoteBatch,
     assemble_certificate,
 )
 from neonet.proto.bank.wallet import MemoryWalletStore, Wallet
@@ -23,6 +24,25 @@ def identity(label: str) -> Ed25519Identity:
 
 def key_of(ident: Ed25519Identity) -> bytes:
     return ident.public_key.data
+
+
+def batch_vote(
+    validator: Validator, block: bytes, others: list[bytes], now: int | None = None
+) -> Vote | Refusal:
+    """``validator``'s answer for ``block`` asked in one SIGN_BATCH after ``others`` (e.g.
+    certified blocks, which it votes for again): a vote signed once over the batch's vote
+    tree, with ``block``'s path, as a client builds it from a SIGN_BATCH answer."""
+    batch = VoteBatch()
+    for other in others:
+        validator.handle_sign_request(other, now, batch=batch)
+    answer = validator.handle_sign_request(block, now, batch=batch)
+    signature = validator.sign_batch(batch)
+    if isinstance(answer, Refusal):
+        return answer
+    assert signature is not None
+    _, paths = vote_tree(batch.leaves)
+    sides, path = paths[len(batch.leaves) - 1]
+    return Vote(answer.validator, signature, answer.proof, sides, path)
 
 
 class World:

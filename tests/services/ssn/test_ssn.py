@@ -24,6 +24,8 @@ from neonet.proto.ssn.client_protocol import (
     Lookup,
     Register,
     Registered,
+    Signal,
+    SignalSent,
     SignalStatus,
     SsnRequestError,
     decode_message,
@@ -273,6 +275,22 @@ async def test_protocol_errors_limits_and_garbage() -> None:
                 codes.append(reply.code if isinstance(reply, Error) else "found")
             assert codes[:2] == ["found", "found"]
             assert codes[2:] == [ErrorCode.RATE_LIMITED] * 2
+            # SIGNALs take the server's synchronous path: limited the same way (3 in one
+            # write; at most one token can have come back since the lookups).
+            to_self = node.peer_id.to_bytes()
+            await stream.send_all(
+                b"".join(frame(encode_message(Signal(rid, to_self, b"hi"))) for rid in (15, 16, 17))
+            )
+            answers: dict[int, object] = {}
+            while len(answers) < 3:
+                data = await stream.receive_some()
+                assert data, "the SSN closed the stream"
+                for body in decoder.feed(data):  # (the answers may share a read)
+                    reply = decode_message(body)
+                    if isinstance(reply, Error | SignalSent):
+                        answers[reply.request_id] = getattr(reply, "code", "sent")
+            assert sorted(answers) == [15, 16, 17]
+            assert list(answers.values()).count(ErrorCode.RATE_LIMITED) >= 2
 
             # The SSN holds one client at most: a second one is told so.
             other = await stack.enter_async_context(neonet.open_node())
@@ -432,3 +450,100 @@ async def test_a_misbehaving_ssn_of_our_region_sends_us_to_another_region() -> N
             assert client.ssn == real.peer_id
             assert (await client.lookup("alice")).ssn_id == real.peer_id
             nursery.cancel_scope.cancel()
+
+
+async def test_signals_sent_and_received_without_a_task_each() -> None:
+    """``send_signal_nowait`` answers through a callback, ``set_signal_callback`` hands
+    signals over from the reader: the load generator's path (bench.ssn)."""
+    with trio.fail_after(60):
+        async with (
+            federation(["eu", "us"]) as (seeds, _, _),
+            AsyncExitStack() as stack,
+        ):
+            alice_node, alice = await _client(stack, seeds, "alice", "eu")
+            bob_node, bob = await _client(stack, seeds, "bob", "us")
+            await alice.lookup(bob_node.peer_id)  # the presence is cached on alice's SSN
+            got: list[tuple[bytes, bytes]] = []
+            results: list[object] = []
+            all_answered = trio.Event()
+            bob.set_signal_callback(lambda sender, payload: got.append((sender, payload)))
+            count = 200
+
+            def on_sent(result: object) -> None:
+                results.append(result)
+                if len(results) == count + 1:
+                    all_answered.set()
+
+            for index in range(count):
+                alice.send_signal_nowait(bob_node.peer_id, b"candidate %d" % index, on_sent)
+            stranger = neonet.PeerId.from_public_key(Ed25519Identity.generate().public_key)
+            alice.send_signal_nowait(stranger, b"hi", on_sent)
+            await all_answered.wait()
+            assert results.count(SignalStatus.DELIVERED) == count
+            errors = [r for r in results if isinstance(r, SsnRequestError)]
+            assert [e.code for e in errors] == [ErrorCode.UNKNOWN_PEER]
+            while len(got) < count:  # noqa: ASYNC110 (the callback fills it from the reader)
+                await trio.sleep(0.01)
+            sender = alice_node.peer_id.to_bytes()
+            # (Order is kept per path; the first signals may take the lookup path.)
+            assert sorted(got) == sorted((sender, b"candidate %d" % i) for i in range(count))
+
+
+async def test_busy_ssn_refuses_new_registrations_early_but_renews_held_clients() -> None:
+    """Admission control: past ``max_registrations_in_flight`` new registrations get
+    OVER_CAPACITY at once, a held client's renewal still goes through, and the SSN takes
+    newcomers again once the ones in progress are done."""
+    with trio.fail_after(60):
+        async with (
+            federation(["eu"], max_registrations_in_flight=1) as (_, servers, _),
+            AsyncExitStack() as stack,
+        ):
+            ssn = servers[0]
+            held, slow, late = [
+                await stack.enter_async_context(neonet.open_node()) for _ in range(3)
+            ]
+            held_stream, held_decoder, held_challenge = await _raw_session(held, ssn)
+            await held_stream.send_all(
+                frame(encode_message(_register_message(held, held_challenge)))
+            )
+            assert isinstance(await _next_message(held_stream, held_decoder), Registered)
+
+            # The next registration gets stuck in its STOREs (a slow federation); later
+            # ones store at once.
+            stores = ssn._store_everywhere
+            entered, release = trio.Event(), trio.Event()
+
+            async def slow_store(keys: list[bytes], presence: bytes, name: bytes | None) -> None:
+                if not entered.is_set():
+                    entered.set()
+                    await release.wait()
+                await stores(keys, presence, name)
+
+            ssn._store_everywhere = slow_store  # type: ignore[method-assign]
+            slow_stream, slow_decoder, slow_challenge = await _raw_session(slow, ssn)
+            await slow_stream.send_all(
+                frame(encode_message(_register_message(slow, slow_challenge)))
+            )
+            await entered.wait()
+
+            late_stream, late_decoder, late_challenge = await _raw_session(late, ssn)
+            late_register = _register_message(late, late_challenge)
+            await late_stream.send_all(frame(encode_message(late_register)))
+            refused = await _next_message(late_stream, late_decoder)
+            assert isinstance(refused, Error) and refused.code is ErrorCode.OVER_CAPACITY
+            assert "busy" in refused.text
+            assert ssn.statistics().registrations_refused_busy == 1
+
+            # While the slow one is still in progress, the held client renews.
+            renewal = _register_message(held, held_challenge)
+            await held_stream.send_all(frame(encode_message(renewal)))
+            assert isinstance(await _next_message(held_stream, held_decoder), Registered)
+            assert not release.is_set()
+            release.set()
+            assert isinstance(await _next_message(slow_stream, slow_decoder), Registered)
+
+            # Nothing in progress any more: the refused client gets in on its next try.
+            await late_stream.send_all(frame(encode_message(late_register)))
+            assert isinstance(await _next_message(late_stream, late_decoder), Registered)
+            assert ssn.statistics().clients == 3
+            assert ssn.statistics().registrations_refused_busy == 1

@@ -234,18 +234,24 @@ impl SeenCache {
     }
 
     fn insert_new(&mut self, id: &[u8], hash: u64, expires: f64) -> bool {
-        if self.find_slot(id, hash).is_ok() {
+        let Err(mut free) = self.find_slot(id, hash) else {
             return false;
-        }
-        if self.entries.len() >= self.capacity {
+        };
+        let full = self.entries.len() >= self.capacity;
+        if full {
             self.pop_oldest();
         }
-        if (self.entries.len() + 1) * 2 > self.slots.len() {
+        let grow = (self.entries.len() + 1) * 2 > self.slots.len();
+        if grow {
             self.grow();
         }
-        let Err(free) = self.find_slot(id, hash) else {
-            unreachable!("the ID was absent a moment ago");
-        };
+        if full || grow {
+            // The table moved under the probe: find the free slot again.
+            let Err(slot) = self.find_slot(id, hash) else {
+                unreachable!("the ID was absent a moment ago");
+            };
+            free = slot;
+        }
         let position = self.base + self.bytes.len() as u64;
         self.bytes
             .extend_from_slice(&(id.len() as u32).to_le_bytes());
@@ -335,7 +341,9 @@ impl Lookahead {
             // Its slot line has had time to arrive: prefetch the record it points at.
             let sooner = self.hashes[(index + AHEAD / 2) % AHEAD];
             let slot = cache.slots[sooner as usize & cache.mask()];
-            if slot.position != EMPTY {
+            // Only a slot with the same hash can hold this ID (a new ID's home slot is
+            // usually empty or another ID's: fetching that record would be wasted).
+            if slot.position != EMPTY && slot.hash == sooner {
                 prefetch(&cache.bytes[(slot.position - cache.base) as usize]);
             }
         }

@@ -15,12 +15,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from neonet.apps.bank.service import (
-    REQUEST_TIMEOUT,
-    BankConnection,
-    StreamHost,
-    check_certificates,
-)
+from neonet.apps.bank.service import REQUEST_TIMEOUT, BankConnection, StreamHost
 from neonet.core import backend
 from neonet.core.errors import NeoNetError, RemoteProtocolError
 from neonet.core.ledger import ChainHead, decode_block
@@ -31,7 +26,9 @@ from neonet.proto.bank.messages import (
     Committee,
     FraudProof,
     block_hash,
+    check_certificates,
     vote_message,
+    vote_tree,
 )
 from neonet.proto.bank.validator import Vote, assemble_certificate
 
@@ -54,14 +51,18 @@ BATCH_SENDERS = 2  # SIGN_BATCH messages in flight per validator
 class _Pending:
     """One SIGN waiting in a batcher: ``callback`` runs when its answer is in."""
 
-    __slots__ = ("answer", "callback", "error", "message", "vote_valid")
+    __slots__ = ("answer", "callback", "done", "error", "message", "vote")
 
-    def __init__(self, message: bytes, callback: Callable[[_Pending], None]) -> None:
-        self.message = message  # what a vote for the block signs (``vote_message``)
+    def __init__(
+        self, message: bytes, callback: Callable[[_Pending], None], done: trio.Event
+    ) -> None:
+        self.message = message  # the block's vote message: its leaf in a vote tree
         self.callback = callback
+        self.done = done  # set once the block's certificate is formed (or failed)
         self.answer: list[object] | None = None
         self.error: BaseException | None = None
-        self.vote_valid: bool | None = None  # a VOTE answer's signature, checked in batch
+        # A VOTE answer's vote with its path, once the batch signature verified.
+        self.vote: Vote | None = None
 
     def finish(self) -> None:
         self.callback(self)
@@ -86,11 +87,13 @@ class _Batcher:
         previous: list[Certificate],
         message: bytes,
         callback: Callable[[_Pending], None],
+        done: trio.Event,
     ) -> None:
         """Queue a SIGN; ``message`` is what a vote for ``block`` signs (``certify``
         computes it once for all validators); ``callback`` gets its settled ``_Pending``
-        (no task waits)."""
-        self._queue.append((block, previous, _Pending(message, callback)))
+        (no task waits); ``done``: the block's ``certify`` is over (its votes need no
+        more checking)."""
+        self._queue.append((block, previous, _Pending(message, callback, done)))
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -104,8 +107,8 @@ class _Batcher:
                     [(block, previous) for block, previous, _ in items]
                 )
                 answer = await self._client.ask(self._index, message, wire.TRANSFER_PROTOCOL)
-                answers = wire.parse_batch_answer(answer, len(items))
-                self._check_votes(items, answers)
+                answers, signature = wire.parse_batch_answer(answer, len(items))
+                self._check_votes(items, answers, signature)
                 for (_, _, pending), item_answer in zip(items, answers, strict=True):
                     pending.answer = item_answer
             except (NeoNetError, OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
@@ -118,27 +121,24 @@ class _Batcher:
         self,
         items: list[tuple[bytes, list[Certificate], _Pending]],
         answers: list[list[object]],
+        signature: bytes | None,
     ) -> None:
-        """Verify every vote of one batch answer in one call: all are by this validator's
-        key, which the Rust batch verifier coalesces."""
-        committee = self._client.committee
-        key = committee.validators[self._index]
-        checks: list[tuple[bytes, bytes, bytes]] = []
-        voted: list[_Pending] = []
-        for (_, _, pending), answer in zip(items, answers, strict=True):
-            if (
-                answer[0] == wire.VOTE
-                and len(answer) == 3
-                and answer[1] == self._index
-                and type(answer[2]) is bytes
-                and len(answer[2]) == 64
-            ):
-                checks.append((key, pending.message, answer[2]))
-                voted.append(pending)
-        for offset in range(0, len(checks), 4096):
-            verdicts = backend.verify_signatures(checks[offset : offset + 4096])
-            for pending, valid in zip(voted[offset : offset + 4096], verdicts, strict=True):
-                pending.vote_valid = valid
+        """Check the one batch signature: it must sign the root of the vote tree over the
+        vote messages of the items answered VOTE, in order (``wire.parse_batch_answer``
+        checked the positions). Each of those items then gets its vote with its path."""
+        voted = [
+            pending
+            for (_, _, pending), answer in zip(items, answers, strict=True)
+            if answer[0] == wire.VOTE and answer[1] == self._index
+        ]
+        if not voted or signature is None or all(pending.done.is_set() for pending in voted):
+            return  # nothing voted, or every block has its certificate: nothing to check
+        root, paths = vote_tree([pending.message for pending in voted])
+        key = self._client.committee.validators[self._index]
+        if not backend.verify_signature(key, root, signature):
+            return  # every vote of this answer is bad
+        for pending, (sides, path) in zip(voted, paths, strict=True):
+            pending.vote = Vote(self._index, signature, None, sides, path)
 
 
 class BankClient:
@@ -223,9 +223,9 @@ class BankClient:
         done = trio.Event()
         own = list(history)
         extra = list(depends)
-        first_sequence = decode_block(block).sequence - len(own)
         message = vote_message(self.committee_id, block_hash(block))
         quorum = self.committee.quorum
+        batched_answer = self._nursery is not None  # SIGN_BATCH: votes checked by the batcher
 
         def check_votes() -> None:
             if not unchecked:
@@ -245,23 +245,25 @@ class BankClient:
             expected = _behind(answer)
             if expected is None or not own:
                 return None
+            first_sequence = decode_block(block).sequence - len(own)
             missing = own[max(expected - first_sequence, 0) :]
             return [*missing[-wire.MAX_PREVIOUS + len(extra) :], *extra]
 
         def settle(
-            index: int, answer: list[object] | None, valid: bool | None, error: str | None
+            index: int, answer: list[object] | None, checked: Vote | None, error: str | None
         ) -> None:
+            """One validator's answer; ``checked``: its vote, verified (batch answers)."""
             if answer is None:
                 reasons.append(f"validator {index}: {error}")
-            elif valid is None:
+            elif checked is not None:
+                votes.append(checked)
+            elif answer[0] == wire.VOTE and batched_answer:
+                reasons.append(f"validator {index}: bad vote")
+            else:
                 try:
                     self._take(index, answer, unchecked, reasons, proofs)
                 except NeoNetError as exc:  # e.g. a malformed proof in a refusal
                     reasons.append(f"validator {index}: {exc}")
-            elif valid and type(answer[2]) is bytes:
-                votes.append(Vote(index, answer[2]))
-            else:
-                reasons.append(f"validator {index}: bad vote")
             if len(votes) + len(unchecked) >= quorum:
                 check_votes()
             answered = len(votes) + len(unchecked) + len(reasons)
@@ -285,21 +287,23 @@ class BankClient:
             validator and transfer, the batcher calls this when the answer is in."""
 
             def on_answer(pending: _Pending) -> None:
+                if done.is_set():
+                    return  # the certificate is formed: a late answer adds nothing
                 if pending.error is not None or pending.answer is None:
                     settle(index, None, None, str(pending.error))
                     return
                 retry = None if retried else catch_up(pending.answer)
                 if retry is not None:
-                    self._batcher(index).enqueue(block, retry, message, batched(index, True))
+                    self._batcher(index).enqueue(block, retry, message, batched(index, True), done)
                     return
-                settle(index, pending.answer, pending.vote_valid, None)
+                settle(index, pending.answer, pending.vote, None)
 
             return on_answer
 
         if self._nursery is not None:
             for index in range(len(self.validators)):
                 self._batcher(index).enqueue(
-                    block, [*own[-1:], *extra], message, batched(index, False)
+                    block, [*own[-1:], *extra], message, batched(index, False), done
                 )
             await done.wait()
         else:

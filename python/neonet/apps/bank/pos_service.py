@@ -1,4 +1,4 @@
-"""Offline payments over a NeoNet stream on a local network: ``/neonet/bank/pos/1.0.0``.
+"""Offline payments over a NeoNet stream on a local network: ``/neonet/bank/pos/2.0.0``.
 
 The other channel for an ``OfflinePayment`` besides a text token (docs/bank.md, "Offline
 purses"): the payer opens a stream to the POS (on a LAN, with no bank reachable) and
@@ -23,7 +23,7 @@ from neonet.proto.bank import wire
 from neonet.proto.bank.messages import FraudProof, OfflinePayment, Receipt
 from neonet.proto.bank.pos import PointOfSale
 
-POS_PROTOCOL = "/neonet/bank/pos/1.0.0"
+POS_PROTOCOL = "/neonet/bank/pos/2.0.0"
 MAX_PAYMENT_MESSAGE = 64 * 1024
 PAY_TIMEOUT = 10.0
 

@@ -1,11 +1,13 @@
 """NeoBankof over NeoNet streams: the validator service and what it shares with the client.
 
 The trio layer over ``neonet.proto.bank`` (``docs/bank.md``, "Protocols"):
-``ValidatorService`` serves ``/neonet/bank/transfer/1.0.0`` (sign, certify, fraud
-proofs) and ``/neonet/bank/sync/1.0.0`` (chain heads, then ranges) from one
-``Validator`` engine. ``StreamHost``, ``BankConnection`` and ``receive_message`` are the
-stream framing both sides use, and ``check_certificates`` the batched quorum check both
-run; the client that talks to the committee is in ``neonet.apps.bank.client``.
+``ValidatorService`` serves ``/neonet/bank/transfer/2.0.0`` (sign, certify, fraud
+proofs; a SIGN_BATCH's votes signed once, over their Merkle root) and
+``/neonet/bank/sync/2.0.0`` (chain heads, then ranges) from one ``Validator`` engine.
+``StreamHost``, ``BankConnection`` and ``receive_message`` are the stream framing both
+sides use (``check_certificates``, the quorum check both run, lives in
+``neonet.proto.bank.messages``); the client that talks to the committee is in
+``neonet.apps.bank.client``.
 
 Bad input on a stream is answered with REFUSED where it can be, the stream is closed, and
 the service keeps running. A vote leaves the service only after the engine recorded it
@@ -16,28 +18,32 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from types import MappingProxyType
 from typing import Protocol
 
 import trio
 
 from neonet.apps.bank.store import SqliteVoteStore
-from neonet.core import backend
 from neonet.core.errors import DecodeError, RemoteProtocolError
-from neonet.core.ledger import decode_block
+from neonet.core.ledger import Block, decode_block
 from neonet.core.peer_id import PeerId
 from neonet.net.yamux_session import YamuxStream
 from neonet.proto.bank import wire
 from neonet.proto.bank.messages import (
     Certificate,
-    Committee,
     FraudProof,
+    QuorumCheck,
+    VerifiedVotes,
     block_hash,
-    vote_message,
+    check_certificates,
+    verify_in_batches,
 )
 from neonet.proto.bank.state import Applied
-from neonet.proto.bank.validator import Validator, Vote
+from neonet.proto.bank.validator import Validator, Vote, VoteBatch
+
+__all__ = ["BankConnection", "GroupCommit", "StreamHost", "ValidatorService", "check_certificates"]
 
 logger = logging.getLogger("neonet.bank")
 REQUEST_TIMEOUT = 10.0
@@ -132,35 +138,8 @@ class GroupCommit:
                 self._event = trio.Event()
 
 
-def check_certificates(
-    certificates: Sequence[Certificate],
-    committee: Committee,
-    implementation: backend.Implementation = backend.ACTIVE,
-) -> list[bool]:
-    """``check_certificate`` for many at once: all votes go through one batch verifier."""
-    committee_id = committee.id()
-    items: list[tuple[bytes, bytes, bytes]] = []
-    spans = []
-    for certificate in certificates:
-        # A decoded certificate holds a canonical block: its body is block[1:-66].
-        message = vote_message(
-            committee_id, implementation.hash_block_body(certificate.block[1:-66])
-        )
-        start = len(items)
-        for index, signature in certificate.votes:
-            if index < len(committee.validators):
-                items.append((committee.validators[index], message, signature))
-        spans.append((start, len(items)))
-    verdicts: list[bool] = []
-    for offset in range(0, len(items), 4096):
-        verdicts.extend(implementation.verify_signatures(items[offset : offset + 4096]))
-    return [
-        len(certificate.votes) >= committee.quorum and sum(verdicts[a:b]) >= committee.quorum
-        for certificate, (a, b) in zip(certificates, spans, strict=True)
-    ]
-
-
 _NONE_CHECKED: frozenset[bytes] = frozenset()
+_NONE_SIGNED: Mapping[bytes, Block] = MappingProxyType({})
 
 
 class ValidatorService:
@@ -181,6 +160,7 @@ class ValidatorService:
         self.store = store  # also keeps applied certificates and proofs, when given
         self.requests = 0
         self.group_commit = None if store is None or not store.deferred else GroupCommit(store)
+        self._verified_votes = VerifiedVotes()  # batch signatures recur across requests
 
     def install(self, host: StreamHost) -> None:
         host.set_stream_handler(wire.TRANSFER_PROTOCOL, self._serve)
@@ -195,7 +175,8 @@ class ValidatorService:
                     if message is None:
                         return
                     self.requests += 1
-                    answer = self.answer(wire.parse_request(message))
+                    request = wire.parse_request(message, self.validator.recent_blocks)
+                    answer = self.answer(request)
                     commit = self.group_commit
                     if commit is not None and self.store is not None and self.store.dirty:
                         await commit.wait(commit.batch())
@@ -215,12 +196,12 @@ class ValidatorService:
             self.store.add_certificate(certificate)
         return outcome
 
-    def _check_batch(self, batch: Sequence[wire.Request]) -> tuple[set[bytes], set[bytes]]:
-        """Batch verification for a whole SIGN_BATCH: the votes of the certificates this
-        validator has not applied in one ``check_certificates`` call (the Rust batch
-        verifier coalesces the votes of each validator), then the signatures of the blocks
-        to sign in one more. Returns the blocks whose certificate has a valid quorum and
-        the blocks whose own signature verifies."""
+    def _check_batch(self, batch: Sequence[wire.Request]) -> tuple[set[bytes], dict[bytes, Block]]:
+        """Batch verification for a whole SIGN_BATCH, in one verifier call: the votes of
+        the certificates this validator has not applied (``QuorumCheck``) and the
+        signatures of the blocks to sign (the Rust batch verifier amortises its work over
+        them all). Returns the blocks whose certificate has a valid quorum and the blocks
+        whose own signature verifies, decoded."""
         ledger = self.validator.ledger
         fresh: dict[bytes, Certificate] = {}
         for item in batch:
@@ -228,45 +209,57 @@ class ValidatorService:
                 if certificate.block not in fresh and not ledger.has_applied(certificate.block):
                     fresh[certificate.block] = certificate
         certificates = list(fresh.values())
-        valid = check_certificates(certificates, ledger.committee)
-        checked = {c.block for c, ok in zip(certificates, valid, strict=True) if ok}
-        items: list[tuple[bytes, bytes, bytes]] = []
-        blocks: list[bytes] = []
+        quorums = QuorumCheck(certificates, ledger.committee, verified=self._verified_votes)
+        items = list(quorums.pending)
+        blocks: list[tuple[bytes, Block]] = []
         for item in batch:
             try:
                 block = decode_block(item.block)
             except DecodeError:
                 continue  # the engine refuses it
             items.append((block.key, block_hash(item.block), block.signature))
-            blocks.append(item.block)
-        verdicts: list[bool] = []
-        for offset in range(0, len(items), 4096):
-            verdicts.extend(backend.verify_signatures(items[offset : offset + 4096]))
-        signed = {block for block, ok in zip(blocks, verdicts, strict=True) if ok}
+            blocks.append((item.block, block))
+        verdicts = verify_in_batches(items)
+        split = len(quorums.pending)
+        valid = quorums.finish(verdicts[:split])
+        checked = {c.block for c, ok in zip(certificates, valid, strict=True) if ok}
+        signed = {
+            data: block for (data, block), ok in zip(blocks, verdicts[split:], strict=True) if ok
+        }
         return checked, signed
 
     def answer(
         self,
         request: wire.Request,
         checked: AbstractSet[bytes] = _NONE_CHECKED,
-        signed: AbstractSet[bytes] = _NONE_CHECKED,
+        signed: Mapping[bytes, Block] = _NONE_SIGNED,
+        batch: VoteBatch | None = None,
     ) -> list[object]:
         """The answer to one request (synchronous: the engine and store calls are);
         ``checked``: blocks whose certificates' quorum was verified already; ``signed``:
-        blocks whose signature was."""
+        blocks whose signature was (decoded); ``batch``: the SIGN_BATCH whose votes are signed
+        once, over their tree's root."""
         if request.kind == wire.SIGN_BATCH:
             checked, signed = self._check_batch(request.batch)
-            answers = [self.answer(item, checked, signed) for item in request.batch]
-            return [wire.SIGN_BATCH, answers]
+            votes = VoteBatch()
+            answers = [self.answer(item, checked, signed, votes) for item in request.batch]
+            return [wire.SIGN_BATCH, answers, self.validator.sign_batch(votes)]
         if request.kind == wire.SIGN:
             for certificate in request.certificates:
                 self._apply(certificate, certificate.block in checked)
+            decoded = signed.get(request.block)
             result = self.validator.handle_sign_request(
-                request.block, int(self.clock()), signature_checked=request.block in signed
+                request.block,
+                int(self.clock()),
+                signature_checked=decoded is not None,
+                batch=batch,
+                decoded=decoded,
             )
             if isinstance(result, Vote):
                 if result.proof is not None and self.store is not None:
                     self.store.add_proof(result.proof)  # with the vote: the freeze survives
+                if batch is not None:  # the vote is the batch's last leaf
+                    return [wire.VOTE, result.validator, len(batch.leaves) - 1]
                 return [wire.VOTE, result.validator, result.signature]
             if result.proof is not None:
                 if self.store is not None:
@@ -300,7 +293,7 @@ class ValidatorService:
                 found = ledger.certificate_at(payer, sequence)
                 if found is not None:
                     chosen.append(found)
-            return [wire.RANGE, [[c.block, [list(v) for v in c.votes]] for c in chosen]]
+            return [wire.RANGE, [c.to_value() for c in chosen]]
         state = ledger.accounts.get(request.account)
         chosen = [] if state is None else state.certificates[request.start :][: request.count]
-        return [wire.RANGE, [[c.block, [list(v) for v in c.votes]] for c in chosen]]
+        return [wire.RANGE, [c.to_value() for c in chosen]]

@@ -10,6 +10,8 @@ store object, used from one thread.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import sqlite3
 from pathlib import Path
 
@@ -115,8 +117,10 @@ class SqliteVoteStore(_Store):
         assert self._writer is not None
         self._writer.execute("BEGIN IMMEDIATE")
         try:
-            for statement, parameters in batch:
-                self._writer.execute(statement, parameters)
+            # Runs of one statement (a vote per item, a certificate per item) go in one
+            # ``executemany`` each; the order of the rows is kept.
+            for statement, rows in itertools.groupby(batch, key=operator.itemgetter(0)):
+                self._writer.executemany(statement, [parameters for _, parameters in rows])
         except BaseException:
             self._writer.execute("ROLLBACK")
             raise

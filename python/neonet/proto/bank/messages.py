@@ -12,9 +12,10 @@ per structure; signatures are Ed25519 (verified under ZIP-215 by ``neonet.core.b
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import blake3
 
@@ -25,11 +26,14 @@ from neonet.core.ledger import BlockKind, decode_block, encode_block
 
 COMMITTEE_CONTEXT = "NeoNet 2026 bank committee v1"
 VOTE_CONTEXT = "NeoNet 2026 bank vote v1"
+VOTE_TREE_CONTEXT = "NeoNet 2026 bank vote tree v2"
+MAX_VOTE_PATH = 16  # a batch of up to 2**16 votes; SIGN_BATCH holds at most 256
 SPEND_CONTEXT = "NeoNet 2026 bank spend v1"
 RECEIPT_CONTEXT = "NeoNet 2026 bank receipt v1"
 MAX_COMMITTEE = 100
 MAX_MESSAGE = 64 * 1024
 _U64 = 1 << 64
+_blake3 = blake3.blake3
 
 Signer = Callable[[bytes], bytes]
 
@@ -89,10 +93,17 @@ class TransferPayload:
 
     @classmethod
     def decode(cls, data: bytes) -> TransferPayload:
-        payee, memo = _fields(_load(data, "transfer payload"), 2, "transfer payload")
-        if type(memo) is not bytes or len(memo) > 256:
-            raise DecodeError("memo must be at most 256 bytes")
-        return cls(_bytes(payee, 32, "payee"), memo)
+        return _transfer_payload(data)
+
+
+@functools.lru_cache(maxsize=4096)
+def _transfer_payload(data: bytes) -> TransferPayload:
+    """``TransferPayload.decode``, remembered: a validator reads each transfer's payload
+    when it votes and again when it applies the certificate (the value is immutable)."""
+    payee, memo = _fields(_load(data, "transfer payload"), 2, "transfer payload")
+    if type(memo) is not bytes or len(memo) > 256:
+        raise DecodeError("memo must be at most 256 bytes")
+    return TransferPayload(_bytes(payee, 32, "payee"), memo)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,65 +332,265 @@ class Committee:
 
 
 def vote_message(committee_id: bytes, block_hash: bytes) -> bytes:
-    """What a validator signs to vote for a block: bound to the committee."""
+    """What a validator signs to vote for one block, bound to the committee; also the
+    leaf of a batch vote's Merkle tree (``vote_tree``)."""
     return domain_hash(VOTE_CONTEXT, committee_id + block_hash)
+
+
+def vote_tree_node(left: bytes, right: bytes) -> bytes:
+    """An inner node of a batch vote tree (its own context: no leaf, which is a
+    ``VOTE_CONTEXT`` hash, can pass for an inner node or the other way round)."""
+    return _blake3(left + right, derive_key_context=VOTE_TREE_CONTEXT).digest()
+
+
+def vote_tree(leaves: Sequence[bytes]) -> tuple[bytes, list[tuple[int, bytes]]]:
+    """The root of the Merkle tree over ``leaves`` (vote messages, in batch order) and,
+    per leaf, its ``(sides, path)`` for ``vote_root`` (docs/bank.md, "Batch votes").
+
+    Each level pairs nodes 0-1, 2-3, ...; a last node without a partner moves up
+    unchanged. One leaf is its own root, with an empty path: a direct vote. A path is
+    the siblings on the way up, 32 bytes each, one after the other.
+    """
+    if not leaves:
+        raise ValueError("a vote tree needs at least one leaf")
+    levels = [list(leaves)]
+    level = levels[0]
+    while len(level) > 1:
+        above = [
+            _blake3(level[j] + level[j + 1], derive_key_context=VOTE_TREE_CONTEXT).digest()
+            for j in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            above.append(level[-1])
+        levels.append(above)
+        level = above
+    proofs: list[tuple[int, bytes]] = []
+    below_root = levels[:-1]
+    for leaf in range(len(leaves)):
+        position, sides = leaf, 0
+        path: list[bytes] = []
+        for nodes in below_root:
+            sibling = position ^ 1
+            if sibling < len(nodes):
+                if position & 1:
+                    sides |= 1 << len(path)
+                path.append(nodes[sibling])
+            position >>= 1
+        proofs.append((sides, b"".join(path)))
+    return level[0], proofs
+
+
+def vote_root(leaf: bytes, sides: int, path: bytes) -> bytes:
+    """The root that ``leaf`` and its ``path`` (32-byte siblings, bottom up) lead to: bit
+    k of ``sides`` set means the k-th sibling is on the left."""
+    node = leaf
+    for start in range(0, len(path), 32):
+        sibling = path[start : start + 32]
+        pair = sibling + node if sides & 1 else node + sibling
+        node = _blake3(pair, derive_key_context=VOTE_TREE_CONTEXT).digest()
+        sides >>= 1
+    return node
+
+
+# A vote in a certificate: ``(validator_index, signature)`` signed over the block's vote
+# message itself (a direct vote), or ``(validator_index, signature, sides, path)`` signed
+# over the root of a batch's vote tree, with the path from the block's leaf (1..16
+# siblings of 32 bytes in one byte string).
+CertificateVote = tuple[int, bytes] | tuple[int, bytes, int, bytes]
+
+
+def vote_value(vote: CertificateVote) -> list[object]:
+    """A certificate vote's CBOR value: ``[index, signature]`` or ``[index, signature,
+    sides, path]``."""
+    return list(vote)
+
+
+def _vote_from_value(vote: object) -> CertificateVote:
+    if type(vote) is not list:
+        raise DecodeError("a vote must be an array")
+    if len(vote) == 2:
+        index, signature = vote
+        return (_uint(index, "validator index"), _bytes(signature, 64, "signature"))
+    index, signature, sides, path = _fields(vote, 4, "vote")
+    if type(path) is not bytes or not 0 < len(path) <= 32 * MAX_VOTE_PATH or len(path) % 32:
+        raise DecodeError(f"a batch vote's path is 1..{MAX_VOTE_PATH} nodes of 32 bytes")
+    if type(sides) is not int or not 0 <= sides < 1 << (len(path) >> 5):
+        raise DecodeError("vote sides must be an unsigned integer below 2**depth")
+    return (_uint(index, "validator index"), _bytes(signature, 64, "signature"), sides, path)
 
 
 @dataclass(frozen=True, slots=True)
 class Certificate:
     """A block with the votes of at least 2f+1 distinct validators.
 
-    ``[block: bytes, [[validator_index: uint, signature: bytes64], ...]]``, indexes strictly
-    increasing. Well-formedness is checked here; ``check_certificate`` says if it is valid.
+    ``[block: bytes, [vote, ...]]``, each vote ``[validator_index: uint, signature:
+    bytes64]`` (direct) or ``[validator_index, signature, sides: uint, path: bytes]``
+    (batched, 1..16 nodes of 32 bytes), indexes strictly increasing. Well-formedness is
+    checked here; ``check_certificate`` says if it is valid.
     """
 
     block: bytes
-    votes: tuple[tuple[int, bytes], ...]
+    votes: tuple[CertificateVote, ...]
+    # ``block`` decoded, when the decoder did it already (not part of the value).
+    decoded_block: Block | None = field(default=None, compare=False, repr=False)
+    # ``to_value()``, built once: a client sends a certificate to every validator.
+    _value: list[object] | None = field(default=None, compare=False, repr=False, init=False)
+
+    def votes_value(self) -> list[list[object]]:
+        return [vote_value(vote) for vote in self.votes]
+
+    def to_value(self) -> list[object]:
+        """The CBOR value ``[block, [vote, ...]]`` (shared: do not change it)."""
+        value = self._value
+        if value is None:
+            value = [self.block, self.votes_value()]
+            object.__setattr__(self, "_value", value)
+        return value
 
     def encode(self) -> bytes:
-        return cbor.encode([self.block, [list(vote) for vote in self.votes]])
+        return backend.cbor_encode(self.to_value())  # canonical on both backends
 
     @classmethod
     def decode(cls, data: bytes) -> Certificate:
         return cls.from_value(_load(data, "certificate"))
 
     @classmethod
-    def from_value(cls, value: object) -> Certificate:
+    def from_value(cls, value: object, known: Mapping[bytes, Block] | None = None) -> Certificate:
+        """``known``: blocks decoded before (encoded -> decoded), not parsed again."""
         if type(value) is not list:
             raise DecodeError("certificate must be an array")
         block, votes = _fields(value, 2, "certificate")
         if type(block) is not bytes or type(votes) is not list or len(votes) > MAX_COMMITTEE:
             raise DecodeError("certificate must be [block bytes, votes (at most 100)]")
-        decoded_block = decode_block(block)  # DecodeError if not a canonical block
-        del decoded_block
-        parsed: list[tuple[int, bytes]] = []
-        for vote in votes:
-            if type(vote) is not list:
-                raise DecodeError("a vote must be an array")
-            index, signature = _fields(vote, 2, "vote")
-            parsed.append((_uint(index, "validator index"), _bytes(signature, 64, "signature")))
+        decoded_block = None if known is None else known.get(block)
+        if decoded_block is None:
+            decoded_block = decode_block(block)  # DecodeError if not a canonical block
+        parsed = [_vote_from_value(vote) for vote in votes]
         if any(a[0] >= b[0] for a, b in itertools.pairwise(parsed)):
             raise DecodeError("vote indexes must be strictly increasing")
-        return cls(block, tuple(parsed))
+        return cls(block, tuple(parsed), decoded_block)
 
     def decoded(self) -> Block:
+        if self.decoded_block is not None:
+            return self.decoded_block
         return decode_block(self.block)
 
 
 def check_certificate(certificate: Certificate, committee: Committee) -> bool:
-    """Whether at least 2f+1 distinct committee members signed the certificate's block.
+    """Whether at least 2f+1 distinct committee members signed the certificate's block."""
+    return check_certificates([certificate], committee)[0]
 
-    Verifies all votes in one batch (the Rust batch verifier on the native backend).
+
+class VerifiedVotes:
+    """Signatures known to verify, ``(key, message, signature)``, at most ``limit`` (the
+    oldest go first): the votes of one batch signature recur in many certificates."""
+
+    __slots__ = ("_known", "limit")
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._known: dict[tuple[bytes, bytes, bytes], None] = {}
+
+    def __contains__(self, triple: tuple[bytes, bytes, bytes]) -> bool:
+        return triple in self._known
+
+    def add(self, triple: tuple[bytes, bytes, bytes]) -> None:
+        known = self._known
+        if triple not in known:
+            if len(known) >= self.limit:
+                del known[next(iter(known))]
+            known[triple] = None
+
+
+class QuorumCheck:
+    """The one certificate check (``docs/bank.md``, "Committee, votes, certificates"), in
+    two steps so that a caller can verify its signatures in one batch with others.
+
+    Each vote's signed message is the block's vote message (direct) or the root its path
+    leads to (batched); ``pending`` lists the distinct (key, message, signature) triples
+    that need verifying (votes of one batch share one; those in ``verified`` are known);
+    ``finish`` takes their verdicts and says which certificates hold 2f+1 valid votes of
+    distinct committee members.
     """
-    if len(certificate.votes) < committee.quorum:
-        return False
-    message = vote_message(committee.id(), block_hash(certificate.block))
-    items = []
-    for index, signature in certificate.votes:
-        if index >= len(committee.validators):
-            return False
-        items.append((committee.validators[index], message, signature))
-    return sum(backend.verify_signatures(items)) >= committee.quorum
+
+    __slots__ = ("_certificates", "_committee", "_known", "_spans", "_verified", "pending")
+
+    def __init__(
+        self,
+        certificates: Sequence[Certificate],
+        committee: Committee,
+        implementation: backend.Implementation = backend.ACTIVE,
+        verified: VerifiedVotes | None = None,
+    ) -> None:
+        committee_id = committee.id()
+        validators = committee.validators
+        unique: dict[tuple[bytes, bytes, bytes], int] = {}
+        spans: list[list[int]] = []
+        for certificate in certificates:
+            # A decoded certificate holds a canonical block: its body is block[1:-66].
+            body = certificate.block[1:-66]
+            leaf = vote_message(committee_id, implementation.hash_block_body(body))
+            slots = []
+            for vote in certificate.votes:
+                if vote[0] >= len(validators):
+                    continue
+                message = leaf if len(vote) == 2 else vote_root(leaf, vote[2], vote[3])
+                triple = (validators[vote[0]], message, vote[1])
+                slots.append(unique.setdefault(triple, len(unique)))
+            spans.append(slots)
+        self._certificates = certificates
+        self._committee = committee
+        self._spans = spans
+        self._verified = verified
+        items = list(unique)
+        self._known = [verified is not None and triple in verified for triple in items]
+        self.pending = [
+            triple for triple, known in zip(items, self._known, strict=True) if not known
+        ]
+
+    def finish(self, results: Sequence[bool]) -> list[bool]:
+        """Per certificate, whether it has a quorum, given the verdicts of ``pending``."""
+        if len(results) != len(self.pending):
+            raise ValueError("one verdict per pending signature")
+        verdicts = list(self._known)
+        outcomes = iter(results)
+        pending = iter(self.pending)
+        for i, known in enumerate(self._known):
+            if not known:
+                verdicts[i] = ok = next(outcomes)
+                triple = next(pending)
+                if ok and self._verified is not None:
+                    self._verified.add(triple)
+        quorum = self._committee.quorum
+        return [
+            len(certificate.votes) >= quorum and sum(verdicts[slot] for slot in slots) >= quorum
+            for certificate, slots in zip(self._certificates, self._spans, strict=True)
+        ]
+
+
+def verify_in_batches(
+    items: Sequence[tuple[bytes, bytes, bytes]],
+    implementation: backend.Implementation = backend.ACTIVE,
+) -> list[bool]:
+    """``verify_signatures`` over ``items`` in calls of at most 4096."""
+    verdicts: list[bool] = []
+    for offset in range(0, len(items), 4096):
+        verdicts.extend(implementation.verify_signatures(items[offset : offset + 4096]))
+    return verdicts
+
+
+def check_certificates(
+    certificates: Sequence[Certificate],
+    committee: Committee,
+    implementation: backend.Implementation = backend.ACTIVE,
+    verified: VerifiedVotes | None = None,
+) -> list[bool]:
+    """Which certificates hold 2f+1 valid votes of distinct committee members
+    (``QuorumCheck``, its signatures in one batch verifier call per 4096: the Rust
+    batch verifier on the native backend). ``verified``: triples known to verify
+    (skipped), and where the ones that do are added."""
+    check = QuorumCheck(certificates, committee, implementation, verified)
+    return check.finish(verify_in_batches(check.pending, implementation))
 
 
 # Receipts and offline tokens ------------------------------------------------------------
@@ -434,12 +645,7 @@ class OfflinePayment:
     spend: Spend
 
     def encode(self) -> bytes:
-        return cbor.encode(
-            [
-                [self.purse.block, [list(vote) for vote in self.purse.votes]],
-                [self.spend.body(), self.spend.signature],
-            ]
-        )
+        return cbor.encode([self.purse.to_value(), [self.spend.body(), self.spend.signature]])
 
     @classmethod
     def decode(cls, data: bytes) -> OfflinePayment:
@@ -470,11 +676,7 @@ class FraudProof:
     evidence: Certificate | None
 
     def encode(self) -> bytes:
-        evidence = (
-            None
-            if self.evidence is None
-            else [self.evidence.block, [list(vote) for vote in self.evidence.votes]]
-        )
+        evidence = None if self.evidence is None else self.evidence.to_value()
         return cbor.encode([self.kind, self.first, self.second, evidence])
 
     @classmethod

@@ -28,6 +28,7 @@ from neonet.core.errors import DecodeError
 from neonet.core.ledger import Block, BlockKind, ChainHead, decode_block
 from neonet.proto.bank.messages import (
     Certificate,
+    CertificateVote,
     ClaimPayload,
     Committee,
     FraudProof,
@@ -38,6 +39,7 @@ from neonet.proto.bank.messages import (
     block_hash,
     domain_hash,
     vote_message,
+    vote_tree,
 )
 from neonet.proto.bank.state import Applied, BankLedger, BankRuleError
 from neonet.proto.bank.wire import PurseStatus
@@ -121,9 +123,29 @@ class MemoryVoteStore:
 
 @dataclass(frozen=True, slots=True)
 class Vote:
+    """A vote: ``signature`` over the block's vote message (direct), or over the root of a
+    batch's vote tree with the leaf's ``sides`` and ``path`` (batched). Inside a
+    ``VoteBatch`` not yet signed, ``signature`` is empty."""
+
     validator: int
     signature: bytes
     proof: FraudProof | None = None  # a CLAIM vote freezes the owner: keep the proof
+    sides: int = 0
+    path: bytes = b""
+
+
+class VoteBatch:
+    """The votes of one SIGN_BATCH, signed once (``Validator.sign_batch``).
+
+    Only the engine adds leaves, each after its vote is recorded in the vote store: the
+    batch signature commits to every leaf, so it must never cover an unrecorded one.
+    """
+
+    __slots__ = ("leaves", "signed")
+
+    def __init__(self) -> None:
+        self.leaves: list[bytes] = []  # vote messages, in the order the votes were given
+        self.signed = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +180,9 @@ class Validator:
         self.refund_grace = refund_grace
         self.ledger = BankLedger(committee, mint_account)
         self._voted: dict[bytes, ChainHead] = {}  # recent votes: block hash -> head after
+        # Recent blocks voted for, encoded -> decoded: their certificates come next, and
+        # a decoder given these bytes need not parse them again (``wire.parse_request``).
+        self.recent_blocks: dict[bytes, Block] = {}
 
     def handle_certificate(self, certificate: Certificate, quorum_checked: bool = False) -> Applied:
         """Apply a certificate; ``quorum_checked`` when the caller verified its quorum
@@ -170,7 +195,13 @@ class Validator:
         return self.ledger.apply_fraud_proof(proof)
 
     def handle_sign_request(
-        self, data: bytes, now: int | None = None, *, signature_checked: bool = False
+        self,
+        data: bytes,
+        now: int | None = None,
+        *,
+        signature_checked: bool = False,
+        batch: VoteBatch | None = None,
+        decoded: Block | None = None,
     ) -> Vote | Refusal:
         """Vote for the encoded block ``data``, or say why not (never raises on bad input).
 
@@ -178,11 +209,17 @@ class Validator:
         without it) and REDEEM is refused from the purse's refund time on.
         ``signature_checked``: the caller verified the block's signature under the key
         the block names (in a batch); the chain check still requires that key.
+        ``batch``: add the vote as the next leaf of ``batch`` instead of signing it (the
+        returned ``Vote`` has an empty signature; ``sign_batch`` signs them all).
+        ``decoded``: ``data`` decoded already by the caller (``decode_block``).
         """
-        try:
-            block = decode_block(data)
-        except DecodeError as exc:
-            return Refusal(f"not a block: {exc}")
+        if decoded is not None:
+            block = decoded
+        else:
+            try:
+                block = decode_block(data)
+            except DecodeError as exc:
+                return Refusal(f"not a block: {exc}")
         ledger = self.ledger
         if block.account in ledger.frozen and block.kind != BlockKind.REFUND:
             # A refund only adds to a frozen owner's funds, which claimants are paid from.
@@ -190,7 +227,7 @@ class Validator:
         head = ledger.head(block.account)
         expected = 0 if head is None else head.sequence + 1
         if block.sequence < expected:
-            return self._revote(block, data)
+            return self._revote(block, data, batch)
         if block.sequence != expected:
             return Refusal(
                 f"sequence {block.sequence}, the certified chain expects {expected}",
@@ -232,11 +269,15 @@ class Validator:
         if proof is not None:
             ledger.apply_fraud_proof(proof)  # voted for a claim: the owner stays frozen
         voted = block_hash(data)
-        signature = self._sign(vote_message(self._committee_id, voted))
+        signature = self._vote(vote_message(self._committee_id, voted), batch)
         if verdict.head is not None:
             if len(self._voted) >= MAX_REMEMBERED_VOTES:
                 del self._voted[next(iter(self._voted))]
             self._voted[voted] = verdict.head
+            recent = self.recent_blocks
+            if len(recent) >= MAX_REMEMBERED_VOTES:
+                del recent[next(iter(recent))]
+            recent[data] = block
         return Vote(self.index, signature, proof)
 
     def _replaces_lost_redeem(self, block: Block, earlier: bytes) -> bool:
@@ -324,7 +365,25 @@ class Validator:
             redeemed,
         )
 
-    def _revote(self, block: Block, data: bytes) -> Vote | Refusal:
+    def _vote(self, message: bytes, batch: VoteBatch | None) -> bytes:
+        """The signature of a recorded vote, or ``b""`` once it is a leaf of ``batch``."""
+        if batch is None:
+            return self._sign(message)
+        if batch.signed:
+            raise ValueError("this vote batch is signed already")
+        batch.leaves.append(message)
+        return b""
+
+    def sign_batch(self, batch: VoteBatch) -> bytes | None:
+        """Sign the root of ``batch``'s vote tree once (``None`` for a batch without
+        votes); the batch takes no more votes."""
+        batch.signed = True
+        if not batch.leaves:
+            return None
+        root, _ = vote_tree(batch.leaves)
+        return self._sign(root)
+
+    def _revote(self, block: Block, data: bytes, batch: VoteBatch | None) -> Vote | Refusal:
         """A block already certified: vote for it again (a wallet that crashed after the
         certificate formed resends it to rebuild the certificate it never stored)."""
         certified = self.ledger.certificate_at(block.account, block.sequence)
@@ -335,7 +394,7 @@ class Validator:
             return self._conflict(data, certified.block)
         if self.store.record(block.account, block.sequence, data, None) is not None:
             return Refusal("this validator voted for another block at this slot")
-        return Vote(self.index, self._sign(vote_message(self._committee_id, block.hash())))
+        return Vote(self.index, self._vote(vote_message(self._committee_id, block.hash()), batch))
 
     def _conflict(self, data: bytes, conflicting: bytes) -> Refusal:
         block, other = decode_block(data), decode_block(conflicting)
@@ -387,7 +446,12 @@ def assemble_certificate(
     block: bytes, votes: list[Vote], committee: Committee
 ) -> Certificate | None:
     """A certificate from distinct validators' votes, once there are 2f+1 of them."""
-    by_index = {vote.validator: vote.signature for vote in votes}
+    by_index: dict[int, CertificateVote] = {}
+    for vote in votes:
+        if vote.path:
+            by_index[vote.validator] = (vote.validator, vote.signature, vote.sides, vote.path)
+        else:
+            by_index[vote.validator] = (vote.validator, vote.signature)
     if len(by_index) < committee.quorum:
         return None
-    return Certificate(block, tuple(sorted(by_index.items())))
+    return Certificate(block, tuple(by_index[index] for index in sorted(by_index)))

@@ -24,8 +24,7 @@ from neonet.core.ledger import (
     BlockKind,
     ChainHead,
     decode_block,
-    encode_block,
-    sign_block,
+    sign_and_encode,
 )
 from neonet.proto.bank.messages import (
     Certificate,
@@ -38,6 +37,7 @@ from neonet.proto.bank.messages import (
     Signer,
     Spend,
     TransferPayload,
+    block_hash,
 )
 
 ZERO = bytes(32)
@@ -92,13 +92,18 @@ class Wallet:
         for certificate in chain:
             self._advance(certificate)
         self.pending: bytes | None = pending
+        # The last block signed and its fields (its signature left out).
+        self._signed: tuple[bytes, Block] | None = None
         # A wallet restored from keys alone must learn its chain before signing.
         self.needs_sync = restored and not chain
 
-    def _advance(self, certificate: Certificate) -> None:
-        block = certificate.decoded()
+    def _advance(self, certificate: Certificate, block: Block | None = None) -> None:
+        """Move the head to ``certificate``'s block (``block``: it decoded, if known)."""
+        if block is None:
+            block = certificate.decoded()
         key = block.payload if block.kind == BlockKind.ROTATE_KEY else block.key
-        self.head = ChainHead(block.account, block.sequence, block.hash(), block.balance, key)
+        head_hash = block_hash(certificate.block)  # from the bytes: no re-encoding
+        self.head = ChainHead(block.account, block.sequence, head_hash, block.balance, key)
         self.history.append(certificate)
 
     @property
@@ -131,9 +136,10 @@ class Wallet:
             self.key if head is None else head.key,
             payload,
         )
-        data = encode_block(sign_block(unsigned, self._sign))
+        data = sign_and_encode(unsigned, self._sign)
         self.store.save_pending(data)  # durable before the signature leaves the wallet
         self.pending = data
+        self._signed = (data, unsigned)  # all ``_advance`` reads of it (not the signature)
         return data
 
     def open(self) -> bytes:
@@ -196,8 +202,10 @@ class Wallet:
         """Record the certificate of the pending block (checked by the caller's ledger)."""
         if certificate.block != self.pending:
             raise LocalProtocolError("the certificate is not for the pending block")
+        signed = self._signed
+        known = signed[1] if signed is not None and signed[0] == certificate.block else None
         self.store.save_certified(certificate)
-        self._advance(certificate)
+        self._advance(certificate, known)
         self.pending = None
 
     def synced(self, chain: list[Certificate]) -> None:

@@ -1,4 +1,4 @@
-"""NeoBankof wire messages for ``/neonet/bank/transfer/1.0.0`` and ``/neonet/bank/sync/1.0.0``.
+"""NeoBankof wire messages for ``/neonet/bank/transfer/2.0.0`` and ``/neonet/bank/sync/2.0.0``.
 
 Sans-I/O (``docs/bank.md``, "Protocols"). Each message is an unsigned-varint length and
 one canonical CBOR array; a stream carries request, response, request, response... The
@@ -14,7 +14,10 @@ first element says what the message is:
 - ``[5, account]`` INCOMING: certificates of transfers to ``account`` not yet received
   (at most ``MAX_RANGE``).
 - ``[6, [[block, [certificate, ...]], ...]]`` SIGN_BATCH: up to ``MAX_BATCH`` SIGN requests
-  in one message; the answer is ``[6, [answer, ...]]``, one SIGN answer per item.
+  in one message; the answer is ``[6, [answer, ...], signature | null]``, one SIGN answer
+  per item, where a VOTE is ``[0, validator, position]`` and ``signature`` (one per batch)
+  signs the root of the Merkle tree over the voted blocks' vote messages
+  (``messages.vote_tree``; ``null`` when nothing was voted).
 - ``[7, purse_id, index]`` PURSE: what a claimant or refunder needs to know, answered
   ``[7, [owner, owner_sequence, next_claim_index, claimable, remaining, refunded,
   redeemed_spend | null]]`` (``[7, null]`` for an unknown purse).
@@ -28,15 +31,17 @@ account expects, when it is behind the block),
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from neonet.core import backend
 from neonet.core.errors import DecodeError
+from neonet.core.ledger import Block
 from neonet.core.varint import encode_uvarint, try_decode_uvarint
 from neonet.proto.bank.messages import Certificate, FraudProof, Spend
 
-TRANSFER_PROTOCOL = "/neonet/bank/transfer/1.0.0"
-SYNC_PROTOCOL = "/neonet/bank/sync/1.0.0"
+TRANSFER_PROTOCOL = "/neonet/bank/transfer/2.0.0"
+SYNC_PROTOCOL = "/neonet/bank/sync/2.0.0"
 MAX_FRAME = 1 << 20
 MAX_PREVIOUS = 16
 MAX_HEADS = 1024
@@ -86,7 +91,7 @@ class FrameReader:
 
 
 def _certificate_value(certificate: Certificate) -> list[object]:
-    return [certificate.block, [list(vote) for vote in certificate.votes]]
+    return certificate.to_value()
 
 
 def sign_request(block: bytes, previous: list[Certificate]) -> list[object]:
@@ -143,10 +148,10 @@ def _bytes(value: object) -> bytes:
     return value
 
 
-def _sign(block: object, previous: object) -> Request:
+def _sign(block: object, previous: object, known: Mapping[bytes, Block] | None) -> Request:
     if type(previous) is not list or len(previous) > MAX_PREVIOUS:
         raise DecodeError(f"at most {MAX_PREVIOUS} previous certificates")
-    certificates = tuple(Certificate.from_value(value) for value in previous)
+    certificates = tuple(Certificate.from_value(value, known) for value in previous)
     return Request(SIGN, block=_bytes(block), certificates=certificates)
 
 
@@ -160,10 +165,12 @@ def sign_batch_request(items: list[tuple[bytes, list[Certificate]]]) -> list[obj
     ]
 
 
-def parse_request(message: list[object]) -> Request:
+def parse_request(message: list[object], known: Mapping[bytes, Block] | None = None) -> Request:
+    """A decoded request; ``known``: blocks decoded before (encoded -> decoded, e.g. the
+    validator's recent votes), whose certificates need not parse them again."""
     kind = message[0]
     if kind == SIGN and len(message) == 3:
-        return _sign(message[1], message[2])
+        return _sign(message[1], message[2], known)
     if kind == SIGN_BATCH and len(message) == 2:
         items = message[1]
         if type(items) is not list or not 0 < len(items) <= MAX_BATCH:
@@ -172,7 +179,7 @@ def parse_request(message: list[object]) -> Request:
         for item in items:
             if type(item) is not list or len(item) != 2:
                 raise DecodeError("a batch item is [block, certificates]")
-            batch.append(_sign(item[0], item[1]))
+            batch.append(_sign(item[0], item[1], known))
         return Request(SIGN_BATCH, batch=tuple(batch))
     if kind == CERTIFY and len(message) == 2:
         return Request(CERTIFY, certificates=(Certificate.from_value(message[1]),))
@@ -195,14 +202,33 @@ def parse_request(message: list[object]) -> Request:
     raise DecodeError("unknown bank request")
 
 
-def parse_batch_answer(message: list[object], count: int) -> list[list[object]]:
-    """The per-item answers of a SIGN_BATCH answer (``count`` of them)."""
-    if len(message) != 2 or message[0] != SIGN_BATCH or type(message[1]) is not list:
+def parse_batch_answer(
+    message: list[object], count: int
+) -> tuple[list[list[object]], bytes | None]:
+    """The per-item answers of a SIGN_BATCH answer (``count`` of them) and the batch
+    signature over the root of the vote tree of its VOTE items (``None`` without any).
+
+    A VOTE item of a batch answer is ``[0, validator, position]``, positions 0, 1, ...
+    in item order: the leaf of the vote tree (``messages.vote_tree``) that holds it.
+    """
+    if len(message) != 3 or message[0] != SIGN_BATCH or type(message[1]) is not list:
         raise DecodeError("expected a SIGN_BATCH answer")
-    answers = message[1]
+    answers, signature = message[1], message[2]
     if len(answers) != count or not all(type(a) is list and a for a in answers):
         raise DecodeError("a SIGN_BATCH answer has one answer per item")
-    return [list(answer) for answer in answers]
+    votes = 0
+    for answer in answers:
+        if answer[0] == VOTE:
+            if len(answer) != 3 or type(answer[1]) is not int or type(answer[2]) is not int:
+                raise DecodeError("a batch VOTE is [0, validator, position]")
+            if answer[2] != votes:
+                raise DecodeError("batch VOTE positions must be 0, 1, ... in item order")
+            votes += 1
+    if (signature is None) != (votes == 0) or not (
+        signature is None or (type(signature) is bytes and len(signature) == 64)
+    ):
+        raise DecodeError("a SIGN_BATCH answer with votes carries one 64-byte signature")
+    return [list(answer) for answer in answers], signature
 
 
 def parse_certificates(message: list[object]) -> list[Certificate]:

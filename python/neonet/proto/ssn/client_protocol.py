@@ -30,11 +30,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
-from neonet.core import cbor
+from neonet.core import backend, cbor
 from neonet.core.errors import DecodeError, NeoNetError
 from neonet.core.keys import Ed25519Identity, KeyType
 from neonet.core.peer_id import PeerId
-from neonet.core.varint import encode_uvarint, try_decode_uvarint
+from neonet.core.varint import encode_uvarint
 
 PROTOCOL_ID = "/neonet/ssn/client/1.0.0"
 VERSION = 1
@@ -403,6 +403,39 @@ def decode_message(data: bytes) -> ClientMessage:
     return Incoming(_peer_bytes(fields[0], "signal sender"), _blob(fields[1], "payload"))
 
 
+# --- the signal path: the backend's byte-level codec (neonet.core.ssn_wire) ------------
+_STATUSES = (SignalStatus.DELIVERED, SignalStatus.QUEUED)
+
+
+def decode_message_fast(data: bytes) -> ClientMessage:
+    """``decode_message``, with SIGNAL, SIGNAL_SENT and INCOMING read by the backend's
+    signal-path parser (the same result; anything it does not take goes to
+    ``decode_message``, which explains what is wrong)."""
+    fields = backend.ssn_wire.parse_signal_path(data, False)
+    if fields is None:
+        return decode_message(data)
+    kind = fields[0]
+    if kind == 5:
+        return Signal(fields[1], fields[2], fields[3])
+    if kind == 6:
+        return SignalSent(fields[1], _STATUSES[fields[2]])
+    return Incoming(fields[2], fields[3])
+
+
+def frame_message_fast(message: ClientMessage) -> bytes | None:
+    """The whole frame of a signal-path message with a payload of at most
+    ``MAX_PAYLOAD`` bytes, built by the backend (``frame(encode_message(message))``
+    byte for byte); None for any other message (encode it the general way)."""
+    wire = backend.ssn_wire
+    if isinstance(message, SignalSent):
+        return wire.encode_status(False, message.request_id, message.status)
+    if isinstance(message, Incoming) and len(message.payload) <= MAX_PAYLOAD:
+        return wire.encode_incoming(message.sender, message.payload)
+    if isinstance(message, Signal) and len(message.payload) <= MAX_PAYLOAD:
+        return wire.encode_signal(message.request_id, message.to, message.payload)
+    return None
+
+
 # --- frames ---------------------------------------------------------------------------
 def frame(body: bytes) -> bytes:
     return encode_uvarint(len(body)) + body
@@ -416,25 +449,15 @@ class FrameDecoder:
         self._buffer = bytearray()
 
     def feed(self, data: bytes | bytearray) -> list[bytes]:
-        self._buffer += data
-        frames: list[bytes] = []
-        buffer = self._buffer
-        offset = 0
-        while True:
-            head = try_decode_uvarint(buffer, offset)
-            if head is None:
-                break
-            length, start = head
-            if length > self.max_frame:
-                raise DecodeError(f"frame of {length} bytes exceeds {self.max_frame}")
-            if len(buffer) - start < length:
-                break
-            frames.append(bytes(buffer[start : start + length]))
-            offset = start + length
-        if offset == len(buffer):
-            self._buffer = bytearray()  # frees the storage: a long-lived idle stream keeps none
-        elif offset:
-            del buffer[:offset]
+        # The backend splits (neonet.core.ssn_wire.split_frames); only a partial frame
+        # is kept, and an empty buffer keeps no storage (an idle stream holds none).
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+        elif not isinstance(data, bytes):
+            data = bytes(data)
+        frames, used = backend.ssn_wire.split_frames(data, self.max_frame)
+        self._buffer = bytearray(data[used:]) if used < len(data) else bytearray()
         return frames
 
     @property
@@ -464,9 +487,11 @@ __all__ = [
     "SignalStatus",
     "SsnRequestError",
     "decode_message",
+    "decode_message_fast",
     "decode_presence",
     "encode_message",
     "frame",
+    "frame_message_fast",
     "proof_bytes",
     "sign_presence",
     "verify_presence",

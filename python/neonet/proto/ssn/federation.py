@@ -25,7 +25,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from enum import IntEnum
 
-from neonet.core import cbor
+from neonet.core import backend, cbor
 from neonet.core.errors import DecodeError, LimitExceededError
 from neonet.proto.kad_records import InvalidRecordError
 from neonet.proto.names import (
@@ -39,6 +39,7 @@ from neonet.proto.ssn.client_protocol import ERROR_CODES as cp_ERROR_CODES
 from neonet.proto.ssn.client_protocol import (
     MAX_FRAME,
     MAX_ID_LENGTH,
+    MAX_PAYLOAD,
     Ed25519Verifier,
     ErrorCode,
     PresenceRecord,
@@ -307,6 +308,32 @@ class RecordStore:
         return len(self._entries)
 
 
+# --- the signal path: the backend's byte-level codec (neonet.core.ssn_wire) ------------
+_STATUSES = (SignalStatus.DELIVERED, SignalStatus.QUEUED)
+
+
+def decode_message_fast(data: bytes) -> FederationMessage:
+    """``decode_message``, with FORWARD and FORWARDED read by the backend's signal-path
+    parser (the same result; anything else goes to ``decode_message``)."""
+    fields = backend.ssn_wire.parse_signal_path(data, True)
+    if fields is None:
+        return decode_message(data)
+    if fields[0] == 2:
+        return Forward(fields[1], fields[2], fields[3], fields[4])
+    return Forwarded(fields[1], _STATUSES[fields[2]])
+
+
+def frame_message_fast(message: FederationMessage) -> bytes | None:
+    """The whole frame of a FORWARD (payload of at most ``MAX_PAYLOAD`` bytes) or
+    FORWARDED, built by the backend; None for any other message."""
+    wire = backend.ssn_wire
+    if isinstance(message, Forwarded):
+        return wire.encode_status(True, message.request_id, message.status)
+    if isinstance(message, Forward) and len(message.payload) <= MAX_PAYLOAD:
+        return wire.encode_forward(message.request_id, message.sender, message.to, message.payload)
+    return None
+
+
 __all__ = [
     "MEMBERSHIP_PROTOCOL_ID",
     "PROTOCOL_ID",
@@ -324,6 +351,8 @@ __all__ = [
     "StoreFullError",
     "Stored",
     "decode_message",
+    "decode_message_fast",
     "encode_message",
+    "frame_message_fast",
     "presence_key",
 ]

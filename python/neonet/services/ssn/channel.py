@@ -62,6 +62,7 @@ class FramedChannel(Generic[M]):
         "_decode",
         "_drained",
         "_encode",
+        "_framer",
         "_is_reply",
         "_next_id",
         "_nursery",
@@ -87,14 +88,18 @@ class FramedChannel(Generic[M]):
         max_buffer: int = 1 << 20,
         max_pending: int = 4096,
         tasks: trio.Nursery | None = None,
+        framer: Callable[[M], bytes | None] | None = None,
     ) -> None:
-        """``tasks``: a longer-lived nursery for the channel's writer and ``spawn``ed tasks
+        """``framer``: builds the whole frame of the messages it knows (the signal path,
+        ``frame_message_fast``), None for the others (``encode`` then ``frame``).
+        ``tasks``: a longer-lived nursery for the channel's writer and ``spawn``ed tasks
         (a server's, where a nursery per channel would be memory per client); those tasks
         then outlive ``run`` until they finish, and their unexpected errors are logged.
         Without it, ``run`` opens a nursery for them and cancels them when it returns."""
         self.stream = stream
         self._decode = decode
         self._encode = encode
+        self._framer = framer
         self._is_reply = is_reply
         self._request_id_of = request_id_of
         self.max_buffer = max_buffer
@@ -141,10 +146,12 @@ class FramedChannel(Generic[M]):
     def send_nowait(self, message: M) -> None:
         if self.closed:
             raise ChannelClosedError("the channel is closed")
-        body = self._encode(message)
-        if len(body) > MAX_FRAME:
-            raise LimitExceededError(f"message of {len(body)} bytes exceeds {MAX_FRAME}")
-        data = frame(body)
+        data = None if self._framer is None else self._framer(message)
+        if data is None:
+            body = self._encode(message)
+            if len(body) > MAX_FRAME:
+                raise LimitExceededError(f"message of {len(body)} bytes exceeds {MAX_FRAME}")
+            data = frame(body)
         if self._queue_nowait is not None and not self._buffer and not self._writer_running:
             try:
                 self._queue_nowait(data)
@@ -225,18 +232,22 @@ class FramedChannel(Generic[M]):
         self,
         on_message: Callable[[M], Awaitable[None]],
         *,
+        on_message_nowait: Callable[[M], bool] | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Read (in this task) until the stream ends; then fail every pending request.
 
-        Raises ``RemoteProtocolError`` for a malformed frame (the caller closes the stream).
+        Each message goes to ``on_message_nowait`` first when given (a synchronous handler
+        for the common case: no coroutine per message); if it returns False, to
+        ``on_message``. Raises ``RemoteProtocolError`` for a malformed frame (the caller
+        closes the stream).
         """
         decoder = FrameDecoder()
         if not self._own_nursery:
             try:
                 self._start_buffered_writer()
                 task_status.started()
-                await self._read(decoder, on_message)
+                await self._read(decoder, on_message, on_message_nowait)
             finally:
                 self._close()
             return
@@ -247,7 +258,7 @@ class FramedChannel(Generic[M]):
                 self._start_buffered_writer()
                 task_status.started()
                 try:
-                    await self._read(decoder, on_message)
+                    await self._read(decoder, on_message, on_message_nowait)
                 except RemoteProtocolError as exc:
                     error = exc  # raised below as itself, not inside the nursery's group
                 nursery.cancel_scope.cancel()
@@ -263,7 +274,10 @@ class FramedChannel(Generic[M]):
             self._start(self._writer)
 
     async def _read(
-        self, decoder: FrameDecoder, on_message: Callable[[M], Awaitable[None]]
+        self,
+        decoder: FrameDecoder,
+        on_message: Callable[[M], Awaitable[None]],
+        on_message_nowait: Callable[[M], bool] | None,
     ) -> None:
         while True:
             try:
@@ -272,12 +286,15 @@ class FramedChannel(Generic[M]):
                 return
             if not data:
                 return
-            await self._dispatch(decoder.feed(data), on_message)
+            await self._dispatch(decoder.feed(data), on_message, on_message_nowait)
             # The last frame and message are not kept alive while the channel is idle.
             del data
 
     async def _dispatch(
-        self, bodies: list[bytes], on_message: Callable[[M], Awaitable[None]]
+        self,
+        bodies: list[bytes],
+        on_message: Callable[[M], Awaitable[None]],
+        on_message_nowait: Callable[[M], bool] | None = None,
     ) -> None:
         for body in bodies:
             message = self._decode(body)
@@ -293,7 +310,8 @@ class FramedChannel(Generic[M]):
                     if callback is not None:
                         callback[1](message)
                 continue
-            await on_message(message)
+            if on_message_nowait is None or not on_message_nowait(message):
+                await on_message(message)
 
     def _close(self) -> None:
         self.closed = True

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -165,6 +166,10 @@ class SsnClient:
         )
         self._challenge: cp.Challenge | None = None
         self._seq = 0
+        # set_signal_callback: incoming signals go there instead of ``signals()``.
+        self._signal_callback: Callable[[bytes, bytes], None] | None = None
+        # The channel whose request_nowait deadlines a task is sweeping (send_signal_nowait).
+        self._swept: FramedChannel[cp.ClientMessage] | None = None
 
     # --- public API ---------------------------------------------------------------
     async def wait_registered(self) -> None:
@@ -200,6 +205,52 @@ class SsnClient:
             presence.seq,
             name,
         )
+
+    def send_signal_nowait(
+        self,
+        peer: PeerId | bytes,
+        payload: bytes,
+        on_sent: Callable[[cp.SignalStatus | NeoNetError], None],
+    ) -> None:
+        """``send_signal`` without a task per signal, for senders of many (a load
+        generator): ``on_sent(status)`` is called from the channel's reader when the SSN
+        answers, ``on_sent(error)`` on an ERROR (``SsnRequestError``), when the channel
+        closes, or past ``request_timeout`` (``ChannelClosedError``). No retry on another
+        SSN. Raises ``ChannelClosedError`` when not registered now and
+        ``LimitExceededError`` when the channel has too many requests pending."""
+        channel = self._channel
+        if channel is None or channel.closed:
+            raise ChannelClosedError("not registered with an SSN now")
+        to = peer if isinstance(peer, bytes) else peer.to_bytes()
+
+        def on_reply(reply: cp.ClientMessage | None) -> None:
+            if isinstance(reply, cp.SignalSent):
+                on_sent(reply.status)
+            elif isinstance(reply, cp.Error):
+                on_sent(cp.SsnRequestError(reply.code, reply.text))
+            else:
+                on_sent(ChannelClosedError("no answer from the SSN"))
+
+        deadline = trio.current_time() + self.config.request_timeout
+        channel.request_nowait(
+            cp.Signal(channel.new_request_id(), to, payload), on_reply, deadline=deadline
+        )
+        if self._swept is not channel:
+            self._swept = channel
+            channel.spawn(self._expire_requests, channel)
+
+    async def _expire_requests(self, channel: FramedChannel[cp.ClientMessage]) -> None:
+        """Fail ``send_signal_nowait`` requests past their deadline (cancelled with the
+        channel's nursery)."""
+        while not channel.closed:
+            await trio.sleep(0.25)
+            channel.expire(trio.current_time())
+
+    def set_signal_callback(self, callback: Callable[[bytes, bytes], None] | None) -> None:
+        """Hand incoming signals to ``callback(sender peer ID bytes, payload)`` from the
+        channel's reader instead of ``signals()`` (no task switch per signal; the
+        callback must not block). None goes back to ``signals()``."""
+        self._signal_callback = callback
 
     async def send_signal(self, peer: PeerId, payload: bytes) -> cp.SignalStatus:
         """Deliver ``payload`` to ``peer`` through the SSNs: DELIVERED, or QUEUED in its
@@ -384,10 +435,11 @@ class SsnClient:
         stream = await self.host.new_stream(entry.peer_id, [cp.PROTOCOL_ID])
         channel: FramedChannel[cp.ClientMessage] = FramedChannel(
             stream,
-            decode=cp.decode_message,
+            decode=cp.decode_message_fast,
             encode=cp.encode_message,
             is_reply=_is_reply,
             request_id_of=lambda m: m.request_id,
+            framer=cp.frame_message_fast,
         )
         challenge_send, challenge_receive = trio.open_memory_channel[cp.Challenge](1)
 
@@ -401,6 +453,9 @@ class SsnClient:
                 if is_connect_request(message.payload):
                     # Ours, not the application's (proto.ssn.connect_request).
                     self._on_connect_request(PeerId(message.sender), message.payload)
+                    return
+                if self._signal_callback is not None:
+                    self._signal_callback(message.sender, message.payload)
                     return
                 try:
                     self._send_incoming.send_nowait(
@@ -577,7 +632,9 @@ class SsnClient:
                 raise cp.SsnRequestError(
                     cp.ErrorCode.UNAVAILABLE, "no SSN accepted us: " + "; ".join(errors[-6:])
                 )
-            await trio.sleep(min(2.0, 0.2 * math.pow(2, round_number)))
+            # Jittered: clients refused together (a busy SSN) do not all return together.
+            backoff = min(2.0, 0.2 * math.pow(2, round_number))
+            await trio.sleep(backoff * random.uniform(0.5, 1.0))
         raise AssertionError("unreachable")
 
     async def keep_relay_on_ssn(

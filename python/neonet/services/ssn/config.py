@@ -35,9 +35,16 @@ class SsnConfig:
     offline_grace: float = 60.0  # a client gone this long gets signals queued, not refused
     request_timeout: float = 3.0  # one federation hop
     max_requests_in_flight: int = 256  # per client stream (backpressure beyond)
+    # New registrations being checked and stored at once; more are refused at once with
+    # OVER_CAPACITY ("busy"). Renewals by held clients are never refused for load.
+    max_registrations_in_flight: int = 64
     presence_cache: int = 100_000
     membership: MembershipConfig = field(default_factory=MembershipConfig)
     mailbox: MailboxConfig = field(default_factory=MailboxConfig)
+
+    def __post_init__(self) -> None:
+        if self.max_registrations_in_flight < 1:
+            raise ValueError("max_registrations_in_flight must be at least 1")
 
 
 @dataclass(slots=True)
@@ -49,6 +56,7 @@ class ServerStatistics:
     forwards_in: int = 0
     errors: int = 0
     stored_records: int = 0
+    registrations_refused_busy: int = 0
 
 
 class SystemRandomness:

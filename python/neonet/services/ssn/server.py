@@ -89,6 +89,15 @@ class _RequestSlots:
             await self._waiter.wait()
         self._free -= 1
 
+    @property
+    def free(self) -> int:
+        return self._free
+
+    def take_nowait(self) -> None:
+        """``acquire`` when ``free`` says a slot is there (the caller checked)."""
+        assert self._free > 0
+        self._free -= 1
+
     def release(self) -> None:
         self._free += 1
         waiter, self._waiter = self._waiter, None
@@ -151,6 +160,38 @@ class _ClientStream:
             return
         channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
 
+    def on_message_nowait(self, message: cp.ClientMessage) -> bool:
+        """``on_message`` for a SIGNAL when nothing needs a wait (registered, a request
+        slot free, the answer buffer not over its bound): no coroutine per signal. False
+        (nothing done yet): ``on_message`` takes it."""
+        session, channel = self.session, self.channel
+        if (
+            type(message) is not cp.Signal
+            or session is None
+            or self.limiter.free <= 0
+            or channel.buffered > channel.max_buffer
+        ):
+            return False
+        server = self.server
+        now = server._now()
+        limits = server._client_limits
+        if not limits.allow(session.peer_id, now):
+            server.stats.errors += 1
+            wait = limits.retry_after(session.peer_id, now)
+            with suppress(ChannelClosedError):
+                channel.send_nowait(
+                    cp.Error(
+                        message.request_id,
+                        Code.RATE_LIMITED,
+                        f"too many requests; retry in {wait:.2f} s",
+                    )
+                )
+            return True
+        self.limiter.take_nowait()
+        if not server._signal_fast(channel, session.peer_id, message, self.limiter):
+            channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
+        return True
+
 
 def _request_id_of(message: cp.ClientMessage | fed.FederationMessage) -> int:
     return message.request_id
@@ -201,6 +242,7 @@ class SsnServer:
         self._membership_wakeup = trio.Event()
         self._membership_sends = 0
         self._nursery: trio.Nursery | None = None
+        self._registering = 0  # new registrations between their first check and their answer
         self.stats = ServerStatistics()
 
     # --- views --------------------------------------------------------------------
@@ -371,8 +413,9 @@ class SsnServer:
             stream = await self.host.new_stream(peer, [fed.PROTOCOL_ID])
             channel = FramedChannel(
                 stream,
-                decode=fed.decode_message,
+                decode=fed.decode_message_fast,
                 encode=fed.encode_message,
+                framer=fed.frame_message_fast,
                 is_reply=_is_fed_reply,
                 request_id_of=lambda m: m.request_id,
             )
@@ -482,8 +525,9 @@ class SsnServer:
             return  # only SSNs of the seed list speak federation
         channel: FramedChannel[fed.FederationMessage] = FramedChannel(
             stream,
-            decode=fed.decode_message,
+            decode=fed.decode_message_fast,
             encode=fed.encode_message,
+            framer=fed.frame_message_fast,
             is_reply=lambda m: False,
             request_id_of=_request_id_of,
             tasks=self._nursery,
@@ -503,8 +547,22 @@ class SsnServer:
             await limiter.acquire()
             channel.spawn(self._forward_later, channel, message, limiter)
 
+        def on_message_nowait(message: fed.FederationMessage) -> bool:
+            # on_message without a coroutine, when neither the send nor a slot may wait.
+            if channel.buffered > channel.max_buffer or limiter.free <= 0:
+                return False
+            reply = self._answer_federation_now(message)
+            if reply is None:  # a FORWARD to a backed-up client: a slot is free
+                assert isinstance(message, fed.Forward)
+                limiter.take_nowait()
+                channel.spawn(self._forward_later, channel, message, limiter)
+                return True
+            with suppress(ChannelClosedError):
+                channel.send_nowait(reply)
+            return True
+
         try:
-            await channel.run(on_message)
+            await channel.run(on_message, on_message_nowait=on_message_nowait)
         except RemoteProtocolError as exc:
             logger.info("bad federation message from %s: %s", sender, exc)
 
@@ -722,8 +780,9 @@ class SsnServer:
         # request_timeout and end quietly once the channel has closed.
         channel: FramedChannel[cp.ClientMessage] = FramedChannel(
             stream,
-            decode=cp.decode_message,
+            decode=cp.decode_message_fast,
             encode=cp.encode_message,
+            framer=cp.frame_message_fast,
             is_reply=_is_client_reply,
             request_id_of=_request_id_of,
             tasks=self._nursery,
@@ -732,7 +791,7 @@ class SsnServer:
         channel.send_nowait(cp.Challenge(client.nonce, self.id))
         try:
             try:
-                await channel.run(client.on_message)
+                await channel.run(client.on_message, on_message_nowait=client.on_message_nowait)
             except RemoteProtocolError as exc:
                 # That stream ends; the SSN and the client's other streams go on.
                 logger.info("bad client message from %s: %s", remote, exc)
@@ -763,6 +822,35 @@ class SsnServer:
         now = self._now()
         if not self._address_limits.allow(address, now):
             raise RequestFailed(Code.RATE_LIMITED, f"too many registrations from {address}")
+        if current is not None:
+            # A renewal of a client we hold: never refused for load, so that a burst of
+            # newcomers cannot push out the clients already served.
+            return await self._register_admitted(remote, channel, nonce, message, current, now)
+        limit = self.config.max_registrations_in_flight
+        if self._registering >= limit:
+            # Admission control: work queued behind this many registrations would delay
+            # every held client's keep-alive answers until they all give up and return at
+            # once. Refuse early and cheaply; the client backs off or tries another SSN.
+            self.stats.registrations_refused_busy += 1
+            raise RequestFailed(
+                Code.OVER_CAPACITY,
+                f"busy: {limit} registrations in progress; retry shortly or use another SSN",
+            )
+        self._registering += 1
+        try:
+            return await self._register_admitted(remote, channel, nonce, message, current, now)
+        finally:
+            self._registering -= 1
+
+    async def _register_admitted(
+        self,
+        remote: PeerId,
+        channel: FramedChannel[cp.ClientMessage],
+        nonce: bytes,
+        message: cp.Register,
+        current: _ClientSession | None,
+        now: float,
+    ) -> _ClientSession:
         try:
             presence = cp.decode_presence(message.presence)
             cp.verify_presence(presence, now, verify_ed25519=backend.verify_signature)
