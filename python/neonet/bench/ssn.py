@@ -77,6 +77,13 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _system_calls(pid: int) -> tuple[int, int]:
+    """Read-like and write-like system calls of a process so far (Linux /proc/<pid>/io:
+    syscr, syscw; on loopback each write also does the receiver's TCP work)."""
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["syscr"]), int(fields["syscw"])
+
+
 def _only(seeds: SeedList, index: int) -> SeedList:
     """A seed list naming one SSN, so a light client registers exactly there."""
     entry = seeds.entries[index]
@@ -245,6 +252,7 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
                 "generator": os.getpid(),
             }
             cpu_before = {label: _cpu_seconds(p) for label, p in cpu_pids.items()}
+            calls_before = {label: _system_calls(p) for label, p in cpu_pids.items()}
             started = time.perf_counter()
             for sender, receiver in zip(senders, receivers, strict=True):
                 assert receiver.host.peer_id is not None
@@ -257,6 +265,14 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
             results["cpu_us_per_signal"] = {
                 label: 1e6 * (_cpu_seconds(p) - cpu_before[label]) / signals
                 for label, p in cpu_pids.items()
+            }
+            calls_after = {label: _system_calls(p) for label, p in cpu_pids.items()}
+            results["reads_writes_per_signal"] = {
+                label: [
+                    (calls_after[label][kind] - calls_before[label][kind]) / signals
+                    for kind in (0, 1)
+                ]
+                for label in cpu_pids
             }
             if failures:
                 results["signal_failures"] = len(failures)
@@ -416,6 +432,14 @@ def main(*, quick: bool, as_json: bool, clients: int | None = None) -> None:
     print(
         f"  CPU per signal               sending SSN {cpu['ssn_sender']:.1f} us,"
         f" receiving SSN {cpu['ssn_receiver']:.1f} us, generator {cpu['generator']:.1f} us"
+    )
+    calls = ssn["reads_writes_per_signal"]
+    print(
+        "  reads + writes per signal    "
+        + ", ".join(
+            f"{label.replace('ssn_', '')} {reads:.2f} + {writes:.2f}"
+            for label, (reads, writes) in calls.items()
+        )
     )
     if ssn.get("signal_failures"):
         sample = ssn["signal_failure_sample"]

@@ -3,10 +3,13 @@ and a channel that shares its owner's nursery (``tasks=``), over in-memory strea
 
 from __future__ import annotations
 
+from functools import partial
+
 import trio
 import trio.testing
 
 from neonet.proto.ssn import federation as fed
+from neonet.proto.ssn.client_protocol import frame
 from neonet.services.ssn.channel import FramedChannel
 
 
@@ -101,3 +104,53 @@ async def test_a_channel_with_a_shared_nursery_answers_and_closes() -> None:
             await answerer.closed_event.wait()  # the stream's end closes the other side
         assert answerer.closed
         shared.cancel_scope.cancel()
+
+
+async def test_frames_handled_before_decoding_and_requests_sent_framed() -> None:
+    """``on_frame_nowait`` sees each frame body first (what it takes is not decoded);
+    ``on_message_nowait`` then the messages; ``on_message`` the rest.
+    ``request_frame_nowait`` sends a request framed by the caller."""
+    left, right = trio.testing.memory_stream_pair()
+    requester, answerer = _channel(left), _channel(right)
+    raw: list[bytes] = []
+    synchronous: list[fed.FederationMessage] = []
+    replies: list[fed.FederationMessage | None] = []
+    answered = trio.Event()
+
+    def on_frame_nowait(body: bytes) -> bool:
+        if body == b"\x83\x01\x03\x07":  # STORED 7, which only this hook takes
+            raw.append(body)
+            return True
+        return False
+
+    def on_message_nowait(message: fed.FederationMessage) -> bool:
+        if isinstance(message, fed.FederationLookup):
+            synchronous.append(message)
+            answerer.send_nowait(fed.FederationFound(message.request_id, message.key, None))
+            return True
+        return False
+
+    def on_reply(reply: fed.FederationMessage | None) -> None:
+        replies.append(reply)
+        answered.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            partial(
+                answerer.run,
+                _unexpected,
+                on_message_nowait=on_message_nowait,
+                on_frame_nowait=on_frame_nowait,
+            )
+        )
+        await nursery.start(requester.run, _unexpected)
+        requester.send_frame_nowait(frame(fed.encode_message(fed.Stored(7))))
+        rid = requester.new_request_id()
+        data = frame(fed.encode_message(fed.FederationLookup(rid, b"key")))
+        requester.request_frame_nowait(rid, data, on_reply, deadline=trio.current_time() + 5)
+        with trio.fail_after(5):
+            await answered.wait()
+        nursery.cancel_scope.cancel()
+    assert raw == [b"\x83\x01\x03\x07"]
+    assert synchronous == [fed.FederationLookup(rid, b"key")]
+    assert replies == [fed.FederationFound(rid, b"key", None)]

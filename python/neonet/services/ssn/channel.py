@@ -152,6 +152,18 @@ class FramedChannel(Generic[M]):
             if len(body) > MAX_FRAME:
                 raise LimitExceededError(f"message of {len(body)} bytes exceeds {MAX_FRAME}")
             data = frame(body)
+        self._queue_frame(data)
+
+    def send_frame_nowait(self, data: bytes) -> None:
+        """``send_nowait`` of a message already framed (length prefix included; the
+        signal path's frames from ``neonet.core.backend.ssn_wire``)."""
+        if self.closed:
+            raise ChannelClosedError("the channel is closed")
+        if len(data) > MAX_FRAME:  # (a bound on the body, up to its 3-byte prefix)
+            raise LimitExceededError(f"frame of {len(data)} bytes exceeds {MAX_FRAME}")
+        self._queue_frame(data)
+
+    def _queue_frame(self, data: bytes) -> None:
         if self._queue_nowait is not None and not self._buffer and not self._writer_running:
             try:
                 self._queue_nowait(data)
@@ -201,6 +213,23 @@ class FramedChannel(Generic[M]):
         self.send_nowait(message)
         callbacks[self._request_id_of(message)] = (deadline, on_reply)
 
+    def request_frame_nowait(
+        self,
+        request_id: int,
+        data: bytes,
+        on_reply: Callable[[M | None], None],
+        *,
+        deadline: float,
+    ) -> None:
+        """``request_nowait`` of a request already framed, whose ID is ``request_id``."""
+        callbacks = self._callbacks
+        if callbacks is None:
+            callbacks = self._callbacks = {}
+        if len(self._pending) + len(callbacks) >= self.max_pending:
+            raise LimitExceededError(f"{self.max_pending} requests already pending")
+        self.send_frame_nowait(data)
+        callbacks[request_id] = (deadline, on_reply)
+
     def expire(self, now: float) -> None:
         """Fail (``on_reply(None)``) the ``request_nowait`` requests past their deadline."""
         callbacks = self._callbacks
@@ -233,13 +262,16 @@ class FramedChannel(Generic[M]):
         on_message: Callable[[M], Awaitable[None]],
         *,
         on_message_nowait: Callable[[M], bool] | None = None,
+        on_frame_nowait: Callable[[bytes], bool] | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Read (in this task) until the stream ends; then fail every pending request.
 
-        Each message goes to ``on_message_nowait`` first when given (a synchronous handler
-        for the common case: no coroutine per message); if it returns False, to
-        ``on_message``. Raises ``RemoteProtocolError`` for a malformed frame (the caller
+        Each frame body goes to ``on_frame_nowait`` first when given (a synchronous
+        handler of raw frames: the SSN's signal path); if it returns False, it is
+        decoded, and the message goes to ``on_message_nowait`` when given (a synchronous
+        handler for the common case: no coroutine per message); if that returns False,
+        to ``on_message``. Raises ``RemoteProtocolError`` for a malformed frame (the caller
         closes the stream).
         """
         decoder = FrameDecoder()
@@ -247,7 +279,7 @@ class FramedChannel(Generic[M]):
             try:
                 self._start_buffered_writer()
                 task_status.started()
-                await self._read(decoder, on_message, on_message_nowait)
+                await self._read(decoder, on_message, on_message_nowait, on_frame_nowait)
             finally:
                 self._close()
             return
@@ -258,7 +290,7 @@ class FramedChannel(Generic[M]):
                 self._start_buffered_writer()
                 task_status.started()
                 try:
-                    await self._read(decoder, on_message, on_message_nowait)
+                    await self._read(decoder, on_message, on_message_nowait, on_frame_nowait)
                 except RemoteProtocolError as exc:
                     error = exc  # raised below as itself, not inside the nursery's group
                 nursery.cancel_scope.cancel()
@@ -278,6 +310,7 @@ class FramedChannel(Generic[M]):
         decoder: FrameDecoder,
         on_message: Callable[[M], Awaitable[None]],
         on_message_nowait: Callable[[M], bool] | None,
+        on_frame_nowait: Callable[[bytes], bool] | None = None,
     ) -> None:
         while True:
             try:
@@ -286,7 +319,7 @@ class FramedChannel(Generic[M]):
                 return
             if not data:
                 return
-            await self._dispatch(decoder.feed(data), on_message, on_message_nowait)
+            await self._dispatch(decoder.feed(data), on_message, on_message_nowait, on_frame_nowait)
             # The last frame and message are not kept alive while the channel is idle.
             del data
 
@@ -295,8 +328,11 @@ class FramedChannel(Generic[M]):
         bodies: list[bytes],
         on_message: Callable[[M], Awaitable[None]],
         on_message_nowait: Callable[[M], bool] | None = None,
+        on_frame_nowait: Callable[[bytes], bool] | None = None,
     ) -> None:
         for body in bodies:
+            if on_frame_nowait is not None and on_frame_nowait(body):
+                continue
             message = self._decode(body)
             if self._is_reply(message):
                 rid = self._request_id_of(message)

@@ -160,18 +160,18 @@ class _ClientStream:
             return
         channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
 
-    def on_message_nowait(self, message: cp.ClientMessage) -> bool:
-        """``on_message`` for a SIGNAL when nothing needs a wait (registered, a request
-        slot free, the answer buffer not over its bound): no coroutine per signal. False
-        (nothing done yet): ``on_message`` takes it."""
+    def on_frame_nowait(self, body: bytes) -> bool:
+        """``on_message`` for a SIGNAL frame when nothing needs a wait (registered, a
+        request slot free, the answer buffer under its bound), read by the backend's
+        parser: no message object, no coroutine per signal. False for anything else, or
+        when a wait might be needed (nothing done yet): ``on_message`` takes it."""
         session, channel = self.session, self.channel
-        if (
-            type(message) is not cp.Signal
-            or session is None
-            or self.limiter.free <= 0
-            or channel.buffered > channel.max_buffer
-        ):
+        if session is None or self.limiter.free <= 0 or channel.buffered > channel.max_buffer:
             return False
+        fields = backend.ssn_wire.parse_signal_path(body, False)
+        if fields is None or fields[0] != 5:
+            return False
+        _, rid, to, payload = fields
         server = self.server
         now = server._now()
         limits = server._client_limits
@@ -180,15 +180,12 @@ class _ClientStream:
             wait = limits.retry_after(session.peer_id, now)
             with suppress(ChannelClosedError):
                 channel.send_nowait(
-                    cp.Error(
-                        message.request_id,
-                        Code.RATE_LIMITED,
-                        f"too many requests; retry in {wait:.2f} s",
-                    )
+                    cp.Error(rid, Code.RATE_LIMITED, f"too many requests; retry in {wait:.2f} s")
                 )
             return True
         self.limiter.take_nowait()
-        if not server._signal_fast(channel, session.peer_id, message, self.limiter):
+        if not server._signal_fast_frame(channel, session.peer_id, rid, to, payload, self.limiter):
+            message = cp.Signal(rid, to, payload)
             channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
         return True
 
@@ -697,13 +694,28 @@ class SsnServer:
         message: cp.Signal,
         limiter: _RequestSlots,
     ) -> bool:
+        """``_signal_fast_frame`` of a decoded SIGNAL."""
+        return self._signal_fast_frame(
+            client_channel, sender, message.request_id, message.to, message.payload, limiter
+        )
+
+    def _signal_fast_frame(
+        self,
+        client_channel: FramedChannel[cp.ClientMessage],
+        sender: bytes,
+        rid: int,
+        to: bytes,
+        payload: bytes,
+        limiter: _RequestSlots,
+    ) -> bool:
         """Handle a SIGNAL without a task when no wait is needed: to a client of ours whose
         stream takes it now, or a FORWARD on an open federation stream to the SSN of a
         cached presence, answered from that stream's reader. False: take the task path.
-        On True, ``limiter`` is released once the client has its answer."""
-        to, payload, rid = message.to, message.payload, message.request_id
+        On True, ``limiter`` is released once the client has its answer. The FORWARD and
+        the SIGNAL_SENT are framed by the backend (``ssn_wire``), no message objects."""
         if len(payload) > self.config.max_payload:
             return False
+        wire = backend.ssn_wire
         if to in self.clients:
             try:
                 status = self._deliver_here_nowait(sender, to, payload)
@@ -714,7 +726,7 @@ class SsnServer:
             self.stats.signals += 1
             limiter.release()
             with suppress(ChannelClosedError):
-                client_channel.send_nowait(cp.SignalSent(rid, status))
+                client_channel.send_frame_nowait(wire.encode_status(False, rid, status))
             return True
         presence = self._presence_cache.get(to)
         if presence is None:
@@ -727,12 +739,13 @@ class SsnServer:
             if isinstance(reply, fed.Forwarded):
                 limiter.release()
                 with suppress(ChannelClosedError):
-                    client_channel.send_nowait(cp.SignalSent(rid, reply.status))
+                    client_channel.send_frame_nowait(wire.encode_status(False, rid, reply.status))
                 return
             code = reply.code if isinstance(reply, fed.FederationError) else Code.UNAVAILABLE
             self._presence_cache.pop(to, None)
             if code in (Code.UNAVAILABLE, Code.OFFLINE):
                 # As _signal's first attempt failing: retry with the owners' newest record.
+                message = cp.Signal(rid, to, payload)
                 try:
                     client_channel.spawn(
                         self._answer_client, client_channel, sender, message, limiter, 1
@@ -747,9 +760,12 @@ class SsnServer:
                 client_channel.send_nowait(cp.Error(rid, code, text[:500]))
 
         try:
-            forward = fed.Forward(federation.new_request_id(), sender, to, payload)
-            federation.request_nowait(
-                forward, on_reply, deadline=trio.current_time() + self.config.request_timeout
+            forward_id = federation.new_request_id()
+            federation.request_frame_nowait(
+                forward_id,
+                wire.encode_forward(forward_id, sender, to, payload),
+                on_reply,
+                deadline=trio.current_time() + self.config.request_timeout,
             )
         except (ChannelClosedError, LimitExceededError):
             return False
@@ -791,7 +807,7 @@ class SsnServer:
         channel.send_nowait(cp.Challenge(client.nonce, self.id))
         try:
             try:
-                await channel.run(client.on_message, on_message_nowait=client.on_message_nowait)
+                await channel.run(client.on_message, on_frame_nowait=client.on_frame_nowait)
             except RemoteProtocolError as exc:
                 # That stream ends; the SSN and the client's other streams go on.
                 logger.info("bad client message from %s: %s", remote, exc)
