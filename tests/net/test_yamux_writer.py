@@ -64,3 +64,41 @@ async def test_a_busy_writer_is_not_ended(autojump_clock: trio.testing.MockClock
             await _round_trip(client, b"x")
         await client.aclose()
         await server.aclose()
+
+
+class _StepsOf(trio.abc.Instrument):
+    """Counts the scheduler steps of tasks with a given name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name == self.name:
+            self.steps += 1
+
+
+async def test_the_idle_writers_task_sleeps_when_no_writer_idles(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    left, right = trio.testing.memory_stream_pair()
+    client = YamuxSession(left, is_client=True, on_stream=_echo)
+    server = YamuxSession(right, is_client=False, on_stream=_echo)
+    counter = _StepsOf("neonet idle writers")
+    trio.lowlevel.add_instrument(counter)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            await nursery.start(server.run)
+            await _round_trip(client, b"x")
+            await trio.sleep(WRITER_IDLE_EXIT * 3)
+            assert not client.statistics().writer_running
+            woken = counter.steps
+            assert woken >= 1  # it ran, and ended both writers
+            # Nothing idles now: it waits without a timer, however long nothing happens.
+            await trio.sleep(WRITER_IDLE_EXIT * 1000)
+            assert counter.steps == woken
+            await client.aclose()
+            await server.aclose()
+    finally:
+        trio.lowlevel.remove_instrument(counter)
