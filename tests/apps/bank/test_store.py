@@ -129,7 +129,9 @@ def test_deferred_vote_store_writes_in_batches(tmp_path: Path) -> None:
     assert store.record(a, 1, b"block-4", (b"p" * 32, 0)) == b"block-3"
     assert store.dirty
     assert SqliteVoteStore(path).votes() == {}  # queued, not yet on disk
-    store.write_batch(store.take_batch())
+    number, rows = store.take_batch()
+    store.write_batch(rows)
+    store.batch_written(number)
     assert not store.dirty
     reopened = SqliteVoteStore(path, deferred=True)
     assert reopened.votes() == {(a, 0): b"block-1", (b, 0): b"block-3"}

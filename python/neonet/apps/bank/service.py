@@ -25,7 +25,7 @@ from typing import Protocol
 
 import trio
 
-from neonet.apps.bank.store import SqliteVoteStore
+from neonet.apps.bank.store import SqliteVoteStore, StoreFailedError
 from neonet.core.errors import DecodeError, RemoteProtocolError
 from neonet.core.ledger import Block, decode_block
 from neonet.core.peer_id import PeerId
@@ -101,37 +101,44 @@ async def receive_message(stream: YamuxStream, reader: wire.FrameReader) -> list
 class GroupCommit:
     """Batches the durable writes of concurrent requests into one commit (one fsync).
 
-    A handler whose request queued rows calls ``await wait(batch())``. One waiter at a
-    time writes the whole queue in a worker thread while the event loop keeps serving
-    (rows queued meanwhile form the next batch); each waiter returns once the batch
-    holding its rows is on disk, and only then answers.
+    A handler calls ``store.begin_request()``, runs the engine, then ``await
+    wait(store.needed_batch())`` when that is not ``None``: the batch holding the rows its
+    answer depends on, queued by it or still being written for another request (a resend
+    of the same block). One waiter at a time writes the whole queue in a worker thread
+    while the event loop keeps serving (rows queued meanwhile form the next batch); each
+    waiter returns once its batch is on disk, and only then answers. A failed write
+    raises ``StoreFailedError`` in every waiter and the store refuses all later requests.
     """
 
     def __init__(self, store: SqliteVoteStore) -> None:
         self._store = store
-        self._batch = 0  # the batch that newly queued rows belong to
         self._written = 0  # batches below this number are on disk
         self._running = False
         self._event = trio.Event()
         self.commits = 0
 
-    def batch(self) -> int:
-        return self._batch
-
     async def wait(self, batch: int) -> None:
         while self._written <= batch:
+            if self._store.failed is not None:
+                raise StoreFailedError("a vote batch could not be written") from self._store.failed
             if self._running:
                 await self._event.wait()
                 continue
             self._running = True
             try:
-                writing = self._batch
-                self._batch += 1
-                rows = self._store.take_batch()
-                with trio.CancelScope(shield=True):
-                    await trio.to_thread.run_sync(self._store.write_batch, rows)
+                number, rows = self._store.take_batch()
+                try:
+                    with trio.CancelScope(shield=True):
+                        await trio.to_thread.run_sync(self._store.write_batch, rows)
+                except BaseException as exc:
+                    self._store.batch_failed(exc)
+                    logger.error("bank: a vote batch could not be written, signing stops: %r", exc)
+                    if isinstance(exc, Exception):
+                        raise StoreFailedError("a vote batch could not be written") from exc
+                    raise
+                self._store.batch_written(number)
                 self.commits += 1
-                self._written = writing + 1
+                self._written = number + 1
             finally:
                 self._running = False
                 self._event.set()
@@ -176,10 +183,18 @@ class ValidatorService:
                         return
                     self.requests += 1
                     request = wire.parse_request(message, self.validator.recent_blocks)
-                    answer = self.answer(request)
                     commit = self.group_commit
-                    if commit is not None and self.store is not None and self.store.dirty:
-                        await commit.wait(commit.batch())
+                    if commit is None or self.store is None:
+                        answer = self.answer(request)
+                    else:
+                        self.store.begin_request()
+                        answer = self.answer(request)
+                        needed = self.store.needed_batch()
+                        if needed is not None:  # hold the answer until its votes are on disk
+                            await commit.wait(needed)
+                except StoreFailedError as exc:
+                    logger.error("bank: no answer, the vote store failed: %s", exc)
+                    return
                 except DecodeError as exc:
                     refusal = [wire.REFUSED, f"bad request: {exc}", None, None]
                     await stream.send_all(wire.frame(refusal))

@@ -60,6 +60,10 @@ class _Transaction:
 _Row = tuple[str, tuple[object, ...]]
 
 
+class StoreFailedError(RuntimeError):
+    """A deferred vote store whose batch write failed: it answers nothing more."""
+
+
 class SqliteVoteStore(_Store):
     """A validator's votes (one per slot, one per purse slot) and applied certificates.
 
@@ -68,8 +72,13 @@ class SqliteVoteStore(_Store):
     every vote (loaded at open) and queues the rows; ``take_batch()`` + ``write_batch()``
     commit the queued rows in one transaction (one fsync), the latter on a separate
     connection so that it may run in a worker thread while the event loop goes on. The
-    caller must hold every answer that depends on a queued row until its batch is written
-    (``ValidatorService`` does): a vote is on disk before its signature leaves.
+    caller must hold every answer that depends on a row not yet on disk until its batch is
+    written (``ValidatorService`` does): a vote is on disk before its signature leaves.
+    Rows are numbered by batch: ``begin_request()`` then, after the engine's calls,
+    ``needed_batch()`` says which batch the answer depends on, whether its rows were
+    queued by this request or by an earlier one whose batch is still being written (a
+    resend of the same block). A failed write makes the store refuse every later call
+    (``StoreFailedError``): its in-memory index would claim votes that are not on disk.
     """
 
     _SCHEMA = (
@@ -90,6 +99,10 @@ class SqliteVoteStore(_Store):
         self._slots: dict[tuple[bytes, int], bytes] = {}
         self._by_purse: dict[bytes, dict[int, bytes]] = {}
         self._writer: sqlite3.Connection | None = None
+        self._batch_no = 0  # the batch that newly queued rows belong to
+        self._unwritten: dict[tuple[str, bytes, int], int] = {}  # index key -> its batch
+        self._needed: int | None = None  # the highest batch the current request read
+        self.failed: BaseException | None = None
         if deferred:
             self._votes = self.votes()
             rows = self.db.execute("SELECT purse, position, block FROM purse_slots").fetchall()
@@ -107,10 +120,41 @@ class SqliteVoteStore(_Store):
         """Whether rows wait to be written (deferred mode)."""
         return bool(self._queued)
 
-    def take_batch(self) -> list[_Row]:
-        """The queued rows, handed over to ``write_batch`` (deferred mode)."""
-        batch, self._queued = self._queued, []
-        return batch
+    def begin_request(self) -> None:
+        """Start tracking the batch the next answer depends on (deferred mode)."""
+        self._check_failed()
+        self._needed = None
+
+    def needed_batch(self) -> int | None:
+        """The batch that must be on disk before the answer to the request begun with
+        ``begin_request`` leaves: the latest batch holding a row it queued or read while
+        not yet on disk; ``None`` when everything it read is on disk."""
+        return self._needed
+
+    def _depend(self, key: tuple[str, bytes, int]) -> None:
+        batch = self._unwritten.get(key)
+        if batch is not None and (self._needed is None or batch > self._needed):
+            self._needed = batch
+
+    def take_batch(self) -> tuple[int, list[_Row]]:
+        """The number and rows of the queued batch, handed over to ``write_batch``
+        (deferred mode); rows queued afterwards form the next batch."""
+        self._check_failed()
+        number, rows, self._queued = self._batch_no, self._queued, []
+        self._batch_no += 1
+        return number, rows
+
+    def batch_written(self, number: int) -> None:
+        """Batch ``number`` (and every one before it) is on disk."""
+        self._unwritten = {k: b for k, b in self._unwritten.items() if b > number}
+
+    def batch_failed(self, error: BaseException) -> None:
+        """A batch could not be written: refuse every later call (fail closed)."""
+        self.failed = error
+
+    def _check_failed(self) -> None:
+        if self.failed is not None:
+            raise StoreFailedError("a vote batch could not be written") from self.failed
 
     def write_batch(self, batch: list[_Row]) -> None:
         """Write rows in one transaction; returns once they are on disk (any one thread)."""
@@ -129,11 +173,25 @@ class SqliteVoteStore(_Store):
     def flush(self) -> None:
         """Write the queued rows now, on this thread."""
         if self._queued:
-            self.write_batch(self.take_batch())
+            number, rows = self.take_batch()
+            try:
+                self.write_batch(rows)
+            except BaseException as exc:
+                self.batch_failed(exc)
+                raise
+            self.batch_written(number)
 
-    def _write(self, statement: str, parameters: tuple[object, ...]) -> None:
+    def _write(
+        self,
+        statement: str,
+        parameters: tuple[object, ...],
+        key: tuple[str, bytes, int] | None = None,
+    ) -> None:
         if self.deferred:
             self._queued.append((statement, parameters))
+            if key is not None:
+                self._unwritten[key] = self._batch_no
+                self._depend(key)
         else:
             with self._transaction() as db:
                 db.execute(statement, parameters)
@@ -143,6 +201,9 @@ class SqliteVoteStore(_Store):
     ) -> bytes | None:
         if not self.deferred:
             return self._record_now(account, sequence, block, slot)
+        self._check_failed()
+        key = ("v", account, sequence)
+        self._depend(key)  # a vote given already may still be on its way to disk
         earlier = self._votes.get((account, sequence))
         if earlier is not None and earlier != block:
             return earlier
@@ -152,7 +213,9 @@ class SqliteVoteStore(_Store):
                 return holder
         if earlier is None:
             self._votes[(account, sequence)] = block
-            self._write("INSERT OR IGNORE INTO votes VALUES (?, ?, ?)", (account, sequence, block))
+            self._write(
+                "INSERT OR IGNORE INTO votes VALUES (?, ?, ?)", (account, sequence, block), key
+            )
         return None
 
     def _record_now(
@@ -184,12 +247,17 @@ class SqliteVoteStore(_Store):
                     "INSERT OR REPLACE INTO votes VALUES (?, ?, ?)", (account, sequence, block)
                 )
             return None
+        self._check_failed()
         if slot is not None:
             holder = self._take_slot(slot, block)
             if holder is not None:
                 return holder
         self._votes[(account, sequence)] = block
-        self._write("INSERT OR REPLACE INTO votes VALUES (?, ?, ?)", (account, sequence, block))
+        self._write(
+            "INSERT OR REPLACE INTO votes VALUES (?, ?, ?)",
+            (account, sequence, block),
+            ("v", account, sequence),
+        )
         return None
 
     def _take_slot(
@@ -206,17 +274,21 @@ class SqliteVoteStore(_Store):
                 return bytes(held[0])
             db.execute("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
             return None
+        key = ("s", *slot)
+        self._depend(key)
         holder = self._slots.get(slot)
         if holder is not None and holder != block:
             return holder
         if holder is None:
             self._slots[slot] = block
             self._by_purse.setdefault(slot[0], {})[slot[1]] = block
-            self._write("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block))
+            self._write("INSERT OR IGNORE INTO purse_slots VALUES (?, ?, ?)", (*slot, block), key)
         return None
 
     def voted(self, account: bytes, sequence: int) -> bytes | None:
         if self.deferred:
+            self._check_failed()
+            self._depend(("v", account, sequence))
             return self._votes.get((account, sequence))
         row = self.db.execute(
             "SELECT block FROM votes WHERE account = ? AND sequence = ?", (account, sequence)
@@ -225,6 +297,9 @@ class SqliteVoteStore(_Store):
 
     def purse_locks(self, purse_id: bytes) -> dict[int, bytes]:
         if self.deferred:
+            self._check_failed()
+            for position in self._by_purse.get(purse_id, {}):
+                self._depend(("s", purse_id, position))
             return dict(self._by_purse.get(purse_id, {}))
         rows = self.db.execute(
             "SELECT position, block FROM purse_slots WHERE purse = ?", (purse_id,)
