@@ -515,10 +515,12 @@ class QuorumCheck:
     twin on the native backend); ``pending`` lists the distinct (key, message, signature) triples
     that need verifying (votes of one batch share one; those in ``verified`` are known);
     ``finish`` takes their verdicts and says which certificates hold 2f+1 valid votes of
-    distinct committee members.
+    distinct committee members. A certificate with fewer than 2f+1 votes, or with a vote
+    whose validator index is not below the committee size, is invalid without any hashing
+    or signature work.
     """
 
-    __slots__ = ("_certificates", "_committee", "_known", "_spans", "_verified", "pending")
+    __slots__ = ("_committee", "_known", "_spans", "_verified", "pending")
 
     def __init__(
         self,
@@ -530,10 +532,16 @@ class QuorumCheck:
         committee_id = committee.id()
         validators = committee.validators
         unique: dict[tuple[bytes, bytes, bytes], int] = {}
-        spans: list[list[int]] = []
         vote_roots = implementation.vote_roots
+        quorum = committee.quorum
+        spans: list[list[int] | None] = []
         for certificate in certificates:
-            votes = [vote for vote in certificate.votes if vote[0] < len(validators)]
+            votes = certificate.votes
+            if len(votes) < quorum or any(vote[0] >= len(validators) for vote in votes):
+                # Invalid at once: too few votes, or one naming no committee member (a
+                # certificate padded with junk votes would have malleable bytes).
+                spans.append(None)
+                continue
             paths = [_DIRECT if len(vote) == 2 else (vote[2], vote[3]) for vote in votes]
             # A decoded certificate holds a canonical block: its body is block[1:-66].
             _, messages = vote_roots(committee_id, certificate.block[1:-66], paths)
@@ -542,7 +550,6 @@ class QuorumCheck:
                 triple = (validators[vote[0]], message, vote[1])
                 slots.append(unique.setdefault(triple, len(unique)))
             spans.append(slots)
-        self._certificates = certificates
         self._committee = committee
         self._spans = spans
         self._verified = verified
@@ -567,8 +574,8 @@ class QuorumCheck:
                     self._verified.add(triple)
         quorum = self._committee.quorum
         return [
-            len(certificate.votes) >= quorum and sum(verdicts[slot] for slot in slots) >= quorum
-            for certificate, slots in zip(self._certificates, self._spans, strict=True)
+            slots is not None and sum(verdicts[slot] for slot in slots) >= quorum
+            for slots in self._spans
         ]
 
 

@@ -214,6 +214,9 @@ class Validator:
         returned ``Vote`` has an empty signature; ``sign_batch`` signs them all).
         ``decoded``: ``data`` decoded already by the caller (``decode_block``).
         """
+        if batch is not None and batch.signed:
+            # Before anything is recorded: a vote the signed root cannot cover is no vote.
+            raise ValueError("this vote batch is signed already")
         if decoded is not None:
             block = decoded
         else:
@@ -370,8 +373,6 @@ class Validator:
         """The signature of a recorded vote, or ``b""`` once it is a leaf of ``batch``."""
         if batch is None:
             return self._sign(message)
-        if batch.signed:
-            raise ValueError("this vote batch is signed already")
         batch.leaves.append(message)
         return b""
 

@@ -1,0 +1,88 @@
+"""The certificate check (``QuorumCheck``, docs/bank.md "Committee, votes, certificates"):
+votes naming no committee member invalidate a certificate, short certificates cost no
+work, and a signed vote batch takes no further vote, before anything is recorded."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import pytest
+
+from neonet.core import backend
+from neonet.proto.bank.messages import (
+    Certificate,
+    CertificateVote,
+    QuorumCheck,
+    check_certificate,
+    check_certificates,
+)
+from neonet.proto.bank.validator import MemoryVoteStore, Validator, Vote, VoteBatch
+from tests.proto.bank.world import World, identity
+
+
+def _direct_votes(world: World, block: bytes, indexes: Sequence[int]) -> list[CertificateVote]:
+    votes: list[CertificateVote] = []
+    for i in indexes:
+        answer = world.validators[i].handle_sign_request(block)
+        assert isinstance(answer, Vote)
+        votes.append((answer.validator, answer.signature))
+    return votes
+
+
+@pytest.mark.parametrize("junk_index", [4, 5, 99])
+def test_a_vote_outside_the_committee_makes_the_certificate_invalid(junk_index: int) -> None:
+    world = World()  # 4 validators, quorum 3
+    alice = world.funded("alice", 50)
+    block = alice.transfer(world.mint_account, 10)
+    votes = _direct_votes(world, block, [0, 1, 2])
+    assert check_certificate(Certificate(block, tuple(votes)), world.committee)
+    padded = Certificate(block, (*votes, (junk_index, bytes(64))))
+    assert check_certificate(padded, world.committee) is False
+    # Also when the junk vote comes with a batch path, and next to valid certificates.
+    batched = Certificate(block, (*votes, (junk_index, bytes(64), 1, bytes(32))))
+    good = Certificate(block, tuple(votes))
+    assert check_certificates([good, batched, good], world.committee) == [True, False, True]
+
+
+def test_a_certificate_below_quorum_costs_no_hashing_or_signature_work() -> None:
+    world = World()
+    alice = world.funded("alice", 50)
+    block = alice.transfer(world.mint_account, 10)
+    votes = _direct_votes(world, block, [0, 1, 2])
+    calls: list[int] = []
+
+    def counting_roots(
+        committee_id: bytes, body: bytes, paths: Sequence[tuple[int, bytes]]
+    ) -> tuple[bytes, list[bytes]]:
+        calls.append(len(paths))
+        return backend.ACTIVE.vote_roots(committee_id, body, paths)
+
+    implementation = dataclasses.replace(backend.ACTIVE, vote_roots=counting_roots)
+    short = Certificate(block, tuple(votes[:2]))
+    check = QuorumCheck([short], world.committee, implementation)
+    assert calls == [] and check.pending == []
+    assert check.finish([]) == [False]
+    full = QuorumCheck([Certificate(block, tuple(votes))], world.committee, implementation)
+    assert calls == [3] and len(full.pending) == 3
+    assert full.finish(backend.ACTIVE.verify_signatures(full.pending)) == [True]
+
+
+def test_a_signed_batch_takes_no_vote_and_records_nothing() -> None:
+    world = World()
+    alice = world.funded("alice", 50)
+    store = MemoryVoteStore()
+    validator = Validator(
+        world.committee, 0, identity("w-validator-0").sign, world.mint_account, store
+    )
+    for wallet in (world.mint, alice):
+        for certificate in wallet.history:
+            validator.handle_certificate(certificate)
+    batch = VoteBatch()
+    assert validator.sign_batch(batch) is None  # signed (empty): it takes no more votes
+    block = alice.transfer(world.mint_account, 10)
+    before = dict(store.votes)
+    with pytest.raises(ValueError, match="signed already"):
+        validator.handle_sign_request(block, batch=batch)
+    assert store.votes == before  # no vote recorded that no signature will cover
+    assert batch.leaves == []
