@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from neonet.core import backend
+from neonet.core.ledger import decode_block
 from neonet.proto.bank.messages import (
     Certificate,
     CertificateVote,
@@ -86,3 +87,31 @@ def test_a_signed_batch_takes_no_vote_and_records_nothing() -> None:
         validator.handle_sign_request(block, batch=batch)
     assert store.votes == before  # no vote recorded that no signature will cover
     assert batch.leaves == []
+
+
+def test_decoded_block_is_set_by_the_decoder_only() -> None:
+    world = World()
+    alice = world.funded("alice", 50)
+    other = alice.history[0]
+    votes = tuple(_direct_votes(world, alice.transfer(world.mint_account, 10), [0, 1, 2]))
+    block = alice.pending
+    assert block is not None
+    with pytest.raises(TypeError):
+        Certificate(block, votes, other.decoded())  # type: ignore[call-arg]
+    built = Certificate(block, votes)
+    assert built.decoded_block is None and built.decoded() == decode_block(block)
+    decoded = Certificate.decode(built.encode())
+    assert decoded.decoded_block == decode_block(block)
+
+
+def test_a_caller_decoded_block_is_never_cached() -> None:
+    world = World()
+    alice = world.funded("alice", 50)
+    validator = world.validators[0]
+    block = alice.transfer(world.mint_account, 10)
+    answer = validator.handle_sign_request(block, decoded=decode_block(block))
+    assert isinstance(answer, Vote)
+    assert block not in validator.recent_blocks  # the caller's decoding is not trusted
+    second = world.validators[1]
+    assert isinstance(second.handle_sign_request(block), Vote)
+    assert second.recent_blocks[block] == decode_block(block)  # its own decoding is

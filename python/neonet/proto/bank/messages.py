@@ -432,8 +432,10 @@ class Certificate:
 
     block: bytes
     votes: tuple[CertificateVote, ...]
-    # ``block`` decoded, when the decoder did it already (not part of the value).
-    decoded_block: Block | None = field(default=None, compare=False, repr=False)
+    # ``block`` decoded, set only by ``from_value`` (from ``block`` itself or a trusted
+    # ``known`` map); not a constructor argument, so no caller can pair bytes with
+    # another block (not part of the value).
+    decoded_block: Block | None = field(default=None, compare=False, repr=False, init=False)
     # ``to_value()``, built once: a client sends a certificate to every validator.
     _value: list[object] | None = field(default=None, compare=False, repr=False, init=False)
 
@@ -457,7 +459,8 @@ class Certificate:
 
     @classmethod
     def from_value(cls, value: object, known: Mapping[bytes, Block] | None = None) -> Certificate:
-        """``known``: blocks decoded before (encoded -> decoded), not parsed again."""
+        """``known``: blocks decoded before (encoded -> decoded), not parsed again; it
+        must hold only blocks decoded from their own key (``Validator.recent_blocks``)."""
         if type(value) is not list:
             raise DecodeError("certificate must be an array")
         block, votes = _fields(value, 2, "certificate")
@@ -469,7 +472,9 @@ class Certificate:
         parsed = [_vote_from_value(vote) for vote in votes]
         if any(a[0] >= b[0] for a, b in itertools.pairwise(parsed)):
             raise DecodeError("vote indexes must be strictly increasing")
-        return cls(block, tuple(parsed), decoded_block)
+        certificate = cls(block, tuple(parsed))
+        object.__setattr__(certificate, "decoded_block", decoded_block)
+        return certificate
 
     def decoded(self) -> Block:
         if self.decoded_block is not None:

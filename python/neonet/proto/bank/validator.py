@@ -212,11 +212,14 @@ class Validator:
         the block names (in a batch); the chain check still requires that key.
         ``batch``: add the vote as the next leaf of ``batch`` instead of signing it (the
         returned ``Vote`` has an empty signature; ``sign_batch`` signs them all).
-        ``decoded``: ``data`` decoded already by the caller (``decode_block``).
+        ``decoded``: ``data`` decoded already by the caller (``decode_block``); used for
+        this call only, never kept in ``recent_blocks`` (whose blocks the certificate
+        decoder trusts without parsing).
         """
         if batch is not None and batch.signed:
             # Before anything is recorded: a vote the signed root cannot cover is no vote.
             raise ValueError("this vote batch is signed already")
+        own = decoded is None  # only a block decoded here may enter ``recent_blocks``
         if decoded is not None:
             block = decoded
         else:
@@ -279,9 +282,10 @@ class Validator:
                 del self._voted[next(iter(self._voted))]
             self._voted[voted] = verdict.head
             recent = self.recent_blocks
-            if len(recent) >= MAX_RECENT_BLOCKS:
-                del recent[next(iter(recent))]
-            recent[data] = block
+            if own:  # a caller's ``decoded`` is trusted for this call, never cached
+                if len(recent) >= MAX_RECENT_BLOCKS:
+                    del recent[next(iter(recent))]
+                recent[data] = block
         return Vote(self.index, signature, proof)
 
     def _replaces_lost_redeem(self, block: Block, earlier: bytes) -> bool:
