@@ -67,3 +67,80 @@ def test_bad_paths_are_refused(twin: backend.Implementation, path: bytes) -> Non
 def test_sides_beyond_64_bits_are_refused(twin: backend.Implementation, sides: int) -> None:
     with pytest.raises(OverflowError):
         twin.vote_roots(bytes(32), b"body", [(sides, bytes(32))])
+
+
+BAD_ARGUMENTS = [
+    # (committee_id, body, paths, error) the Rust twin's conversions raise
+    (bytes(32), b"body", [(1.0, bytes(32))], TypeError),
+    (bytes(32), b"body", [(0, "x" * 32)], TypeError),
+    (bytes(32), b"body", [(0, [0] * 32)], TypeError),
+    (bytes(32), b"body", [(0, memoryview(bytes(32)))], TypeError),
+    (bytes(32), b"body", [[0, bytes(32)]], TypeError),
+    (bytes(32), b"body", [(0, bytes(32), 1)], ValueError),
+    (bytearray(32), b"body", [], TypeError),
+    (bytes(32), bytearray(b"body"), [], TypeError),
+    (bytes(32), b"body", "ab", TypeError),
+    (bytes(32), b"body", b"ab", TypeError),
+    (bytes(32), b"body", None, TypeError),
+    # Every item is checked before any is folded: the second item's error wins.
+    (bytes(32), b"body", [(0, bytes(31)), (-1, b"")], OverflowError),
+    (bytes(32), b"body", [(0, bytes(31)), (0.5, b"")], TypeError),
+    (bytes(32), b"body", [(0, bytes(33)), (0, "x")], TypeError),
+]
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=lambda twin: twin.name)
+@pytest.mark.parametrize(
+    ("committee", "body", "paths", "error"), BAD_ARGUMENTS, ids=[str(i) for i in range(14)]
+)
+def test_twins_refuse_bad_arguments_alike(
+    twin: backend.Implementation,
+    committee: object,
+    body: object,
+    paths: object,
+    error: type[Exception],
+) -> None:
+    with pytest.raises(error) as raised:
+        twin.vote_roots(committee, body, paths)  # type: ignore[arg-type]
+    assert type(raised.value) is error  # not a subclass: the twins raise the same type
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=lambda twin: twin.name)
+def test_twins_take_bool_sides_and_bytearray_paths_alike(twin: backend.Implementation) -> None:
+    committee, body = bytes(32), b"body"
+    expected = twin.vote_roots(committee, body, [(1, bytes(32))])
+    assert twin.vote_roots(committee, body, [(True, bytearray(32))]) == expected
+    assert twin.vote_roots(committee, body, ((1, bytes(32)),)) == expected
+
+
+JUNK = st.one_of(
+    st.integers(-2, (1 << 64) + 1),
+    st.floats(allow_nan=False),
+    st.booleans(),
+    st.binary(max_size=40),
+    st.binary(max_size=40).map(bytearray),
+    st.text(max_size=3),
+    st.none(),
+)
+ITEMS = st.one_of(
+    st.tuples(JUNK, JUNK),
+    st.tuples(st.integers(0, 3), st.sampled_from([b"", bytes(32), bytes(31)])),
+    st.lists(JUNK, max_size=3),
+    st.tuples(JUNK, JUNK, JUNK),
+    JUNK,
+)
+
+
+def _outcome(twin: backend.Implementation, paths: object) -> object:
+    try:
+        return twin.vote_roots(bytes(32), b"body", paths)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError) as exc:
+        return type(exc)
+
+
+@pytest.mark.skipif(not backend.NATIVE_AVAILABLE, reason="the native module is not built")
+@settings(max_examples=400, deadline=None)
+@given(paths=st.one_of(st.lists(ITEMS, max_size=4), JUNK))
+def test_twins_agree_on_junk(paths: object) -> None:
+    pure, native = (_outcome(twin, paths) for twin in TWINS)
+    assert pure == native

@@ -32,6 +32,7 @@ its first bad signature, so ``verify_chain`` pays it at most once).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -282,14 +283,21 @@ def vote_roots(
     """A block's vote message (from its encoded ``body``) and the root each ``(sides,
     path)`` leads to from it in a batch vote tree (docs/bank.md, "Batch votes"): ``path``
     is the siblings, 32 bytes each, bottom up; bit k of ``sides`` set means the k-th
-    sibling is on the left. ``(0, b"")`` gives the message itself (a direct vote)."""
+    sibling is on the left. ``(0, b"")`` gives the message itself (a direct vote).
+
+    Arguments are checked like the Rust twin's conversions, every item before any is
+    folded: ``committee_id`` and ``body`` bytes, ``paths`` a sequence (not a string) of
+    2-tuples of an integer and bytes or bytearray, else ``TypeError``; a tuple of another
+    length ``ValueError``; sides outside 0..2**64 ``OverflowError``; then a path that is not
+    whole nodes, or longer than 16, ``ValueError``."""
+    checked = _vote_paths(paths)
+    if not isinstance(committee_id, bytes):
+        raise TypeError("committee_id must be bytes")
     leaf = blake3.blake3(
         committee_id + hash_block_body(body), derive_key_context=VOTE_CONTEXT
     ).digest()
     roots = []
-    for sides, path in paths:
-        if not 0 <= sides < _U64_LIMIT:
-            raise OverflowError("vote sides must fit 64 bits")
+    for sides, path in checked:
         if len(path) % 32 or len(path) > 32 * MAX_VOTE_PATH:
             raise ValueError("a vote path is at most 16 nodes of 32 bytes")
         node = leaf
@@ -299,6 +307,26 @@ def vote_roots(
             node = blake3.blake3(pair, derive_key_context=VOTE_TREE_CONTEXT).digest()
         roots.append(node)
     return leaf, roots
+
+
+def _vote_paths(paths: object) -> list[tuple[int, bytes]]:
+    """``paths`` converted as the Rust twin converts ``Vec<(u64, bytes)>``, all first."""
+    if isinstance(paths, str) or not isinstance(paths, Sequence):
+        raise TypeError("paths must be a sequence of (sides, path) tuples")
+    checked = []
+    for item in paths:
+        if not isinstance(item, tuple):
+            raise TypeError("each vote path must be a (sides, path) tuple")
+        if len(item) != 2:
+            raise ValueError("each vote path must be a tuple of length 2")
+        sides = operator.index(item[0])  # TypeError for a float, as the twin
+        if not 0 <= sides < _U64_LIMIT:
+            raise OverflowError("vote sides must fit 64 bits")
+        path = item[1]
+        if not isinstance(path, bytes | bytearray):
+            raise TypeError("a vote path must be bytes or bytearray")
+        checked.append((sides, bytes(path)))
+    return checked
 
 
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
