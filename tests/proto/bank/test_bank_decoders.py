@@ -137,8 +137,14 @@ def _wire_samples() -> list[bytes]:
     _, certificate = SAMPLES["certificate"]
     decoded = Certificate.decode(certificate)
     _, proof = SAMPLES["proof"]
+    # A certificate of batch votes (well-formed; its signatures are not checked here).
+    batched = Certificate(
+        decoded.block,
+        ((0, bytes(64), 1, bytes(32)), (1, bytes(64)), (2, bytes(64), 2, bytes(64))),
+    )
     messages = [
         wire.sign_request(decoded.block, [decoded]),
+        wire.sign_batch_request([(decoded.block, [batched]), (decoded.block, [decoded])]),
         wire.certify_request(decoded),
         wire.proof_request(FraudProof.decode(proof)),
         wire.heads_request(b"", 10),
@@ -178,9 +184,52 @@ def test_wire_requests_are_refused_or_parsed(data: st.DataObject) -> None:
                 wire.RANGE,
                 wire.INCOMING,
                 wire.PURSE,
+                wire.SIGN_BATCH,
             )
+            if request.kind == wire.SIGN_BATCH:
+                assert 0 < len(request.batch) <= wire.MAX_BATCH
     except DecodeError:
         pass
+
+
+def test_the_wire_samples_parse() -> None:
+    from neonet.proto.bank import wire
+
+    kinds = []
+    for sample in WIRE_SAMPLES:
+        reader = wire.FrameReader()
+        reader.receive_data(sample)
+        message = reader.next_message()
+        assert message is not None
+        kinds.append(wire.parse_request(message).kind)
+    assert wire.SIGN_BATCH in kinds  # the fuzzer starts from a valid batch request
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_batch_answers_are_refused_or_parsed(data: st.DataObject) -> None:
+    from neonet.core import cbor
+    from neonet.proto.bank import wire
+
+    refused = [wire.REFUSED, "no", None, None]
+    answer = [wire.SIGN_BATCH, [[wire.VOTE, 1, 0], refused, [wire.VOTE, 1, 1]], bytes(64)]
+    sample = bytearray(cbor.encode(answer))
+    for _ in range(data.draw(st.integers(0, 3))):
+        position = data.draw(st.integers(0, len(sample) - 1))
+        sample[position] ^= 1 << data.draw(st.integers(0, 7))
+    count = data.draw(st.integers(0, 4))
+    try:
+        message = cbor.decode(bytes(sample))
+        if type(message) is not list:
+            return
+        answers, signature = wire.parse_batch_answer(message, count)
+    except DecodeError:
+        return
+    assert len(answers) == count
+    positions = [a[2] for a in answers if a[0] == wire.VOTE]
+    assert positions == list(range(len(positions)))
+    assert (signature is None) == (not positions)
+    assert signature is None or len(signature) == 64
 
 
 @settings(max_examples=200, deadline=None)

@@ -57,6 +57,10 @@ def test_a_path_proves_its_own_leaf_only(leaves: list[bytes], data: st.DataObjec
     other = data.draw(st.binary(min_size=32, max_size=32))
     if other != leaves[index]:
         assert vote_root(other, sides, path) != root
+    if len(leaves) > 1:  # another leaf of the same tree with this leaf's path
+        swapped = data.draw(st.integers(0, len(leaves) - 2))
+        swapped += swapped >= index
+        assert vote_root(leaves[swapped], sides, path) != root
     depth = len(path) // 32
     if depth:
         k = data.draw(st.integers(0, depth - 1))
@@ -107,10 +111,14 @@ def test_a_validator_signs_a_batch_once_after_recording_every_vote() -> None:
         certificate = Certificate(block, tuple(votes))  # type: ignore[arg-type]
         assert check_certificate(certificate, world.committee)
         assert Certificate.decode(certificate.encode()) == certificate
-    # A batch vote moved to another block of the batch does not count.
-    sides, path = paths[0]
-    moved = Certificate(blocks[1], ((0, signature, sides, path),))
-    assert check_certificates([moved], world.committee) == [False]
+    # A batch vote moved to another block of the batch does not count: next to two valid
+    # direct votes, it alone decides the quorum (the control, with its own path, holds).
+    direct = [world.validators[i].handle_sign_request(blocks[1]) for i in (1, 2)]
+    others = tuple((v.validator, v.signature) for v in direct if isinstance(v, Vote))
+    assert len(others) == 2
+    moved = Certificate(blocks[1], ((0, signature, *paths[0]), *others))
+    control = Certificate(blocks[1], ((0, signature, *paths[1]), *others))
+    assert check_certificates([moved, control], world.committee) == [False, True]
     assert validator.sign_batch(VoteBatch()) is None  # nothing voted: nothing signed
 
 
@@ -201,3 +209,36 @@ def test_batch_answers_are_parsed_strictly() -> None:
     ):
         with pytest.raises(DecodeError):
             wire.parse_batch_answer(bad, len(bad[1]))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["pure", "native"])
+def test_a_batch_signature_counts_only_for_its_signer_and_its_own_paths(name: str) -> None:
+    if name == "native" and not backend.NATIVE_AVAILABLE:
+        pytest.skip("the native module is not built")
+    implementation = backend.implementation(name)
+    world = World()
+    alice = world.funded("alice", 500)
+    alice.transfer(world.mint_account, 1)
+    assert alice.pending is not None
+    block = alice.pending
+    earlier = [c.block for c in alice.history[-3:]]
+    # Validator 0 signs two batches holding the block: A (2 leaves) and B (3 leaves).
+    in_a = batch_vote(world.validators[0], block, earlier[:1])
+    in_b = batch_vote(world.validators[0], block, earlier[:2])
+    assert isinstance(in_a, Vote) and isinstance(in_b, Vote)
+    assert in_a.signature != in_b.signature and in_a.path != in_b.path
+    others = []
+    for i in (1, 2):
+        vote = world.validators[i].handle_sign_request(block)
+        assert isinstance(vote, Vote)
+        others.append((vote.validator, vote.signature))
+    own_a = Certificate(block, ((0, in_a.signature, in_a.sides, in_a.path), *others))
+    own_b = Certificate(block, ((0, in_b.signature, in_b.sides, in_b.path), *others))
+    # Batch A's path with batch B's signature, and the other way round.
+    mixed_ab = Certificate(block, ((0, in_b.signature, in_a.sides, in_a.path), *others))
+    mixed_ba = Certificate(block, ((0, in_a.signature, in_b.sides, in_b.path), *others))
+    # Validator 0's batch vote under validator 3's index (votes 1, 2, 3).
+    stolen = Certificate(block, (*others, (3, in_a.signature, in_a.sides, in_a.path)))
+    certificates = [own_a, own_b, mixed_ab, mixed_ba, stolen]
+    verdicts = check_certificates(certificates, world.committee, implementation)
+    assert verdicts == [True, True, False, False, False]
