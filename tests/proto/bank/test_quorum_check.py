@@ -14,11 +14,11 @@ from neonet.core.ledger import decode_block
 from neonet.proto.bank.messages import (
     Certificate,
     CertificateVote,
-    QuorumCheck,
     check_certificate,
     check_certificates,
 )
 from neonet.proto.bank.validator import MemoryVoteStore, Validator, Vote, VoteBatch
+from neonet.proto.bank.votes import QuorumCheck
 from tests.proto.bank.world import World, identity
 
 
@@ -115,3 +115,17 @@ def test_a_caller_decoded_block_is_never_cached() -> None:
     second = world.validators[1]
     assert isinstance(second.handle_sign_request(block), Vote)
     assert second.recent_blocks[block] == decode_block(block)  # its own decoding is
+
+
+def test_to_value_hands_out_no_shared_list() -> None:
+    world = World()
+    alice = world.funded("alice", 50)
+    certificate = alice.history[-1]
+    value = certificate.to_value()
+    encoded = certificate.encode()
+    value.append("junk")
+    votes = value[1]
+    assert isinstance(votes, list)
+    votes.clear()
+    assert certificate.to_value() == [certificate.block, certificate.votes_value()]
+    assert certificate.encode() == encoded

@@ -18,27 +18,37 @@ from neonet.proto.bank.messages import (
     check_certificate,
     check_certificates,
     vote_message,
-    vote_root,
-    vote_tree,
-    vote_tree_node,
 )
 from neonet.proto.bank.validator import MemoryVoteStore, Refusal, Validator, Vote, VoteBatch
+from neonet.proto.bank.votes import vote_tree, vote_tree_node
 from tests.proto.bank.world import World, batch_vote, identity
 
-LEAVES = st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=70, unique=True)
+COMMITTEE = bytes(range(32))
+BODIES = st.lists(st.binary(max_size=40), min_size=1, max_size=70, unique=True)
 
 
-def _leaves(count: int) -> list[bytes]:
+def _leaf(body: bytes) -> bytes:
+    """A block body's vote message: the leaf of its batch vote tree (core ``vote_roots``)."""
+    return backend.ACTIVE.vote_roots(COMMITTEE, body, [])[0]
+
+
+def _root(body: bytes, sides: int, path: bytes) -> bytes:
+    """The root ``body``'s leaf and ``(sides, path)`` lead to (core ``vote_roots``)."""
+    return backend.ACTIVE.vote_roots(COMMITTEE, body, [(sides, path)])[1][0]
+
+
+def _bodies(count: int) -> list[bytes]:
     return [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(count)]
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 7, 8, 9, 16, 31, 33, 256])
 def test_every_leaf_leads_to_the_root(count: int) -> None:
-    leaves = _leaves(count)
+    bodies = _bodies(count)
+    leaves = [_leaf(body) for body in bodies]
     root, paths = vote_tree(leaves)
     assert len(paths) == count
-    for leaf, (sides, path) in zip(leaves, paths, strict=True):
-        assert vote_root(leaf, sides, path) == root
+    for body, (sides, path) in zip(bodies, paths, strict=True):
+        assert _root(body, sides, path) == root
         assert len(path) % 32 == 0 and sides < 1 << (len(path) // 32)
         assert len(path) // 32 <= (count - 1).bit_length()
     if count == 1:
@@ -48,28 +58,29 @@ def test_every_leaf_leads_to_the_root(count: int) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(leaves=LEAVES, data=st.data())
-def test_a_path_proves_its_own_leaf_only(leaves: list[bytes], data: st.DataObject) -> None:
-    root, paths = vote_tree(leaves)
-    index = data.draw(st.integers(0, len(leaves) - 1))
+@given(bodies=BODIES, data=st.data())
+def test_a_path_proves_its_own_leaf_only(bodies: list[bytes], data: st.DataObject) -> None:
+    root, paths = vote_tree([_leaf(body) for body in bodies])
+    index = data.draw(st.integers(0, len(bodies) - 1))
+    body = bodies[index]
     sides, path = paths[index]
-    assert vote_root(leaves[index], sides, path) == root
-    other = data.draw(st.binary(min_size=32, max_size=32))
-    if other != leaves[index]:
-        assert vote_root(other, sides, path) != root
-    if len(leaves) > 1:  # another leaf of the same tree with this leaf's path
-        swapped = data.draw(st.integers(0, len(leaves) - 2))
+    assert _root(body, sides, path) == root
+    other = data.draw(st.binary(max_size=40))
+    if other != body:
+        assert _root(other, sides, path) != root
+    if len(bodies) > 1:  # another leaf of the same tree with this leaf's path
+        swapped = data.draw(st.integers(0, len(bodies) - 2))
         swapped += swapped >= index
-        assert vote_root(leaves[swapped], sides, path) != root
+        assert _root(bodies[swapped], sides, path) != root
     depth = len(path) // 32
     if depth:
         k = data.draw(st.integers(0, depth - 1))
-        assert vote_root(leaves[index], sides ^ (1 << k), path) != root
+        assert _root(body, sides ^ (1 << k), path) != root
         tampered = bytearray(path)
         tampered[32 * k + data.draw(st.integers(0, 31))] ^= 1 << data.draw(st.integers(0, 7))
-        assert vote_root(leaves[index], sides, bytes(tampered)) != root
+        assert _root(body, sides, bytes(tampered)) != root
         shorter = sides & ((1 << (depth - 1)) - 1)
-        assert vote_root(leaves[index], shorter, path[:-32]) != root
+        assert _root(body, shorter, path[:-32]) != root
 
 
 def test_a_validator_signs_a_batch_once_after_recording_every_vote() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from neonet.core.keys import Ed25519Identity
-from neonet.proto.bank.messages import Certificate, Committee, vote_tree
+from neonet.proto.bank.messages import Certificate, Committee
 from neonet.proto.bank.state import Applied, BankLedger
 from neonet.proto.bank.validator import (
     MemoryVoteStore,
@@ -15,6 +15,7 @@ from neonet.proto.bank.validator import (
     VoteBatch,
     assemble_certificate,
 )
+from neonet.proto.bank.votes import vote_tree
 from neonet.proto.bank.wallet import MemoryWalletStore, Wallet
 
 

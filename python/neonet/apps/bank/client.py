@@ -28,9 +28,9 @@ from neonet.proto.bank.messages import (
     block_hash,
     check_certificates,
     vote_message,
-    vote_tree,
 )
 from neonet.proto.bank.validator import Vote, assemble_certificate
+from neonet.proto.bank.votes import vote_tree
 
 logger = logging.getLogger("neonet.bank")
 

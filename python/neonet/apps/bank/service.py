@@ -5,8 +5,8 @@ The trio layer over ``neonet.proto.bank`` (``docs/bank.md``, "Protocols"):
 proofs; a SIGN_BATCH's votes signed once, over their Merkle root) and
 ``/neonet/bank/sync/2.0.0`` (chain heads, then ranges) from one ``Validator`` engine.
 ``StreamHost``, ``BankConnection`` and ``receive_message`` are the stream framing both
-sides use (``check_certificates``, the quorum check both run, lives in
-``neonet.proto.bank.messages``); the client that talks to the committee is in
+sides use (``QuorumCheck``, the quorum check both run, lives in
+``neonet.proto.bank.votes``); the client that talks to the committee is in
 ``neonet.apps.bank.client``.
 
 Bad input on a stream is answered with REFUSED where it can be, the stream is closed, and
@@ -31,19 +31,12 @@ from neonet.core.ledger import Block, decode_block
 from neonet.core.peer_id import PeerId
 from neonet.net.yamux_session import YamuxStream
 from neonet.proto.bank import wire
-from neonet.proto.bank.messages import (
-    Certificate,
-    FraudProof,
-    QuorumCheck,
-    VerifiedVotes,
-    block_hash,
-    check_certificates,
-    verify_in_batches,
-)
+from neonet.proto.bank.messages import Certificate, FraudProof, block_hash
 from neonet.proto.bank.state import Applied
 from neonet.proto.bank.validator import Validator, Vote, VoteBatch
+from neonet.proto.bank.votes import QuorumCheck, VerifiedVotes, verify_in_batches
 
-__all__ = ["BankConnection", "GroupCommit", "StreamHost", "ValidatorService", "check_certificates"]
+__all__ = ["BankConnection", "GroupCommit", "StreamHost", "ValidatorService"]
 
 logger = logging.getLogger("neonet.bank")
 REQUEST_TIMEOUT = 10.0

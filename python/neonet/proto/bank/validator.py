@@ -39,9 +39,9 @@ from neonet.proto.bank.messages import (
     block_hash,
     domain_hash,
     vote_message,
-    vote_tree,
 )
 from neonet.proto.bank.state import Applied, BankLedger, BankRuleError
+from neonet.proto.bank.votes import vote_tree
 from neonet.proto.bank.wire import PurseStatus
 
 MAX_REMEMBERED_VOTES = 65_536

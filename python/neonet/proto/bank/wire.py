@@ -17,7 +17,7 @@ first element says what the message is:
   in one message; the answer is ``[6, [answer, ...], signature | null]``, one SIGN answer
   per item, where a VOTE is ``[0, validator, position]`` and ``signature`` (one per batch)
   signs the root of the Merkle tree over the voted blocks' vote messages
-  (``messages.vote_tree``; ``null`` when nothing was voted).
+  (``votes.vote_tree``; ``null`` when nothing was voted).
 - ``[7, purse_id, index]`` PURSE: what a claimant or refunder needs to know, answered
   ``[7, [owner, owner_sequence, next_claim_index, claimable, remaining, refunded,
   redeemed_spend | null]]`` (``[7, null]`` for an unknown purse).
@@ -209,7 +209,7 @@ def parse_batch_answer(
     signature over the root of the vote tree of its VOTE items (``None`` without any).
 
     A VOTE item of a batch answer is ``[0, validator, position]``, positions 0, 1, ...
-    in item order: the leaf of the vote tree (``messages.vote_tree``) that holds it.
+    in item order: the leaf of the vote tree (``votes.vote_tree``) that holds it.
     """
     if len(message) != 3 or message[0] != SIGN_BATCH or type(message[1]) is not list:
         raise DecodeError("expected a SIGN_BATCH answer")
