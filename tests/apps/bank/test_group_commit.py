@@ -122,3 +122,15 @@ def test_a_failed_store_refuses_later_calls(tmp_path: Path) -> None:
     store.batch_failed(OSError("disk full"))
     with pytest.raises(RuntimeError, match="could not be written"):
         store.record(b"a" * 32, 0, b"block", None)
+
+
+def test_any_queued_row_holds_the_answer(tmp_path: Path) -> None:
+    store = SqliteVoteStore(tmp_path / "votes.db", deferred=True)
+    world = World()
+    certificate = world.commit(world.mint, world.mint.open())
+    store.begin_request()
+    store.add_certificate(certificate)  # no vote, but a row the answer reports as done
+    assert store.needed_batch() == 0
+    store.flush()
+    store.begin_request()
+    assert store.voted(b"a" * 32, 0) is None and store.needed_batch() is None

@@ -189,9 +189,11 @@ class SqliteVoteStore(_Store):
     ) -> None:
         if self.deferred:
             self._queued.append((statement, parameters))
+            # Whatever this request queued (a vote, a certificate, a proof) is on disk
+            # before its answer leaves.
+            self._needed = self._batch_no
             if key is not None:
                 self._unwritten[key] = self._batch_no
-                self._depend(key)
         else:
             with self._transaction() as db:
                 db.execute(statement, parameters)
