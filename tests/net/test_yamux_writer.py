@@ -4,6 +4,7 @@ starts a new writer."""
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
@@ -102,3 +103,29 @@ async def test_the_idle_writers_task_sleeps_when_no_writer_idles(
             await server.aclose()
     finally:
         trio.lowlevel.remove_instrument(counter)
+
+
+async def test_a_failure_ending_one_writer_leaves_the_others(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shared task is a trio system task: an error escaping it would end the whole
+    # run. One session whose writer cannot be ended is logged; the others still end.
+    pairs = [trio.testing.memory_stream_pair() for _ in range(2)]
+    clients = [YamuxSession(left, is_client=True, on_stream=_echo) for left, _ in pairs]
+    servers = [YamuxSession(right, is_client=False, on_stream=_echo) for _, right in pairs]
+
+    def broken() -> None:
+        raise RuntimeError("cannot end this writer")
+
+    monkeypatch.setattr(clients[0], "_expire_writer", broken)
+    async with trio.open_nursery() as nursery:
+        for session in clients + servers:
+            await nursery.start(session.run)
+        for client in clients:
+            await _round_trip(client, b"x")
+        await trio.sleep(WRITER_IDLE_EXIT * 3)
+        assert clients[0].statistics().writer_running  # its end failed: still there
+        assert not clients[1].statistics().writer_running
+        await _round_trip(clients[1], b"after")
+        for session in clients + servers:
+            await session.aclose()

@@ -25,6 +25,7 @@ so the peer's writer sees ``BrokenResourceError`` instead of writing into a void
 
 from __future__ import annotations
 
+import logging
 import operator
 import os
 import threading
@@ -57,6 +58,8 @@ from neonet.core.yamux import (
 )
 from neonet.net.conflict import ConflictGuard
 from neonet.proto.multistream import MultistreamDialer
+
+logger = logging.getLogger("neonet.yamux")
 
 # Read this much from the transport at a time.
 RECEIVE_CHUNK = 256 * 1024
@@ -480,7 +483,12 @@ class _IdleWriters:
             for session, since in list(self._since.items()):
                 if since <= limit:
                     del self._since[session]
-                    session._expire_writer()
+                    try:
+                        session._expire_writer()
+                    except Exception:
+                        # A system task: an error escaping it would end the whole trio
+                        # run (TrioInternalError). One session's trouble stays its own.
+                        logger.exception("ending an idle yamux writer failed")
 
     def _abort(self, raise_cancel: object) -> trio.lowlevel.Abort:
         self._parked = None
