@@ -299,7 +299,10 @@ class SsnServer(SignalPath):
             raise RemoteProtocolError("a federation peer sent a request on our stream")
 
         try:
-            await channel.run(unexpected)
+            await channel.run(
+                unexpected,
+                on_frame_nowait=lambda body: self._forwarded_frame_nowait(channel, body),
+            )
         except RemoteProtocolError as exc:
             logger.info("federation stream closed: %s", exc)
             await channel.aclose()
@@ -432,7 +435,11 @@ class SsnServer(SignalPath):
             return True
 
         try:
-            await channel.run(on_message, on_message_nowait=on_message_nowait)
+            await channel.run(
+                on_message,
+                on_message_nowait=on_message_nowait,
+                on_frame_nowait=lambda body: self._forward_frame_nowait(channel, body),
+            )
         except RemoteProtocolError as exc:
             logger.info("bad federation message from %s: %s", sender, exc)
 

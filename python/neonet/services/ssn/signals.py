@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from neonet.services.ssn.server import SsnServer
 
 Code = cp.ErrorCode
+_STATUSES = (cp.SignalStatus.DELIVERED, cp.SignalStatus.QUEUED)  # by their wire value
 
 
 class ClientSession:
@@ -195,6 +196,52 @@ class SignalPath:
         async def _fed_request(
             self, member_id: bytes, build: type, *fields: object
         ) -> fed.FederationMessage: ...
+
+    def _forward_frame_nowait(
+        self, channel: FramedChannel[fed.FederationMessage], body: bytes
+    ) -> bool:
+        """A FORWARD frame from another SSN to a client of ours whose stream takes it now:
+        INCOMING and FORWARDED framed by the backend (``ssn_wire``), no message objects.
+        False, with nothing done, for anything else (a mailbox, an error, a backed-up
+        stream, another message): the federation handler then decodes it as before."""
+        if channel.buffered > channel.max_buffer:
+            return False
+        wire = backend.ssn_wire
+        fields = wire.parse_signal_path(body, True)
+        if fields is None or fields[0] != 2:
+            return False
+        _, rid, sender, to, payload = fields
+        if len(payload) > self.config.max_payload or len(payload) > cp.MAX_PAYLOAD:
+            return False
+        session = self.clients.get(to)
+        if session is None:
+            return False
+        client = session.channel
+        if client.closed or client.buffered > client.max_buffer:
+            return False
+        try:
+            client.send_frame_nowait(wire.encode_incoming(sender, payload))
+        except ChannelClosedError:
+            return False  # (nothing sent: the general path queues it in the mailbox)
+        self.stats.forwards_in += 1
+        with suppress(ChannelClosedError):
+            channel.send_frame_nowait(wire.encode_status(True, rid, cp.SignalStatus.DELIVERED))
+        return True
+
+    def _forwarded_frame_nowait(
+        self, channel: FramedChannel[fed.FederationMessage], body: bytes
+    ) -> bool:
+        """A FORWARDED frame on our federation stream that answers a FORWARD of
+        ``_signal_fast_frame``: its callback gets the answer without the general decoder
+        and reply matching. False, with nothing done, for anything else."""
+        fields = backend.ssn_wire.parse_signal_path(body, True)
+        if fields is None or fields[0] != 5:
+            return False
+        callback = channel.take_reply_callback(fields[1])
+        if callback is None:
+            return False  # (an awaited request's answer, or a late one: the general path)
+        callback(fed.Forwarded(fields[1], _STATUSES[fields[2]]))
+        return True
 
     def _answer_federation_now(
         self, message: fed.FederationMessage
