@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -316,3 +316,49 @@ def _parameters(function: Any) -> list[tuple[str, object]]:
         for parameter in inspect.signature(function).parameters.values()
         if parameter.name not in ("self", "cls")
     ]
+
+
+class _Pair(NamedTuple):
+    topic: str
+    source: bytes | None
+
+
+_ITEMS = st.one_of(
+    st.tuples(st.sampled_from(TOPICS), st.one_of(st.none(), st.sampled_from(PEERS))),
+    st.tuples(st.integers(0, 3), st.none()),
+    st.tuples(st.sampled_from(TOPICS), st.integers(0, 3)),
+    st.tuples(st.sampled_from(TOPICS)),
+    st.sampled_from(["a", b"a", None, 7]),
+    st.tuples(st.sampled_from(["\ud800", "a\udfff"]), st.none()),  # not UTF-8 encodable
+    st.builds(_Pair, st.sampled_from(TOPICS), st.none()),  # a tuple subclass is a pair too
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    items=st.lists(_ITEMS, max_size=6),
+    flat=st.booleans(),
+    flood=st.sampled_from([False, True, 0, 1, None]),
+    now=st.sampled_from([1.0, 5.0, float("nan"), float("inf")]),
+    seed=st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([-1, 2**64, 1.5, "x"])),
+)
+def test_malformed_publish_batches_fail_alike_and_publish_nothing(
+    items: list[object], flat: bool, flood: object, now: float, seed: object
+) -> None:
+    """A bad item, time or seed anywhere in a batch: the same exception type on both
+    backends, raised before anything is published (no fan-out is chosen)."""
+    outcomes: list[object] = []
+    for name in ("pure", "native"):
+        state = backend_module.implementation(name).mesh_state()
+        for peer in PEERS[:8]:
+            state.add_peer(peer, True, PROTOCOL_MESHSUB_V11)
+            for topic in TOPICS:
+                state.peer_subscribed(peer, topic)
+        call = state.publish_targets_flat if flat else state.publish_targets_many
+        try:
+            result: object = call(items, flood, now, seed)  # type: ignore[arg-type]
+        except (TypeError, ValueError) as exc:
+            result = type(exc)
+            assert all(state.fanout_peers(topic) == [] for topic in TOPICS)
+        outcomes.append(result)
+    assert outcomes[0] == outcomes[1]

@@ -613,11 +613,14 @@ def test_flat_batch_publish_is_the_batch_back_to_back(backend: Implementation) -
         assert counts == [len(targets) for targets in lists]
         assert counts[3] == 0
     assert state.publish_targets_flat([], False, 1.0, 1) == ([], [])
-    # Malformed messages fail as in publish_targets_many (the pure twin unpacks lazily,
-    # so its error for a short tuple is ValueError and earlier messages were published).
+    # Malformed messages: TypeError on both backends, and nothing is published (no
+    # fan-out chosen for the good message before the bad one).
+    state.peer_subscribed(peer(2), "third")
     for bad in ([(TOPIC,)], [None]):
-        with pytest.raises((TypeError, ValueError)):
-            state.publish_targets_flat([(TOPIC, None), *bad], False, 1.0, 1)
+        with pytest.raises(TypeError):
+            state.publish_targets_flat([("third", None), *bad], False, 1.0, 1)
+        assert state.fanout_peers("third") == []
+    assert state.publish_targets_flat([("third", None)], False, 1.0, 1) == ([peer(2)], [1])
     with pytest.raises(ValueError, match="now"):
         state.publish_targets_flat([(TOPIC, None)], False, math.nan, 1)
 

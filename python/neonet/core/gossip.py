@@ -143,6 +143,8 @@ class SplitMix64:
 
 
 def _check_seed(seed: int) -> int:
+    if not isinstance(seed, int):
+        raise TypeError("seed must be an int")
     if not 0 <= seed <= _MASK64:
         raise ValueError("seed must be an int in [0, 2**64)")
     return seed
@@ -151,6 +153,30 @@ def _check_seed(seed: int) -> int:
 def _check_time(now: float) -> None:
     if not math.isfinite(now):
         raise ValueError("now must be a finite number of seconds")
+
+
+def _check_message(topic: object, source: object) -> None:
+    if not isinstance(topic, str):
+        raise TypeError("topic must be a str")
+    topic.encode()  # UnicodeEncodeError for a lone surrogate, as the native side
+    if source is not None and not isinstance(source, bytes):
+        raise TypeError("source must be bytes or None")
+
+
+def _check_flag(name: str, value: object) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool")
+
+
+def _publish_batch(messages: Iterable[tuple[str, bytes | None]]) -> list[tuple[str, bytes | None]]:
+    """The batch as a list, every item checked before any is published (as the native
+    side does: a bad item publishes nothing and is a TypeError)."""
+    batch = list(messages)
+    for item in batch:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise TypeError("messages must be (topic, source) pairs")
+        _check_message(*item)
+    return batch
 
 
 def _check_count(name: str, value: int, minimum: int) -> None:
@@ -1046,8 +1072,12 @@ class MeshState:
         >= ``publish_threshold`` when empty; its publish time becomes ``now``), plus
         floodsub subscribers with score >= ``publish_threshold`` and explicit subscribers.
         """
+        _check_message(topic, source)  # in the native side's order: arguments, then time
+        _check_flag("flood_publish", flood_publish)
+        _check_flag("flood_publish", flood_publish)
+        rng = SplitMix64(seed)
         _check_time(now)
-        return self._publish_one(topic, source, flood_publish, now, SplitMix64(seed))
+        return self._publish_one(topic, source, flood_publish, now, rng)
 
     def publish_targets_many(
         self,
@@ -1057,10 +1087,12 @@ class MeshState:
         seed: int,
     ) -> list[list[bytes]]:
         """``publish_targets`` for each (topic, source) in order, one random stream."""
-        _check_time(now)
+        _check_flag("flood_publish", flood_publish)
         rng = SplitMix64(seed)
+        _check_time(now)
+        batch = _publish_batch(messages)
         publish = self._publish_one
-        return [publish(topic, source, flood_publish, now, rng) for topic, source in messages]
+        return [publish(topic, source, flood_publish, now, rng) for topic, source in batch]
 
     def publish_targets_flat(
         self,
@@ -1072,14 +1104,15 @@ class MeshState:
         """``publish_targets_many`` with the answers back to back in one list, for bulk
         callers: ``(peers, counts)``, the targets of message ``i`` are the ``counts[i]``
         peers after those of the messages before it."""
-        _check_time(now)
+        _check_flag("flood_publish", flood_publish)
         rng = SplitMix64(seed)
+        _check_time(now)
         publish = self._publish_one
         peers: list[bytes] = []
         extend = peers.extend
         counts: list[int] = []
         record = counts.append
-        for topic, source in messages:
+        for topic, source in _publish_batch(messages):
             targets = publish(topic, source, flood_publish, now, rng)
             extend(targets)
             record(len(targets))

@@ -395,6 +395,42 @@ mod tests {
     }
 
     #[test]
+    fn batches_of_packed_ids_equal_single_adds() {
+        // Fixed-length IDs back to back (the bindings' packed batches), through a full
+        // cache (evictions and growth while a batch is being inserted) and duplicates.
+        let mut packed = SeenCache::new(7.0, 40).unwrap();
+        let mut single = SeenCache::new(7.0, 40).unwrap();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for second in 0..30u32 {
+            let mut buffer = Vec::new();
+            for _ in 0..9 {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                buffer.extend_from_slice(&(state % 60).to_be_bytes()[5..]); // 3-byte IDs
+            }
+            let now = f64::from(second);
+            let mut batch = Vec::new();
+            packed
+                .add_many(buffer.chunks_exact(3), now, &mut batch)
+                .unwrap();
+            let one_by_one: Vec<bool> = buffer
+                .chunks_exact(3)
+                .map(|id| single.add(id, now).unwrap())
+                .collect();
+            assert_eq!(batch, one_by_one);
+            let mut present = Vec::new();
+            packed.contains_many(buffer.chunks_exact(3), &mut present);
+            let expected: Vec<bool> = buffer
+                .chunks_exact(3)
+                .map(|id| single.contains(id))
+                .collect();
+            assert_eq!(present, expected);
+            assert_eq!(packed.len(), single.len());
+        }
+    }
+
+    #[test]
     fn time_must_not_go_back_and_must_be_finite() {
         let mut cache = SeenCache::new(1.0, 10).unwrap();
         cache.add(b"a", 5.0).unwrap();
