@@ -129,3 +129,20 @@ async def test_receive_some_returns_the_small_frames_of_a_read_together() -> Non
     assert await stream.receive_some(10) == frames[4][:10]  # a part of a frame
     assert await stream.receive_some(1000) == frames[4][10:] + b"".join(frames[5:])
     assert session.credited == 300
+
+
+async def test_receive_some_hands_out_large_chunks_without_joining() -> None:
+    """Chunks of a bulk transfer (one per socket read, >= 64 KiB) come out one per
+    ``receive_some`` as the very objects received: joining them copied each byte once
+    more. Small chunks before a large one are still joined, without it."""
+    session = _CreditLog()
+    stream = YamuxStream(session, 1)  # type: ignore[arg-type]
+    large = [bytes([i]) * (200 * 1024) for i in range(3)]
+    small = [b"a" * 100, b"b" * 100]
+    for data in [*large, *small, large[0]]:
+        stream._on_data(data)
+    for data in large:
+        assert await stream.receive_some(1024 * 1024) is data
+    assert await stream.receive_some(1024 * 1024) == b"".join(small)
+    assert await stream.receive_some(1024 * 1024) is large[0]
+    assert session.credited == 4 * 200 * 1024 + 200

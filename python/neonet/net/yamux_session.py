@@ -298,11 +298,17 @@ class YamuxStream(trio.abc.HalfCloseableStream):
     def _take(self, max_bytes: int | None) -> bytes:
         buffer = self._buffer
         first = buffer[0]
-        if len(buffer) > 1 and max_bytes is not None and len(first) < max_bytes:
+        if len(buffer) > 1 and max_bytes is not None and len(first) < min(max_bytes, LARGE_READ):
             # Many small frames of one read (SSN signals): one chunk for all of them, so
             # the reader handles the read in one pass instead of one scheduler pass each.
+            # Large chunks (bulk: one per socket read) are handed out as they are: joining
+            # them copied nearly every byte of a bulk transfer once more.
             count, size = 1, len(first)
-            while count < len(buffer) and size + len(buffer[count]) <= max_bytes:
+            while (
+                count < len(buffer)
+                and len(buffer[count]) < LARGE_READ
+                and size + len(buffer[count]) <= max_bytes
+            ):
                 size += len(buffer[count])
                 count += 1
             if count > 1:

@@ -154,3 +154,70 @@ async def test_frames_handled_before_decoding_and_requests_sent_framed() -> None
     assert raw == [b"\x83\x01\x03\x07"]
     assert synchronous == [fed.FederationLookup(rid, b"key")]
     assert replies == [fed.FederationFound(rid, b"key", None)]
+
+
+class _QueueingStream(trio.abc.Stream):
+    """A stream that, like a yamux stream, takes writes synchronously
+    (``queue_bytes_nowait``); it records each call instead of sending."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.queued: list[bytes] = []
+
+    def queue_bytes_nowait(self, data: bytes) -> None:
+        self.queued.append(bytes(data))
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_frames_sent_while_handling_one_read_are_queued_together_in_order() -> None:
+    """The answers to the frames of one read leave in one ``queue_bytes_nowait`` call per
+    channel, in order; before ``on_message`` awaits, what was queued so far has left."""
+    left, right = trio.testing.memory_stream_pair()
+    stream = _QueueingStream(right)
+    answerer = _channel(stream)
+    seen_by_slow_handler: list[list[bytes]] = []
+    done = trio.Event()
+
+    def answer(message: fed.FederationMessage) -> fed.FederationMessage:
+        assert isinstance(message, fed.FederationLookup)
+        return fed.FederationFound(message.request_id, message.key, None)
+
+    def on_message_nowait(message: fed.FederationMessage) -> bool:
+        if isinstance(message, fed.FederationLookup) and message.key == b"slow":
+            return False
+        answerer.send_nowait(answer(message))
+        if message.request_id == 4:
+            done.set()
+        return True
+
+    async def on_message(message: fed.FederationMessage) -> None:
+        seen_by_slow_handler.append(list(stream.queued))
+        await trio.lowlevel.checkpoint()
+        await answerer.send(answer(message))
+
+    requests = [
+        fed.FederationLookup(1, b"a"),
+        fed.FederationLookup(2, b"b"),
+        fed.FederationLookup(3, b"slow"),
+        fed.FederationLookup(4, b"c"),
+    ]
+    answers = [frame(fed.encode_message(answer(m))) for m in requests]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(answerer.run, on_message, on_message_nowait=on_message_nowait))
+        await left.send_all(b"".join(frame(fed.encode_message(m)) for m in requests))
+        with trio.fail_after(5):
+            await done.wait()
+        nursery.cancel_scope.cancel()
+    assert seen_by_slow_handler == [[answers[0] + answers[1]]]
+    assert stream.queued == [answers[0] + answers[1], answers[2], answers[3]]

@@ -33,7 +33,6 @@ import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
 
 import trio
 
@@ -42,7 +41,7 @@ from neonet.core.errors import NeoNetError, RemoteProtocolError
 from neonet.core.multiaddr import Multiaddr
 from neonet.core.peer_id import PeerId
 from neonet.net.host import Host
-from neonet.proto.names import NameRecord, decode_name_record, sign_name_record
+from neonet.proto.names import decode_name_record, sign_name_record
 from neonet.proto.ssn import client_protocol as cp
 from neonet.proto.ssn.connect_request import (
     ConnectRequest,
@@ -55,6 +54,7 @@ from neonet.services import ping as ping_service
 from neonet.services.dcutr import DcutrService, open_dcutr
 from neonet.services.relay import NodeLike, RelayClient, open_relay_client
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
+from neonet.services.ssn.config import ClientStatistics, IncomingSignal, PeerInfo, SsnClientConfig
 from neonet.services.ssn.connectivity import (
     Connected,
     ConnectError,
@@ -71,56 +71,6 @@ logger = logging.getLogger("neonet.ssn.client")
 FAILOVER_BOUND = 10.0
 # Dials back at once for peers' connect requests; more requests meanwhile are dropped.
 MAX_DIALS_BACK = 4
-
-
-@dataclass(frozen=True, slots=True)
-class SsnClientConfig:
-    probe_timeout: float = 3.0
-    request_timeout: float = 5.0
-    presence_lifetime: int = 3600  # seconds; re-registration renews it
-    incoming_buffer: int = 1024
-    max_probes: int = 8  # SSNs measured per choice
-    keepalive_interval: float = 10.0
-    keepalive_timeout: float = 5.0
-    # connect(): all direct addresses of the peer, then each relayed address, then DCUtR.
-    direct_timeout: float = 3.0
-    relay_timeout: float = 10.0
-    upgrade_timeout: float = 20.0  # the peer's 3 hole punches of up to punch_timeout each
-    punch_timeout: float = 5.0  # one hole-punch dial (DCUtR)
-    # False: publish only relayed addresses (a client that knows its listening addresses
-    # are private spares every caller a dial that cannot succeed).
-    advertise_listen_addrs: bool = True
-    # When nothing of the peer answers, ask it (in a signal) to dial us back, and wait.
-    reverse_timeout: float = 10.0
-    accept_connect_requests: bool = True  # dial back peers that ask us to
-
-
-@dataclass(frozen=True, slots=True)
-class PeerInfo:
-    """What a lookup returns: the peer, its addresses and SSN, and its name if any."""
-
-    peer_id: PeerId
-    addrs: tuple[Multiaddr, ...]
-    ssn_id: PeerId
-    seq: int
-    name: NameRecord | None
-
-
-@dataclass(frozen=True, slots=True)
-class IncomingSignal:
-    sender: PeerId
-    payload: bytes
-
-
-@dataclass(slots=True)
-class ClientStatistics:
-    registrations: int = 0
-    failovers: int = 0
-    dropped_signals: int = 0
-    connect_requests: int = 0  # handled (dialed back)
-    dropped_connect_requests: int = 0  # malformed, refused or over MAX_DIALS_BACK
-    last_failover_seconds: float = 0.0
-    rtts: dict[str, float] = field(default_factory=dict)
 
 
 def _is_reply(message: cp.ClientMessage) -> bool:
@@ -757,3 +707,15 @@ async def open_ssn_client(
         if single is group:
             raise
         raise single from None
+
+
+__all__ = [
+    "FAILOVER_BOUND",
+    "MAX_DIALS_BACK",
+    "ClientStatistics",
+    "IncomingSignal",
+    "PeerInfo",
+    "SsnClient",
+    "SsnClientConfig",
+    "open_ssn_client",
+]

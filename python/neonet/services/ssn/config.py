@@ -1,4 +1,6 @@
-"""The SSN server's configuration, statistics and internal request failure.
+"""The SSN's configurations, statistics and values: the server's (``SsnConfig``,
+``ServerStatistics``, the internal ``RequestFailed``) and the client's (``SsnClientConfig``,
+``ClientStatistics``, ``PeerInfo``, ``IncomingSignal``; ``client.SsnClient`` uses them).
 
 Every limit of ``server.SsnServer`` is a field of ``SsnConfig``, with the behaviour when it
 is hit documented there (an ERROR with its own code, ``client_protocol.ErrorCode``).
@@ -9,6 +11,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
+from neonet.core.multiaddr import Multiaddr
+from neonet.core.peer_id import PeerId
+from neonet.proto.names import NameRecord
 from neonet.proto.ssn import client_protocol as cp
 from neonet.proto.ssn.mailbox import MailboxConfig
 from neonet.proto.ssn.membership import MembershipConfig
@@ -67,3 +72,53 @@ class SystemRandomness:
 
     def randrange(self, stop: int) -> int:
         return self._random.randrange(stop)
+
+
+@dataclass(frozen=True, slots=True)
+class SsnClientConfig:
+    probe_timeout: float = 3.0
+    request_timeout: float = 5.0
+    presence_lifetime: int = 3600  # seconds; re-registration renews it
+    incoming_buffer: int = 1024
+    max_probes: int = 8  # SSNs measured per choice
+    keepalive_interval: float = 10.0
+    keepalive_timeout: float = 5.0
+    # connect(): all direct addresses of the peer, then each relayed address, then DCUtR.
+    direct_timeout: float = 3.0
+    relay_timeout: float = 10.0
+    upgrade_timeout: float = 20.0  # the peer's 3 hole punches of up to punch_timeout each
+    punch_timeout: float = 5.0  # one hole-punch dial (DCUtR)
+    # False: publish only relayed addresses (a client that knows its listening addresses
+    # are private spares every caller a dial that cannot succeed).
+    advertise_listen_addrs: bool = True
+    # When nothing of the peer answers, ask it (in a signal) to dial us back, and wait.
+    reverse_timeout: float = 10.0
+    accept_connect_requests: bool = True  # dial back peers that ask us to
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """What a lookup returns: the peer, its addresses and SSN, and its name if any."""
+
+    peer_id: PeerId
+    addrs: tuple[Multiaddr, ...]
+    ssn_id: PeerId
+    seq: int
+    name: NameRecord | None
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingSignal:
+    sender: PeerId
+    payload: bytes
+
+
+@dataclass(slots=True)
+class ClientStatistics:
+    registrations: int = 0
+    failovers: int = 0
+    dropped_signals: int = 0
+    connect_requests: int = 0  # handled (dialed back)
+    dropped_connect_requests: int = 0  # malformed, refused or over MAX_DIALS_BACK
+    last_failover_seconds: float = 0.0
+    rtts: dict[str, float] = field(default_factory=dict)

@@ -15,14 +15,14 @@ A NeoNet node (TCP and /ws) that serves three protocols:
 Limits, each with its own error code: clients per SSN (OVER_CAPACITY), per-client request
 rate and per-address registration rate (RATE_LIMITED), payload size (TOO_LARGE), mailbox
 space (MAILBOX_FULL); the swarm caps connections. Operator data lives in SQLite
-(``operator_store``). ``serve_ssn`` runs until cancelled; ``open_ssn`` wraps it.
+(``operator_store``). ``serve_ssn`` runs until cancelled; ``open_ssn`` wraps it. The
+signal path (SIGNAL, FORWARD, INCOMING, the client stream reader) is ``signals.py``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
@@ -33,7 +33,6 @@ import trio
 from neonet.core import backend
 from neonet.core.errors import (
     DecodeError,
-    LimitExceededError,
     NeoNetError,
     RemoteProtocolError,
 )
@@ -43,10 +42,10 @@ from neonet.core.ratelimit import RateLimiter
 from neonet.net.host import Host
 from neonet.net.yamux_session import YamuxStream
 from neonet.proto.kad_records import InvalidRecordError
-from neonet.proto.names import KEY_PREFIX, decode_name_record, name_key
+from neonet.proto.names import KEY_PREFIX, decode_name_record
 from neonet.proto.ssn import client_protocol as cp
 from neonet.proto.ssn import federation as fed
-from neonet.proto.ssn.mailbox import Mailboxes, MailboxFull
+from neonet.proto.ssn.mailbox import Mailboxes
 from neonet.proto.ssn.membership import (
     MemberDied,
     MemberJoined,
@@ -58,136 +57,10 @@ from neonet.proto.ssn.placement import handoff, owners
 from neonet.proto.ssn.seeds import SeedList
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
 from neonet.services.ssn.config import RequestFailed, ServerStatistics, SsnConfig, SystemRandomness
+from neonet.services.ssn.signals import ClientSession, ClientStream, RequestSlots, SignalPath
 
 logger = logging.getLogger("neonet.ssn.server")
 Code = cp.ErrorCode
-
-
-class _ClientSession:
-    __slots__ = ("channel", "peer_id")
-
-    def __init__(self, peer_id: bytes, channel: FramedChannel[cp.ClientMessage]) -> None:
-        self.peer_id = peer_id
-        self.channel = channel
-
-
-class _RequestSlots:
-    """At most ``limit`` requests of one stream in flight; the stream's reader waits for a
-    free slot (backpressure). A ``trio.Semaphore`` without its per-instance parking lot:
-    the SSN keeps one per client."""
-
-    __slots__ = ("_free", "_waiter")
-
-    def __init__(self, limit: int) -> None:
-        self._free = limit
-        self._waiter: trio.Event | None = None
-
-    async def acquire(self) -> None:
-        while self._free <= 0:  # only the stream's reader acquires: one waiter at most
-            if self._waiter is None:
-                self._waiter = trio.Event()
-            await self._waiter.wait()
-        self._free -= 1
-
-    @property
-    def free(self) -> int:
-        return self._free
-
-    def take_nowait(self) -> None:
-        """``acquire`` when ``free`` says a slot is there (the caller checked)."""
-        assert self._free > 0
-        self._free -= 1
-
-    def release(self) -> None:
-        self._free += 1
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            waiter.set()
-
-
-class _ClientStream:
-    """One client's stream on this SSN: read in the stream handler's task (an idle client
-    costs that task and its connection's reader, nothing else)."""
-
-    __slots__ = ("address", "channel", "limiter", "nonce", "remote", "server", "session")
-
-    def __init__(
-        self,
-        server: SsnServer,
-        channel: FramedChannel[cp.ClientMessage],
-        remote: PeerId,
-        address: str,
-    ) -> None:
-        self.server = server
-        self.channel = channel
-        self.remote = remote
-        self.address = address
-        self.nonce = os.urandom(cp.NONCE_LENGTH)
-        self.session: _ClientSession | None = None
-        self.limiter = _RequestSlots(server.config.max_requests_in_flight)
-
-    async def on_message(self, message: cp.ClientMessage) -> None:
-        server, channel = self.server, self.channel
-        rid = message.request_id
-        if isinstance(message, cp.Register):
-            try:
-                self.session = session = await server._register(
-                    self.remote, self.address, channel, self.nonce, message, self.session
-                )
-                await channel.send(cp.Registered(rid))
-                for signal in server.mailboxes.take(session.peer_id, server._now()):
-                    await channel.send(cp.Incoming(signal.sender, signal.payload))
-            except RequestFailed as exc:
-                server.stats.errors += 1
-                await channel.send(cp.Error(rid, exc.code, exc.text[:500]))
-            return
-        if self.session is None:
-            await channel.send(cp.Error(rid, Code.NOT_REGISTERED, "register before other requests"))
-            return
-        session = self.session
-        limits = server._client_limits
-        if not limits.allow(session.peer_id, server._now()):
-            server.stats.errors += 1
-            wait = limits.retry_after(session.peer_id, server._now())
-            await channel.send(
-                cp.Error(rid, Code.RATE_LIMITED, f"too many requests; retry in {wait:.2f} s")
-            )
-            return
-        await self.limiter.acquire()
-        if isinstance(message, cp.Signal) and server._signal_fast(
-            channel, session.peer_id, message, self.limiter
-        ):
-            return
-        channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
-
-    def on_frame_nowait(self, body: bytes) -> bool:
-        """``on_message`` for a SIGNAL frame when nothing needs a wait (registered, a
-        request slot free, the answer buffer under its bound), read by the backend's
-        parser: no message object, no coroutine per signal. False for anything else, or
-        when a wait might be needed (nothing done yet): ``on_message`` takes it."""
-        session, channel = self.session, self.channel
-        if session is None or self.limiter.free <= 0 or channel.buffered > channel.max_buffer:
-            return False
-        fields = backend.ssn_wire.parse_signal_path(body, False)
-        if fields is None or fields[0] != 5:
-            return False
-        _, rid, to, payload = fields
-        server = self.server
-        now = server._now()
-        limits = server._client_limits
-        if not limits.allow(session.peer_id, now):
-            server.stats.errors += 1
-            wait = limits.retry_after(session.peer_id, now)
-            with suppress(ChannelClosedError):
-                channel.send_nowait(
-                    cp.Error(rid, Code.RATE_LIMITED, f"too many requests; retry in {wait:.2f} s")
-                )
-            return True
-        self.limiter.take_nowait()
-        if not server._signal_fast_frame(channel, session.peer_id, rid, to, payload, self.limiter):
-            message = cp.Signal(rid, to, payload)
-            channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
-        return True
 
 
 def _request_id_of(message: cp.ClientMessage | fed.FederationMessage) -> int:
@@ -209,7 +82,7 @@ def _member_address(entry_addrs: Sequence[str], member_id: bytes) -> str:
     return str(address if address.peer_id() else address.with_peer_id(PeerId(member_id)))
 
 
-class SsnServer:
+class SsnServer(SignalPath):
     """Create with ``open_ssn`` / ``serve_ssn``; ``statistics()`` for a snapshot."""
 
     def __init__(
@@ -224,7 +97,7 @@ class SsnServer:
             raise NeoNetError(f"this SSN ({host.peer_id}) is not on the seed list")
         self.store = fed.RecordStore(verify_ed25519=backend.verify_signature)
         self.mailboxes = Mailboxes(self.config.mailbox)
-        self.clients: dict[bytes, _ClientSession] = {}
+        self.clients: dict[bytes, ClientSession] = {}
         self._gone: OrderedDict[bytes, float] = OrderedDict()
         self._presence_cache: OrderedDict[bytes, cp.PresenceRecord] = OrderedDict()
         self._client_limits: RateLimiter[bytes] = RateLimiter(
@@ -426,7 +299,10 @@ class SsnServer:
             raise RemoteProtocolError("a federation peer sent a request on our stream")
 
         try:
-            await channel.run(unexpected)
+            await channel.run(
+                unexpected,
+                on_frame_nowait=lambda body: self._forwarded_frame_nowait(channel, body),
+            )
         except RemoteProtocolError as exc:
             logger.info("federation stream closed: %s", exc)
             await channel.aclose()
@@ -529,7 +405,7 @@ class SsnServer:
             request_id_of=_request_id_of,
             tasks=self._nursery,
         )
-        limiter = _RequestSlots(self.config.max_requests_in_flight)
+        limiter = RequestSlots(self.config.max_requests_in_flight)
 
         async def on_message(message: fed.FederationMessage) -> None:
             # Answered in this task when no wait is needed (STORE, LOOKUP, and a FORWARD
@@ -559,233 +435,13 @@ class SsnServer:
             return True
 
         try:
-            await channel.run(on_message, on_message_nowait=on_message_nowait)
+            await channel.run(
+                on_message,
+                on_message_nowait=on_message_nowait,
+                on_frame_nowait=lambda body: self._forward_frame_nowait(channel, body),
+            )
         except RemoteProtocolError as exc:
             logger.info("bad federation message from %s: %s", sender, exc)
-
-    def _answer_federation_now(
-        self, message: fed.FederationMessage
-    ) -> fed.FederationMessage | None:
-        """The answer to a federation request, or None if it needs a task (a FORWARD to a
-        client whose stream is backed up)."""
-        rid = message.request_id
-        if isinstance(message, fed.Forward):
-            self.stats.forwards_in += 1
-        try:
-            if isinstance(message, fed.Store):
-                self._store_local(message.key, message.presence, message.name_record)
-                return fed.Stored(rid)
-            if isinstance(message, fed.FederationLookup):
-                entry = self.store.get(message.key, self._now())
-                return fed.FederationFound(
-                    rid,
-                    None if entry is None else entry.presence_bytes,
-                    None if entry is None else entry.name_bytes,
-                )
-            if isinstance(message, fed.Forward):
-                if len(message.payload) > self.config.max_payload:
-                    raise RequestFailed(Code.TOO_LARGE, "forwarded signal exceeds our payload cap")
-                status = self._deliver_here_nowait(message.sender, message.to, message.payload)
-                if status is None:
-                    return None
-                return fed.Forwarded(rid, status)
-            raise RequestFailed(Code.BAD_REQUEST, "not a federation request")
-        except RequestFailed as exc:
-            return fed.FederationError(rid, exc.code, exc.text[:500])
-
-    async def _forward_later(
-        self,
-        channel: FramedChannel[fed.FederationMessage],
-        message: fed.Forward,
-        limiter: _RequestSlots,
-    ) -> None:
-        """Answer a FORWARD to a client whose stream is backed up (already counted)."""
-        reply: fed.FederationMessage
-        try:
-            status = await self._deliver_here(message.sender, message.to, message.payload)
-            reply = fed.Forwarded(message.request_id, status)
-        except RequestFailed as exc:
-            reply = fed.FederationError(message.request_id, exc.code, exc.text[:500])
-        finally:
-            limiter.release()
-        with suppress(ChannelClosedError):
-            await channel.send(reply)
-
-    # --- signals ------------------------------------------------------------------
-    async def _deliver_here(self, sender: bytes, to: bytes, payload: bytes) -> cp.SignalStatus:
-        """Hand a signal to a client of this SSN, or its mailbox while it is briefly away."""
-        status = self._deliver_here_nowait(sender, to, payload)
-        if status is not None:
-            return status
-        session = self.clients.get(to)
-        if session is not None and not session.channel.closed:
-            try:
-                await session.channel.send(cp.Incoming(sender, payload))
-                return cp.SignalStatus.DELIVERED
-            except ChannelClosedError:
-                pass
-        return self._queue_here(sender, to, payload)
-
-    def _deliver_here_nowait(
-        self, sender: bytes, to: bytes, payload: bytes
-    ) -> cp.SignalStatus | None:
-        """``_deliver_here`` without waiting; None if the client's stream is backed up."""
-        session = self.clients.get(to)
-        if session is not None and not session.channel.closed:
-            if session.channel.buffered > session.channel.max_buffer:
-                return None
-            try:
-                session.channel.send_nowait(cp.Incoming(sender, payload))
-                return cp.SignalStatus.DELIVERED
-            except ChannelClosedError:
-                pass
-        return self._queue_here(sender, to, payload)
-
-    def _queue_here(self, sender: bytes, to: bytes, payload: bytes) -> cp.SignalStatus:
-        gone_at = self._gone.get(to)
-        if gone_at is None or gone_at < self._now() - self.config.offline_grace:
-            raise RequestFailed(Code.OFFLINE, f"{PeerId(to)} is not connected to its SSN")
-        try:
-            self.mailboxes.put(to, sender, payload, self._now())
-        except MailboxFull as exc:
-            raise RequestFailed(Code.MAILBOX_FULL, str(exc)) from None
-        return cp.SignalStatus.QUEUED
-
-    async def _signal(
-        self, sender: bytes, to: bytes, payload: bytes, *, first_attempt: int = 0
-    ) -> cp.SignalStatus:
-        if len(payload) > self.config.max_payload:
-            raise RequestFailed(
-                Code.TOO_LARGE, f"signal of {len(payload)} bytes exceeds {self.config.max_payload}"
-            )
-        if to in self.clients:
-            return await self._deliver_here(sender, to, payload)
-        live = set(self.live_member_ids())
-        for attempt in range(first_attempt, 2):
-            presence = self._presence_cache.get(to) if attempt == 0 else None
-            if presence is None:
-                entry = await self._find(fed.presence_key(to), thorough=attempt > 0)
-                if entry is None:
-                    raise RequestFailed(Code.UNKNOWN_PEER, f"no SSN knows {PeerId(to)}")
-                presence = entry.presence
-                self._remember_presence(presence)
-            if presence.ssn_id == self.id:
-                return await self._deliver_here(sender, to, payload)
-            if presence.ssn_id not in live:
-                self._presence_cache.pop(to, None)
-                if attempt == 0:
-                    continue
-                raise RequestFailed(Code.OFFLINE, f"the SSN of {PeerId(to)} is down")
-            try:
-                reply = await self._fed_request(presence.ssn_id, fed.Forward, sender, to, payload)
-            except RequestFailed as exc:
-                self._presence_cache.pop(to, None)
-                if attempt == 0 and exc.code in (Code.UNAVAILABLE, Code.OFFLINE):
-                    continue
-                raise
-            assert isinstance(reply, fed.Forwarded)
-            return reply.status
-        raise RequestFailed(Code.OFFLINE, f"{PeerId(to)} cannot be reached")
-
-    def _signal_fast(
-        self,
-        client_channel: FramedChannel[cp.ClientMessage],
-        sender: bytes,
-        message: cp.Signal,
-        limiter: _RequestSlots,
-    ) -> bool:
-        """``_signal_fast_frame`` of a decoded SIGNAL."""
-        return self._signal_fast_frame(
-            client_channel, sender, message.request_id, message.to, message.payload, limiter
-        )
-
-    def _signal_fast_frame(
-        self,
-        client_channel: FramedChannel[cp.ClientMessage],
-        sender: bytes,
-        rid: int,
-        to: bytes,
-        payload: bytes,
-        limiter: _RequestSlots,
-    ) -> bool:
-        """Handle a SIGNAL without a task when no wait is needed: to a client of ours whose
-        stream takes it now, or a FORWARD on an open federation stream to the SSN of a
-        cached presence, answered from that stream's reader. False: take the task path.
-        On True, ``limiter`` is released once the client has its answer. The FORWARD and
-        the SIGNAL_SENT are framed by the backend (``ssn_wire``), no message objects."""
-        if len(payload) > self.config.max_payload:
-            return False
-        wire = backend.ssn_wire
-        if to in self.clients:
-            try:
-                status = self._deliver_here_nowait(sender, to, payload)
-            except RequestFailed:
-                return False
-            if status is None:
-                return False
-            self.stats.signals += 1
-            limiter.release()
-            with suppress(ChannelClosedError):
-                client_channel.send_frame_nowait(wire.encode_status(False, rid, status))
-            return True
-        presence = self._presence_cache.get(to)
-        if presence is None:
-            return False
-        federation = self._fed_channels.get(presence.ssn_id)
-        if federation is None or federation.closed:
-            return False  # (a dead member's stream is closed and dropped at once)
-
-        def on_reply(reply: fed.FederationMessage | None) -> None:
-            if isinstance(reply, fed.Forwarded):
-                limiter.release()
-                with suppress(ChannelClosedError):
-                    client_channel.send_frame_nowait(wire.encode_status(False, rid, reply.status))
-                return
-            code = reply.code if isinstance(reply, fed.FederationError) else Code.UNAVAILABLE
-            self._presence_cache.pop(to, None)
-            if code in (Code.UNAVAILABLE, Code.OFFLINE):
-                # As _signal's first attempt failing: retry with the owners' newest record.
-                message = cp.Signal(rid, to, payload)
-                try:
-                    client_channel.spawn(
-                        self._answer_client, client_channel, sender, message, limiter, 1
-                    )
-                except ChannelClosedError:
-                    limiter.release()  # the client is gone: nobody to answer
-                return
-            limiter.release()
-            self.stats.errors += 1
-            text = reply.text if isinstance(reply, fed.FederationError) else ""
-            with suppress(ChannelClosedError):
-                client_channel.send_nowait(cp.Error(rid, code, text[:500]))
-
-        try:
-            forward_id = federation.new_request_id()
-            federation.request_frame_nowait(
-                forward_id,
-                wire.encode_forward(forward_id, sender, to, payload),
-                on_reply,
-                deadline=trio.current_time() + self.config.request_timeout,
-            )
-        except (ChannelClosedError, LimitExceededError):
-            return False
-        self.stats.signals += 1
-        return True
-
-    async def _expire_requests(self) -> None:
-        """Fail federation requests sent without a waiting task once past their deadline."""
-        while True:
-            await trio.sleep(0.25)
-            now = trio.current_time()
-            for channel in list(self._fed_channels.values()):
-                channel.expire(now)
-
-    def _remember_presence(self, presence: cp.PresenceRecord) -> None:
-        cache = self._presence_cache
-        cache[presence.peer_id] = presence
-        cache.move_to_end(presence.peer_id)
-        while len(cache) > self.config.presence_cache:
-            cache.popitem(last=False)
 
     # --- clients ------------------------------------------------------------------
     async def _handle_client(self, stream: YamuxStream) -> None:
@@ -803,7 +459,7 @@ class SsnServer:
             request_id_of=_request_id_of,
             tasks=self._nursery,
         )
-        client = _ClientStream(self, channel, remote, self._remote_ip(remote))
+        client = ClientStream(self, channel, remote, self._remote_ip(remote))
         channel.send_nowait(cp.Challenge(client.nonce, self.id))
         try:
             try:
@@ -833,8 +489,8 @@ class SsnServer:
         channel: FramedChannel[cp.ClientMessage],
         nonce: bytes,
         message: cp.Register,
-        current: _ClientSession | None,
-    ) -> _ClientSession:
+        current: ClientSession | None,
+    ) -> ClientSession:
         now = self._now()
         if not self._address_limits.allow(address, now):
             raise RequestFailed(Code.RATE_LIMITED, f"too many registrations from {address}")
@@ -864,9 +520,9 @@ class SsnServer:
         channel: FramedChannel[cp.ClientMessage],
         nonce: bytes,
         message: cp.Register,
-        current: _ClientSession | None,
+        current: ClientSession | None,
         now: float,
-    ) -> _ClientSession:
+    ) -> ClientSession:
         try:
             presence = cp.decode_presence(message.presence)
             cp.verify_presence(presence, now, verify_ed25519=backend.verify_signature)
@@ -892,7 +548,7 @@ class SsnServer:
                 raise RequestFailed(Code.BAD_REQUEST, f"bad name record: {exc}") from None
             keys.append(KEY_PREFIX + record.name.encode("ascii"))
         await self._store_everywhere(keys, message.presence, message.name_record)
-        session = _ClientSession(presence.peer_id, channel)
+        session = ClientSession(presence.peer_id, channel)
         old = self.clients.get(presence.peer_id)
         self.clients[presence.peer_id] = session
         # Not put in the presence cache: signals to our own clients never consult it, and
@@ -929,51 +585,6 @@ class SsnServer:
                 raise taken[0]
             if len(refusals) == len(results):
                 raise refusals[0] if refusals else RequestFailed(Code.UNAVAILABLE, "no owner")
-
-    async def _answer_client(
-        self,
-        channel: FramedChannel[cp.ClientMessage],
-        sender: bytes,
-        message: cp.ClientMessage,
-        limiter: _RequestSlots,
-        first_attempt: int = 0,
-    ) -> None:
-        """Answer a client's request; ``first_attempt`` 1 is the retry of a SIGNAL whose
-        FORWARD from ``_signal_fast`` failed (counted there)."""
-        rid = message.request_id
-        reply: cp.ClientMessage
-        try:
-            if isinstance(message, cp.Lookup):
-                self.stats.lookups += 1
-                if isinstance(message.query, str):
-                    try:
-                        key = name_key(message.query)
-                    except ValueError as exc:
-                        raise RequestFailed(Code.BAD_REQUEST, str(exc)) from None
-                else:
-                    key = fed.presence_key(message.query)
-                entry = await self._find(key)
-                if entry is None:
-                    raise RequestFailed(
-                        Code.UNKNOWN_PEER, f"nobody is registered as {message.query!r}"
-                    )
-                reply = cp.Found(rid, entry.presence_bytes, entry.name_bytes)
-            elif isinstance(message, cp.Signal):
-                if first_attempt == 0:
-                    self.stats.signals += 1
-                status = await self._signal(
-                    sender, message.to, message.payload, first_attempt=first_attempt
-                )
-                reply = cp.SignalSent(rid, status)
-            else:
-                raise RequestFailed(Code.BAD_REQUEST, "not a client request")
-        except RequestFailed as exc:
-            self.stats.errors += 1
-            reply = cp.Error(rid, exc.code, exc.text[:500])
-        finally:
-            limiter.release()
-        with suppress(ChannelClosedError):
-            await channel.send(reply)
 
 
 async def serve_ssn(
