@@ -175,11 +175,11 @@ class SsnClient:
 
         def on_reply(reply: cp.ClientMessage | None) -> None:
             if isinstance(reply, cp.SignalSent):
-                on_sent(reply.status)
+                self._run_callback(on_sent, reply.status)
             elif isinstance(reply, cp.Error):
-                on_sent(cp.SsnRequestError(reply.code, reply.text))
+                self._run_callback(on_sent, cp.SsnRequestError(reply.code, reply.text))
             else:
-                on_sent(ChannelClosedError("no answer from the SSN"))
+                self._run_callback(on_sent, ChannelClosedError("no answer from the SSN"))
 
         deadline = trio.current_time() + self.config.request_timeout
         channel.request_nowait(
@@ -201,6 +201,16 @@ class SsnClient:
         channel's reader instead of ``signals()`` (no task switch per signal; the
         callback must not block). None goes back to ``signals()``."""
         self._signal_callback = callback
+
+    def _run_callback(self, callback: Callable[..., None], *args: object) -> None:
+        """Call an application callback from the channel's reader: an exception it raises
+        is logged and dropped (counted in ``stats.callback_errors``), so that the channel
+        and the other signals on it keep going."""
+        try:
+            callback(*args)
+        except Exception:
+            self.stats.callback_errors += 1
+            logger.exception("SSN client: an application callback raised")
 
     async def send_signal(self, peer: PeerId, payload: bytes) -> cp.SignalStatus:
         """Deliver ``payload`` to ``peer`` through the SSNs: DELIVERED, or QUEUED in its
@@ -405,7 +415,7 @@ class SsnClient:
                     self._on_connect_request(PeerId(message.sender), message.payload)
                     return
                 if self._signal_callback is not None:
-                    self._signal_callback(message.sender, message.payload)
+                    self._run_callback(self._signal_callback, message.sender, message.payload)
                     return
                 try:
                     self._send_incoming.send_nowait(
