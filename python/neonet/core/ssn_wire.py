@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from neonet.core.errors import DecodeError
+from neonet.core.peer_id_multihash import check_multihash
 from neonet.core.varint import encode_uvarint, try_decode_uvarint
 
 __all__ = [
@@ -49,10 +50,6 @@ __all__ = [
 _MAX_BLOB = 64 << 10
 _MAX_ID_LENGTH = 128
 _MAX_REQUEST_ID = (1 << 63) - 1
-# Peer IDs (neonet.core.peer_id, which imports the backend module: not imported here).
-IDENTITY_CODE = 0x00
-SHA256_CODE = 0x12
-MAX_MULTIHASH_LENGTH = 2048 + 8
 
 # (kind, request ID, then ints or bytes by kind: see the module docstring)
 Parsed = tuple[Any, ...]
@@ -99,35 +96,15 @@ def _blob(body: bytes, offset: int, limit: int) -> tuple[bytes, int]:
     return body[start:end], end
 
 
-def _uvarint(data: bytes, offset: int) -> tuple[int, int]:
-    """A minimal unsigned varint of at most 9 bytes (neonet.core.varint)."""
-    value = shift = 0
-    for index in range(offset, min(len(data), offset + 9)):
-        byte = data[index]
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            if byte == 0 and index != offset:
-                raise ValueError("non-minimal varint")
-            return value, index + 1
-        shift += 7
-    raise ValueError("bad varint")
-
-
 def _is_peer_id(raw: bytes) -> bool:
-    """What ``PeerId(raw)`` accepts (neonet.core.peer_id), for IDs of the protocols'
-    1 to 128 bytes."""
+    """What ``PeerId(raw)`` accepts, for IDs of the protocols' 1 to 128 bytes."""
     if not 0 < len(raw) <= _MAX_ID_LENGTH:
         return False
     try:
-        code, offset = _uvarint(raw, 0)
-        length, offset = _uvarint(raw, offset)
-    except ValueError:
+        check_multihash(raw)
+    except DecodeError:
         return False
-    if len(raw) - offset != length:
-        return False
-    if code == SHA256_CODE:
-        return length == 32
-    return code == IDENTITY_CODE and length <= MAX_MULTIHASH_LENGTH
+    return True
 
 
 def _arguments(*values: object) -> None:
