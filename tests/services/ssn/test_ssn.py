@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -399,6 +400,38 @@ async def test_registrations_per_address_are_rate_limited() -> None:
                     pass
             assert limited.value.code is ErrorCode.RATE_LIMITED
             assert "127.0.0.1" in limited.value.text
+
+
+async def test_registration_backoff_jitter_comes_from_the_given_randomness() -> None:
+    """No SSN answers: two jittered backoffs (after rounds 0 and 1), drawn from the
+    injected source, then UNAVAILABLE."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.draws: list[int] = []
+
+        def randrange(self, stop: int) -> int:
+            self.draws.append(stop)
+            return 0  # the shortest backoff: half the nominal one
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens there once closed
+    gone = neonet.PeerId.from_public_key(Ed25519Identity.generate().public_key)
+    seeds = make_seed_list(
+        "test",
+        1,
+        [SeedEntry(gone.to_bytes(), "eu", (f"/ip4/127.0.0.1/tcp/{port}",))],
+        issued_at=int(time.time()),
+    )
+    randomness = Recorder()
+    with trio.fail_after(30):
+        async with neonet.open_node() as node:
+            with pytest.raises(SsnRequestError) as failed:
+                async with open_ssn_client(node.host, seeds, region="eu", randomness=randomness):
+                    pass
+    assert failed.value.code is ErrorCode.UNAVAILABLE
+    assert randomness.draws == [1024, 1024]
 
 
 async def test_only_seed_list_members_speak_membership_and_federation() -> None:

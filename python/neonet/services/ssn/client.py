@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -49,12 +48,19 @@ from neonet.proto.ssn.connect_request import (
     encode_connect_request,
     is_connect_request,
 )
+from neonet.proto.ssn.membership import RandomSource
 from neonet.proto.ssn.seeds import SeedEntry, SeedList
 from neonet.services import ping as ping_service
 from neonet.services.dcutr import DcutrService, open_dcutr
 from neonet.services.relay import NodeLike, RelayClient, open_relay_client
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
-from neonet.services.ssn.config import ClientStatistics, IncomingSignal, PeerInfo, SsnClientConfig
+from neonet.services.ssn.config import (
+    ClientStatistics,
+    IncomingSignal,
+    PeerInfo,
+    SsnClientConfig,
+    SystemRandomness,
+)
 from neonet.services.ssn.connectivity import (
     Connected,
     ConnectError,
@@ -92,7 +98,11 @@ class SsnClient:
         region: str | None,
         config: SsnClientConfig,
         node: NodeLike | None = None,
+        randomness: RandomSource | None = None,
     ) -> None:
+        """``randomness``: the source of the registration backoff's jitter (the OS
+        generator unless given)."""
+        self._random: RandomSource = randomness or SystemRandomness()
         self.host = host
         self.node = node
         #: Set by ``open_ssn_client`` when it runs them (given a node).
@@ -594,7 +604,7 @@ class SsnClient:
                 )
             # Jittered: clients refused together (a busy SSN) do not all return together.
             backoff = min(2.0, 0.2 * math.pow(2, round_number))
-            await trio.sleep(backoff * random.uniform(0.5, 1.0))
+            await trio.sleep(backoff * (0.5 + self._random.randrange(1024) / 2048))
         raise AssertionError("unreachable")
 
     async def keep_relay_on_ssn(
@@ -661,6 +671,7 @@ async def open_ssn_client(
     listen: Sequence[Multiaddr | str] = (),
     relay: bool | None = None,
     hole_punching: bool | None = None,
+    randomness: RandomSource | None = None,
 ) -> AsyncIterator[SsnClient]:
     """Register with the best SSN of ``seeds`` (see the module docstring); stays registered
     (failing over) until the block ends. Raises ``SsnRequestError`` if no SSN takes us or
@@ -683,6 +694,7 @@ async def open_ssn_client(
         region=region,
         config=config or SsnClientConfig(),
         node=node,
+        randomness=randomness,
     )
     try:
         async with AsyncExitStack() as stack:
