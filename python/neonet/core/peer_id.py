@@ -14,15 +14,27 @@ import hashlib
 from neonet.core import backend
 from neonet.core.errors import DecodeError
 from neonet.core.keys import PublicKey
+from neonet.core.peer_id_multihash import (
+    IDENTITY_CODE,
+    MAX_MULTIHASH_LENGTH,
+    SHA256_CODE,
+    check_multihash,
+)
 from neonet.core.varint import decode_uvarint, encode_uvarint
 
-IDENTITY_CODE = 0x00
-SHA256_CODE = 0x12
+__all__ = [
+    "CID_V1",
+    "IDENTITY_CODE",
+    "LIBP2P_KEY_CODEC",
+    "MAX_INLINE_KEY_LENGTH",
+    "MAX_MULTIHASH_LENGTH",
+    "SHA256_CODE",
+    "PeerId",
+]
+
 LIBP2P_KEY_CODEC = 0x72
 CID_V1 = 0x01
 MAX_INLINE_KEY_LENGTH = 42
-# Identity multihashes inline the key; anything longer than a generous RSA key is refused.
-MAX_MULTIHASH_LENGTH = 2048 + 8
 
 
 class PeerId:
@@ -31,7 +43,7 @@ class PeerId:
     __slots__ = ("_multihash", "_text")
 
     def __init__(self, multihash: bytes) -> None:
-        _check_multihash(multihash)
+        check_multihash(multihash)
         self._multihash = bytes(multihash)
         self._text: str | None = None
 
@@ -103,18 +115,3 @@ class PeerId:
 
     def __repr__(self) -> str:
         return f"PeerId({self.to_base58()!r})"
-
-
-def _check_multihash(multihash: bytes) -> None:
-    if len(multihash) > MAX_MULTIHASH_LENGTH:
-        raise DecodeError("peer ID multihash too long")
-    code, offset = decode_uvarint(multihash)
-    length, offset = decode_uvarint(multihash, offset)
-    if code not in (IDENTITY_CODE, SHA256_CODE):
-        raise DecodeError(f"unsupported multihash code {code:#x} in peer ID")
-    if len(multihash) - offset != length:
-        raise DecodeError("multihash length does not match its digest")
-    if code == SHA256_CODE and length != 32:
-        raise DecodeError("SHA-256 multihash digest must be 32 bytes")
-    if code == IDENTITY_CODE and length > MAX_MULTIHASH_LENGTH:
-        raise DecodeError("identity multihash too long")

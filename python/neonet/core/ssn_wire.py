@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from neonet.core.errors import DecodeError
+from neonet.core.peer_id_multihash import check_multihash
 from neonet.core.varint import encode_uvarint, try_decode_uvarint
 
 __all__ = [
@@ -49,10 +50,6 @@ __all__ = [
 _MAX_BLOB = 64 << 10
 _MAX_ID_LENGTH = 128
 _MAX_REQUEST_ID = (1 << 63) - 1
-# Peer IDs (neonet.core.peer_id, which imports the backend module: not imported here).
-IDENTITY_CODE = 0x00
-SHA256_CODE = 0x12
-MAX_MULTIHASH_LENGTH = 2048 + 8
 
 # (kind, request ID, then ints or bytes by kind: see the module docstring)
 Parsed = tuple[Any, ...]
@@ -99,40 +96,59 @@ def _blob(body: bytes, offset: int, limit: int) -> tuple[bytes, int]:
     return body[start:end], end
 
 
-def _uvarint(data: bytes, offset: int) -> tuple[int, int]:
-    """A minimal unsigned varint of at most 9 bytes (neonet.core.varint)."""
-    value = shift = 0
-    for index in range(offset, min(len(data), offset + 9)):
-        byte = data[index]
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            if byte == 0 and index != offset:
-                raise ValueError("non-minimal varint")
-            return value, index + 1
-        shift += 7
-    raise ValueError("bad varint")
-
-
 def _is_peer_id(raw: bytes) -> bool:
-    """What ``PeerId(raw)`` accepts (neonet.core.peer_id), for IDs of the protocols'
-    1 to 128 bytes."""
+    """What ``PeerId(raw)`` accepts, for IDs of the protocols' 1 to 128 bytes."""
     if not 0 < len(raw) <= _MAX_ID_LENGTH:
         return False
     try:
-        code, offset = _uvarint(raw, 0)
-        length, offset = _uvarint(raw, offset)
-    except ValueError:
+        check_multihash(raw)
+    except DecodeError:
         return False
-    if len(raw) - offset != length:
-        return False
-    if code == SHA256_CODE:
-        return length == 32
-    return code == IDENTITY_CODE and length <= MAX_MULTIHASH_LENGTH
+    return True
+
+
+def _arguments(*values: object) -> None:
+    """Refuse arguments as the native binding's argument conversion does (same
+    exception types, in argument order): ``bytes`` for byte strings (not bytearray or
+    memoryview), ``bool`` for flags (``_Flag``), and ints within the binding's i128
+    (``_I128``) or u64 (``_U64``), else ``OverflowError``."""
+    for value in values:
+        if isinstance(value, _U64):
+            if not isinstance(value.value, int):
+                raise TypeError("an integer is required")
+            if not 0 <= value.value < 1 << 64:
+                raise OverflowError("out of range integral type conversion attempted")
+        elif isinstance(value, _Flag):
+            if not isinstance(value.value, bool):
+                raise TypeError("a bool is required")
+        elif isinstance(value, _I128):
+            if not isinstance(value.value, int):
+                raise TypeError("an integer is required")
+            if not -(1 << 127) <= value.value < 1 << 127:
+                raise OverflowError("out of range integral type conversion attempted")
+        elif not isinstance(value, bytes):
+            raise TypeError(f"bytes required, not {type(value).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class _I128:
+    value: object
+
+
+@dataclass(frozen=True, slots=True)
+class _U64:
+    value: object
+
+
+@dataclass(frozen=True, slots=True)
+class _Flag:
+    value: object
 
 
 def parse_signal_path(body: bytes, federation: bool) -> Parsed | None:
     """The fields of a signal-path message (see the module docstring), or None for any
     other message and anything not accepted here (the general decoder then decides)."""
+    _arguments(body, _Flag(federation))
     try:
         return _parse(body, federation)
     except (ValueError, IndexError):
@@ -193,6 +209,7 @@ def _check(rid: int, *blobs: bytes) -> None:
 
 def encode_signal(rid: int, to: bytes, payload: bytes) -> bytes:
     """The frame (length prefix included) of client SIGNAL ``[1, 5, rid, to, payload]``."""
+    _arguments(_I128(rid), to, payload)
     _check(rid, to, payload)
     return _framed(
         b"\x85\x01\x05"
@@ -206,6 +223,7 @@ def encode_signal(rid: int, to: bytes, payload: bytes) -> bytes:
 
 def encode_incoming(sender: bytes, payload: bytes) -> bytes:
     """The frame of client INCOMING ``[1, 8, 0, sender, payload]``."""
+    _arguments(sender, payload)
     _check(0, sender, payload)
     return _framed(
         b"\x85\x01\x08\x00"
@@ -218,6 +236,7 @@ def encode_incoming(sender: bytes, payload: bytes) -> bytes:
 
 def encode_forward(rid: int, sender: bytes, to: bytes, payload: bytes) -> bytes:
     """The frame of federation FORWARD ``[1, 2, rid, sender, to, payload]``."""
+    _arguments(_I128(rid), sender, to, payload)
     _check(rid, sender, to, payload)
     return _framed(
         b"\x86\x01\x02"
@@ -234,6 +253,7 @@ def encode_forward(rid: int, sender: bytes, to: bytes, payload: bytes) -> bytes:
 def encode_status(federation: bool, rid: int, status: int) -> bytes:
     """The frame of client SIGNAL_SENT ``[1, 6, rid, status]`` or, ``federation``,
     FORWARDED ``[1, 5, rid, status]`` (status 0 delivered, 1 queued)."""
+    _arguments(_Flag(federation), _I128(rid), _I128(status))
     _check(rid)
     if status not in (0, 1):
         raise ValueError("unknown signal status")
@@ -246,6 +266,7 @@ def split_frames(data: bytes, max_frame: int) -> tuple[list[bytes], int]:
     """Split whole frames (an unsigned varint length, then the body) off ``data``: the
     bodies and how many bytes they used; the rest waits for more. ``DecodeError`` for a
     bad varint or a frame over ``max_frame`` bytes (announced, not yet arrived)."""
+    _arguments(data, _U64(max_frame))
     frames: list[bytes] = []
     offset = 0
     while True:

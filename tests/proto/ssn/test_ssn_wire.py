@@ -5,6 +5,7 @@ fields; what it builds, they build byte for byte; both backends agree on every i
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from neonet.core import backend as backend_module
 from neonet.core.errors import DecodeError
+from neonet.core.varint import encode_uvarint
 from neonet.proto.ssn import client_protocol as cp
 from neonet.proto.ssn import federation as fed
 
@@ -19,7 +21,11 @@ PURE = backend_module.implementation("pure").ssn_wire
 NATIVE = backend_module.implementation("native").ssn_wire
 MAX_RID = (1 << 63) - 1
 
-identity_peers = st.binary(min_size=1, max_size=42).map(lambda key: bytes((0, len(key))) + key)
+# Identity multihash peer IDs up to the 128 bytes is_peer_id accepts (2-byte header
+# when the key is under 128 bytes, 3-byte header beyond: 0x00, uvarint length, key).
+identity_peers = st.binary(min_size=1, max_size=125).map(
+    lambda key: bytes((0,)) + encode_uvarint(len(key)) + key
+)
 sha256_peers = st.binary(min_size=32, max_size=32).map(lambda digest: b"\x12\x20" + digest)
 peers = st.one_of(identity_peers, sha256_peers)
 rids = st.one_of(
@@ -163,6 +169,34 @@ def test_encoders_refuse_what_the_protocols_refuse(wire: object) -> None:
         wire.encode_status(True, 1, 2)
     with pytest.raises(ValueError, match="too long"):
         wire.encode_incoming(peer, bytes(65537))
+    # Same error types on both backends (the native binding takes i128 / u64 / bytes).
+    with pytest.raises(OverflowError):
+        wire.encode_signal(1 << 127, peer, b"")
+    with pytest.raises(OverflowError):
+        wire.encode_status(False, 1, 1 << 127)
+    with pytest.raises(OverflowError):
+        wire.encode_forward(-(1 << 127) - 1, peer, peer, b"")
+    with pytest.raises(ValueError, match="request ID"):
+        wire.encode_status(False, (1 << 127) - 1, 0)
+    with pytest.raises(OverflowError):
+        wire.split_frames(b"", -1)
+    with pytest.raises(OverflowError):
+        wire.split_frames(b"", 1 << 64)
+    loose: Any = wire  # wrong argument types on purpose
+    with pytest.raises(TypeError):
+        loose.split_frames(b"", 1.0)
+    with pytest.raises(TypeError):
+        loose.encode_signal(1, bytearray(peer), b"")
+    with pytest.raises(TypeError):
+        loose.encode_incoming(peer, memoryview(b"x"))
+    with pytest.raises(TypeError):
+        loose.encode_forward(1.0, peer, peer, b"")
+    with pytest.raises(TypeError):
+        loose.parse_signal_path(bytearray(b"\x84\x01\x06\x00\x00"), False)
+    with pytest.raises(TypeError):
+        loose.parse_signal_path(b"\x84\x01\x06\x00\x00", 1)
+    with pytest.raises(TypeError):
+        loose.split_frames(bytearray(b"\x01a"), 10)
 
 
 def _outcome(decode: Callable[[bytes], object], body: bytes) -> object:

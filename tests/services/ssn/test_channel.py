@@ -3,13 +3,15 @@ and a channel that shares its owner's nursery (``tasks=``), over in-memory strea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 
 import trio
 import trio.testing
 
+from neonet.core.errors import LimitExceededError
 from neonet.proto.ssn import federation as fed
-from neonet.proto.ssn.client_protocol import frame
+from neonet.proto.ssn.client_protocol import MAX_FRAME, frame
 from neonet.services.ssn.channel import FramedChannel
 
 
@@ -221,3 +223,34 @@ async def test_frames_sent_while_handling_one_read_are_queued_together_in_order(
         nursery.cancel_scope.cancel()
     assert seen_by_slow_handler == [[answers[0] + answers[1]]]
     assert stream.queued == [answers[0] + answers[1], answers[2], answers[3]]
+
+
+def test_max_frame_bounds_the_body_however_the_message_is_sent() -> None:
+    """``send_nowait`` (encoded, or framed by ``framer``) and ``send_frame_nowait`` take
+    and refuse the same messages: ``MAX_FRAME`` bounds the body, not its length prefix."""
+    left, _right = trio.testing.memory_stream_pair()
+
+    def channel(framer: Callable[[bytes], bytes | None] | None) -> FramedChannel[bytes]:
+        return FramedChannel(
+            left,
+            decode=bytes,
+            encode=bytes,
+            is_reply=lambda m: False,
+            request_id_of=len,
+            framer=framer,
+        )
+
+    plain, framing = channel(None), channel(frame)
+    for size in (MAX_FRAME, MAX_FRAME + 1):
+        outcomes = []
+        for send in (
+            plain.send_nowait,
+            framing.send_nowait,
+            lambda body: plain.send_frame_nowait(frame(body)),
+        ):
+            try:
+                send(bytes(size))
+                outcomes.append("sent")
+            except LimitExceededError:
+                outcomes.append("refused")
+        assert outcomes == ["sent" if size == MAX_FRAME else "refused"] * 3

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -43,6 +44,7 @@ from neonet.proto.ssn.seeds import SeedEntry, SeedList, make_seed_list
 from neonet.services.relay import open_relay, open_relay_client
 from neonet.services.ssn.client import SsnClient, SsnClientConfig, open_ssn_client
 from neonet.services.ssn.server import SsnConfig, SsnServer, open_ssn
+from neonet.services.ssn.signals import ClientStream
 
 FAST_MEMBERSHIP = MembershipConfig(protocol_period=0.5, ack_timeout=0.25, gossip_interval=0.05)
 
@@ -246,7 +248,8 @@ def _register_message(node: Node, challenge: Challenge, *, ssn_id: bytes | None 
 async def test_protocol_errors_limits_and_garbage() -> None:
     with trio.fail_after(60):
         async with (
-            federation(["eu"], max_clients=1, client_rate=1.0, client_burst=2.0) as (
+            # (A rate near zero: no token comes back during the test, however slow it runs.)
+            federation(["eu"], max_clients=1, client_rate=1e-6, client_burst=2.0) as (
                 seeds,
                 servers,
                 _,
@@ -276,7 +279,7 @@ async def test_protocol_errors_limits_and_garbage() -> None:
             assert codes[:2] == ["found", "found"]
             assert codes[2:] == [ErrorCode.RATE_LIMITED] * 2
             # SIGNALs take the server's synchronous path: limited the same way (3 in one
-            # write; at most one token can have come back since the lookups).
+            # write; no token has come back since the lookups).
             to_self = node.peer_id.to_bytes()
             await stream.send_all(
                 b"".join(frame(encode_message(Signal(rid, to_self, b"hi"))) for rid in (15, 16, 17))
@@ -290,7 +293,7 @@ async def test_protocol_errors_limits_and_garbage() -> None:
                     if isinstance(reply, Error | SignalSent):
                         answers[reply.request_id] = getattr(reply, "code", "sent")
             assert sorted(answers) == [15, 16, 17]
-            assert list(answers.values()).count(ErrorCode.RATE_LIMITED) >= 2
+            assert list(answers.values()) == [ErrorCode.RATE_LIMITED] * 3
 
             # The SSN holds one client at most: a second one is told so.
             other = await stack.enter_async_context(neonet.open_node())
@@ -399,6 +402,38 @@ async def test_registrations_per_address_are_rate_limited() -> None:
             assert "127.0.0.1" in limited.value.text
 
 
+async def test_registration_backoff_jitter_comes_from_the_given_randomness() -> None:
+    """No SSN answers: two jittered backoffs (after rounds 0 and 1), drawn from the
+    injected source, then UNAVAILABLE."""
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.draws: list[int] = []
+
+        def randrange(self, stop: int) -> int:
+            self.draws.append(stop)
+            return 0  # the shortest backoff: half the nominal one
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # nothing listens there once closed
+    gone = neonet.PeerId.from_public_key(Ed25519Identity.generate().public_key)
+    seeds = make_seed_list(
+        "test",
+        1,
+        [SeedEntry(gone.to_bytes(), "eu", (f"/ip4/127.0.0.1/tcp/{port}",))],
+        issued_at=int(time.time()),
+    )
+    randomness = Recorder()
+    with trio.fail_after(30):
+        async with neonet.open_node() as node:
+            with pytest.raises(SsnRequestError) as failed:
+                async with open_ssn_client(node.host, seeds, region="eu", randomness=randomness):
+                    pass
+    assert failed.value.code is ErrorCode.UNAVAILABLE
+    assert randomness.draws == [1024, 1024]
+
+
 async def test_only_seed_list_members_speak_membership_and_federation() -> None:
     with trio.fail_after(60):
         async with federation(["eu", "eu"]) as (_, servers, _), AsyncExitStack() as stack:
@@ -452,9 +487,22 @@ async def test_a_misbehaving_ssn_of_our_region_sends_us_to_another_region() -> N
             nursery.cancel_scope.cancel()
 
 
-async def test_signals_sent_and_received_without_a_task_each() -> None:
+async def test_signals_sent_and_received_without_a_task_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """``send_signal_nowait`` answers through a callback, ``set_signal_callback`` hands
-    signals over from the reader: the load generator's path (bench.ssn)."""
+    signals over from the reader: the load generator's path (bench.ssn). The SSN takes
+    the SIGNAL frames on its synchronous path (``ClientStream.on_frame_nowait``), and
+    application callbacks that raise do not break the client's channel."""
+    taken = [0]
+    on_frame_nowait = ClientStream.on_frame_nowait
+
+    def counting(self: ClientStream, body: bytes) -> bool:
+        done = on_frame_nowait(self, body)
+        taken[0] += done
+        return done
+
+    monkeypatch.setattr(ClientStream, "on_frame_nowait", counting)
     with trio.fail_after(60):
         async with (
             federation(["eu", "us"]) as (seeds, _, _),
@@ -465,15 +513,24 @@ async def test_signals_sent_and_received_without_a_task_each() -> None:
             await alice.lookup(bob_node.peer_id)  # the presence is cached on alice's SSN
             got: list[tuple[bytes, bytes]] = []
             results: list[object] = []
-            all_answered = trio.Event()
-            bob.set_signal_callback(lambda sender, payload: got.append((sender, payload)))
+            all_answered, all_received = trio.Event(), trio.Event()
             count = 200
+
+            def on_signal(sender: bytes, payload: bytes) -> None:
+                got.append((sender, payload))
+                if len(got) == count:
+                    all_received.set()
+                if payload.endswith(b"7"):
+                    raise RuntimeError("an application bug")  # logged, dropped
 
             def on_sent(result: object) -> None:
                 results.append(result)
                 if len(results) == count + 1:
                     all_answered.set()
+                if len(results) % 10 == 3:
+                    raise KeyError("an application bug")
 
+            bob.set_signal_callback(on_signal)
             for index in range(count):
                 alice.send_signal_nowait(bob_node.peer_id, b"candidate %d" % index, on_sent)
             stranger = neonet.PeerId.from_public_key(Ed25519Identity.generate().public_key)
@@ -482,11 +539,18 @@ async def test_signals_sent_and_received_without_a_task_each() -> None:
             assert results.count(SignalStatus.DELIVERED) == count
             errors = [r for r in results if isinstance(r, SsnRequestError)]
             assert [e.code for e in errors] == [ErrorCode.UNKNOWN_PEER]
-            while len(got) < count:  # noqa: ASYNC110 (the callback fills it from the reader)
-                await trio.sleep(0.01)
+            await all_received.wait()
             sender = alice_node.peer_id.to_bytes()
             # (Order is kept per path; the first signals may take the lookup path.)
             assert sorted(got) == sorted((sender, b"candidate %d" % i) for i in range(count))
+            assert alice.stats.callback_errors == 20  # results 3, 13, ..., 193 (of 201)
+            assert bob.stats.callback_errors == 20  # payloads ending in 7
+            # Both channels survived the raising callbacks.
+            assert await alice.send_signal(bob_node.peer_id, b"after") is SignalStatus.DELIVERED
+            assert alice.ssn is not None and alice.stats.failovers == 0
+            assert bob.stats.failovers == 0
+            # Most SIGNALs took the SSN's synchronous frame path (all but the first few).
+            assert taken[0] >= count // 2
 
 
 async def test_busy_ssn_refuses_new_registrations_early_but_renews_held_clients() -> None:

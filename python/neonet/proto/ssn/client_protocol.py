@@ -404,7 +404,8 @@ def decode_message(data: bytes) -> ClientMessage:
 
 
 # --- the signal path: the backend's byte-level codec (neonet.core.ssn_wire) ------------
-_STATUSES = (SignalStatus.DELIVERED, SignalStatus.QUEUED)
+# SignalStatus by its wire value (the backend's parser returns the value; federation too).
+SIGNAL_STATUSES = (SignalStatus.DELIVERED, SignalStatus.QUEUED)
 
 
 def decode_message_fast(data: bytes) -> ClientMessage:
@@ -418,7 +419,7 @@ def decode_message_fast(data: bytes) -> ClientMessage:
     if kind == 5:
         return Signal(fields[1], fields[2], fields[3])
     if kind == 6:
-        return SignalSent(fields[1], _STATUSES[fields[2]])
+        return SignalSent(fields[1], SIGNAL_STATUSES[fields[2]])
     return Incoming(fields[2], fields[3])
 
 
@@ -469,6 +470,7 @@ __all__ = [
     "MAX_FRAME",
     "MAX_PAYLOAD",
     "PROTOCOL_ID",
+    "SIGNAL_STATUSES",
     "Challenge",
     "ClientMessage",
     "Ed25519Verifier",

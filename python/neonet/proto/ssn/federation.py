@@ -40,6 +40,7 @@ from neonet.proto.ssn.client_protocol import (
     MAX_FRAME,
     MAX_ID_LENGTH,
     MAX_PAYLOAD,
+    SIGNAL_STATUSES,
     Ed25519Verifier,
     ErrorCode,
     PresenceRecord,
@@ -309,7 +310,6 @@ class RecordStore:
 
 
 # --- the signal path: the backend's byte-level codec (neonet.core.ssn_wire) ------------
-_STATUSES = (SignalStatus.DELIVERED, SignalStatus.QUEUED)
 
 
 def decode_message_fast(data: bytes) -> FederationMessage:
@@ -320,7 +320,7 @@ def decode_message_fast(data: bytes) -> FederationMessage:
         return decode_message(data)
     if fields[0] == 2:
         return Forward(fields[1], fields[2], fields[3], fields[4])
-    return Forwarded(fields[1], _STATUSES[fields[2]])
+    return Forwarded(fields[1], SIGNAL_STATUSES[fields[2]])
 
 
 def frame_message_fast(message: FederationMessage) -> bytes | None:

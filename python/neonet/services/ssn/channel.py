@@ -29,6 +29,7 @@ from neonet.core.errors import (
     RemoteProtocolError,
     TransportError,
 )
+from neonet.core.varint import try_decode_uvarint
 from neonet.proto.ssn.client_protocol import MAX_FRAME, FrameDecoder, frame
 
 logger = logging.getLogger("neonet.ssn.channel")
@@ -45,6 +46,18 @@ class _Pending(Generic[M]):
     def __init__(self) -> None:
         self.event = trio.Event()
         self.reply: M | None = None
+
+
+def _check_body(length: int) -> None:
+    if length > MAX_FRAME:
+        raise LimitExceededError(f"message of {length} bytes exceeds {MAX_FRAME}")
+
+
+def _check_frame(data: bytes) -> None:
+    """``_check_body`` of a frame's body (``data`` has its length prefix)."""
+    if len(data) > MAX_FRAME:  # (shorter: its body is within too, prefix not decoded)
+        head = try_decode_uvarint(data, 0)
+        _check_body(len(data) - (0 if head is None else head[1]))
 
 
 async def _logging_errors(function: Callable[..., Awaitable[None]], *args: object) -> None:
@@ -175,18 +188,19 @@ class FramedChannel(Generic[M]):
         data = None if self._framer is None else self._framer(message)
         if data is None:
             body = self._encode(message)
-            if len(body) > MAX_FRAME:
-                raise LimitExceededError(f"message of {len(body)} bytes exceeds {MAX_FRAME}")
+            _check_body(len(body))
             data = frame(body)
+        else:
+            _check_frame(data)
         self._queue_frame(data)
 
     def send_frame_nowait(self, data: bytes) -> None:
         """``send_nowait`` of a message already framed (length prefix included; the
-        signal path's frames from ``neonet.core.backend.ssn_wire``)."""
+        signal path's frames from ``neonet.core.backend.ssn_wire``). ``MAX_FRAME`` bounds
+        the body, as for ``send_nowait`` and the reader's ``FrameDecoder``."""
         if self.closed:
             raise ChannelClosedError("the channel is closed")
-        if len(data) > MAX_FRAME:  # (a bound on the body, up to its 3-byte prefix)
-            raise LimitExceededError(f"frame of {len(data)} bytes exceeds {MAX_FRAME}")
+        _check_frame(data)
         self._queue_frame(data)
 
     def _queue_frame(self, data: bytes) -> None:
@@ -239,13 +253,7 @@ class FramedChannel(Generic[M]):
         seconds; every request of a channel should use the same timeout, since ``expire``
         looks at the oldest first). Raises ``ChannelClosedError``/``LimitExceededError``.
         """
-        callbacks = self._callbacks
-        if callbacks is None:
-            callbacks = self._callbacks = {}
-        if len(self._pending) + len(callbacks) >= self.max_pending:
-            raise LimitExceededError(f"{self.max_pending} requests already pending")
-        self.send_nowait(message)
-        callbacks[self._request_id_of(message)] = (deadline, on_reply)
+        self._request_nowait(self._request_id_of(message), message, None, on_reply, deadline)
 
     def request_frame_nowait(
         self,
@@ -256,12 +264,27 @@ class FramedChannel(Generic[M]):
         deadline: float,
     ) -> None:
         """``request_nowait`` of a request already framed, whose ID is ``request_id``."""
+        self._request_nowait(request_id, None, data, on_reply, deadline)
+
+    def _request_nowait(
+        self,
+        request_id: int,
+        message: M | None,
+        data: bytes | None,
+        on_reply: Callable[[M | None], None],
+        deadline: float,
+    ) -> None:
+        """``request_nowait`` (``message``) or ``request_frame_nowait`` (``data``)."""
         callbacks = self._callbacks
         if callbacks is None:
             callbacks = self._callbacks = {}
         if len(self._pending) + len(callbacks) >= self.max_pending:
             raise LimitExceededError(f"{self.max_pending} requests already pending")
-        self.send_frame_nowait(data)
+        if data is None:
+            assert message is not None
+            self.send_nowait(message)
+        else:
+            self.send_frame_nowait(data)
         callbacks[request_id] = (deadline, on_reply)
 
     def take_reply_callback(self, request_id: int) -> Callable[[M | None], None] | None:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -49,12 +48,19 @@ from neonet.proto.ssn.connect_request import (
     encode_connect_request,
     is_connect_request,
 )
+from neonet.proto.ssn.membership import RandomSource
 from neonet.proto.ssn.seeds import SeedEntry, SeedList
 from neonet.services import ping as ping_service
 from neonet.services.dcutr import DcutrService, open_dcutr
 from neonet.services.relay import NodeLike, RelayClient, open_relay_client
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
-from neonet.services.ssn.config import ClientStatistics, IncomingSignal, PeerInfo, SsnClientConfig
+from neonet.services.ssn.config import (
+    ClientStatistics,
+    IncomingSignal,
+    PeerInfo,
+    SsnClientConfig,
+    SystemRandomness,
+)
 from neonet.services.ssn.connectivity import (
     Connected,
     ConnectError,
@@ -92,7 +98,11 @@ class SsnClient:
         region: str | None,
         config: SsnClientConfig,
         node: NodeLike | None = None,
+        randomness: RandomSource | None = None,
     ) -> None:
+        """``randomness``: the source of the registration backoff's jitter (the OS
+        generator unless given)."""
+        self._random: RandomSource = randomness or SystemRandomness()
         self.host = host
         self.node = node
         #: Set by ``open_ssn_client`` when it runs them (given a node).
@@ -175,11 +185,11 @@ class SsnClient:
 
         def on_reply(reply: cp.ClientMessage | None) -> None:
             if isinstance(reply, cp.SignalSent):
-                on_sent(reply.status)
+                self._run_callback(on_sent, reply.status)
             elif isinstance(reply, cp.Error):
-                on_sent(cp.SsnRequestError(reply.code, reply.text))
+                self._run_callback(on_sent, cp.SsnRequestError(reply.code, reply.text))
             else:
-                on_sent(ChannelClosedError("no answer from the SSN"))
+                self._run_callback(on_sent, ChannelClosedError("no answer from the SSN"))
 
         deadline = trio.current_time() + self.config.request_timeout
         channel.request_nowait(
@@ -201,6 +211,16 @@ class SsnClient:
         channel's reader instead of ``signals()`` (no task switch per signal; the
         callback must not block). None goes back to ``signals()``."""
         self._signal_callback = callback
+
+    def _run_callback(self, callback: Callable[..., None], *args: object) -> None:
+        """Call an application callback from the channel's reader: an exception it raises
+        is logged and dropped (counted in ``stats.callback_errors``), so that the channel
+        and the other signals on it keep going."""
+        try:
+            callback(*args)
+        except Exception:
+            self.stats.callback_errors += 1
+            logger.exception("SSN client: an application callback raised")
 
     async def send_signal(self, peer: PeerId, payload: bytes) -> cp.SignalStatus:
         """Deliver ``payload`` to ``peer`` through the SSNs: DELIVERED, or QUEUED in its
@@ -405,7 +425,7 @@ class SsnClient:
                     self._on_connect_request(PeerId(message.sender), message.payload)
                     return
                 if self._signal_callback is not None:
-                    self._signal_callback(message.sender, message.payload)
+                    self._run_callback(self._signal_callback, message.sender, message.payload)
                     return
                 try:
                     self._send_incoming.send_nowait(
@@ -584,7 +604,7 @@ class SsnClient:
                 )
             # Jittered: clients refused together (a busy SSN) do not all return together.
             backoff = min(2.0, 0.2 * math.pow(2, round_number))
-            await trio.sleep(backoff * random.uniform(0.5, 1.0))
+            await trio.sleep(backoff * (0.5 + self._random.randrange(1024) / 2048))
         raise AssertionError("unreachable")
 
     async def keep_relay_on_ssn(
@@ -651,6 +671,7 @@ async def open_ssn_client(
     listen: Sequence[Multiaddr | str] = (),
     relay: bool | None = None,
     hole_punching: bool | None = None,
+    randomness: RandomSource | None = None,
 ) -> AsyncIterator[SsnClient]:
     """Register with the best SSN of ``seeds`` (see the module docstring); stays registered
     (failing over) until the block ends. Raises ``SsnRequestError`` if no SSN takes us or
@@ -673,6 +694,7 @@ async def open_ssn_client(
         region=region,
         config=config or SsnClientConfig(),
         node=node,
+        randomness=randomness,
     )
     try:
         async with AsyncExitStack() as stack:

@@ -118,6 +118,7 @@ class ClientStatistics:
     registrations: int = 0
     failovers: int = 0
     dropped_signals: int = 0
+    callback_errors: int = 0  # application callbacks that raised (logged, dropped)
     connect_requests: int = 0  # handled (dialed back)
     dropped_connect_requests: int = 0  # malformed, refused or over MAX_DIALS_BACK
     last_failover_seconds: float = 0.0

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from neonet.services.ssn.server import SsnServer
 
 Code = cp.ErrorCode
-_STATUSES = (cp.SignalStatus.DELIVERED, cp.SignalStatus.QUEUED)  # by their wire value
 
 
 class ClientSession:
@@ -124,20 +123,32 @@ class ClientStream:
             await channel.send(cp.Error(rid, Code.NOT_REGISTERED, "register before other requests"))
             return
         session = self.session
-        limits = server._client_limits
-        if not limits.allow(session.peer_id, server._now()):
-            server.stats.errors += 1
-            wait = limits.retry_after(session.peer_id, server._now())
-            await channel.send(
-                cp.Error(rid, Code.RATE_LIMITED, f"too many requests; retry in {wait:.2f} s")
-            )
+        refusal = self._rate_limited(session.peer_id, rid)
+        if refusal is not None:
+            await channel.send(refusal)
             return
         await self.limiter.acquire()
         if isinstance(message, cp.Signal) and server._signal_fast(
             channel, session.peer_id, message, self.limiter
         ):
             return
-        channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
+        self._answer_in_task(session.peer_id, message)
+
+    def _rate_limited(self, peer_id: bytes, rid: int) -> cp.Error | None:
+        """The RATE_LIMITED answer (counted) when the client is over its request rate."""
+        server = self.server
+        now = server._now()
+        limits = server._client_limits
+        if limits.allow(peer_id, now):
+            return None
+        server.stats.errors += 1
+        wait = limits.retry_after(peer_id, now)
+        return cp.Error(rid, Code.RATE_LIMITED, f"too many requests; retry in {wait:.2f} s")
+
+    def _answer_in_task(self, peer_id: bytes, message: cp.ClientMessage) -> None:
+        """Answer ``message`` in a task (its request slot is taken; the task frees it)."""
+        server = self.server
+        self.channel.spawn(server._answer_client, self.channel, peer_id, message, self.limiter)
 
     def on_frame_nowait(self, body: bytes) -> bool:
         """``on_message`` for a SIGNAL frame when nothing needs a wait (registered, a
@@ -151,21 +162,16 @@ class ClientStream:
         if fields is None or fields[0] != 5:
             return False
         _, rid, to, payload = fields
-        server = self.server
-        now = server._now()
-        limits = server._client_limits
-        if not limits.allow(session.peer_id, now):
-            server.stats.errors += 1
-            wait = limits.retry_after(session.peer_id, now)
+        refusal = self._rate_limited(session.peer_id, rid)
+        if refusal is not None:
             with suppress(ChannelClosedError):
-                channel.send_nowait(
-                    cp.Error(rid, Code.RATE_LIMITED, f"too many requests; retry in {wait:.2f} s")
-                )
+                channel.send_nowait(refusal)
             return True
         self.limiter.take_nowait()
-        if not server._signal_fast_frame(channel, session.peer_id, rid, to, payload, self.limiter):
-            message = cp.Signal(rid, to, payload)
-            channel.spawn(server._answer_client, channel, session.peer_id, message, self.limiter)
+        if not self.server._signal_fast_frame(
+            channel, session.peer_id, rid, to, payload, self.limiter
+        ):
+            self._answer_in_task(session.peer_id, cp.Signal(rid, to, payload))
         return True
 
 
@@ -240,7 +246,7 @@ class SignalPath:
         callback = channel.take_reply_callback(fields[1])
         if callback is None:
             return False  # (an awaited request's answer, or a late one: the general path)
-        callback(fed.Forwarded(fields[1], _STATUSES[fields[2]]))
+        callback(fed.Forwarded(fields[1], cp.SIGNAL_STATUSES[fields[2]]))
         return True
 
     def _answer_federation_now(

@@ -1,0 +1,96 @@
+"""``ClientStream.on_frame_nowait``, the SSN's synchronous SIGNAL path, and its fallbacks
+to ``on_message`` (no session, no free request slot, not a SIGNAL), with a stand-in
+server: what it answers itself (RATE_LIMITED) and what it hands on."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import trio
+import trio.testing
+
+from neonet.core.peer_id import PeerId
+from neonet.core.ratelimit import RateLimiter
+from neonet.proto.ssn import client_protocol as cp
+from neonet.services.ssn.channel import FramedChannel
+from neonet.services.ssn.config import ServerStatistics
+from neonet.services.ssn.signals import ClientSession, ClientStream
+
+PEER = b"\x00\x04keys"
+TO = b"\x00\x02to"
+
+
+class StandIn:
+    """The parts of ``SsnServer`` that ``ClientStream`` uses; records fast signals."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.config = SimpleNamespace(max_requests_in_flight=1)
+        self.stats = ServerStatistics()
+        self._client_limits: RateLimiter[bytes] = RateLimiter(rate, burst)
+        self.fast: list[tuple[int, bytes, bytes]] = []
+
+    def _now(self) -> float:
+        return 100.0
+
+    def _signal_fast_frame(
+        self, channel: object, sender: bytes, rid: int, to: bytes, payload: bytes, slots: object
+    ) -> bool:
+        self.fast.append((rid, to, payload))
+        return True
+
+
+def _stream(server: StandIn) -> tuple[ClientStream, FramedChannel[cp.ClientMessage]]:
+    left, _right = trio.testing.memory_stream_pair()  # frames stay in the channel's buffer
+    channel: FramedChannel[cp.ClientMessage] = FramedChannel(
+        left,
+        decode=cp.decode_message,
+        encode=cp.encode_message,
+        is_reply=lambda m: False,
+        request_id_of=lambda m: m.request_id,
+    )
+    stand_in: Any = server
+    stream = ClientStream(stand_in, channel, PeerId(PEER), "127.0.0.1")
+    return stream, channel
+
+
+def _signal(rid: int) -> bytes:
+    return cp.encode_message(cp.Signal(rid, TO, b"candidate"))
+
+
+def _sent(channel: FramedChannel[cp.ClientMessage]) -> list[cp.ClientMessage]:
+    decoder = cp.FrameDecoder()
+    return [cp.decode_message(body) for body in decoder.feed(bytes(channel._buffer))]
+
+
+def test_a_signal_is_taken_on_the_fast_path_with_a_request_slot() -> None:
+    server = StandIn(rate=1.0, burst=5.0)
+    stream, channel = _stream(server)
+    assert stream.on_frame_nowait(_signal(7)) is False  # not registered yet
+    stream.session = ClientSession(PEER, channel)
+    assert stream.on_frame_nowait(_signal(7)) is True
+    assert server.fast == [(7, TO, b"candidate")]
+    assert stream.limiter.free == 0  # its slot is held until the answer
+    # No free slot: nothing done, on_message (which waits for one) takes it.
+    assert stream.on_frame_nowait(_signal(8)) is False
+    stream.limiter.release()
+    # Not a SIGNAL: on_message.
+    assert stream.on_frame_nowait(cp.encode_message(cp.Lookup(9, TO))) is False
+    assert server.fast == [(7, TO, b"candidate")]
+    assert _sent(channel) == []
+
+
+def test_a_signal_over_the_rate_is_answered_rate_limited_at_once() -> None:
+    server = StandIn(rate=1e-6, burst=1.0)
+    stream, channel = _stream(server)
+    stream.session = ClientSession(PEER, channel)
+    assert stream.on_frame_nowait(_signal(1)) is True
+    stream.limiter.release()
+    assert stream.on_frame_nowait(_signal(2)) is True  # answered, not handed on
+    assert server.fast == [(1, TO, b"candidate")]
+    assert stream.limiter.free == 1  # a refused signal takes no slot
+    assert server.stats.errors == 1
+    (answer,) = _sent(channel)
+    assert isinstance(answer, cp.Error)
+    assert (answer.request_id, answer.code) == (2, cp.ErrorCode.RATE_LIMITED)
+    assert "retry in" in answer.text
