@@ -35,6 +35,7 @@ from neonet.apps.bank.keystore import load_key, save_key
 from neonet.apps.bank.service import ValidatorService
 from neonet.apps.bank.store import SqlitePosStore, SqliteVoteStore, SqliteWalletStore
 from neonet.core.errors import DecodeError, NeoNetError
+from neonet.core.gcpolicy import settle_long_running_process
 from neonet.core.keys import Ed25519Identity
 from neonet.core.ledger import BlockKind, decode_block
 from neonet.core.peer_id import PeerId
@@ -175,6 +176,7 @@ async def _validator(args: argparse.Namespace) -> None:
 
         await nursery.start(serve_fraud_gossip, pubsub, config.committee, on_proof)
         ValidatorService(validator, store, on_proof_found=found).install(node)
+        settle_long_running_process()  # a long-running server (neonet.core.gcpolicy)
         print(f"validator {args.index} on {node.listen_addrs[0]}", flush=True)
         # The other validators are our gossip neighbours for fraud proofs.
         for index, address in enumerate(config.validators):

@@ -22,7 +22,6 @@ restarted SSN comes back as the same member with the same configuration.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import time
 from contextlib import AsyncExitStack
@@ -32,6 +31,7 @@ from typing import Any
 import trio
 
 from neonet.cli.main import CliError, load_identity
+from neonet.core.gcpolicy import settle_long_running_process
 from neonet.core.peer_id import PeerId
 from neonet.proto.ssn.membership import MembershipConfig
 from neonet.proto.ssn.seeds import SeedEntry, SeedList, SeedListError, make_seed_list
@@ -130,13 +130,10 @@ async def _serve(args: argparse.Namespace) -> None:
             # Circuit relay v2 (hop) for clients that cannot be dialed directly.
             await stack.enter_async_context(open_relay(node))
         server = await nursery.start(serve_ssn, node.host, seeds, region, config)
-        # A long-running server process: what exists once it has started is kept out of
-        # the cyclic collector's passes (gc.freeze), and young-generation passes run
-        # every 20,000 allocations instead of 700 (the signal path allocates several
-        # tracked objects per signal; the sending SSN's CPU per signal fell ~25%,
+        # A long-running server process (the signal path allocates several tracked
+        # objects per signal; the sending SSN's CPU per signal fell ~25% with this,
         # docs/benchmarks.md, "Session 5, second pass").
-        gc.freeze()
-        gc.set_threshold(20_000, 20, 20)
+        settle_long_running_process()
         addrs = [str(a) for a in node.listen_addrs]
         _emit(
             args,
