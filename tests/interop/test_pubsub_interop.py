@@ -71,16 +71,23 @@ async def test_mixed_mesh_delivers_both_ways(implementation: str) -> None:
                 nursery.start_soon(_collect, pubsub.subscribe(TOPIC), received[index])
             for other in others:
                 await other.command("subscribe", "subscribed", topic=TOPIC)
-            # Wait until every NeoNet node has its bridge peer in its mesh (a GRAFT the
-            # other side refused would have been answered with a PRUNE by then: the
-            # mesh is checked again after the other side's answer).
+            # Wait until every NeoNet node has its bridge peer and its NeoNet neighbours
+            # in its mesh (a GRAFT the other side refused would have been answered with
+            # a PRUNE by then: the mesh is checked again after the other side's answer).
+            # Only a node's own messages are flooded to every subscriber; forwarded
+            # ones follow mesh links, and mesh peers get no IHAVE for what they missed:
+            # publishing before a chain link is in the mesh loses messages for good.
             for index, (_, pubsub) in enumerate(ours):
-                bridge = others[index].peer_id
+                wanted = {others[index].peer_id} | {
+                    str(ours[neighbour][0].peer_id)
+                    for neighbour in (index - 1, index + 1)
+                    if 0 <= neighbour < OURS
+                }
 
-                def bridged(pubsub: Pubsub = pubsub, bridge: str = bridge) -> bool:
-                    return bridge in {str(peer) for peer in pubsub.mesh_peers(TOPIC)}
+                def meshed(pubsub: Pubsub = pubsub, wanted: set[str] = wanted) -> bool:
+                    return wanted <= {str(peer) for peer in pubsub.mesh_peers(TOPIC)}
 
-                await pubsub.wait_until(bridged)
+                await pubsub.wait_until(meshed)
 
             expected: set[bytes] = set()
             for index, (_, pubsub) in enumerate(ours):
