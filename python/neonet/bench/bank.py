@@ -31,6 +31,7 @@ import trio
 from neonet.apps.bank.client import BankClient, open_bank_client, verify_synced
 from neonet.apps.bank.service import ValidatorService
 from neonet.apps.bank.store import SqlitePosStore, SqliteVoteStore
+from neonet.bench import children
 from neonet.core import backend
 from neonet.core.gcpolicy import settle_long_running_process
 from neonet.core.keys import Ed25519Identity
@@ -111,24 +112,6 @@ def _start_validators(directory: str) -> tuple[list[subprocess.Popen[str]], list
     return processes, addresses
 
 
-def _stop(processes: list[subprocess.Popen[str]]) -> None:
-    for process in processes:
-        if process.stdin is not None:
-            process.stdin.close()
-    for process in processes:
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process used so far (Linux ``/proc/<pid>/stat``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 async def _online(
     addresses: list[str], accounts: int, seconds: float, validator_pids: list[int]
 ) -> dict[str, float]:
@@ -184,7 +167,7 @@ async def _drive(
     # CPU per transfer per process: independent of the load other programs put on the
     # machine, unlike the wall-clock rate.
     client_cpu = time.process_time()
-    validators_cpu = [_process_cpu(pid) for pid in validator_pids]
+    validators_cpu = [children.cpu_seconds(pid) for pid in validator_pids]
     started = time.perf_counter()
     try:
         async with trio.open_nursery() as nursery:
@@ -196,7 +179,8 @@ async def _drive(
     elapsed = time.perf_counter() - started
     client_cpu = time.process_time() - client_cpu
     validators_cpu = [
-        _process_cpu(pid) - cpu for pid, cpu in zip(validator_pids, validators_cpu, strict=True)
+        children.cpu_seconds(pid) - cpu
+        for pid, cpu in zip(validator_pids, validators_cpu, strict=True)
     ]
     ordered = sorted(latencies)
     count = len(latencies)
@@ -342,7 +326,7 @@ def run(*, quick: bool) -> dict[str, Any]:
                 [process.pid for process in processes],
             )
         finally:
-            _stop(processes)
+            children.stop(processes)
     results["offline"] = _pos(500 if quick else 5_000)
     results["sync"] = trio.run(_sync, 10_000 if quick else 100_000)
     online = results["online"]

@@ -39,6 +39,7 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, Request, TextMessage
 
+from neonet.bench import children
 from neonet.bench.ssn_hold import light_client
 from neonet.cli.local_network import LocalNetwork
 from neonet.core.errors import NeoNetError
@@ -69,12 +70,6 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _system_calls(pid: int) -> tuple[int, int]:
@@ -129,20 +124,6 @@ def _start_generators(
         )
         for index, count in enumerate(counts)
     ]
-
-
-def _stop(processes: list[subprocess.Popen[str]]) -> None:
-    for process in processes:
-        if process.stdin is not None:
-            process.stdin.close()
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        if process.stdout is not None:
-            process.stdout.close()
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -251,7 +232,7 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
                 "ssn_receiver": network.ssns[2].process.pid,  # type: ignore[union-attr]
                 "generator": os.getpid(),
             }
-            cpu_before = {label: _cpu_seconds(p) for label, p in cpu_pids.items()}
+            cpu_before = {label: children.cpu_seconds(p) for label, p in cpu_pids.items()}
             calls_before = {label: _system_calls(p) for label, p in cpu_pids.items()}
             started = time.perf_counter()
             for sender, receiver in zip(senders, receivers, strict=True):
@@ -263,7 +244,7 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
             elapsed = time.perf_counter() - started
             signals = max(1, received - base)
             results["cpu_us_per_signal"] = {
-                label: 1e6 * (_cpu_seconds(p) - cpu_before[label]) / signals
+                label: 1e6 * (children.cpu_seconds(p) - cpu_before[label]) / signals
                 for label, p in cpu_pids.items()
             }
             calls_after = {label: _system_calls(p) for label, p in cpu_pids.items()}
@@ -282,7 +263,7 @@ async def _ssn_part(quick: bool, directory: Path, held_clients: int | None) -> d
             nursery.cancel_scope.cancel()
     finally:
         if generators:
-            await trio.to_thread.run_sync(_stop, generators)
+            await trio.to_thread.run_sync(children.stop, generators)
         await trio.to_thread.run_sync(network.stop_all)
     return results
 
