@@ -271,6 +271,30 @@ def ssn_encode_status(federation: bool, rid: int, status: int) -> bytes:
 def ssn_split_frames(data: bytes, max_frame: int) -> tuple[list[bytes], int]:
     """Whole uvarint-prefixed frames split off data: (frame bodies, bytes used)."""
 
+# --- the sending SSN's SIGNAL -> FORWARD engine (neonet.core.signal_router) -------------
+@final
+class SignalRouter:
+    """One call per read: SIGNALs to FORWARDs, FORWARDEDs to SIGNAL_SENTs."""
+
+    def __new__(
+        cls, max_payload: int, timeout: float, max_pending: int, max_routes: int
+    ) -> Self: ...
+    @property
+    def routes(self) -> int: ...
+    def __len__(self) -> int: ...
+    def set_route(self, peer: bytes, member: int) -> None: ...
+    def drop_route(self, peer: bytes) -> None: ...
+    def open_link(self, member: int, link: int) -> None: ...
+    def close_link(self, link: int) -> list[tuple[int, int, bytes, bytes]]: ...
+    def route(
+        self, stream: int, sender: bytes, bodies: Sequence[bytes], budget: int, now: float
+    ) -> tuple[list[tuple[int, bytes]], list[bytes], int]: ...
+    def answer(
+        self, link: int, bodies: Sequence[bytes]
+    ) -> tuple[list[tuple[int, bytes, int]], list[bytes]]: ...
+    def take(self, link: int, rid: int) -> tuple[int, int, bytes, bytes] | None: ...
+    def expire(self, now: float) -> list[tuple[int, int, bytes, bytes]]: ...
+
 __all__ = [
     "MeshState",
     "MessageCache",
@@ -278,6 +302,7 @@ __all__ = [
     "NoiseYamuxConnection",
     "RoutingTable",
     "SeenCache",
+    "SignalRouter",
     "YamuxConnection",
     "base58btc_decode",
     "base58btc_encode",

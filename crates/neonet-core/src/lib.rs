@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod noise_transport;
 pub mod noise_yamux;
 pub mod routing;
+pub mod signal_router;
 pub mod ssn_wire;
 pub mod yamux;
 

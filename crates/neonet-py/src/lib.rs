@@ -11,6 +11,7 @@ mod datapath;
 mod gossip;
 mod ledger;
 mod routing;
+mod signal_router;
 mod ssn_wire;
 
 use neonet_core::Error;
@@ -70,5 +71,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     ledger::register(module)?;
     datapath::register(module)?;
     ssn_wire::register(module)?;
+    signal_router::register(module)?;
     Ok(())
 }

@@ -21,6 +21,7 @@ from neonet.core import ledger as _pure_ledger
 from neonet.core import noise_transport as _pure_noise_transport
 from neonet.core import noise_yamux as _pure_noise_yamux
 from neonet.core import routing as _pure_routing
+from neonet.core import signal_router as _pure_signal_router
 from neonet.core import ssn_wire as _pure_ssn_wire
 from neonet.core import yamux as _pure_yamux
 from neonet.core.gossip import MeshStateInterface, MessageCacheInterface, SeenCacheInterface
@@ -61,6 +62,8 @@ class Implementation:
     NoiseYamuxConnection: Callable[..., NoiseYamuxEngine]
     # The SSN signal path's messages (neonet.core.ssn_wire).
     ssn_wire: _pure_ssn_wire.SsnWire
+    # The sending SSN's per-read SIGNAL -> FORWARD engine (neonet.core.signal_router).
+    SignalRouter: Callable[..., _pure_signal_router.SignalRouterInterface]
 
 
 class VerifyChain(Protocol):
@@ -96,6 +99,7 @@ _PURE = Implementation(
     YamuxConnection=_pure_yamux.YamuxConnection,
     NoiseYamuxConnection=_pure_noise_yamux.NoiseYamuxConnection,
     ssn_wire=_pure_ssn_wire.PURE,
+    SignalRouter=_pure_signal_router.SignalRouter,
 )
 
 
@@ -133,6 +137,7 @@ def _load_native() -> Implementation | None:
             _native.ssn_encode_status,
             _native.ssn_split_frames,
         ),
+        SignalRouter=_native.SignalRouter,
     )
 
 
@@ -175,3 +180,4 @@ NoiseTransport = ACTIVE.NoiseTransport
 YamuxConnection = ACTIVE.YamuxConnection
 NoiseYamuxConnection = ACTIVE.NoiseYamuxConnection
 ssn_wire = ACTIVE.ssn_wire
+SignalRouter = ACTIVE.SignalRouter

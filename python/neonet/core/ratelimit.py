@@ -36,6 +36,12 @@ class RateLimiter(Generic[Key]):
             self._buckets.popitem(last=False)
         return allowed
 
+    def available(self, key: Key, now: float) -> int:
+        """Whole tokens ``key`` has now (``allow(key, now, cost=n)`` succeeds for n up to
+        it); nothing changes."""
+        tokens, last = self._buckets.get(key, (self.burst, now))
+        return int(min(self.burst, tokens + max(0.0, now - last) * self.rate))
+
     def retry_after(self, key: Key, now: float, cost: float = 1.0) -> float:
         """Seconds until ``allow(key, ..., cost)`` would succeed (0 if it would now)."""
         tokens, last = self._buckets.get(key, (self.burst, now))

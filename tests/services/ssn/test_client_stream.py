@@ -1,6 +1,7 @@
 """``ClientStream.on_frame_nowait``, the SSN's synchronous SIGNAL path, and its fallbacks
 to ``on_message`` (no session, no free request slot, not a SIGNAL), with a stand-in
-server: what it answers itself (RATE_LIMITED) and what it hands on."""
+server: what it answers itself (RATE_LIMITED) and what it hands on; and
+``ClientStream.on_read_nowait``, the per-read ``SignalRouter`` call before them."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Any
 import trio
 import trio.testing
 
+from neonet.core import backend
 from neonet.core.peer_id import PeerId
 from neonet.core.ratelimit import RateLimiter
 from neonet.proto.ssn import client_protocol as cp
+from neonet.proto.ssn import federation as fed
 from neonet.services.ssn.channel import FramedChannel
 from neonet.services.ssn.config import ServerStatistics
 from neonet.services.ssn.signals import ClientSession, ClientStream
@@ -24,11 +27,19 @@ TO = b"\x00\x02to"
 class StandIn:
     """The parts of ``SsnServer`` that ``ClientStream`` uses; records fast signals."""
 
-    def __init__(self, rate: float, burst: float) -> None:
-        self.config = SimpleNamespace(max_requests_in_flight=1)
+    def __init__(self, rate: float, burst: float, slots: int = 1) -> None:
+        self.config = SimpleNamespace(max_requests_in_flight=slots)
         self.stats = ServerStatistics()
         self._client_limits: RateLimiter[bytes] = RateLimiter(rate, burst)
         self.fast: list[tuple[int, bytes, bytes]] = []
+        self._router = backend.SignalRouter(1024, 3.0, 64, 16)
+        self.forwards: list[tuple[int, bytes]] = []
+
+    def _add_stream(self, client: object) -> int:
+        return 1
+
+    def _send_forwards(self, forwards: list[tuple[int, bytes]]) -> None:
+        self.forwards.extend(forwards)
 
     def _now(self) -> float:
         return 100.0
@@ -94,3 +105,32 @@ def test_a_signal_over_the_rate_is_answered_rate_limited_at_once() -> None:
     assert isinstance(answer, cp.Error)
     assert (answer.request_id, answer.code) == (2, cp.ErrorCode.RATE_LIMITED)
     assert "retry in" in answer.text
+
+
+def test_a_read_of_signals_becomes_forwards_within_slots_and_rate_tokens() -> None:
+    trio.run(_a_read_of_signals)  # (deadlines come from trio's clock)
+
+
+async def _a_read_of_signals() -> None:
+    server = StandIn(rate=1e-6, burst=2.0, slots=3)
+    stream, channel = _stream(server)
+    server._router.set_route(TO, 1)
+    server._router.open_link(1, 10)
+    lookup = cp.encode_message(cp.Lookup(9, TO))
+    read = [_signal(1), lookup, _signal(2), _signal(3)]
+    assert stream.on_read_nowait(read) is read  # not registered yet: all handed on
+    stream.session = ClientSession(PEER, channel)
+    rest = stream.on_read_nowait(read)
+    # Two rate tokens: two SIGNALs forwarded, the third and the LOOKUP handed on.
+    assert rest == [lookup, _signal(3)]
+    assert (stream.limiter.free, server.stats.signals) == (1, 2)
+    assert server._client_limits.available(PEER, server._now()) == 0
+    ((link, blob),) = server.forwards
+    forwards = [fed.decode_message(body) for body in cp.FrameDecoder().feed(blob)]
+    assert link == 10
+    assert [(m.sender, m.to, m.payload) for m in forwards] == [(PEER, TO, b"candidate")] * 2
+    # The one handed on gets the per-frame path's answer: RATE_LIMITED, at once.
+    assert stream.on_frame_nowait(rest[1]) is True
+    (answer,) = _sent(channel)
+    assert isinstance(answer, cp.Error) and answer.code == cp.ErrorCode.RATE_LIMITED
+    assert server.fast == []

@@ -68,6 +68,10 @@ async def _logging_errors(function: Callable[..., Awaitable[None]], *args: objec
         logger.exception("a task of a framed channel failed")
 
 
+# (on_read_nowait, on_unmatched_reply) of ``FramedChannel.run``
+_ReadHooks = tuple[Callable[[list[bytes]], list[bytes]] | None, Callable[[M], None] | None]
+
+
 class _ReadBatch:
     """Frames queued while a channel handles the frames of one read, per channel (a
     channel there is a yamux stream's, see ``_queue_frame``): each channel's frames go to
@@ -203,6 +207,13 @@ class FramedChannel(Generic[M]):
         _check_frame(data)
         self._queue_frame(data)
 
+    def send_frames_nowait(self, data: bytes) -> None:
+        """``send_frame_nowait`` of several frames at once, each already within
+        ``MAX_FRAME`` (the per-read blobs of ``neonet.core.backend.SignalRouter``)."""
+        if self.closed:
+            raise ChannelClosedError("the channel is closed")
+        self._queue_frame(data)
+
     def _queue_frame(self, data: bytes) -> None:
         if self._queue_nowait is not None and not self._buffer and not self._writer_running:
             batch = _ReadBatch.frames
@@ -330,23 +341,29 @@ class FramedChannel(Generic[M]):
         *,
         on_message_nowait: Callable[[M], bool] | None = None,
         on_frame_nowait: Callable[[bytes], bool] | None = None,
+        on_read_nowait: Callable[[list[bytes]], list[bytes]] | None = None,
+        on_unmatched_reply: Callable[[M], None] | None = None,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Read (in this task) until the stream ends; then fail every pending request.
 
-        Each frame body goes to ``on_frame_nowait`` first when given (a synchronous
-        handler of raw frames: the SSN's signal path); if it returns False, it is
-        decoded, and the message goes to ``on_message_nowait`` when given (a synchronous
-        handler for the common case: no coroutine per message); if that returns False,
-        to ``on_message``. Raises ``RemoteProtocolError`` for a malformed frame (the caller
-        closes the stream).
+        The frame bodies of each read go to ``on_read_nowait`` first when given (one
+        synchronous call per read: the SSN's ``SignalRouter``), which returns those it
+        did not take, in order. Each of those goes to ``on_frame_nowait`` first when
+        given (a synchronous handler of raw frames: the SSN's signal path); if it returns
+        False, it is decoded, and the message goes to ``on_message_nowait`` when given (a
+        synchronous handler for the common case: no coroutine per message); if that
+        returns False, to ``on_message``. A reply that no request waits for goes to
+        ``on_unmatched_reply`` when given (else it is dropped). Raises
+        ``RemoteProtocolError`` for a malformed frame (the caller closes the stream).
         """
         decoder = FrameDecoder()
+        hooks = (on_read_nowait, on_unmatched_reply)
         if not self._own_nursery:
             try:
                 self._start_buffered_writer()
                 task_status.started()
-                await self._read(decoder, on_message, on_message_nowait, on_frame_nowait)
+                await self._read(decoder, on_message, on_message_nowait, on_frame_nowait, hooks)
             finally:
                 self._close()
             return
@@ -357,7 +374,7 @@ class FramedChannel(Generic[M]):
                 self._start_buffered_writer()
                 task_status.started()
                 try:
-                    await self._read(decoder, on_message, on_message_nowait, on_frame_nowait)
+                    await self._read(decoder, on_message, on_message_nowait, on_frame_nowait, hooks)
                 except RemoteProtocolError as exc:
                     error = exc  # raised below as itself, not inside the nursery's group
                 nursery.cancel_scope.cancel()
@@ -378,6 +395,7 @@ class FramedChannel(Generic[M]):
         on_message: Callable[[M], Awaitable[None]],
         on_message_nowait: Callable[[M], bool] | None,
         on_frame_nowait: Callable[[bytes], bool] | None = None,
+        hooks: _ReadHooks[M] = (None, None),
     ) -> None:
         while True:
             try:
@@ -386,7 +404,9 @@ class FramedChannel(Generic[M]):
                 return
             if not data:
                 return
-            await self._dispatch(decoder.feed(data), on_message, on_message_nowait, on_frame_nowait)
+            await self._dispatch(
+                decoder.feed(data), on_message, on_message_nowait, on_frame_nowait, hooks
+            )
             # The last frame and message are not kept alive while the channel is idle.
             del data
 
@@ -396,9 +416,13 @@ class FramedChannel(Generic[M]):
         on_message: Callable[[M], Awaitable[None]],
         on_message_nowait: Callable[[M], bool] | None = None,
         on_frame_nowait: Callable[[bytes], bool] | None = None,
+        hooks: _ReadHooks[M] = (None, None),
     ) -> None:
+        on_read_nowait, on_unmatched_reply = hooks
         _ReadBatch.begin()
         try:
+            if on_read_nowait is not None and bodies:
+                bodies = on_read_nowait(bodies)
             for body in bodies:
                 if on_frame_nowait is not None and on_frame_nowait(body):
                     continue
@@ -410,10 +434,12 @@ class FramedChannel(Generic[M]):
                         if not pending.event.is_set():
                             pending.reply = message
                             pending.event.set()
-                    elif self._callbacks:
-                        callback = self._callbacks.pop(rid, None)
+                    else:
+                        callback = self._callbacks.pop(rid, None) if self._callbacks else None
                         if callback is not None:
                             callback[1](message)
+                        elif on_unmatched_reply is not None:
+                            on_unmatched_reply(message)
                     continue
                 if on_message_nowait is None or not on_message_nowait(message):
                     _ReadBatch.flush()  # (no frame waits while this task does)

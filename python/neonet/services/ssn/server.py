@@ -108,6 +108,16 @@ class SsnServer(SignalPath):
         )
         self._fed_channels: dict[bytes, FramedChannel[fed.FederationMessage]] = {}
         self._fed_opening: dict[bytes, trio.Lock] = {}
+        self._router = backend.SignalRouter(
+            min(self.config.max_payload, cp.MAX_PAYLOAD),
+            self.config.request_timeout,
+            16_384,
+            max(1, self.config.presence_cache),
+        )
+        self._streams: dict[int, ClientStream] = {}
+        self._members: dict[bytes, int] = {}
+        self._link_channels: dict[int, FramedChannel[fed.FederationMessage]] = {}
+        self._next_number = 0
         self._membership: Membership | None = None
         self._membership_wakeup = trio.Event()
         self._membership_sends = 0
@@ -209,6 +219,9 @@ class SsnServer(SignalPath):
             previous = [m for m in after if m not in before] + sorted(gone)
             for member_id in gone:
                 channel = self._fed_channels.pop(member_id, None)
+                for link, linked in list(self._link_channels.items()):
+                    if linked is channel:
+                        self._close_link(link)  # (no more FORWARDs to a dead member)
                 if channel is not None:
                     nursery.start_soon(channel.aclose)
             nursery.start_soon(self._hand_off, previous, after)
@@ -290,11 +303,14 @@ class SsnServer(SignalPath):
                 request_id_of=lambda m: m.request_id,
             )
             assert self._nursery is not None
-            self._nursery.start_soon(self._run_outbound_channel, channel)
+            link = self._open_link(member_id, channel)
+            self._nursery.start_soon(self._run_outbound_channel, channel, link)
             self._fed_channels[member_id] = channel
             return channel
 
-    async def _run_outbound_channel(self, channel: FramedChannel[fed.FederationMessage]) -> None:
+    async def _run_outbound_channel(
+        self, channel: FramedChannel[fed.FederationMessage], link: int
+    ) -> None:
         async def unexpected(message: fed.FederationMessage) -> None:
             raise RemoteProtocolError("a federation peer sent a request on our stream")
 
@@ -302,10 +318,14 @@ class SsnServer(SignalPath):
             await channel.run(
                 unexpected,
                 on_frame_nowait=lambda body: self._forwarded_frame_nowait(channel, body),
+                on_read_nowait=lambda bodies: self._answers_read(link, bodies),
+                on_unmatched_reply=lambda message: self._unmatched_reply(link, message),
             )
         except RemoteProtocolError as exc:
             logger.info("federation stream closed: %s", exc)
             await channel.aclose()
+        finally:
+            self._close_link(link)
 
     async def _fed_request(
         self, member_id: bytes, build: type, *fields: object
@@ -463,11 +483,16 @@ class SsnServer(SignalPath):
         channel.send_nowait(cp.Challenge(client.nonce, self.id))
         try:
             try:
-                await channel.run(client.on_message, on_frame_nowait=client.on_frame_nowait)
+                await channel.run(
+                    client.on_message,
+                    on_frame_nowait=client.on_frame_nowait,
+                    on_read_nowait=client.on_read_nowait,
+                )
             except RemoteProtocolError as exc:
                 # That stream ends; the SSN and the client's other streams go on.
                 logger.info("bad client message from %s: %s", remote, exc)
         finally:
+            self._streams.pop(client.sid, None)
             session = client.session
             if session is not None and self.clients.get(session.peer_id) is session:
                 del self.clients[session.peer_id]
@@ -551,6 +576,7 @@ class SsnServer(SignalPath):
         session = ClientSession(presence.peer_id, channel)
         old = self.clients.get(presence.peer_id)
         self.clients[presence.peer_id] = session
+        self._router.drop_route(presence.peer_id)  # (signals to our own clients stay here)
         # Not put in the presence cache: signals to our own clients never consult it, and
         # it would hold a decoded record per client (memory per client).
         self._gone.pop(presence.peer_id, None)

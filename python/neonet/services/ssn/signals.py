@@ -28,6 +28,7 @@ from neonet.core import backend
 from neonet.core.errors import LimitExceededError
 from neonet.core.peer_id import PeerId
 from neonet.core.ratelimit import RateLimiter
+from neonet.core.signal_router import Failed, SignalRouterInterface
 from neonet.proto.names import name_key
 from neonet.proto.ssn import client_protocol as cp
 from neonet.proto.ssn import federation as fed
@@ -76,8 +77,13 @@ class RequestSlots:
         assert self._free > 0
         self._free -= 1
 
-    def release(self) -> None:
-        self._free += 1
+    def take_many(self, count: int) -> None:
+        """``take_nowait`` of ``count`` slots (the caller checked ``free``)."""
+        assert 0 <= count <= self._free
+        self._free -= count
+
+    def release(self, count: int = 1) -> None:
+        self._free += count
         waiter, self._waiter = self._waiter, None
         if waiter is not None:
             waiter.set()
@@ -87,7 +93,7 @@ class ClientStream:
     """One client's stream on this SSN: read in the stream handler's task (an idle client
     costs that task and its connection's reader, nothing else)."""
 
-    __slots__ = ("address", "channel", "limiter", "nonce", "remote", "server", "session")
+    __slots__ = ("address", "channel", "limiter", "nonce", "remote", "server", "session", "sid")
 
     def __init__(
         self,
@@ -103,6 +109,7 @@ class ClientStream:
         self.nonce = os.urandom(cp.NONCE_LENGTH)
         self.session: ClientSession | None = None
         self.limiter = RequestSlots(server.config.max_requests_in_flight)
+        self.sid = server._add_stream(self)
 
     async def on_message(self, message: cp.ClientMessage) -> None:
         server, channel = self.server, self.channel
@@ -150,6 +157,29 @@ class ClientStream:
         server = self.server
         self.channel.spawn(server._answer_client, self.channel, peer_id, message, self.limiter)
 
+    def on_read_nowait(self, bodies: list[bytes]) -> list[bytes]:
+        """The frames of one read: the SIGNALs to peers at another SSN with an open link
+        become FORWARDs in one ``SignalRouter`` call (one queue call per link), within the
+        free request slots and rate tokens; the frames it does not take are returned for
+        ``on_frame_nowait`` / ``on_message`` (same answers and error texts as before)."""
+        session, channel, limiter = self.session, self.channel, self.limiter
+        if session is None or limiter.free <= 0 or channel.buffered > channel.max_buffer:
+            return bodies
+        server = self.server
+        now = server._now()
+        budget = min(limiter.free, server._client_limits.available(session.peer_id, now))
+        if budget <= 0:
+            return bodies
+        forwards, rest, taken = server._router.route(
+            self.sid, session.peer_id, bodies, budget, trio.current_time()
+        )
+        if taken:
+            server._client_limits.allow(session.peer_id, now, taken)
+            limiter.take_many(taken)
+            server.stats.signals += taken
+            server._send_forwards(forwards)
+        return rest
+
     def on_frame_nowait(self, body: bytes) -> bool:
         """``on_message`` for a SIGNAL frame when nothing needs a wait (registered, a
         request slot free, the answer buffer under its bound), read by the backend's
@@ -188,6 +218,13 @@ class SignalPath:
     _presence_cache: OrderedDict[bytes, cp.PresenceRecord]
     _client_limits: RateLimiter[bytes]
     _fed_channels: dict[bytes, FramedChannel[fed.FederationMessage]]
+    # The per-read SIGNAL -> FORWARD engine and its numbering: client streams (``sid``),
+    # members with a federation link, links (one per outbound federation channel).
+    _router: SignalRouterInterface
+    _streams: dict[int, ClientStream]
+    _members: dict[bytes, int]
+    _link_channels: dict[int, FramedChannel[fed.FederationMessage]]
+    _next_number: int
 
     if TYPE_CHECKING:  # defined by SsnServer
 
@@ -202,6 +239,107 @@ class SignalPath:
         async def _fed_request(
             self, member_id: bytes, build: type, *fields: object
         ) -> fed.FederationMessage: ...
+
+    # --- the SignalRouter's state and results ------------------------------------------
+    def _number(self) -> int:
+        self._next_number += 1
+        return self._next_number
+
+    def _add_stream(self, client: ClientStream) -> int:
+        sid = self._number()
+        self._streams[sid] = client
+        return sid
+
+    def _open_link(self, member_id: bytes, channel: FramedChannel[fed.FederationMessage]) -> int:
+        """A new outbound federation channel to ``member_id``: its link number; the cached
+        presences at that member get their routes."""
+        member = self._members.get(member_id)
+        if member is None:
+            member = self._members[member_id] = self._number()
+            for presence in self._presence_cache.values():
+                if presence.ssn_id == member_id and presence.peer_id not in self.clients:
+                    self._router.set_route(presence.peer_id, member)
+        link = self._number()
+        self._link_channels[link] = channel
+        self._router.open_link(member, link)
+        return link
+
+    def _close_link(self, link: int) -> None:
+        """The link's channel closed: its FORWARDs still pending take the slow path."""
+        self._link_channels.pop(link, None)
+        self._fail_forwards(self._router.close_link(link))
+
+    def _send_forwards(self, forwards: list[tuple[int, bytes]]) -> None:
+        for link, blob in forwards:
+            channel = self._link_channels.get(link)
+            if channel is not None:
+                try:
+                    channel.send_frames_nowait(blob)
+                    continue
+                except ChannelClosedError:
+                    pass
+            self._close_link(link)
+
+    def _fail_forwards(
+        self, failed: list[Failed], code: Code = Code.UNAVAILABLE, text: str = ""
+    ) -> None:
+        """FORWARDs of the router without a FORWARDED: as ``_signal_fast_frame``'s
+        ``on_reply`` (retry with the owners' newest record, or the error to the client)."""
+        for sid, rid, to, payload in failed:
+            self._forget_presence(to)
+            client = self._streams.get(sid)
+            if client is None:
+                continue  # (the client is gone: nobody to answer)
+            session, channel = client.session, client.channel
+            if code in (Code.UNAVAILABLE, Code.OFFLINE) and session is not None:
+                message = cp.Signal(rid, to, payload)
+                try:
+                    channel.spawn(
+                        self._answer_client, channel, session.peer_id, message, client.limiter, 1
+                    )
+                except ChannelClosedError:
+                    client.limiter.release()
+                continue
+            client.limiter.release()
+            self.stats.errors += 1
+            with suppress(ChannelClosedError):
+                channel.send_nowait(cp.Error(rid, code, text[:500]))
+
+    def _answers_read(self, link: int, bodies: list[bytes]) -> list[bytes]:
+        """The frames of one read of our federation link: FORWARDED answers to the
+        router's FORWARDs go to their clients as SIGNAL_SENT (one queue call per client);
+        the rest is returned for the general path."""
+        answers, rest = self._router.answer(link, bodies)
+        streams = self._streams
+        for sid, blob, count in answers:
+            client = streams.get(sid)
+            if client is not None:
+                client.limiter.release(count)
+                with suppress(ChannelClosedError):
+                    client.channel.send_frames_nowait(blob)
+        return rest
+
+    def _unmatched_reply(self, link: int, message: fed.FederationMessage) -> None:
+        """An answer no awaited request or callback took: the router's, if it is its."""
+        if not isinstance(message, fed.FederationError | fed.Forwarded):
+            return
+        failed = self._router.take(link, message.request_id)
+        if failed is None:
+            return
+        if isinstance(message, fed.FederationError):
+            self._fail_forwards([failed], message.code, message.text)
+            return
+        client = self._streams.get(failed[0])
+        if client is not None:
+            client.limiter.release()
+            with suppress(ChannelClosedError):
+                client.channel.send_frame_nowait(
+                    backend.ssn_wire.encode_status(False, failed[1], message.status)
+                )
+
+    def _forget_presence(self, peer: bytes) -> None:
+        self._presence_cache.pop(peer, None)
+        self._router.drop_route(peer)
 
     def _forward_frame_nowait(
         self, channel: FramedChannel[fed.FederationMessage], body: bytes
@@ -358,14 +496,14 @@ class SignalPath:
             if presence.ssn_id == self.id:
                 return await self._deliver_here(sender, to, payload)
             if presence.ssn_id not in live:
-                self._presence_cache.pop(to, None)
+                self._forget_presence(to)
                 if attempt == 0:
                     continue
                 raise RequestFailed(Code.OFFLINE, f"the SSN of {PeerId(to)} is down")
             try:
                 reply = await self._fed_request(presence.ssn_id, fed.Forward, sender, to, payload)
             except RequestFailed as exc:
-                self._presence_cache.pop(to, None)
+                self._forget_presence(to)
                 if attempt == 0 and exc.code in (Code.UNAVAILABLE, Code.OFFLINE):
                     continue
                 raise
@@ -428,7 +566,7 @@ class SignalPath:
                     client_channel.send_frame_nowait(wire.encode_status(False, rid, reply.status))
                 return
             code = reply.code if isinstance(reply, fed.FederationError) else Code.UNAVAILABLE
-            self._presence_cache.pop(to, None)
+            self._forget_presence(to)
             if code in (Code.UNAVAILABLE, Code.OFFLINE):
                 # As _signal's first attempt failing: retry with the owners' newest record.
                 message = cp.Signal(rid, to, payload)
@@ -465,13 +603,20 @@ class SignalPath:
             now = trio.current_time()
             for channel in list(self._fed_channels.values()):
                 channel.expire(now)
+            self._fail_forwards(self._router.expire(now))
 
     def _remember_presence(self, presence: cp.PresenceRecord) -> None:
-        cache = self._presence_cache
-        cache[presence.peer_id] = presence
-        cache.move_to_end(presence.peer_id)
+        cache, router = self._presence_cache, self._router
+        peer = presence.peer_id
+        cache[peer] = presence
+        cache.move_to_end(peer)
+        member = self._members.get(presence.ssn_id)
+        if member is None or presence.ssn_id == self.id or peer in self.clients:
+            router.drop_route(peer)
+        else:
+            router.set_route(peer, member)
         while len(cache) > self.config.presence_cache:
-            cache.popitem(last=False)
+            router.drop_route(cache.popitem(last=False)[0])
 
     async def _answer_client(
         self,
