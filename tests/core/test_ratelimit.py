@@ -34,3 +34,15 @@ def test_the_table_is_bounded() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="rate"):
         RateLimiter(rate=0, burst=1)
+
+
+def test_available_counts_whole_tokens_without_taking_any() -> None:
+    limiter: RateLimiter[str] = RateLimiter(rate=2.0, burst=5)
+    assert limiter.available("new", 0.0) == 5
+    assert limiter.allow("a", 0.0, cost=4.5)
+    assert limiter.available("a", 0.0) == 0  # half a token
+    assert limiter.available("a", 1.0) == 2  # +2 per second
+    assert limiter.available("a", 1.0) == 2  # nothing was taken
+    assert limiter.allow("a", 1.0, cost=2)
+    assert not limiter.allow("a", 1.0)
+    assert limiter.available("a", 100.0) == 5  # never above the burst

@@ -158,6 +158,52 @@ async def test_frames_handled_before_decoding_and_requests_sent_framed() -> None
     assert replies == [fed.FederationFound(rid, b"key", None)]
 
 
+async def test_a_read_goes_to_on_read_nowait_first_and_unmatched_replies_to_their_hook() -> None:
+    """``on_read_nowait`` gets the bodies of a read together and hands back those it does
+    not take (which then go the usual way, in order); a reply that no request waits for
+    goes to ``on_unmatched_reply``; ``send_frames_nowait`` sends several frames at once."""
+    left, right = trio.testing.memory_stream_pair()
+    sender, reader = _channel(left), _channel(right)
+    reads: list[list[bytes]] = []
+    unmatched: list[fed.FederationMessage] = []
+    handled: list[fed.FederationMessage] = []
+    done = trio.Event()
+    stored_7 = fed.encode_message(fed.Stored(7))
+
+    def on_read_nowait(bodies: list[bytes]) -> list[bytes]:
+        reads.append(bodies)
+        return [body for body in bodies if body != stored_7]  # takes STORED 7
+
+    def on_message_nowait(message: fed.FederationMessage) -> bool:
+        handled.append(message)
+        done.set()
+        return True
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            partial(
+                reader.run,
+                _unexpected,
+                on_message_nowait=on_message_nowait,
+                on_read_nowait=on_read_nowait,
+                on_unmatched_reply=unmatched.append,
+            )
+        )
+        await nursery.start(sender.run, _unexpected)
+        frames = [
+            frame(fed.encode_message(fed.FederationError(3, fed.ErrorCode.OFFLINE, "gone"))),
+            frame(stored_7),
+            frame(fed.encode_message(fed.FederationLookup(4, b"key"))),
+        ]
+        sender.send_frames_nowait(b"".join(frames))
+        with trio.fail_after(5):
+            await done.wait()
+        nursery.cancel_scope.cancel()
+    assert len(reads) == 1 and len(reads[0]) == 3  # one read, one call
+    assert unmatched == [fed.FederationError(3, fed.ErrorCode.OFFLINE, "gone")]
+    assert handled == [fed.FederationLookup(4, b"key")]
+
+
 class _QueueingStream(trio.abc.Stream):
     """A stream that, like a yamux stream, takes writes synchronously
     (``queue_bytes_nowait``); it records each call instead of sending."""

@@ -565,6 +565,40 @@ async def test_signals_sent_and_received_without_a_task_each(
             assert taken[1] >= count // 2
 
 
+async def test_an_error_answering_a_routed_forward_reaches_the_client_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A FORWARD of the per-read ``SignalRouter`` answered by a federation ERROR (the
+    peer left its SSN) goes the slow path's way at once (retry with the record owners,
+    then the error to the client), not after the request timeout (30 s here)."""
+    routed = [0]
+    on_read_nowait = ClientStream.on_read_nowait
+
+    def counting_reads(self: ClientStream, bodies: list[bytes]) -> list[bytes]:
+        rest = on_read_nowait(self, bodies)
+        routed[0] += len(bodies) - len(rest)
+        return rest
+
+    monkeypatch.setattr(ClientStream, "on_read_nowait", counting_reads)
+    with trio.fail_after(60):
+        async with (
+            federation(["eu", "us"], offline_grace=0.0, request_timeout=30.0) as (seeds, _, _),
+            AsyncExitStack() as stack,
+        ):
+            _, alice = await _client(stack, seeds, "alice", "us")
+            bob_node = await stack.enter_async_context(neonet.open_node())
+            async with open_ssn_client(bob_node.host, seeds, name="bob", region="eu"):
+                await alice.lookup(bob_node.peer_id)
+                assert await alice.send_signal(bob_node.peer_id, b"1") is SignalStatus.DELIVERED
+                assert await alice.send_signal(bob_node.peer_id, b"2") is SignalStatus.DELIVERED
+                assert routed[0] >= 1  # the route is known: the router forwards
+            before = routed[0]
+            with trio.fail_after(4), pytest.raises(SsnRequestError) as gone:
+                await alice.send_signal(bob_node.peer_id, b"3")
+            assert gone.value.code is ErrorCode.OFFLINE
+            assert routed[0] == before + 1
+
+
 async def test_busy_ssn_refuses_new_registrations_early_but_renews_held_clients() -> None:
     """Admission control: past ``max_registrations_in_flight`` new registrations get
     OVER_CAPACITY at once, a held client's renewal still goes through, and the SSN takes
