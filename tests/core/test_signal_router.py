@@ -90,6 +90,38 @@ def test_signals_become_forwards_and_forwardeds_signal_sents(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+def test_forwards_become_incoming_and_forwarded_per_recipient(name: str) -> None:
+    router = make(name)
+    read = [
+        body(fed.Forward(1, SENDER, PEERS[0], b"a")),
+        body(fed.Forward(2, PEERS[3], PEERS[1], b"b")),
+        body(fed.Stored(3)),
+        body(fed.Forward(4, SENDER, PEERS[0], b"c")),
+        body(fed.Forward(5, SENDER, PEERS[0], b"x" * 65)),  # over max_payload
+        body(cp.Signal(6, PEERS[0], b"a client message")),
+    ]
+    groups, rest = router.deliver(read)
+    assert rest == [read[2], read[4], read[5]]
+    assert [(to, taken) for to, _, _, taken in groups] == [(PEERS[0], [0, 3]), (PEERS[1], [1])]
+    decoded = [
+        (
+            [cp.decode_message(b) for b in bodies_of(incoming)],
+            [fed.decode_message(b) for b in bodies_of(forwarded)],
+        )
+        for _, incoming, forwarded, _ in groups
+    ]
+    delivered = fed.Forwarded
+    assert decoded == [
+        (
+            [cp.Incoming(SENDER, b"a"), cp.Incoming(SENDER, b"c")],
+            [delivered(1, cp.SignalStatus.DELIVERED), delivered(4, cp.SignalStatus.DELIVERED)],
+        ),
+        ([cp.Incoming(PEERS[3], b"b")], [delivered(2, cp.SignalStatus.DELIVERED)]),
+    ]
+    assert router.deliver([]) == ([], [])
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 def test_budget_bounds_expiry_and_closed_links(name: str) -> None:
     router = make(name, max_pending=3)
     router.set_route(PEERS[0], 1)
@@ -145,6 +177,8 @@ def _valid_signal(draw: st.DrawFn) -> bytes:
     rid = draw(st.one_of(st.integers(0, 30), st.integers(0, (1 << 63) - 1)))
     to = draw(st.sampled_from(PEERS))
     payload = draw(st.binary(max_size=70))
+    if draw(st.integers(0, 2)) == 0:  # a FORWARD (federation), for deliver
+        return body(fed.Forward(rid, draw(st.sampled_from(PEERS)), to, payload))
     return body(cp.Signal(rid, to, payload))
 
 
@@ -183,6 +217,7 @@ operations = st.one_of(
         st.floats(0, 20),
     ),
     st.tuples(st.just("answer"), numbers, st.lists(frame_bodies(), max_size=8)),
+    st.tuples(st.just("deliver"), st.lists(frame_bodies(), max_size=8)),
     st.tuples(st.just("take"), numbers, st.integers(FIRST_ID - 1, FIRST_ID + 12)),
     st.tuples(st.just("expire"), st.floats(0, 30)),
 )

@@ -59,6 +59,19 @@ pub struct Answered {
     pub rest: Vec<usize>,
 }
 
+/// FORWARDs of one read to one recipient, as `deliver` builds them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// The recipient's peer ID.
+    pub to: Vec<u8>,
+    /// Its INCOMING frames (each length-prefixed), in order.
+    pub incoming: Vec<u8>,
+    /// The FORWARDED (DELIVERED) answers to those FORWARDs, in order.
+    pub forwarded: Vec<u8>,
+    /// Indices of those FORWARD frames in the read.
+    pub taken: Vec<usize>,
+}
+
 #[derive(Debug)]
 pub struct SignalRouter {
     max_payload: usize,
@@ -260,6 +273,53 @@ impl SignalRouter {
         answered
     }
 
+    /// The receiving SSN's share: the FORWARD frames (bodies) of one read of a federation
+    /// stream, grouped by recipient (in order of first appearance), each group with its
+    /// INCOMING frames and the FORWARDED (DELIVERED) answers, for the caller to send if
+    /// that recipient's stream takes them now; the indices of the other frames (other
+    /// messages, payloads over the cap, frames the parser does not accept).
+    pub fn deliver(&self, bodies: &[&[u8]]) -> (Vec<Delivery>, Vec<usize>) {
+        let mut deliveries: Vec<Delivery> = Vec::new();
+        let mut groups: HashMap<&[u8], usize> = HashMap::new();
+        let mut rest = Vec::new();
+        for (index, body) in bodies.iter().enumerate() {
+            let Some(Message::Forward {
+                rid,
+                sender,
+                to,
+                payload,
+            }) = ssn_wire::parse(body, true)
+            else {
+                rest.push(index);
+                continue;
+            };
+            if payload.len() > self.max_payload {
+                rest.push(index);
+                continue;
+            }
+            // (rid, sender and payload come from a parsed FORWARD: both encoders accept them)
+            let (Ok(incoming), Ok(forwarded)) = (
+                ssn_wire::encode_incoming(sender, payload),
+                ssn_wire::encode_status(true, rid, 0),
+            ) else {
+                rest.push(index);
+                continue;
+            };
+            let group = *groups.entry(to).or_insert_with(|| {
+                deliveries.push(Delivery {
+                    to: to.to_vec(),
+                    ..Delivery::default()
+                });
+                deliveries.len() - 1
+            });
+            let delivery = &mut deliveries[group];
+            delivery.incoming.extend_from_slice(&incoming);
+            delivery.forwarded.extend_from_slice(&forwarded);
+            delivery.taken.push(index);
+        }
+        (deliveries, rest)
+    }
+
     /// The pending FORWARD `rid` on `link`, taken out (its answer came another way,
     /// e.g. a federation ERROR), or None.
     pub fn take(&mut self, link: u64, rid: u64) -> Option<Failed> {
@@ -399,6 +459,43 @@ mod tests {
         ));
         router.drop_route(&peer(1));
         assert_eq!(router.route_count(), 0);
+    }
+
+    #[test]
+    fn forwards_become_incoming_and_forwarded_per_recipient() {
+        let router = router();
+        let forward = |rid: u64, to: &[u8], payload: &[u8]| {
+            body(&ssn_wire::encode_forward(rid, &peer(9), to, payload).unwrap())
+        };
+        let bodies = [
+            forward(1, &peer(1), b"a"),
+            forward(2, &peer(2), b"b"),
+            body(&ssn_wire::encode_status(true, 3, 0).unwrap()), // not a FORWARD
+            forward(4, &peer(1), b"c"),
+            forward(5, &peer(1), &[0u8; 101]), // over the payload cap
+        ];
+        let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+        let (deliveries, rest) = router.deliver(&refs);
+        assert_eq!(rest, vec![2, 4]);
+        let incoming = |payload: &[u8]| ssn_wire::encode_incoming(&peer(9), payload).unwrap();
+        let forwarded = |rid: u64| ssn_wire::encode_status(true, rid, 0).unwrap();
+        assert_eq!(
+            deliveries,
+            vec![
+                Delivery {
+                    to: peer(1),
+                    incoming: [incoming(b"a"), incoming(b"c")].concat(),
+                    forwarded: [forwarded(1), forwarded(4)].concat(),
+                    taken: vec![0, 3],
+                },
+                Delivery {
+                    to: peer(2),
+                    incoming: incoming(b"b"),
+                    forwarded: forwarded(2),
+                    taken: vec![1],
+                },
+            ]
+        );
     }
 
     #[test]

@@ -128,6 +128,36 @@ impl SignalRouter {
         (answers, pick(&bodies, answered.rest))
     }
 
+    #[allow(clippy::type_complexity)]
+    fn deliver<'py>(
+        &self,
+        py: Python<'py>,
+        bodies: Vec<Bound<'py, PyBytes>>,
+    ) -> (
+        Vec<(
+            Bound<'py, PyBytes>,
+            Bound<'py, PyBytes>,
+            Bound<'py, PyBytes>,
+            Vec<usize>,
+        )>,
+        Vec<Bound<'py, PyBytes>>,
+    ) {
+        let slices: Vec<&[u8]> = bodies.iter().map(|body| body.as_bytes()).collect();
+        let (deliveries, rest) = self.inner.deliver(&slices);
+        let groups = deliveries
+            .into_iter()
+            .map(|delivery| {
+                (
+                    PyBytes::new(py, &delivery.to),
+                    PyBytes::new(py, &delivery.incoming),
+                    PyBytes::new(py, &delivery.forwarded),
+                    delivery.taken,
+                )
+            })
+            .collect();
+        (groups, pick(&bodies, rest))
+    }
+
     fn take<'py>(&mut self, py: Python<'py>, link: u64, rid: u64) -> Option<FailedTuple<'py>> {
         self.inner
             .take(link, rid)

@@ -19,6 +19,11 @@ travels as client SIGNAL -> federation FORWARD -> FORWARDED -> client SIGNAL_SEN
 - ``answer(link, bodies)``: the frame bodies of one read of a federation link. FORWARDED
   answers to our pending FORWARDs on that link become SIGNAL_SENT frames, one blob per
   client stream with its count: ``(answers, rest)``.
+- ``deliver(bodies)``, the receiving SSN's share: the FORWARD frames of one read of a
+  federation stream grouped by recipient (in order of first appearance), each group
+  ``(to, INCOMING frames, FORWARDED (DELIVERED) answers, indices of its FORWARDs)`` for
+  the caller to send when that recipient's stream takes them now; and the bodies not
+  taken (other messages, payloads over ``max_payload``, frames the parser refuses).
 - ``take(link, rid)`` (an answer that came another way, e.g. a federation ERROR),
   ``expire(now)``, ``close_link(link)``: the pending FORWARDs taken out as
   ``(stream, rid, to, payload)``, for the caller's slow path.
@@ -39,17 +44,20 @@ from neonet.core.ssn_wire import (
     _MAX_REQUEST_ID,
     _is_peer_id,
     encode_forward,
+    encode_incoming,
     encode_status,
     parse_signal_path,
 )
 
-__all__ = ["FIRST_ID", "Failed", "SignalRouter", "SignalRouterInterface"]
+__all__ = ["FIRST_ID", "Delivery", "Failed", "SignalRouter", "SignalRouterInterface"]
 
 FIRST_ID = (1 << 62) + 1
 _U64 = 1 << 64
 
 # (client stream, the client's request ID, to, payload)
 Failed = tuple[int, int, bytes, bytes]
+# (to, its INCOMING frames, the FORWARDED answers, indices of those FORWARDs in the read)
+Delivery = tuple[bytes, bytes, bytes, list[int]]
 
 
 class SignalRouterInterface(Protocol):
@@ -68,6 +76,7 @@ class SignalRouterInterface(Protocol):
     def answer(
         self, link: int, bodies: list[bytes]
     ) -> tuple[list[tuple[int, bytes, int]], list[bytes]]: ...
+    def deliver(self, bodies: list[bytes]) -> tuple[list[Delivery], list[bytes]]: ...
     def take(self, link: int, rid: int) -> Failed | None: ...
     def expire(self, now: float) -> list[Failed]: ...
 
@@ -235,6 +244,25 @@ class SignalRouter:
                 answer[0].extend(frame)
                 answer[1][0] += 1
         return [(stream, bytes(blob), n[0]) for stream, (blob, n) in answers.items()], rest
+
+    def deliver(self, bodies: list[bytes]) -> tuple[list[Delivery], list[bytes]]:
+        items = _bodies(bodies)
+        deliveries: dict[bytes, tuple[bytearray, bytearray, list[int]]] = {}
+        rest: list[bytes] = []
+        for index, body in enumerate(items):
+            fields = parse_signal_path(body, True)
+            if fields is None or fields[0] != 2 or len(fields[4]) > self._max_payload:
+                rest.append(body)
+                continue
+            _, rid, sender, to, payload = fields
+            group = deliveries.get(to)
+            if group is None:
+                group = deliveries[to] = (bytearray(), bytearray(), [])
+            group[0].extend(encode_incoming(sender, payload))
+            group[1].extend(encode_status(True, rid, 0))
+            group[2].append(index)
+        groups = [(to, bytes(a), bytes(b), taken) for to, (a, b, taken) in deliveries.items()]
+        return groups, rest
 
     def take(self, link: int, rid: int) -> Failed | None:
         link, rid = _u64(link), _u64(rid)

@@ -459,6 +459,7 @@ class SsnServer(SignalPath):
                 on_message,
                 on_message_nowait=on_message_nowait,
                 on_frame_nowait=lambda body: self._forward_frame_nowait(channel, body),
+                on_read_nowait=lambda bodies: self._forwards_read(channel, bodies),
             )
         except RemoteProtocolError as exc:
             logger.info("bad federation message from %s: %s", sender, exc)

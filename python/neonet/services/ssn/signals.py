@@ -341,6 +341,42 @@ class SignalPath:
         self._presence_cache.pop(peer, None)
         self._router.drop_route(peer)
 
+    def _forwards_read(
+        self, channel: FramedChannel[fed.FederationMessage], bodies: list[bytes]
+    ) -> list[bytes]:
+        """The frames of one read of another SSN's federation stream: its FORWARDs, one
+        ``SignalRouter.deliver`` call for all, go as INCOMING to each recipient whose stream
+        takes them now (one queue call per recipient) and their FORWARDED answers back in
+        one queue call. The other frames, and the FORWARDs to a recipient that is not here
+        or is backed up, are returned in order for the per-frame path (mailbox, errors)."""
+        if channel.buffered > channel.max_buffer:
+            return bodies
+        groups, rest = self._router.deliver(bodies)
+        if not groups:
+            return rest
+        clients = self.clients
+        answers: list[bytes] = []
+        refused: list[int] | None = None
+        for to, incoming, forwarded, taken in groups:
+            session = clients.get(to)
+            client = None if session is None else session.channel
+            if client is not None and not client.closed and client.buffered <= client.max_buffer:
+                try:
+                    client.send_frames_nowait(incoming)
+                    answers.append(forwarded)
+                    self.stats.forwards_in += len(taken)
+                    continue
+                except ChannelClosedError:
+                    pass  # (nothing sent: the per-frame path queues them in the mailbox)
+            refused = taken if refused is None else refused + taken
+        if answers:
+            with suppress(ChannelClosedError):
+                channel.send_frames_nowait(b"".join(answers))
+        if refused is None:
+            return rest
+        delivered = {index for group in groups for index in group[3]}.difference(refused)
+        return [body for index, body in enumerate(bodies) if index not in delivered]
+
     def _forward_frame_nowait(
         self, channel: FramedChannel[fed.FederationMessage], body: bytes
     ) -> bool:
