@@ -192,9 +192,13 @@ class SsnClient:
                 self._run_callback(on_sent, ChannelClosedError("no answer from the SSN"))
 
         deadline = trio.current_time() + self.config.request_timeout
-        channel.request_nowait(
-            cp.Signal(channel.new_request_id(), to, payload), on_reply, deadline=deadline
-        )
+        if len(payload) <= cp.MAX_PAYLOAD:  # (framed by the backend, no message object)
+            rid = channel.new_request_id()
+            frame = backend.ssn_wire.encode_signal(rid, to, payload)
+            channel.request_frame_nowait(rid, frame, on_reply, deadline=deadline)
+        else:
+            message = cp.Signal(channel.new_request_id(), to, payload)
+            channel.request_nowait(message, on_reply, deadline=deadline)
         if self._swept is not channel:
             self._swept = channel
             channel.spawn(self._expire_requests, channel)
@@ -413,7 +417,9 @@ class SsnClient:
         )
         challenge_send, challenge_receive = trio.open_memory_channel[cp.Challenge](1)
 
-        async def on_message(message: cp.ClientMessage) -> None:
+        def on_message_nowait(message: cp.ClientMessage) -> bool:
+            # Every message from the SSN is handled here, synchronously: no coroutine
+            # per INCOMING, and the frames queued while a read is handled stay together.
             if isinstance(message, cp.Challenge):
                 try:
                     challenge_send.send_nowait(message)
@@ -423,18 +429,22 @@ class SsnClient:
                 if is_connect_request(message.payload):
                     # Ours, not the application's (proto.ssn.connect_request).
                     self._on_connect_request(PeerId(message.sender), message.payload)
-                    return
+                    return True
                 if self._signal_callback is not None:
                     self._run_callback(self._signal_callback, message.sender, message.payload)
-                    return
+                    return True
                 try:
                     self._send_incoming.send_nowait(
                         IncomingSignal(PeerId(message.sender), message.payload)
                     )
                 except trio.WouldBlock:
                     self.stats.dropped_signals += 1
+            return True
 
-        await nursery.start(self._run_channel, channel, on_message)
+        async def on_message(message: cp.ClientMessage) -> None:
+            on_message_nowait(message)
+
+        await nursery.start(self._run_channel, channel, on_message, on_message_nowait)
         try:
             with trio.fail_after(self.config.request_timeout):
                 challenge = await challenge_receive.receive()
@@ -456,11 +466,14 @@ class SsnClient:
     async def _run_channel(
         channel: FramedChannel[cp.ClientMessage],
         on_message: Callable[[cp.ClientMessage], Awaitable[None]],
+        on_message_nowait: Callable[[cp.ClientMessage], bool],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
-            await channel.run(on_message, task_status=task_status)
+            await channel.run(
+                on_message, on_message_nowait=on_message_nowait, task_status=task_status
+            )
         except RemoteProtocolError as exc:
             # A misbehaving SSN is treated like a lost one: the channel is closed, and the
             # supervisor registers elsewhere.
