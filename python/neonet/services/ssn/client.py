@@ -444,7 +444,31 @@ class SsnClient:
         async def on_message(message: cp.ClientMessage) -> None:
             on_message_nowait(message)
 
-        await nursery.start(self._run_channel, channel, on_message, on_message_nowait)
+        parse = backend.ssn_wire.parse_signal_path
+        statuses = cp.SIGNAL_STATUSES
+
+        def on_frame_nowait(body: bytes) -> bool:
+            # The signal path's two answers read straight from the frame (backend parser):
+            # SIGNAL_SENT to its send_signal_nowait callback, INCOMING to the signal
+            # callback. Anything else (or None from the parser): the general decoder.
+            fields = parse(body, False)
+            if fields is None:
+                return False
+            if fields[0] == 6:
+                callback = channel.take_reply_callback(fields[1])
+                if callback is None:
+                    return False  # (an awaited request's answer: the general path)
+                callback(cp.SignalSent(fields[1], statuses[fields[2]]))
+                return True
+            signal_callback = self._signal_callback
+            if fields[0] != 8 or signal_callback is None or is_connect_request(fields[3]):
+                return False
+            self._run_callback(signal_callback, fields[2], fields[3])
+            return True
+
+        await nursery.start(
+            self._run_channel, channel, on_message, on_message_nowait, on_frame_nowait
+        )
         try:
             with trio.fail_after(self.config.request_timeout):
                 challenge = await challenge_receive.receive()
@@ -467,12 +491,16 @@ class SsnClient:
         channel: FramedChannel[cp.ClientMessage],
         on_message: Callable[[cp.ClientMessage], Awaitable[None]],
         on_message_nowait: Callable[[cp.ClientMessage], bool],
+        on_frame_nowait: Callable[[bytes], bool],
         *,
         task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         try:
             await channel.run(
-                on_message, on_message_nowait=on_message_nowait, task_status=task_status
+                on_message,
+                on_message_nowait=on_message_nowait,
+                on_frame_nowait=on_frame_nowait,
+                task_status=task_status,
             )
         except RemoteProtocolError as exc:
             # A misbehaving SSN is treated like a lost one: the channel is closed, and the
