@@ -5,7 +5,8 @@
 //! copy), as the pure-Python twin does. `update` returns the twin's
 //! `neonet.core.routing.UpdateOutcome` values, so both backends give equal results.
 
-use neonet_core::routing::{self, Config, RoutingTable, Update};
+use neonet_core::routing::{self, Config, Found, RoutingTable, Update};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList};
@@ -86,6 +87,74 @@ fn peer_list<'py, 'a>(
     peers: impl IntoIterator<Item = &'a PeerObject, IntoIter: ExactSizeIterator>,
 ) -> PyResult<Bound<'py, PyList>> {
     PyList::new(py, peers.into_iter().map(|peer| peer.object.bind(py)))
+}
+
+/// A new list of the final length, filled in place as a lookup finds peers: one new
+/// reference and one `PyList_SetItem` per peer, no vector in between (the abi3 C API
+/// has no cheaper way to fill a list).
+struct ListSink {
+    /// Owned; null when `PyList_New` failed (the error is set, pushes are ignored).
+    list: *mut ffi::PyObject,
+    size: usize,
+    filled: usize,
+}
+
+impl ListSink {
+    fn new(size: usize) -> Self {
+        // SAFETY: the GIL is held (the sink lives inside a method call); a size that
+        // does not fit an isize fails in PyList_New like any other allocation failure.
+        let list = unsafe { ffi::PyList_New(size.try_into().unwrap_or(isize::MAX)) };
+        ListSink {
+            list,
+            size,
+            filled: 0,
+        }
+    }
+
+    /// The filled list; its first `filled` items if the lookup found fewer than `size`
+    /// (it never does: the table finds exactly `min(n, len)`).
+    fn finish(mut self, py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+        // SAFETY: `list` is a new reference (or null with the error set); its first
+        // `filled` items are set, so slicing them reads no null item.
+        let list = unsafe { Bound::from_owned_ptr_or_err(py, self.take())? };
+        let list = list.cast_into::<PyList>()?;
+        if self.filled == self.size {
+            return Ok(list);
+        }
+        Ok(list.get_slice(0, self.filled).cast_into::<PyList>()?)
+    }
+}
+
+impl ListSink {
+    /// The list, now owned by the caller.
+    fn take(&mut self) -> *mut ffi::PyObject {
+        std::mem::replace(&mut self.list, std::ptr::null_mut())
+    }
+}
+
+impl Drop for ListSink {
+    fn drop(&mut self) {
+        if !self.list.is_null() {
+            // SAFETY: an unfinished sink owns its list; the GIL is held (see `new`).
+            unsafe { ffi::Py_DecRef(self.list) };
+        }
+    }
+}
+
+impl<'a> Found<'a, PeerObject> for ListSink {
+    fn found(&mut self, peer: &'a PeerObject) {
+        if self.list.is_null() || self.filled >= self.size {
+            return;
+        }
+        // SAFETY: the GIL is held; `list` is a list of `size` items and `filled` is
+        // in range; PyList_SetItem steals the new reference made for it.
+        unsafe {
+            let object = peer.object.as_ptr();
+            ffi::Py_IncRef(object);
+            ffi::PyList_SetItem(self.list, self.filled as ffi::Py_ssize_t, object);
+        }
+        self.filled += 1;
+    }
 }
 
 /// Kademlia routing table: 256 k-buckets by shared-prefix length with the local key.
@@ -295,11 +364,10 @@ impl PyRoutingTable {
 
     /// Up to `n` stored peers nearest `key` (a 32-byte key) by XOR, nearest first.
     fn closest<'py>(&self, py: Python<'py>, key: &[u8], n: i64) -> PyResult<Bound<'py, PyList>> {
-        let peers = self
-            .inner
-            .closest(key, n)
-            .map_err(|error| to_python_error(py, error))?;
-        peer_list(py, peers)
+        self.inner
+            .closest_with(key, n, ListSink::new)
+            .map_err(|error| to_python_error(py, error))?
+            .finish(py)
     }
 
     /// `closest(key, n)` for each key (without the GIL); all arguments are checked first.
