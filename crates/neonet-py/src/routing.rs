@@ -93,7 +93,7 @@ fn peer_list<'py, 'a>(
 /// reference and one `PyList_SetItem` per peer, no vector in between (the abi3 C API
 /// has no cheaper way to fill a list).
 struct ListSink {
-    /// Owned; null when `PyList_New` failed (the error is set, pushes are ignored).
+    /// Owned; null when `PyList_New` failed (the error is set, `size` is 0).
     list: *mut ffi::PyObject,
     size: usize,
     filled: usize,
@@ -106,7 +106,8 @@ impl ListSink {
         let list = unsafe { ffi::PyList_New(size.try_into().unwrap_or(isize::MAX)) };
         ListSink {
             list,
-            size,
+            // No list: take nothing (`finish` raises the error).
+            size: if list.is_null() { 0 } else { size },
             filled: 0,
         }
     }
@@ -143,7 +144,7 @@ impl Drop for ListSink {
 
 impl<'a> Found<'a, PeerObject> for ListSink {
     fn found(&mut self, peer: &'a PeerObject) {
-        if self.list.is_null() || self.filled >= self.size {
+        if self.filled >= self.size {
             return;
         }
         // SAFETY: the GIL is held; `list` is a list of `size` items and `filled` is
