@@ -1318,11 +1318,9 @@ impl<P> SortedKeys<P> {
         }
         let first = offsets[0] as usize;
         let last = (offsets[offsets.len() - 1] as usize).min(first + 96);
-        for peer in self.peers[first..last]
-            .iter()
-            .step_by((64 / size_of::<P>().max(1)).max(1))
-        {
-            prefetch(peer);
+        let peers = self.peers[first..last].as_ptr().cast::<u8>();
+        for offset in (0..(last - first) * size_of::<P>()).step_by(64) {
+            prefetch(peers.wrapping_add(offset));
         }
         for step in 0..cells.occupied.len() {
             let block = own_block ^ step;
