@@ -1322,6 +1322,9 @@ impl<P> SortedKeys<P> {
         for offset in (0..(last - first) * size_of::<P>()).step_by(64) {
             prefetch(peers.wrapping_add(offset));
         }
+        for head in self.heads[first..last].iter().step_by(8) {
+            prefetch(head);
+        }
         for step in 0..cells.occupied.len() {
             let block = own_block ^ step;
             let mut word = xor_permute(cells.occupied[block], own_low);
