@@ -679,6 +679,26 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
         Ok(out)
     }
 
+    /// [`closest`](Self::closest) for each key, the answers back to back into one
+    /// sink; returns how many peers each answer has (`min(n, len)`). Every argument
+    /// is checked first (same errors as [`closest_many`](Self::closest_many)).
+    pub fn closest_many_with<'a>(
+        &'a self,
+        keys: &[&[u8]],
+        n: i64,
+        out: &mut impl Found<'a, P>,
+    ) -> Result<usize, Error> {
+        let targets = keys
+            .iter()
+            .map(|key| check_key(key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let count = check_count(n)?;
+        for target in &targets {
+            self.closest_into(target, count, out);
+        }
+        Ok(count.min(self.len()))
+    }
+
     /// [`closest`](Self::closest) for each key; every argument is checked first.
     pub fn closest_many(&self, keys: &[&[u8]], n: i64) -> Result<Vec<Vec<&P>>, Error> {
         let targets = keys
@@ -1530,6 +1550,19 @@ mod tests {
         let keys: Vec<Key> = (0..40u32).map(|n| kad_key(&n.to_be_bytes())).collect();
         let key_refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
         let many = table.closest_many(&key_refs, 20).unwrap();
+        let mut flat = Vec::new();
+        assert_eq!(
+            table.closest_many_with(&key_refs, 20, &mut flat).unwrap(),
+            20
+        );
+        assert_eq!(flat, many.concat());
+        let mut untouched = Vec::new();
+        let bad: Vec<&[u8]> = vec![&keys[0][..], &keys[1][..31]];
+        assert!(table.closest_many_with(&bad, 20, &mut untouched).is_err());
+        assert!(table
+            .closest_many_with(&key_refs, -1, &mut untouched)
+            .is_err());
+        assert!(untouched.is_empty());
         for (key, found) in keys.iter().zip(many) {
             let all = brute_closest(&table, key, 300);
             assert_eq!(as_vecs(found), all[..20]);

@@ -165,16 +165,18 @@ pub struct PyRoutingTable {
 }
 
 impl PyRoutingTable {
-    /// The answers of `closest(key, n)` for each key, in order, handed to `each`. Every
-    /// argument is checked first (nothing is handed over on error); then the lookups
-    /// run in chunks without the GIL, and each chunk's answers are handed over while
-    /// the peers they found are still in cache.
+    /// The answers of `closest(key, n)` for each key, in order, handed to `each` a
+    /// chunk at a time (back to back), with the answer length (`min(n, len)`, the same
+    /// for every key) and the number of keys in the chunk. Every argument is
+    /// checked first (nothing is handed over on error); then the lookups run in chunks
+    /// without the GIL into one reused buffer, and each chunk's answers are handed
+    /// over while the peers they found are still in cache.
     fn closest_chunks<'a>(
         &'a self,
         py: Python<'_>,
         keys: &[&[u8]],
         n: i64,
-        mut each: impl FnMut(Vec<&'a PeerObject>) -> PyResult<()>,
+        mut each: impl FnMut(&[&'a PeerObject], usize, usize) -> PyResult<()>,
     ) -> PyResult<()> {
         let inner = &self.inner;
         if let Some(bad) = keys.iter().find(|key| key.len() != routing::KEY_LENGTH) {
@@ -182,16 +184,15 @@ impl PyRoutingTable {
                 .closest(bad, n)
                 .map_err(|error| to_python_error(py, error))?;
         }
-        inner
-            .closest_many(&[], n)
+        let size = inner
+            .closest_many_with(&[], n, &mut Vec::new())
             .map_err(|error| to_python_error(py, error))?;
+        let mut found: Vec<&'a PeerObject> = Vec::new();
         for chunk in keys.chunks(CLOSEST_CHUNK) {
-            let found = py
-                .detach(|| inner.closest_many(chunk, n))
+            found.clear();
+            py.detach(|| inner.closest_many_with(chunk, n, &mut found))
                 .map_err(|error| to_python_error(py, error))?;
-            for peers in found {
-                each(peers)?;
-            }
+            each(&found, size, chunk.len())?;
         }
         Ok(())
     }
@@ -380,8 +381,14 @@ impl PyRoutingTable {
     ) -> PyResult<Bound<'py, PyList>> {
         let keys: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
         let mut lists = Vec::with_capacity(keys.len());
-        self.closest_chunks(py, &keys, n, |peers| {
-            lists.push(peer_list(py, peers)?);
+        self.closest_chunks(py, &keys, n, |found, size, answers| {
+            for answer in 0..answers {
+                let mut sink = ListSink::new(size);
+                for peer in &found[answer * size..(answer + 1) * size] {
+                    sink.found(peer);
+                }
+                lists.push(sink.finish(py)?);
+            }
             Ok(())
         })?;
         PyList::new(py, lists)
@@ -396,12 +403,18 @@ impl PyRoutingTable {
         n: i64,
     ) -> PyResult<Bound<'py, PyList>> {
         let keys: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
-        let mut found: Vec<Py<PyBytes>> = Vec::new();
-        self.closest_chunks(py, &keys, n, |peers| {
-            found.extend(peers.into_iter().map(|peer| peer.object.clone_ref(py)));
+        let mut sink: Option<ListSink> = None;
+        self.closest_chunks(py, &keys, n, |found, size, _| {
+            let sink = sink.get_or_insert_with(|| ListSink::new(keys.len() * size));
+            for peer in found {
+                sink.found(peer);
+            }
             Ok(())
         })?;
-        PyList::new(py, found)
+        match sink {
+            Some(sink) => sink.finish(py),
+            None => Ok(PyList::empty(py)),
+        }
     }
 
     /// Record that a lookup refreshed a bucket (given by index, or by a key inside it).
