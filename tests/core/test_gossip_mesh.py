@@ -681,19 +681,6 @@ def test_splitmix64_reference_outputs() -> None:
     assert [other.next_u64() for _ in range(2)] == [6457827717110365317, 3203168211198807973]
 
 
-@pytest.mark.parametrize("count", [0, 1, 5, 1 << 20])
-def test_splitmix64_skip_is_count_draws(count: int) -> None:
-    skipped, drawn = SplitMix64(2**64 - 3), SplitMix64(2**64 - 3)  # wraps around
-    skipped.skip(count)
-    for _ in range(count):
-        drawn.next_u64()
-    assert [skipped.next_u64() for _ in range(3)] == [drawn.next_u64() for _ in range(3)]
-    with pytest.raises(ValueError, match="count"):
-        skipped.skip(-1)
-    with pytest.raises(TypeError, match="count"):
-        skipped.skip(1.0)  # type: ignore[arg-type]
-
-
 def test_sample_is_a_partial_fisher_yates() -> None:
     rng = SplitMix64(42)
     items = list(range(20))

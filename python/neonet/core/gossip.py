@@ -126,11 +126,6 @@ class SplitMix64:
         z = ((z ^ (z >> 27)) * _MIX2) & _MASK64
         return z ^ (z >> 31)
 
-    def skip(self, count: int) -> None:
-        """Advance past ``count`` outputs at once, as ``count`` calls of ``next_u64``."""
-        _check_count("count", count, 0)
-        self._state = (self._state + count * _GAMMA) & _MASK64
-
     def below(self, bound: int) -> int:
         """A draw in ``range(bound)``: the high 64 bits of ``next_u64() * bound``."""
         return (self.next_u64() * bound) >> 64

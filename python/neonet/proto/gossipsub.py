@@ -156,23 +156,6 @@ class _Delivery:
         self.received = received  # its encoding as it arrived, until forwarded
 
 
-class _Batch:
-    """What the messages of one RPC leave for after the loop over them: IDs to insert
-    into the seen-cache (in order; also "seen" for later copies in the same RPC) and
-    messages accepted without validation, to deliver and forward."""
-
-    __slots__ = ("accepted", "added")
-
-    def __init__(self) -> None:
-        self.added: dict[bytes, None] = {}
-        self.accepted: list[tuple[bytes, Message, _Delivery]] = []
-
-
-# Fewer new-or-duplicate messages than this in one RPC take the per-message calls: a
-# batch call of one item costs what the single call does, plus the list around it.
-_BATCH_MIN = 2
-
-
 class _PeerState:
     __slots__ = ("dontwant", "ihave_ids", "ihaves", "protocol")
 
@@ -213,7 +196,6 @@ class GossipRouter:
         self.score = PeerScore(config.score) if config.score is not None else None
         # With the default ID, received copies are identified without decoding them.
         self._fast_id = config.message_id is default_message_id
-        self._batch_min = _BATCH_MIN  # tests raise it to compare with the per-message path
         # Near-first deliveries only count for P3/P3b; with neither weighted (the
         # default) the ~6 duplicates per message skip the call.
         self._count_near_first = config.score is not None and any(
@@ -418,25 +400,15 @@ class GossipRouter:
     def _handle_received(
         self, peer: bytes, state: _PeerState, received: list[ReceivedMessage], now: float
     ) -> None:
-        """Lazily decoded messages: duplicates are dropped on their ID fields alone.
-
-        With the default message ID and at least ``_BATCH_MIN`` messages of a joined topic,
-        the RPC's messages meet the core in batch calls: one seen-cache lookup for all
-        their IDs before, one insert of the new ones after (``_Batch``), and one fan-out
-        call for those accepted at once. Same outcome as one message at a time.
-        """
+        """Lazily decoded messages: duplicates are dropped on their ID fields alone."""
         subscribed = self._subscribed
-        if not self._fast_id:
-            for entry in received:
-                if entry.topic in subscribed:
-                    self._handle_message(peer, state, entry.decode(), now, entry)
-            return
-        entries = [entry for entry in received if entry.topic in subscribed]
-        if len(entries) >= self._batch_min:
-            self._handle_batch(peer, state, entries, now)
-            return
         seen = self.seen
-        for entry in entries:
+        for entry in received:
+            if entry.topic not in subscribed:
+                continue
+            if not self._fast_id:
+                self._handle_message(peer, state, entry.decode(), now, entry)
+                continue
             msg_id = entry.from_peer + entry.seqno  # default_message_id, undecoded
             if self._promises:
                 self._promises.pop(msg_id, None)
@@ -446,28 +418,6 @@ class GossipRouter:
                 continue
             self._handle_message(peer, state, entry.decode(), now, entry, msg_id)
 
-    def _handle_batch(
-        self, peer: bytes, state: _PeerState, entries: list[ReceivedMessage], now: float
-    ) -> None:
-        """``_handle_received`` for several messages of joined topics (default IDs)."""
-        ids = [entry.from_peer + entry.seqno for entry in entries]
-        known = self.seen.contains_many(ids)
-        batch = _Batch()
-        added = batch.added
-        for entry, msg_id, was_seen in zip(entries, ids, known, strict=True):
-            if self._promises:
-                self._promises.pop(msg_id, None)
-            # An ID first seen earlier in this RPC is a duplicate, as if already inserted.
-            if was_seen or msg_id in added:
-                self.stats.duplicates_received += 1
-                self._duplicate(peer, msg_id, now)
-                continue
-            self._handle_message(peer, state, entry.decode(), now, entry, msg_id, batch)
-        if added:
-            self.seen.add_many(added, now)  # before any later lookup (IHAVE, next RPC)
-        if batch.accepted:
-            self._accept_many(batch.accepted, now)
-
     def _handle_message(
         self,
         peer: bytes,
@@ -476,11 +426,9 @@ class GossipRouter:
         now: float,
         received: ReceivedMessage | None = None,
         msg_id: bytes | None = None,
-        batch: _Batch | None = None,
     ) -> None:
         """A message from ``peer``. With ``msg_id`` the caller has already checked the
-        topic, computed the ID, settled any IWANT promise and found the ID unseen. With
-        ``batch`` the seen-cache insert and an acceptance are left to the caller."""
+        topic, computed the ID, settled any IWANT promise and found the ID unseen."""
         topic = message.topic
         config = self.config
         if msg_id is None:
@@ -504,10 +452,7 @@ class GossipRouter:
             self.stats.invalid_received += 1
             self._invalid(peer, topic)
             return
-        if batch is None:
-            self.seen.add(msg_id, now)
-        else:
-            batch.added[msg_id] = None
+        self.seen.add(msg_id, now)
         if len(message.data) >= config.idontwant_message_size:
             self._send_idontwant(msg_id, topic, peer)
         delivery = _Delivery(topic, peer, now, received)
@@ -521,11 +466,7 @@ class GossipRouter:
             self._pending += 1
             self._out.validate.append(PendingValidation(msg_id, message, peer))
             return
-        if batch is None:
-            self._accept(msg_id, message, delivery, now)
-        else:
-            delivery.status = _VALID  # decided; delivered and forwarded by _accept_many
-            batch.accepted.append((msg_id, message, delivery))
+        self._accept(msg_id, message, delivery, now)
 
     def _track(self, msg_id: bytes, delivery: _Delivery) -> None:
         deliveries = self._deliveries
@@ -582,35 +523,7 @@ class GossipRouter:
         else:
             delivery.status = _IGNORED
 
-    def _accept_many(self, accepted: list[tuple[bytes, Message, _Delivery]], now: float) -> None:
-        """``_accept`` for each, with the fan-out targets of all from one core call. The
-        per-message calls took one seed each; this takes the first and skips the rest,
-        so the router's random stream stays as it was (and forwarding in a joined
-        topic, all that arrives here, follows the mesh without drawing from it)."""
-        if len(accepted) == 1:
-            self._accept(*accepted[0], now)
-            return
-        seed = self._seed()
-        self._rng.skip(len(accepted) - 1)
-        peers, counts = self.mesh.publish_targets_flat(
-            [(message.topic, delivery.source) for _, message, delivery in accepted],
-            False,
-            now,
-            seed,
-        )
-        at = 0
-        for (msg_id, message, delivery), count in zip(accepted, counts, strict=True):
-            self._accept(msg_id, message, delivery, now, peers[at : at + count])
-            at += count
-
-    def _accept(
-        self,
-        msg_id: bytes,
-        message: Message,
-        delivery: _Delivery,
-        now: float,
-        targets: list[bytes] | None = None,
-    ) -> None:
+    def _accept(self, msg_id: bytes, message: Message, delivery: _Delivery, now: float) -> None:
         delivery.status = _VALID
         topic = message.topic
         if self.score is not None:
@@ -625,8 +538,7 @@ class GossipRouter:
             encoded = message.encode()
         self.mcache.put(msg_id, topic, encoded)
         self._out.deliver.append(Delivered(msg_id, message, delivery.source))
-        if targets is None:
-            targets = self.mesh.publish_targets(topic, delivery.source, False, now, self._seed())
+        targets = self.mesh.publish_targets(topic, delivery.source, False, now, self._seed())
         senders = delivery.peers
         author = message.from_peer
         peers = self._peers
@@ -703,11 +615,7 @@ class GossipRouter:
         for topic, ids in ihaves:
             if topic not in self._subscribed or room <= 0:
                 continue
-            if len(ids) >= self._batch_min:  # one seen-cache call for the IDs of a topic
-                known = self.seen.contains_many(ids)
-                unknown = [i for i, was_seen in zip(ids, known, strict=True) if not was_seen]
-            else:
-                unknown = [msg_id for msg_id in ids if msg_id not in self.seen]
+            unknown = [msg_id for msg_id in ids if msg_id not in self.seen]
             for msg_id in unknown[:room]:
                 if msg_id not in self._promises:
                     wanted.append(msg_id)
