@@ -2,7 +2,7 @@
 
 RPCs often carry more than one message (consecutive messages-only RPCs of one read are
 merged by ``decode_rpcs``; in ``neonet bench gossip --quick`` 53-74% of the messages
-arrived in RPCs of 2-20). These tests pin what the router does with them, on both
+arrived in RPCs of 2-25). These tests pin what the router does with them, on both
 backends: every copy is looked up in the seen-cache as it comes, so the second copy of
 an ID in the same RPC is a duplicate, and a forged first copy (not marked seen) does not
 shadow the genuine one after it. (Session 6 tried a batch path, one seen-cache lookup
