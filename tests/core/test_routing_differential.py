@@ -160,3 +160,49 @@ def test_backends_agree_on_closest_in_large_tables(
         assert tables[1].closest(target, n) == expected
     assert tables[0].closest_many(targets, n) == tables[1].closest_many(targets, n)
     assert tables[0].closest_many_flat(targets, n) == tables[1].closest_many_flat(targets, n)
+
+
+BULK_PEERS = [b"\x12\x20" + hashlib.sha256(b"bulk %d" % number).digest() for number in range(700)]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.integers(0, 10**6), min_size=1, max_size=700),
+    st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=4),
+    st.integers(1, 45),
+)
+def test_backends_agree_while_large_buckets_grow_and_shrink(
+    steps: list[int], targets: list[bytes], n: int
+) -> None:
+    """Large buckets (the native side indexes buckets of 64+ keys by key bits) changed
+    one peer at a time: removals (3 steps in 4) down past the index threshold and
+    single inserts."""
+    tables = [
+        backend_module.implementation(name).RoutingTable(LOCAL, bucket_size=10_000)
+        for name in ("pure", "native")
+    ]
+    for table in tables:
+        table.update_many(BULK_PEERS[:500], 1.0)
+    stored = list(BULK_PEERS[:500])
+    spare = list(BULK_PEERS[500:])
+    for step, pick in enumerate(steps):
+        if (pick % 4 or not spare) and stored:
+            peer = stored.pop(pick % len(stored))
+            assert [table.remove(peer) for table in tables] == [True, True]
+        elif spare:
+            peer = spare.pop(pick % len(spare))
+            stored.append(peer)
+            outcomes = [table.update(peer, 2.0) for table in tables]
+            assert outcomes[0] == outcomes[1]
+        if step % 50 == 0 or step == len(steps) - 1:
+            assert tables[0].bucket_sizes() == tables[1].bucket_sizes()
+            for target in targets:
+                expected = sorted(
+                    stored,
+                    key=lambda peer: (
+                        int.from_bytes(hashlib.sha256(peer).digest(), "big")
+                        ^ int.from_bytes(target, "big")
+                    ),
+                )[:n]
+                assert tables[0].closest(target, n) == expected
+                assert tables[1].closest(target, n) == expected

@@ -11,11 +11,18 @@
 //! Layout: entries live in one slab and each bucket threads its own through an
 //! intrusive doubly linked list (O(1) move-to-back at any bucket size). Each bucket
 //! also keeps its keys sorted, with the peers beside them, so `closest` visits
-//! buckets in XOR order from the target and, inside a large bucket, binary-searches
-//! the target's position and grows a range around it by shared-prefix length: a few
-//! dozen keys are looked at, whatever the bucket size. Keys are four big-endian `u64`
-//! words: XOR and comparison are four word operations. Sort items pack the top 44
-//! bits of a distance with the key's index, so plain integer sorts order them.
+//! buckets in XOR order from the target. A bucket of 64 keys or more also keeps a
+//! radix index of its sorted keys by the key bits after its shared prefix (cells of
+//! about a quarter of a key each, see `CellIndex`): XOR distance orders cells by
+//! `cell ^ target's cell`, so a lookup reads the cells in that order (occupancy
+//! bitmaps, 64 cells a word) and sorts only the keys that share a cell; no binary
+//! search and no comparison sort of a candidate range. Buckets without that index
+//! binary-search the target's position and grow a range around it by shared-prefix
+//! length. Either way a few dozen keys are looked at, whatever the bucket size. Keys
+//! are four big-endian `u64` words: XOR and comparison are four word operations. Sort
+//! items pack the top 44 bits of a distance with the key's index, so plain integer
+//! sorts order them. Lookups hand their peers to a [`Found`] sink as they find them
+//! (the Python glue fills the result list in place).
 //!
 //! The table is generic over the stored peer type `P` (anything that is its own peer
 //! ID bytes): the Python glue stores the caller's `bytes` objects so lookups hand them
@@ -138,6 +145,19 @@ fn check_count(n: i64) -> Result<usize, Error> {
     usize::try_from(n).map_err(|_| Error::InvalidArgument("n must be >= 0".into()))
 }
 
+/// Where a lookup puts the peers it finds, nearest first (see
+/// [`RoutingTable::closest_with`]).
+pub trait Found<'a, P> {
+    /// The next peer, nearer than all that follow.
+    fn found(&mut self, peer: &'a P);
+}
+
+impl<'a, P> Found<'a, P> for Vec<&'a P> {
+    fn found(&mut self, peer: &'a P) {
+        self.push(peer);
+    }
+}
+
 /// What [`RoutingTable::update`] did with a peer that was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Update {
@@ -200,11 +220,12 @@ struct Bucket<P> {
 }
 
 impl<P> Bucket<P> {
-    fn new() -> Self {
+    /// Bucket `index`: its keys share their first `index + 1` bits.
+    fn new(index: usize) -> Self {
         Bucket {
             head: NONE,
             tail: NONE,
-            sorted: SortedKeys::default(),
+            sorted: SortedKeys::with_prefix(index as u32 + 1),
             replacements: VecDeque::new(),
             pending: None,
             refreshed: f64::NEG_INFINITY,
@@ -258,7 +279,7 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
             bucket_size: config.bucket_size as usize,
             replacement_size: config.replacement_size as usize,
             pending_timeout: config.pending_timeout,
-            buckets: (0..BUCKET_COUNT).map(|_| Bucket::new()).collect(),
+            buckets: (0..BUCKET_COUNT).map(Bucket::new).collect(),
             occupied: [0; 4],
             slots: Vec::new(),
             free: Vec::new(),
@@ -642,6 +663,42 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
         Ok(found)
     }
 
+    /// [`closest`](Self::closest) into a caller's sink: `make` is called once the
+    /// arguments are checked, with the number of peers that will be found
+    /// (`min(n, len)`), and the peers go to the sink it returns, nearest first.
+    pub fn closest_with<'a, O: Found<'a, P>>(
+        &'a self,
+        key: &[u8],
+        n: i64,
+        make: impl FnOnce(usize) -> O,
+    ) -> Result<O, Error> {
+        let target = check_key(key)?;
+        let count = check_count(n)?;
+        let mut out = make(count.min(self.len()));
+        self.closest_into(&target, count, &mut out);
+        Ok(out)
+    }
+
+    /// [`closest`](Self::closest) for each key, the answers back to back into one
+    /// sink; returns how many peers each answer has (`min(n, len)`). Every argument
+    /// is checked first (same errors as [`closest_many`](Self::closest_many)).
+    pub fn closest_many_with<'a>(
+        &'a self,
+        keys: &[&[u8]],
+        n: i64,
+        out: &mut impl Found<'a, P>,
+    ) -> Result<usize, Error> {
+        let targets = keys
+            .iter()
+            .map(|key| check_key(key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let count = check_count(n)?;
+        for target in &targets {
+            self.closest_into(target, count, out);
+        }
+        Ok(count.min(self.len()))
+    }
+
     /// [`closest`](Self::closest) for each key; every argument is checked first.
     pub fn closest_many(&self, keys: &[&[u8]], n: i64) -> Result<Vec<Vec<&P>>, Error> {
         let targets = keys
@@ -660,7 +717,7 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
     }
 
     /// The `count` stored peers nearest `target`, nearest first.
-    fn closest_into<'a>(&'a self, target: &Words, count: usize, out: &mut Vec<&'a P>) {
+    fn closest_into<'a>(&'a self, target: &Words, count: usize, out: &mut impl Found<'a, P>) {
         if count == 0 || self.is_empty() {
             return;
         }
@@ -681,7 +738,7 @@ impl<P: AsRef<[u8]>> RoutingTable<P> {
         &'a self,
         target: &Words,
         mut count: usize,
-        out: &mut Vec<&'a P>,
+        out: &mut impl Found<'a, P>,
         scratch: &mut Vec<u64>,
     ) {
         let distance = xor(target, &self.local);
@@ -832,20 +889,159 @@ struct SortedKeys<P> {
     keys: Vec<Words>,
     peers: Vec<P>,
     sorted: usize,
+    /// Leading bits every key of the bucket shares (its index + 1): the cells below
+    /// are cut from the bits after them.
+    prefix: u32,
+    /// The radix index of a large bucket (see [`CellIndex`]); kept in step with every
+    /// insert and removal, rebuilt when the bucket's size moves out of its range.
+    cells: Option<CellIndex>,
 }
 
 impl<P> Default for SortedKeys<P> {
     fn default() -> Self {
+        Self::with_prefix(0)
+    }
+}
+
+/// Buckets smaller than this have no [`CellIndex`] (the walk is as quick there).
+const CELL_INDEX_MIN: usize = 64;
+/// Most cell bits (2^22 cells: a bucket of 2^20 keys needs 21).
+const MAX_CELL_BITS: u32 = 22;
+
+/// A radix index of a bucket's sorted keys by `bits` key bits after the bucket's
+/// shared prefix ("cells"): `offsets[c]..offsets[c + 1]` are the positions of cell
+/// `c`'s keys, and bit `c % 64` of `occupied[c / 64]` is set when it holds any. There
+/// are 2 to 8 cells per key (most hold none or one key; sparser cells measured
+/// faster: fewer cells to sort, and the empty ones cost nothing to skip in the
+/// occupancy words). A key's XOR distance to any target orders the
+/// cells by `c ^ t` (`t`: the target's cell) before anything else, so the nearest
+/// keys are the keys of the cells in that order, each cell's few keys sorted.
+struct CellIndex {
+    bits: u32,
+    offsets: Vec<u32>,
+    occupied: Vec<u64>,
+}
+
+impl CellIndex {
+    /// Cell bits for `len` keys under a `prefix`-bit shared prefix: the bit length of
+    /// `len` plus one (2^bits in (2 len, 4 len]), at least 6 (one occupancy word), or
+    /// None when the bucket is small or the cells would not fit in the first key word.
+    fn wanted_bits(len: usize, prefix: u32) -> Option<u32> {
+        if len < CELL_INDEX_MIN {
+            return None;
+        }
+        let bits = (usize::BITS - len.leading_zeros() + 1).clamp(6, MAX_CELL_BITS);
+        (prefix + bits <= 64).then_some(bits)
+    }
+
+    fn build(bits: u32, prefix: u32, heads: &[u64]) -> Self {
+        let cells = 1usize << bits;
+        let mut offsets = vec![0u32; cells + 1];
+        let mut occupied = vec![0u64; cells / 64];
+        for &head in heads {
+            let cell = cell_of(head, prefix, bits);
+            offsets[cell + 1] += 1;
+            occupied[cell / 64] |= 1 << (cell % 64);
+        }
+        for cell in 0..cells {
+            offsets[cell + 1] += offsets[cell];
+        }
+        CellIndex {
+            bits,
+            offsets,
+            occupied,
+        }
+    }
+
+    fn inserted(&mut self, cell: usize) {
+        for offset in &mut self.offsets[cell + 1..] {
+            *offset += 1;
+        }
+        self.occupied[cell / 64] |= 1 << (cell % 64);
+    }
+
+    fn removed(&mut self, cell: usize) {
+        for offset in &mut self.offsets[cell + 1..] {
+            *offset -= 1;
+        }
+        if self.offsets[cell] == self.offsets[cell + 1] {
+            self.occupied[cell / 64] &= !(1 << (cell % 64));
+        }
+    }
+}
+
+/// Ask for the cache line holding `value` (a hint; no effect where unsupported).
+#[inline(always)]
+fn prefetch<T>(value: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and reads nothing architecturally.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(value.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
+/// The cell of a key (by its first word) under a `prefix`-bit shared prefix.
+fn cell_of(head: u64, prefix: u32, bits: u32) -> usize {
+    ((head << prefix) >> (64 - bits)) as usize
+}
+
+/// `word` with bit `j` moved to bit `j ^ t` (t < 64): one masked swap per set bit of
+/// `t`, so scanning the result's set bits upwards visits cells in XOR order from `t`.
+fn xor_permute(mut word: u64, t: u32) -> u64 {
+    const MASKS: [u64; 6] = [
+        0x5555_5555_5555_5555,
+        0x3333_3333_3333_3333,
+        0x0f0f_0f0f_0f0f_0f0f,
+        0x00ff_00ff_00ff_00ff,
+        0x0000_ffff_0000_ffff,
+        0x0000_0000_ffff_ffff,
+    ];
+    for (step, mask) in MASKS.iter().enumerate() {
+        let shift = 1u32 << step;
+        let swapped = ((word & mask) << shift) | ((word >> shift) & mask);
+        word = if t >> step & 1 == 1 { swapped } else { word };
+    }
+    word
+}
+
+impl<P> SortedKeys<P> {
+    fn with_prefix(prefix: u32) -> Self {
         SortedKeys {
             heads: Vec::new(),
             keys: Vec::new(),
             peers: Vec::new(),
             sorted: 0,
+            prefix,
+            cells: None,
         }
     }
-}
 
-impl<P> SortedKeys<P> {
+    /// Keep the cell index in step after one key (first word `head`) was inserted
+    /// (`added`) or removed: update it in place while its size suits the bucket, else
+    /// rebuild it (or drop it for a small bucket).
+    fn reindex(&mut self, head: Option<(u64, bool)>) {
+        let wanted = CellIndex::wanted_bits(self.len(), self.prefix);
+        match (&mut self.cells, wanted, head) {
+            // In place while 2^bits stays within (2 len, 8 len].
+            (Some(cells), Some(bits), Some((head, added)))
+                if cells.bits == bits || cells.bits == bits + 1 =>
+            {
+                let cell = cell_of(head, self.prefix, cells.bits);
+                if added {
+                    cells.inserted(cell);
+                } else {
+                    cells.removed(cell);
+                }
+            }
+            (_, Some(bits), _) => {
+                self.cells = Some(CellIndex::build(bits, self.prefix, &self.heads));
+            }
+            (_, None, _) => self.cells = None,
+        }
+    }
+
     fn len(&self) -> usize {
         self.keys.len()
     }
@@ -874,6 +1070,7 @@ impl<P> SortedKeys<P> {
         self.keys.insert(position, key);
         self.peers.insert(position, peer);
         self.sorted += 1;
+        self.reindex(Some((key[0], true)));
     }
 
     /// Add an entry unsorted (inside a batch); [`Self::settle`] sorts it in.
@@ -915,6 +1112,7 @@ impl<P> SortedKeys<P> {
         self.heads.clear();
         self.heads.extend(self.keys.iter().map(|key| key[0]));
         self.sorted = total;
+        self.reindex(None);
     }
 
     fn remove(&mut self, key: &Words) -> P {
@@ -924,7 +1122,9 @@ impl<P> SortedKeys<P> {
         self.heads.remove(position);
         self.keys.remove(position);
         self.sorted -= 1;
-        self.peers.remove(position)
+        let peer = self.peers.remove(position);
+        self.reindex(Some((key[0], false)));
+        peer
     }
 
     /// The peer stored under `key` (which must be present; inside a batch it may still
@@ -981,18 +1181,16 @@ impl<P> SortedKeys<P> {
         low: usize,
         high: usize,
         target: &Words,
-        out: &mut Vec<&'a P>,
+        out: &mut impl Found<'a, P>,
         scratch: &mut Vec<u64>,
     ) {
         scratch.clear();
         scratch.extend((low..high).map(|index| self.item(index, target)));
         let items = &mut scratch[..];
         self.sort_items(items, target);
-        out.extend(
-            items
-                .iter()
-                .map(|&item| &self.peers[(item & INDEX_MASK) as usize]),
-        );
+        for &item in items.iter() {
+            out.found(&self.peers[(item & INDEX_MASK) as usize]);
+        }
     }
 
     /// Append the peers of the `count` (<= len) entries nearest `target`, nearest first.
@@ -1008,12 +1206,16 @@ impl<P> SortedKeys<P> {
         &'a self,
         target: &Words,
         count: usize,
-        out: &mut Vec<&'a P>,
+        out: &mut impl Found<'a, P>,
         scratch: &mut Vec<u64>,
     ) {
         let length = self.len();
         if length <= count {
             self.take_range(0, length, target, out, scratch);
+            return;
+        }
+        if let Some(cells) = &self.cells {
+            self.nearest_by_cells(cells, target, count, out, scratch);
             return;
         }
         let position = self.lower_bound(target);
@@ -1070,11 +1272,9 @@ impl<P> SortedKeys<P> {
             items.push(self.item(index, target));
         }
         self.sort_items(&mut items[..deeper], target);
-        out.extend(
-            items[..deeper]
-                .iter()
-                .map(|&item| &self.peers[(item & INDEX_MASK) as usize]),
-        );
+        for &item in &items[..deeper] {
+            out.found(&self.peers[(item & INDEX_MASK) as usize]);
+        }
         let wanted = count - deeper;
         if left == depth || right == depth {
             // Clustered keys: a long run; narrow it as a binary trie instead.
@@ -1107,12 +1307,79 @@ impl<P> SortedKeys<P> {
         } else {
             self.sort_items(rest, target);
         }
-        out.extend(
-            rest[..wanted]
-                .iter()
-                .map(|&item| &self.peers[(item & INDEX_MASK) as usize]),
-        );
+        for &item in &rest[..wanted] {
+            out.found(&self.peers[(item & INDEX_MASK) as usize]);
+        }
         *scratch = items;
+    }
+
+    /// [`Self::nearest`] through the cell index: the cells in XOR order from the
+    /// target's (64 at a time: an occupancy word permuted so that its set bits come
+    /// in that order), each cell's keys nearest first, until `count` are found.
+    fn nearest_by_cells<'a>(
+        &'a self,
+        cells: &CellIndex,
+        target: &Words,
+        mut count: usize,
+        out: &mut impl Found<'a, P>,
+        scratch: &mut Vec<u64>,
+    ) {
+        let own = cell_of(target[0], self.prefix, cells.bits);
+        let (own_block, own_low) = (own / 64, (own % 64) as u32);
+        // The answer lies in the target's block of 64 cells and, about as often as
+        // not, its sibling block (2^bits is 2 to 4 times the keys: a block holds
+        // 16 to 32): ask for their offsets and peers at once rather than one cache
+        // miss after another as the scan reaches them (a table gone cold after other
+        // work costs ~0.1 us more per lookup; this takes back a good part of that).
+        let pair = (own_block & !1) * 64;
+        let offsets = &cells.offsets[pair..=(pair + 128).min(cells.offsets.len() - 1)];
+        for line in offsets.chunks(16) {
+            prefetch(line.as_ptr());
+        }
+        let first = offsets[0] as usize;
+        let last = (offsets[offsets.len() - 1] as usize).min(first + 96);
+        let peers = self.peers[first..last].as_ptr().cast::<u8>();
+        for offset in (0..(last - first) * size_of::<P>()).step_by(64) {
+            prefetch(peers.wrapping_add(offset));
+        }
+        for head in self.heads[first..last].iter().step_by(8) {
+            prefetch(head);
+        }
+        for step in 0..cells.occupied.len() {
+            let block = own_block ^ step;
+            let mut word = xor_permute(cells.occupied[block], own_low);
+            while word != 0 {
+                let cell = block * 64 + (word.trailing_zeros() ^ own_low) as usize;
+                word &= word - 1;
+                let low = cells.offsets[cell] as usize;
+                let high = cells.offsets[cell + 1] as usize;
+                let size = high - low;
+                if size == 1 {
+                    out.found(&self.peers[low]);
+                } else if size > count {
+                    self.descend(low, high, target, count, out, scratch);
+                    return;
+                } else {
+                    let first = self.heads[low] ^ target[0];
+                    let second = self.heads[low + 1] ^ target[0];
+                    if size == 2 && first != second {
+                        let (near, far) = if first < second {
+                            (low, low + 1)
+                        } else {
+                            (low + 1, low)
+                        };
+                        out.found(&self.peers[near]);
+                        out.found(&self.peers[far]);
+                    } else {
+                        self.take_range(low, high, target, out, scratch);
+                    }
+                }
+                count -= size;
+                if count == 0 {
+                    return;
+                }
+            }
+        }
     }
 
     /// How many keys from `start` on share at least `depth` bits with the target
@@ -1141,7 +1408,7 @@ impl<P> SortedKeys<P> {
         mut high: usize,
         target: &Words,
         mut count: usize,
-        out: &mut Vec<&'a P>,
+        out: &mut impl Found<'a, P>,
         scratch: &mut Vec<u64>,
     ) {
         while high - low > count {
@@ -1283,6 +1550,19 @@ mod tests {
         let keys: Vec<Key> = (0..40u32).map(|n| kad_key(&n.to_be_bytes())).collect();
         let key_refs: Vec<&[u8]> = keys.iter().map(|key| &key[..]).collect();
         let many = table.closest_many(&key_refs, 20).unwrap();
+        let mut flat = Vec::new();
+        assert_eq!(
+            table.closest_many_with(&key_refs, 20, &mut flat).unwrap(),
+            20
+        );
+        assert_eq!(flat, many.concat());
+        let mut untouched = Vec::new();
+        let bad: Vec<&[u8]> = vec![&keys[0][..], &keys[1][..31]];
+        assert!(table.closest_many_with(&bad, 20, &mut untouched).is_err());
+        assert!(table
+            .closest_many_with(&key_refs, -1, &mut untouched)
+            .is_err());
+        assert!(untouched.is_empty());
         for (key, found) in keys.iter().zip(many) {
             let all = brute_closest(&table, key, 300);
             assert_eq!(as_vecs(found), all[..20]);
@@ -1491,6 +1771,117 @@ mod tests {
                         .collect();
                     assert_eq!(got, expected, "shape {shape} count {count}");
                 }
+            }
+        }
+    }
+
+    /// The cell index as a fresh build from the keys would make it.
+    fn assert_cells_in_step<P>(sorted: &SortedKeys<P>) {
+        match (
+            &sorted.cells,
+            CellIndex::wanted_bits(sorted.len(), sorted.prefix),
+        ) {
+            (None, wanted) => assert_eq!(wanted, None, "a large bucket lost its index"),
+            (Some(cells), wanted) => {
+                let wanted = wanted.expect("a small bucket kept its index");
+                assert!(cells.bits == wanted || cells.bits == wanted + 1);
+                let fresh = CellIndex::build(cells.bits, sorted.prefix, &sorted.heads);
+                assert_eq!(cells.offsets, fresh.offsets);
+                assert_eq!(cells.occupied, fresh.occupied);
+            }
+        }
+    }
+
+    /// Single inserts and removals keep the cell index equal to a rebuild, through
+    /// growth past several rebuild sizes and shrinking below the index threshold;
+    /// closest stays exact all along.
+    #[test]
+    fn cell_index_follows_inserts_and_removals() {
+        let mut table = table(100_000, 0);
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut stored: Vec<Vec<u8>> = Vec::new();
+        let check = |table: &RoutingTable, round: u64| {
+            for bucket in &table.buckets {
+                assert_cells_in_step(&bucket.sorted);
+            }
+            let key = kad_key(&round.to_le_bytes());
+            for n in [1, 2, 3, 20, 77] {
+                assert_eq!(
+                    as_vecs(table.closest(&key, n).unwrap()),
+                    brute_closest(table, &key, n as usize)
+                );
+            }
+        };
+        // Grow to 1200 one by one, then shrink to 30 with some re-adds.
+        for number in 0..1200u32 {
+            let id = peer(number);
+            assert_eq!(update(&mut table, &id, 0.0), Update::Added);
+            stored.push(id);
+            if number % 50 == 0 {
+                check(&table, next());
+            }
+        }
+        assert!(table.buckets[0].sorted.cells.is_some());
+        let mut round = 0;
+        while stored.len() > 30 {
+            let victim = stored.swap_remove((next() % stored.len() as u64) as usize);
+            assert!(table.remove(&victim).unwrap());
+            if round % 7 == 0 {
+                let id = peer(5000 + round);
+                assert_eq!(update(&mut table, &id, 1.0), Update::Added);
+                stored.push(id);
+            }
+            if round % 40 == 0 {
+                check(&table, next());
+            }
+            round += 1;
+        }
+        check(&table, next());
+        assert!(table
+            .buckets
+            .iter()
+            .all(|bucket| bucket.sorted.cells.is_none()));
+        // A bulk load builds the index once, in step too.
+        let bulk: Vec<Box<[u8]>> = (20_000..23_000).map(|n| peer(n).into()).collect();
+        table.update_many(bulk, 2.0).unwrap();
+        check(&table, next());
+    }
+
+    /// A bucket whose shared prefix leaves too few bits of the first word gets no
+    /// cell index and is served by the walk.
+    #[test]
+    fn no_cell_index_past_the_first_word() {
+        let mut sorted = SortedKeys::with_prefix(60);
+        for low in 0..200u64 {
+            sorted.insert([0, low, 0, 0], low as u32);
+        }
+        assert!(sorted.cells.is_none());
+        let mut shallow = SortedKeys::with_prefix(1);
+        for low in 0..200u64 {
+            shallow.insert([low << 50, 0, 0, 0], low as u32);
+        }
+        assert!(shallow.cells.is_some());
+        let target = [0, 77, 0, 0];
+        let mut found = Vec::new();
+        sorted.nearest(&target, 5, &mut found, &mut Vec::new());
+        let expected: Vec<u32> = vec![77, 76, 79, 78, 73];
+        assert_eq!(found.into_iter().copied().collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn xor_permute_moves_bit_j_to_j_xor_t() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for t in 0..64u32 {
+            state = state.rotate_left(7).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ u64::from(t);
+            let permuted = xor_permute(state, t);
+            for j in 0..64u32 {
+                assert_eq!(permuted >> j & 1, state >> (j ^ t) & 1);
             }
         }
     }

@@ -5,7 +5,8 @@
 //! copy), as the pure-Python twin does. `update` returns the twin's
 //! `neonet.core.routing.UpdateOutcome` values, so both backends give equal results.
 
-use neonet_core::routing::{self, Config, RoutingTable, Update};
+use neonet_core::routing::{self, Config, Found, RoutingTable, Update};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList};
@@ -88,6 +89,75 @@ fn peer_list<'py, 'a>(
     PyList::new(py, peers.into_iter().map(|peer| peer.object.bind(py)))
 }
 
+/// A new list of the final length, filled in place as a lookup finds peers: one new
+/// reference and one `PyList_SetItem` per peer, no vector in between (the abi3 C API
+/// has no cheaper way to fill a list).
+struct ListSink {
+    /// Owned; null when `PyList_New` failed (the error is set, `size` is 0).
+    list: *mut ffi::PyObject,
+    size: usize,
+    filled: usize,
+}
+
+impl ListSink {
+    fn new(size: usize) -> Self {
+        // SAFETY: the GIL is held (the sink lives inside a method call); a size that
+        // does not fit an isize fails in PyList_New like any other allocation failure.
+        let list = unsafe { ffi::PyList_New(size.try_into().unwrap_or(isize::MAX)) };
+        ListSink {
+            list,
+            // No list: take nothing (`finish` raises the error).
+            size: if list.is_null() { 0 } else { size },
+            filled: 0,
+        }
+    }
+
+    /// The filled list; its first `filled` items if the lookup found fewer than `size`
+    /// (it never does: the table finds exactly `min(n, len)`).
+    fn finish(mut self, py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
+        // SAFETY: `list` is a new reference (or null with the error set); its first
+        // `filled` items are set, so slicing them reads no null item.
+        let list = unsafe { Bound::from_owned_ptr_or_err(py, self.take())? };
+        let list = list.cast_into::<PyList>()?;
+        if self.filled == self.size {
+            return Ok(list);
+        }
+        Ok(list.get_slice(0, self.filled).cast_into::<PyList>()?)
+    }
+}
+
+impl ListSink {
+    /// The list, now owned by the caller.
+    fn take(&mut self) -> *mut ffi::PyObject {
+        std::mem::replace(&mut self.list, std::ptr::null_mut())
+    }
+}
+
+impl Drop for ListSink {
+    fn drop(&mut self) {
+        if !self.list.is_null() {
+            // SAFETY: an unfinished sink owns its list; the GIL is held (see `new`).
+            unsafe { ffi::Py_DecRef(self.list) };
+        }
+    }
+}
+
+impl<'a> Found<'a, PeerObject> for ListSink {
+    fn found(&mut self, peer: &'a PeerObject) {
+        if self.filled >= self.size {
+            return;
+        }
+        // SAFETY: the GIL is held; `list` is a list of `size` items and `filled` is
+        // in range; PyList_SetItem steals the new reference made for it.
+        unsafe {
+            let object = peer.object.as_ptr();
+            ffi::Py_IncRef(object);
+            ffi::PyList_SetItem(self.list, self.filled as ffi::Py_ssize_t, object);
+        }
+        self.filled += 1;
+    }
+}
+
 /// Kademlia routing table: 256 k-buckets by shared-prefix length with the local key.
 #[pyclass(module = "neonet._native", name = "RoutingTable")]
 pub struct PyRoutingTable {
@@ -95,16 +165,18 @@ pub struct PyRoutingTable {
 }
 
 impl PyRoutingTable {
-    /// The answers of `closest(key, n)` for each key, in order, handed to `each`. Every
-    /// argument is checked first (nothing is handed over on error); then the lookups
-    /// run in chunks without the GIL, and each chunk's answers are handed over while
-    /// the peers they found are still in cache.
+    /// The answers of `closest(key, n)` for each key, in order, handed to `each` a
+    /// chunk at a time (back to back), with the answer length (`min(n, len)`, the same
+    /// for every key) and the number of keys in the chunk. Every argument is
+    /// checked first (nothing is handed over on error); then the lookups run in chunks
+    /// without the GIL into one reused buffer, and each chunk's answers are handed
+    /// over while the peers they found are still in cache.
     fn closest_chunks<'a>(
         &'a self,
         py: Python<'_>,
         keys: &[&[u8]],
         n: i64,
-        mut each: impl FnMut(Vec<&'a PeerObject>) -> PyResult<()>,
+        mut each: impl FnMut(&[&'a PeerObject], usize, usize) -> PyResult<()>,
     ) -> PyResult<()> {
         let inner = &self.inner;
         if let Some(bad) = keys.iter().find(|key| key.len() != routing::KEY_LENGTH) {
@@ -112,16 +184,15 @@ impl PyRoutingTable {
                 .closest(bad, n)
                 .map_err(|error| to_python_error(py, error))?;
         }
-        inner
-            .closest_many(&[], n)
+        let size = inner
+            .closest_many_with(&[], n, &mut Vec::new())
             .map_err(|error| to_python_error(py, error))?;
+        let mut found: Vec<&'a PeerObject> = Vec::new();
         for chunk in keys.chunks(CLOSEST_CHUNK) {
-            let found = py
-                .detach(|| inner.closest_many(chunk, n))
+            found.clear();
+            py.detach(|| inner.closest_many_with(chunk, n, &mut found))
                 .map_err(|error| to_python_error(py, error))?;
-            for peers in found {
-                each(peers)?;
-            }
+            each(&found, size, chunk.len())?;
         }
         Ok(())
     }
@@ -295,11 +366,10 @@ impl PyRoutingTable {
 
     /// Up to `n` stored peers nearest `key` (a 32-byte key) by XOR, nearest first.
     fn closest<'py>(&self, py: Python<'py>, key: &[u8], n: i64) -> PyResult<Bound<'py, PyList>> {
-        let peers = self
-            .inner
-            .closest(key, n)
-            .map_err(|error| to_python_error(py, error))?;
-        peer_list(py, peers)
+        self.inner
+            .closest_with(key, n, ListSink::new)
+            .map_err(|error| to_python_error(py, error))?
+            .finish(py)
     }
 
     /// `closest(key, n)` for each key (without the GIL); all arguments are checked first.
@@ -311,8 +381,14 @@ impl PyRoutingTable {
     ) -> PyResult<Bound<'py, PyList>> {
         let keys: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
         let mut lists = Vec::with_capacity(keys.len());
-        self.closest_chunks(py, &keys, n, |peers| {
-            lists.push(peer_list(py, peers)?);
+        self.closest_chunks(py, &keys, n, |found, size, answers| {
+            for answer in 0..answers {
+                let mut sink = ListSink::new(size);
+                for peer in &found[answer * size..(answer + 1) * size] {
+                    sink.found(peer);
+                }
+                lists.push(sink.finish(py)?);
+            }
             Ok(())
         })?;
         PyList::new(py, lists)
@@ -327,12 +403,18 @@ impl PyRoutingTable {
         n: i64,
     ) -> PyResult<Bound<'py, PyList>> {
         let keys: Vec<&[u8]> = keys.iter().map(|key| key.as_bytes()).collect();
-        let mut found: Vec<Py<PyBytes>> = Vec::new();
-        self.closest_chunks(py, &keys, n, |peers| {
-            found.extend(peers.into_iter().map(|peer| peer.object.clone_ref(py)));
+        let mut sink: Option<ListSink> = None;
+        self.closest_chunks(py, &keys, n, |found, size, _| {
+            let sink = sink.get_or_insert_with(|| ListSink::new(keys.len() * size));
+            for peer in found {
+                sink.found(peer);
+            }
             Ok(())
         })?;
-        PyList::new(py, found)
+        match sink {
+            Some(sink) => sink.finish(py),
+            None => Ok(PyList::empty(py)),
+        }
     }
 
     /// Record that a lookup refreshed a bucket (given by index, or by a key inside it).
