@@ -5,6 +5,7 @@ server: what it answers itself (RATE_LIMITED) and what it hands on; and
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,7 +19,7 @@ from neonet.proto.ssn import client_protocol as cp
 from neonet.proto.ssn import federation as fed
 from neonet.services.ssn.channel import FramedChannel
 from neonet.services.ssn.config import ServerStatistics
-from neonet.services.ssn.signals import ClientSession, ClientStream
+from neonet.services.ssn.signals import ClientSession, ClientStream, SignalPath
 
 PEER = b"\x00\x04keys"
 TO = b"\x00\x02to"
@@ -134,3 +135,32 @@ async def _a_read_of_signals() -> None:
     (answer,) = _sent(channel)
     assert isinstance(answer, cp.Error) and answer.code == cp.ErrorCode.RATE_LIMITED
     assert server.fast == []
+
+
+class _Presences(SignalPath):
+    """The presence cache and routes of ``SignalPath`` alone (no server around them)."""
+
+    def __init__(self, size: int) -> None:
+        self.id = b"\x00\x04self"
+        self.config = SimpleNamespace(presence_cache=size)  # type: ignore[assignment]
+        self.clients = {}
+        self._presence_cache = OrderedDict()
+        self._router = backend.SignalRouter(1024, 3.0, 16, size)
+        self._members = {b"\x00\x04ssn1": 1}
+
+
+def _presence(index: int, ssn_id: bytes = b"\x00\x04ssn1") -> cp.PresenceRecord:
+    return cp.PresenceRecord(bytes((0, 4)) + index.to_bytes(4, "big"), ssn_id, (), 1, 0, b"")
+
+
+def test_routes_follow_the_presence_cache_up_to_its_bound() -> None:
+    path = _Presences(size=3)
+    for index in range(10):  # the cache is full from the fourth on: evictions
+        path._remember_presence(_presence(index))
+    assert list(path._presence_cache) == [_presence(i).peer_id for i in (7, 8, 9)]
+    assert path._router.routes == 3
+    path._remember_presence(_presence(10, ssn_id=path.id))  # at this SSN: no route
+    path._remember_presence(_presence(11, ssn_id=b"\x00\x04ssn2"))  # no link yet
+    assert path._router.routes == 1
+    path._forget_presence(_presence(9).peer_id)
+    assert (len(path._presence_cache), path._router.routes) == (2, 0)

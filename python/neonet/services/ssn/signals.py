@@ -258,11 +258,16 @@ class SignalPath:
             member = self._members[member_id] = self._number()
             for presence in self._presence_cache.values():
                 if presence.ssn_id == member_id and presence.peer_id not in self.clients:
-                    self._router.set_route(presence.peer_id, member)
+                    self._set_route(presence.peer_id, member)
         link = self._number()
         self._link_channels[link] = channel
         self._router.open_link(member, link)
         return link
+
+    def _set_route(self, peer: bytes, member: int) -> None:
+        # (an ID the router does not hold: its signals take the per-frame path)
+        with suppress(ValueError, LimitExceededError):
+            self._router.set_route(peer, member)
 
     def _close_link(self, link: int) -> None:
         """The link's channel closed: its FORWARDs still pending take the slow path."""
@@ -646,13 +651,13 @@ class SignalPath:
         peer = presence.peer_id
         cache[peer] = presence
         cache.move_to_end(peer)
+        while len(cache) > self.config.presence_cache:  # (first: routes <= cache size)
+            router.drop_route(cache.popitem(last=False)[0])
         member = self._members.get(presence.ssn_id)
         if member is None or presence.ssn_id == self.id or peer in self.clients:
             router.drop_route(peer)
         else:
-            router.set_route(peer, member)
-        while len(cache) > self.config.presence_cache:
-            router.drop_route(cache.popitem(last=False)[0])
+            self._set_route(peer, member)
 
     async def _answer_client(
         self,
