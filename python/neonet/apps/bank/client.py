@@ -99,7 +99,11 @@ class _Batcher:
     async def run(self) -> None:
         while True:
             while not self._queue:
-                self._wakeup = trio.Event()
+                # One event for all of this batcher's senders: replacing it while another
+                # sender waits on it would leave that sender asleep for good (each sender
+                # used to make its own, so only the last one to go idle ever woke again).
+                if self._wakeup.is_set():
+                    self._wakeup = trio.Event()
                 await self._wakeup.wait()
             items, self._queue = self._queue[: wire.MAX_BATCH], self._queue[wire.MAX_BATCH :]
             try:
