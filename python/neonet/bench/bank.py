@@ -29,7 +29,7 @@ from typing import Any
 import trio
 
 from neonet.apps.bank.client import BankClient, open_bank_client, verify_synced
-from neonet.apps.bank.service import ValidatorService
+from neonet.apps.bank.service import VALIDATOR_SWITCH_INTERVAL, ValidatorService
 from neonet.apps.bank.store import SqlitePosStore, SqliteVoteStore
 from neonet.bench import children
 from neonet.core import backend
@@ -72,11 +72,15 @@ class Keys:
 # 1. Validator processes -----------------------------------------------------------------
 
 
-def _settle() -> None:
-    """The GC setting of NeoNet's long-running processes (``neonet.core.gcpolicy``);
-    ``NEONET_BENCH_GC=default`` keeps CPython's default, to compare."""
+def _settle(*, validator: bool = False) -> None:
+    """The GC setting of NeoNet's long-running processes (``neonet.core.gcpolicy``) and,
+    for a validator, its GIL switch interval (``settle_validator_process``);
+    ``NEONET_BENCH_GC=default`` / ``NEONET_BENCH_SWITCH=default`` keep CPython's
+    defaults, to compare."""
     if os.environ.get("NEONET_BENCH_GC") != "default":
         settle_long_running_process()
+    if validator and os.environ.get("NEONET_BENCH_SWITCH") != "default":
+        sys.setswitchinterval(VALIDATOR_SWITCH_INTERVAL)
 
 
 async def _validator_child(directory: str, index: int) -> None:
@@ -87,7 +91,7 @@ async def _validator_child(directory: str, index: int) -> None:
     )
     async with open_node(listen=[LOOPBACK]) as node:
         ValidatorService(validator, store).install(node)
-        _settle()  # as `neonet bank validator` does
+        _settle(validator=True)  # as `neonet bank validator` does
         print(node.listen_addrs[0], flush=True)
         # Run until the parent closes our stdin.
         await trio.to_thread.run_sync(sys.stdin.read)
