@@ -1,4 +1,5 @@
-"""The client's SIGN_BATCH batcher: every one of its ``BATCH_SENDERS`` keeps working."""
+"""The client's SIGN_BATCH batcher: with more than one sender (``BATCH_SENDERS``), every
+sender keeps working."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class HeldAsks:
 async def test_each_sender_sends_again_after_all_went_idle(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert bank_client.BATCH_SENDERS == 2
+    monkeypatch.setattr(bank_client, "BATCH_SENDERS", 2)
     world = World()
     peer = PeerId.from_public_key(world.validator_ids[0].public_key)
     held = HeldAsks()

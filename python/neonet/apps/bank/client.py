@@ -45,7 +45,11 @@ class CertificationFailed(NeoNetError):
 
 
 MAX_IDLE_CONNECTIONS = 64
-BATCH_SENDERS = 2  # SIGN_BATCH messages in flight per validator
+# SIGN_BATCH messages in flight per validator. One: whatever queues during a round trip
+# leaves as one batch when the answer is in. Measured against two (interleaved A/B on the
+# same validators under load, docs/benchmarks.md session 6): a second sender sends the
+# stragglers in small batches, which costs CPU on both sides and lowered the rate.
+BATCH_SENDERS = 1
 
 
 class _Pending:
