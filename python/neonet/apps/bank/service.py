@@ -58,10 +58,10 @@ def settle_validator_process() -> None:
     the collector setting of NeoNet's long-running processes (``neonet.core.gcpolicy``)
     and a short GIL switch interval.
 
-    Why the interval: the writer thread gives up the GIL around every SQLite step (each
-    row of a batch, the commit's fsync) and must get it back from the event loop, which
-    runs the engine on the next request meanwhile; with CPython's 5 ms default each row
-    could wait up to 5 ms for it, and every answer of the batch waits for the write.
+    Why the interval: the writer thread gives up the GIL around its SQLite calls (BEGIN,
+    the statements, COMMIT and its fsync) and must get it back from the event loop, which
+    runs the engine on the next request meanwhile; with CPython's 5 ms default each time
+    may cost up to 5 ms, and every answer of the batch waits for the write.
     Measured: a 64-row batch written while another thread runs Python took 5.6-11.6 ms
     (median) with the default, 0.7-1.0 ms with 0.2-0.5 ms (docs/benchmarks.md, session 6).
     A process setting, so the embedding program decides (like the collector's).
