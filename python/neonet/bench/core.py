@@ -18,7 +18,7 @@ from importlib import import_module
 from typing import Any
 
 # The parts, in the order they are printed; each names a module in neonet.bench.
-PARTS = ("core_routing", "core_gossip", "core_ledger", "core_datapath")
+PARTS = ("core_routing", "core_gossip", "core_router", "core_ledger", "core_datapath")
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,9 @@ publish 256-byte signed messages at a fixed total rate. Printed per backend:
   rate falls short, higher ones are not tried.
 
 Both backends run by default, each in its own set of processes (``NEONET_PURE``).
+With ``NEONET_BENCH_RPC_SIZES=<folder>`` the workers also count the messages per received
+RPC and the IDs per IHAVE entry (files under ``<folder>/<backend>/``), and the share of
+messages by RPC size is printed.
 """
 
 from __future__ import annotations
@@ -183,12 +186,20 @@ def run_backend(name: str, plan: Plan, seed: int = 1) -> dict[str, Any]:
     environment.pop("NEONET_PURE", None)
     if name == "pure":
         environment["NEONET_PURE"] = "1"
+    sizes_dir = environment.get("NEONET_BENCH_RPC_SIZES")
+    if sizes_dir:  # each backend's workers count into a folder of their own
+        sizes_dir = environment["NEONET_BENCH_RPC_SIZES"] = os.path.join(sizes_dir, name)
+        os.makedirs(sizes_dir, exist_ok=True)
+        for stale in os.listdir(sizes_dir):
+            if stale.startswith("rpc-sizes-"):
+                os.remove(os.path.join(sizes_dir, stale))
     rng = random.Random(seed)
     per_process = [
         plan.nodes // plan.processes + (i < plan.nodes % plan.processes)
         for i in range(plan.processes)
     ]
     workers: list[_Worker] = []
+    rpc_sizes: dict[str, Any] = {}
     started = time.monotonic()
     try:
         first = 0
@@ -242,11 +253,38 @@ def run_backend(name: str, plan: Plan, seed: int = 1) -> dict[str, Any]:
             "main": main,
             "sweep": sweep,
             "highest_rate_999": best,
+            "rpc_sizes": rpc_sizes,  # filled in when the workers have stopped
             "load_average_1min": round(os.getloadavg()[0], 1),
         }
     finally:
         for worker in workers:
             worker.close()
+        if sizes_dir:
+            rpc_sizes.update(_rpc_sizes(sizes_dir))
+
+
+def _rpc_sizes(directory: str) -> dict[str, Any]:
+    """The workers' counts (``NEONET_BENCH_RPC_SIZES``): share of the received messages
+    that came in RPCs of each size, and IHAVE IDs per topic entry."""
+    sizes: Counter[int] = Counter()
+    ihave: Counter[int] = Counter()
+    for entry in sorted(os.listdir(directory)):
+        if entry.startswith("rpc-sizes-"):
+            with open(os.path.join(directory, entry), encoding="utf-8") as file:
+                data = json.load(file)
+            sizes.update({int(k): v for k, v in data["messages_per_rpc"].items()})
+            ihave.update({int(k): v for k, v in data["ihave_ids"].items()})
+    messages = sum(size * count for size, count in sizes.items())
+    entries = sum(ihave.values())
+    return {
+        "rpcs": sum(sizes.values()),
+        "messages": messages,
+        "message_share_by_rpc_size": {
+            size: size * count / messages for size, count in sorted(sizes.items()) if size
+        },
+        "ihave_entries": entries,
+        "ihave_ids_per_entry": sum(k * v for k, v in ihave.items()) / entries if entries else 0,
+    }
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -296,3 +334,13 @@ def main(*, quick: bool = False, as_json: bool = False, backends: tuple[str, ...
         best = _fmt(result["highest_rate_999"], 0)
         print(f"  highest rate with >= 99.9% delivery and p99 < 1 s: {best} msgs/s")
         print(f"  (load average at the end: {result['load_average_1min']})")
+        sizes = result["rpc_sizes"]
+        if sizes:
+            shares = ", ".join(
+                f"{size}: {share * 100:.1f}%"
+                for size, share in sizes["message_share_by_rpc_size"].items()
+            )
+            print(
+                f"  messages by RPC size (share): {shares}; IHAVE IDs per entry "
+                f"{sizes['ihave_ids_per_entry']:.0f} ({sizes['ihave_entries']} entries)"
+            )

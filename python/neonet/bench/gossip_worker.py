@@ -19,12 +19,14 @@ import struct
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
 import trio
 
 from neonet.node import Node, open_node
+from neonet.proto.gossipsub_rpc import Rpc
 from neonet.services.pubsub import Pubsub, Subscription, open_pubsub
 
 TOPIC = "bench"
@@ -167,6 +169,34 @@ class Worker:
         }
 
 
+def _count_rpc_sizes(
+    members: list[tuple[Node, Pubsub]], directory: str, first_index: int
+) -> Callable[[], None]:
+    """Counts, for docs/benchmarks.md, the messages per received RPC and the IDs per
+    IHAVE topic entry of this process's routers; the returned callable writes them to
+    ``directory/rpc-sizes-<first_index>.json`` (``NEONET_BENCH_RPC_SIZES``)."""
+    messages: Counter[int] = Counter()
+    ihave_ids: Counter[int] = Counter()
+    for _, pubsub in members:
+        router = pubsub.router
+        handle = router.handle_rpc
+
+        def counted(peer: bytes, rpc: Rpc, now: float, handle: Any = handle) -> None:
+            messages[len(rpc.messages) + len(rpc.received)] += 1
+            for _, ids in rpc.control.ihave:
+                ihave_ids[len(ids)] += 1
+            handle(peer, rpc, now)
+
+        router.handle_rpc = counted  # type: ignore[method-assign]
+
+    def write() -> None:
+        path = os.path.join(directory, f"rpc-sizes-{first_index}.json")
+        with open(path, "w", encoding="utf-8") as file:
+            json.dump({"messages_per_rpc": messages, "ihave_ids": ihave_ids}, file)
+
+    return write
+
+
 async def serve(first_index: int, count: int) -> None:
     async with AsyncExitStack() as stack:
         members: list[tuple[Node, Pubsub]] = []
@@ -183,6 +213,9 @@ async def serve(first_index: int, count: int) -> None:
             # under 1%. (Refcounting frees the rest; the cycles wait a little longer.)
             gc.freeze()
             gc.set_threshold(10_000, 50, 1_000)
+        sizes_dir = os.environ.get("NEONET_BENCH_RPC_SIZES")
+        if sizes_dir:
+            stack.callback(_count_rpc_sizes(members, sizes_dir, first_index))
         _reply({"addrs": [str(node.listen_addrs[0]) for node, _ in members]})
         nursery = await stack.enter_async_context(trio.open_nursery())
         stack.callback(nursery.cancel_scope.cancel)
