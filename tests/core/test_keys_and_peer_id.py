@@ -91,3 +91,31 @@ def test_fuzz_peer_id_decoder(data: bytes) -> None:
 def test_fuzz_peer_id_text(text: str) -> None:
     with contextlib.suppress(DecodeError):
         PeerId.from_string(text)
+
+
+# RFC 8032, section 7.1, TEST 1 (the empty message).
+RFC8032_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+RFC8032_PUBLIC = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+RFC8032_SIGNATURE = bytes.fromhex(
+    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155"
+    "5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+)
+
+
+def test_identity_signs_the_rfc8032_vector() -> None:
+    ident = Ed25519Identity.from_seed(RFC8032_SEED)
+    assert ident.public_key.data == RFC8032_PUBLIC
+    assert ident.sign(b"") == RFC8032_SIGNATURE
+
+
+@given(st.binary(min_size=32, max_size=32), st.binary(max_size=300))
+def test_identity_signs_as_openssl_does(seed: bytes, message: bytes) -> None:
+    """``sign`` goes through libsodium; Ed25519 is deterministic, so the bytes must be
+    exactly OpenSSL's (``cryptography``) for the same key, and verify."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    ident = Ed25519Identity.from_seed(seed)
+    expected = ed25519.Ed25519PrivateKey.from_private_bytes(seed).sign(message)
+    assert ident.sign(message) == expected
+    assert ident.public_key.verify(expected, message)
+    assert ident.sign(bytearray(message)) == expected

@@ -29,7 +29,7 @@ from typing import Any
 import trio
 
 from neonet.apps.bank.client import BankClient, open_bank_client, verify_synced
-from neonet.apps.bank.service import ValidatorService
+from neonet.apps.bank.service import VALIDATOR_SWITCH_INTERVAL, ValidatorService
 from neonet.apps.bank.store import SqlitePosStore, SqliteVoteStore
 from neonet.bench import children
 from neonet.core import backend
@@ -72,11 +72,15 @@ class Keys:
 # 1. Validator processes -----------------------------------------------------------------
 
 
-def _settle() -> None:
-    """The GC setting of NeoNet's long-running processes (``neonet.core.gcpolicy``);
-    ``NEONET_BENCH_GC=default`` keeps CPython's default, to compare."""
+def _settle(*, validator: bool = False) -> None:
+    """The GC setting of NeoNet's long-running processes (``neonet.core.gcpolicy``) and,
+    for a validator, its GIL switch interval (``settle_validator_process``);
+    ``NEONET_BENCH_GC=default`` / ``NEONET_BENCH_SWITCH=default`` keep CPython's
+    defaults, to compare."""
     if os.environ.get("NEONET_BENCH_GC") != "default":
         settle_long_running_process()
+    if validator and os.environ.get("NEONET_BENCH_SWITCH") != "default":
+        sys.setswitchinterval(VALIDATOR_SWITCH_INTERVAL)
 
 
 async def _validator_child(directory: str, index: int) -> None:
@@ -87,7 +91,7 @@ async def _validator_child(directory: str, index: int) -> None:
     )
     async with open_node(listen=[LOOPBACK]) as node:
         ValidatorService(validator, store).install(node)
-        _settle()  # as `neonet bank validator` does
+        _settle(validator=True)  # as `neonet bank validator` does
         print(node.listen_addrs[0], flush=True)
         # Run until the parent closes our stdin.
         await trio.to_thread.run_sync(sys.stdin.read)
@@ -112,42 +116,61 @@ def _start_validators(directory: str) -> tuple[list[subprocess.Popen[str]], list
     return processes, addresses
 
 
+#: The closed-loop points of the full run's sweep (accounts in flight), then the headline.
+SWEEP_ACCOUNTS = (48, 64, 96, 128)
+SWEEP_SECONDS = 5.0
+HEADLINE_ACCOUNTS = 96
+QUICK_ACCOUNTS = 32
+
+
 async def _online(
-    addresses: list[str], accounts: int, seconds: float, validator_pids: list[int]
-) -> dict[str, float]:
+    addresses: list[str], points: list[tuple[int, float]], validator_pids: list[int]
+) -> list[dict[str, float]]:
+    """One closed-loop measurement per ``(accounts, seconds)`` point, in order, on the same
+    validators (the first ``accounts`` wallets of one set take part in each)."""
     keys = Keys()
     async with open_node(listen=[LOOPBACK]) as node:
         peers = [await node.connect(address) for address in addresses]
         async with open_bank_client(node, keys.committee, peers) as client:
-            return await _drive(client, keys, accounts, seconds, validator_pids)
+            wallets = await _fund(client, keys, max(accounts for accounts, _ in points))
+            return [
+                await _drive(client, wallets[:accounts], seconds, validator_pids)
+                for accounts, seconds in points
+            ]
 
 
-async def _drive(
-    client: BankClient, keys: Keys, accounts: int, seconds: float, validator_pids: list[int]
-) -> dict[str, float]:
+async def _commit(
+    client: BankClient, wallet: Wallet, block: bytes, depends: list[Certificate] | None = None
+) -> Certificate:
+    certificate = await client.certify(block, wallet.history[-16:], depends or ())
+    wallet.certified(certificate)
+    return certificate
+
+
+async def _fund(client: BankClient, keys: Keys, accounts: int) -> list[Wallet]:
+    """``accounts`` open wallets holding 10^9 each (issued, transferred, received)."""
     mint = Wallet(keys.mint_account, keys.mint_account, keys.mint.sign, MemoryWalletStore())
-
-    async def commit(
-        wallet: Wallet, block: bytes, depends: list[Certificate] | None = None
-    ) -> Certificate:
-        certificate = await client.certify(block, wallet.history[-16:], depends or ())
-        wallet.certified(certificate)
-        return certificate
-
-    await commit(mint, mint.open())
-    await commit(mint, mint.issue(10**12))
+    await _commit(client, mint, mint.open())
+    await _commit(client, mint, mint.issue(10**12))
     wallets = []
     for index in range(accounts):
         ident = _identity(f"account-{index}")
         wallet = Wallet(
             ident.public_key.data, ident.public_key.data, ident.sign, MemoryWalletStore()
         )
-        await commit(wallet, wallet.open())
-        certificate = await commit(mint, mint.transfer(wallet.account, 10**9))
+        await _commit(client, wallet, wallet.open())
+        certificate = await _commit(client, mint, mint.transfer(wallet.account, 10**9))
         transfer = certificate.decoded()
         block = wallet.receive(mint.account, transfer.sequence, transfer.hash(), 10**9)
-        await commit(wallet, block, [certificate])
+        await _commit(client, wallet, block, [certificate])
         wallets.append(wallet)
+    return wallets
+
+
+async def _drive(
+    client: BankClient, wallets: list[Wallet], seconds: float, validator_pids: list[int]
+) -> dict[str, float]:
+    """Each wallet transfers in a loop (sign, certify, next) for ``seconds``."""
     payee = _identity("payee").public_key.data
     latencies: list[float] = []
     deadline = trio.current_time() + seconds
@@ -155,11 +178,11 @@ async def _drive(
     async def pay(wallet: Wallet) -> None:
         while trio.current_time() < deadline:
             started = time.perf_counter()
-            await commit(wallet, wallet.transfer(payee, 1))
+            await _commit(client, wallet, wallet.transfer(payee, 1))
             latencies.append(time.perf_counter() - started)
 
-    # This process stands in for 64 wallets: with CPython's default collector its full
-    # collections walk all 64 certified chains (a real wallet holds one), and those
+    # This process stands in for many wallets: with CPython's default collector its full
+    # collections walk all their certified chains (a real wallet holds one), and those
     # pauses were the whole p99 tail (61-72 ms against 35 ms, docs/benchmarks.md).
     # Undone after this phase: the bench's later phases run with the default.
     thresholds = gc.get_threshold()
@@ -186,7 +209,8 @@ async def _drive(
     count = len(latencies)
     per_validator = 1000 * statistics.mean(validators_cpu) / count
     return {
-        "accounts in flight": float(accounts),
+        "accounts in flight": float(len(wallets)),
+        "seconds": seconds,
         "certified transfers/s": count / elapsed,
         "latency median ms": 1000 * statistics.median(ordered),
         "latency p99 ms": 1000 * ordered[int(0.99 * (len(ordered) - 1))],
@@ -313,20 +337,37 @@ async def _fetch(client: BankClient, account: bytes) -> list[Certificate]:
             return certificates
 
 
-def run(*, quick: bool) -> dict[str, Any]:
+def _points(quick: bool, accounts: int | None) -> list[tuple[int, float]]:
+    """The online phase's closed-loop points; the last one is the headline."""
+    seconds = 3.0 if quick else 10.0
+    if accounts is not None:
+        return [(accounts, seconds)]
+    if quick:
+        return [(QUICK_ACCOUNTS, seconds)]
+    return [*((n, SWEEP_SECONDS) for n in SWEEP_ACCOUNTS), (HEADLINE_ACCOUNTS, seconds)]
+
+
+def run(*, quick: bool, accounts: int | None = None) -> dict[str, Any]:
+    """The three parts; ``accounts``: one online point of that many accounts in flight
+    (default: 32 with ``quick``, else the sweep ``SWEEP_ACCOUNTS`` then the headline of
+    ``HEADLINE_ACCOUNTS`` accounts for 10 s)."""
+    if accounts is not None and accounts < 1:
+        raise ValueError("accounts in flight must be at least 1")
     results: dict[str, Any] = {"quick": quick, "backend": backend.BACKEND}
     with tempfile.TemporaryDirectory() as directory:
         processes, addresses = _start_validators(directory)
         try:
-            results["online"] = trio.run(
+            points = trio.run(
                 _online,
                 addresses,
-                32 if quick else 64,
-                3.0 if quick else 10.0,
+                _points(quick, accounts),
                 [process.pid for process in processes],
             )
         finally:
             children.stop(processes)
+    results["online"] = points[-1]
+    if len(points) > 1:
+        results["sweep"] = points[:-1]
     results["offline"] = _pos(500 if quick else 5_000)
     results["sync"] = trio.run(_sync, 10_000 if quick else 100_000)
     online = results["online"]
@@ -339,18 +380,37 @@ def run(*, quick: bool) -> dict[str, Any]:
     return results
 
 
-def main(*, quick: bool, as_json: bool) -> None:
+def _sweep_table(points: list[dict[str, float]]) -> None:
+    print("sweep (closed loop: each account signs, certifies, then signs its next transfer)")
+    print("    accounts  seconds  certified/s  median ms  p99 ms  client/validator CPU ms")
+    for point in points:
+        print(
+            f"    {point['accounts in flight']:8.0f}  {point['seconds']:7.0f}"
+            f"  {point['certified transfers/s']:11,.0f}  {point['latency median ms']:9.1f}"
+            f"  {point['latency p99 ms']:6.1f}  {point['client CPU ms per transfer']:.3f}"
+            f" / {point['validator CPU ms per transfer (mean of 4)']:.3f}"
+        )
+
+
+def main(*, quick: bool, as_json: bool, accounts: int | None = None) -> None:
     if not backend.NATIVE_AVAILABLE:
         raise SystemExit("neonet bench bank needs neonet._native: build it with `maturin develop`")
-    results = run(quick=quick)
+    results = run(quick=quick, accounts=accounts)
     if as_json:
         print(json.dumps(results, indent=2))
         return
-    for section in ("online", "offline", "sync"):
+    if "sweep" in results:
+        _sweep_table(results["sweep"])
+        print(f"online (headline: {HEADLINE_ACCOUNTS} accounts in flight)")
+    else:
+        print("online")
+    for key, value in results["online"].items():
+        print(f"    {key}: {value:,.3f}")
+    for section in ("offline", "sync"):
         print(section)
         for key, value in results[section].items():
             print(f"    {key}: {value:,.3f}")
-    print("targets")
+    print("targets (the online ones: the headline run alone)")
     for key, met in results["targets"].items():
         print(f"    {key}: {'met' if met else 'NOT met'}")
 

@@ -32,10 +32,9 @@ import trio
 from neonet.apps.bank.client import BankClient, CertificationFailed, open_bank_client
 from neonet.apps.bank.fraud_gossip import publish_fraud_proof, serve_fraud_gossip
 from neonet.apps.bank.keystore import load_key, save_key
-from neonet.apps.bank.service import ValidatorService
+from neonet.apps.bank.service import ValidatorService, settle_validator_process
 from neonet.apps.bank.store import SqlitePosStore, SqliteVoteStore, SqliteWalletStore
 from neonet.core.errors import DecodeError, NeoNetError
-from neonet.core.gcpolicy import settle_long_running_process
 from neonet.core.keys import Ed25519Identity
 from neonet.core.ledger import BlockKind, decode_block
 from neonet.core.peer_id import PeerId
@@ -176,7 +175,7 @@ async def _validator(args: argparse.Namespace) -> None:
 
         await nursery.start(serve_fraud_gossip, pubsub, config.committee, on_proof)
         ValidatorService(validator, store, on_proof_found=found).install(node)
-        settle_long_running_process()  # a long-running server (neonet.core.gcpolicy)
+        settle_validator_process()  # GC and GIL settings of a validator process
         print(f"validator {args.index} on {node.listen_addrs[0]}", flush=True)
         # The other validators are our gossip neighbours for fraud proofs.
         for index, address in enumerate(config.validators):

@@ -11,7 +11,8 @@ neonet bench core [--quick] [--json]              Rust core vs its pure-Python t
 neonet bench relay [--quick] [--json]             circuit relay v2 and DCUtR on loopback
 neonet bench dht [--quick] [--json]               DHT lookup latency and hops, 10/50/200 nodes
 neonet bench gossip [--quick] [--json]            50-node GossipSub network, both backends
-neonet bench bank [--quick] [--json]              NeoBankof: certified transfers, POS, sync
+neonet bench bank [--quick] [--json] [--accounts N]
+                                                  NeoBankof: certified transfers, POS, sync
 neonet bank ...                                   NeoBankof wallets, POS, validators, mint
 neonet bench ssn [--quick] [--json]               SSN server vs a Node.js ws room relay
 neonet dht ... / neonet name ...                  Kademlia DHT and names (neonet.cli.dht)
@@ -202,6 +203,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
         options.update(rounds=args.rounds, both_backends=args.both_backends)
     elif args.suite == "ssn":
         options.update(clients=args.clients)
+    elif args.suite == "bank":
+        options.update(accounts=args.accounts)
     module.main(**options)
 
 
@@ -298,6 +301,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--clients", type=int, default=None, help="ssn: clients one SSN holds (default 4000)"
+    )
+    bench.add_argument(
+        "--accounts",
+        type=int,
+        default=None,
+        help="bank: accounts in flight, one point (default: 32 with --quick, else a sweep)",
     )
     bench.set_defaults(handler=cmd_bench)
 

@@ -45,7 +45,11 @@ class CertificationFailed(NeoNetError):
 
 
 MAX_IDLE_CONNECTIONS = 64
-BATCH_SENDERS = 2  # SIGN_BATCH messages in flight per validator
+# SIGN_BATCH messages in flight per validator. One: whatever queues during a round trip
+# leaves as one batch when the answer is in. Measured against two (interleaved A/B on the
+# same validators under load, docs/benchmarks.md session 6): a second sender sends the
+# stragglers in small batches, which costs CPU on both sides and lowered the rate.
+BATCH_SENDERS = 1
 
 
 class _Pending:
@@ -99,7 +103,11 @@ class _Batcher:
     async def run(self) -> None:
         while True:
             while not self._queue:
-                self._wakeup = trio.Event()
+                # One event for all of this batcher's senders: replacing it while another
+                # sender waits on it would leave that sender asleep for good (each sender
+                # used to make its own, so only the last one to go idle ever woke again).
+                if self._wakeup.is_set():
+                    self._wakeup = trio.Event()
                 await self._wakeup.wait()
             items, self._queue = self._queue[: wire.MAX_BATCH], self._queue[wire.MAX_BATCH :]
             try:
@@ -282,30 +290,42 @@ class BankClient:
                 return
             settle(index, answer, None, None)
 
+        # ``batched`` reaches itself through this list (for a retry), not through its own
+        # closure cell: the list is emptied when this call ends, so the closures, lists and
+        # votes of a certify are freed by reference counting at once instead of waiting,
+        # as a reference cycle, for the cyclic collector (whose passes then had ~80 such
+        # objects per transfer in flight to walk: docs/benchmarks.md, session 6).
+        retry_with: list[Callable[[int, bool], Callable[[_Pending], None]]] = []
+
         def batched(index: int, retried: bool) -> Callable[[_Pending], None]:
             """What to do with validator ``index``'s answer from a SIGN_BATCH: no task per
             validator and transfer, the batcher calls this when the answer is in."""
 
             def on_answer(pending: _Pending) -> None:
-                if done.is_set():
-                    return  # the certificate is formed: a late answer adds nothing
+                if done.is_set() or not retry_with:
+                    return  # the certificate is formed (or certify is over): nothing to add
                 if pending.error is not None or pending.answer is None:
                     settle(index, None, None, str(pending.error))
                     return
                 retry = None if retried else catch_up(pending.answer)
                 if retry is not None:
-                    self._batcher(index).enqueue(block, retry, message, batched(index, True), done)
+                    again = retry_with[0](index, True)
+                    self._batcher(index).enqueue(block, retry, message, again, done)
                     return
                 settle(index, pending.answer, pending.vote, None)
 
             return on_answer
 
         if self._nursery is not None:
-            for index in range(len(self.validators)):
-                self._batcher(index).enqueue(
-                    block, [*own[-1:], *extra], message, batched(index, False), done
-                )
-            await done.wait()
+            retry_with.append(batched)
+            try:
+                for index in range(len(self.validators)):
+                    self._batcher(index).enqueue(
+                        block, [*own[-1:], *extra], message, batched(index, False), done
+                    )
+                await done.wait()
+            finally:
+                retry_with.clear()
         else:
             async with trio.open_nursery() as nursery:
                 for index in range(len(self.validators)):
