@@ -126,7 +126,7 @@ impl<'a, P> Found<'a, P> for Vec<&'a P> {
     }
 }
 
-/// What [`RoutingTable::update`] did with a peer that was seen.
+/// What [`RoutingTable::update_with`] did with a peer that was seen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Update {
     /// New peer, stored at the most-recently-seen end of its bucket.
