@@ -481,8 +481,11 @@ class SsnServer(SignalPath):
             tasks=self._nursery,
         )
         client = ClientStream(self, channel, remote, self._remote_ip(remote))
-        channel.send_nowait(cp.Challenge(client.nonce, self.id))
-        try:
+        try:  # (from its registration in _streams on: the finally forgets it)
+            try:
+                channel.send_nowait(cp.Challenge(client.nonce, self.id))
+            except ChannelClosedError:
+                return  # reset before its CHALLENGE: nothing to serve
             try:
                 await channel.run(
                     client.on_message,
