@@ -52,16 +52,14 @@ def test_signals_become_forwards_and_forwardeds_signal_sents(name: str) -> None:
     register = cp.encode_message(cp.Registered(9))
     read = [
         body(cp.Signal(7, PEERS[0], b"offer")),
-        register,
         body(cp.Signal(8, PEERS[1], b"x" * 64)),
-        body(cp.Signal(9, PEERS[1], b"x" * 65)),  # over max_payload
-        body(cp.Signal(10, PEERS[2], b"no link")),
-        body(cp.Signal(11, PEERS[3], b"no route")),
         body(cp.Signal(12, PEERS[0], b"again")),
+        register,  # from here on: not taken (only the prefix before it is)
+        body(cp.Signal(13, PEERS[0], b"after the register")),
     ]
     forwards, rest, taken = router.route(5, SENDER, read, 100, 1.0)
     assert taken == 3 and len(router) == 3
-    assert rest == [read[1], read[3], read[4], read[5]]
+    assert rest == read[3:]
     assert rest[0] is register  # (the caller's own objects come back)
     assert [link for link, _ in forwards] == [10, 20]
     sent = {link: [fed.decode_message(b) for b in bodies_of(blob)] for link, blob in forwards}
@@ -90,19 +88,41 @@ def test_signals_become_forwards_and_forwardeds_signal_sents(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", BACKENDS)
+def test_frames_after_one_not_taken_keep_their_place(name: str) -> None:
+    router = make(name)
+    router.set_route(PEERS[0], 1)
+    router.set_route(PEERS[2], 3)  # its member has no open link
+    router.open_link(1, 10)
+    routed = body(cp.Signal(1, PEERS[0], b"routed"))
+    for first in [
+        cp.encode_message(cp.Lookup(2, PEERS[0])),  # its rate token comes first
+        body(cp.Signal(3, PEERS[0], b"x" * 65)),  # over max_payload
+        body(cp.Signal(4, PEERS[2], b"no link")),
+        body(cp.Signal(5, PEERS[3], b"no route")),
+        body(cp.Signal(6, PEERS[0], b"cut"))[:-1],  # malformed: the stream closes first
+    ]:
+        assert router.route(1, SENDER, [first, routed], 9, 0.0) == ([], [first, routed], 0)
+    forward = body(fed.Forward(1, SENDER, PEERS[0], b"a"))
+    for first in [body(fed.Stored(2)), body(fed.Forward(3, SENDER, PEERS[0], b"x" * 65))]:
+        assert router.deliver([first, forward]) == ([], [first, forward])
+    cut = forward[:-1]  # malformed
+    assert router.deliver([cut, forward]) == ([], [cut, forward])
+    assert len(router) == 0
+
+
+@pytest.mark.parametrize("name", BACKENDS)
 def test_forwards_become_incoming_and_forwarded_per_recipient(name: str) -> None:
     router = make(name)
     read = [
         body(fed.Forward(1, SENDER, PEERS[0], b"a")),
         body(fed.Forward(2, PEERS[3], PEERS[1], b"b")),
-        body(fed.Stored(3)),
         body(fed.Forward(4, SENDER, PEERS[0], b"c")),
-        body(fed.Forward(5, SENDER, PEERS[0], b"x" * 65)),  # over max_payload
-        body(cp.Signal(6, PEERS[0], b"a client message")),
+        body(fed.Stored(3)),  # from here on: not taken
+        body(fed.Forward(5, SENDER, PEERS[0], b"d")),
     ]
     groups, rest = router.deliver(read)
-    assert rest == [read[2], read[4], read[5]]
-    assert [(to, taken) for to, _, _, taken in groups] == [(PEERS[0], [0, 3]), (PEERS[1], [1])]
+    assert rest == read[3:]
+    assert [(to, taken) for to, _, _, taken in groups] == [(PEERS[0], [0, 2]), (PEERS[1], [1])]
     decoded = [
         (
             [cp.decode_message(b) for b in bodies_of(incoming)],
@@ -223,6 +243,18 @@ operations = st.one_of(
 )
 
 
+def _check_prefix(name: str, read: list[bytes], outcome: tuple[object, ...]) -> None:
+    """``route``/``deliver`` take a prefix of the read; the rest is the read's tail."""
+    result: Any = outcome[1]
+    rest = result[1]
+    done = len(read) - len(rest)
+    assert rest == read[done:]
+    if name == "route":
+        assert result[2] == done
+    else:
+        assert sorted(i for group in result[0] for i in group[3]) == list(range(done))
+
+
 def _outcome(call: Callable[..., object], arguments: list[Any]) -> tuple[object, ...]:
     try:
         return ("ok", call(*arguments))
@@ -246,4 +278,6 @@ def test_both_backends_agree_on_any_operation_sequence(ops: list[tuple[Any, ...]
         expected = _outcome(getattr(pure, name), arguments)
         got = _outcome(getattr(native, name), arguments)
         assert got == expected, op
+        if name in ("route", "deliver") and expected[0] == "ok":
+            _check_prefix(name, list(arguments[2] if name == "route" else arguments[0]), got)
         assert (len(native), native.routes) == (len(pure), pure.routes)

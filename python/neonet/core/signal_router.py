@@ -12,10 +12,14 @@ travels as client SIGNAL -> federation FORWARD -> FORWARDED -> client SIGNAL_SEN
   request ID above 2**62 (the caller's own federation requests use 1 to 2**62) and a
   pending record (deadline ``now + timeout``), at most ``budget`` of them (the caller's
   free request slots and rate tokens) and while fewer than ``max_pending`` are pending.
+  Only the PREFIX of the read up to the first frame it does not take (another message,
+  an unknown peer, a payload over ``max_payload``, a frame the parser does not accept,
+  the budget spent): that frame and all after it are the rest, so that the per-frame
+  path sees them in the order they came (a LOOKUP keeps its place for rate tokens and
+  request slots; nothing after a malformed frame takes effect before the stream closes).
   Returns ``(forwards, rest, taken)``: one blob of FORWARD frames per link (in order of
-  first use), the bodies not taken (the caller's own bytes objects, in order: other
-  messages, unknown peers, payloads over ``max_payload``, frames the parser does not
-  accept, the budget spent), and how many SIGNALs were taken.
+  first use), the bodies not taken (the caller's own bytes objects, in order), and how
+  many SIGNALs were taken.
 - ``answer(link, bodies)``: the frame bodies of one read of a federation link. FORWARDED
   answers to our pending FORWARDs on that link become SIGNAL_SENT frames, one blob per
   client stream with its count: ``(answers, rest)``.
@@ -23,7 +27,8 @@ travels as client SIGNAL -> federation FORWARD -> FORWARDED -> client SIGNAL_SEN
   federation stream grouped by recipient (in order of first appearance), each group
   ``(to, INCOMING frames, FORWARDED (DELIVERED) answers, indices of its FORWARDs)`` for
   the caller to send when that recipient's stream takes them now; and the bodies not
-  taken (other messages, payloads over ``max_payload``, frames the parser refuses).
+  taken: from the first one that is not a FORWARD it takes (another message, a payload
+  over ``max_payload``, a frame the parser refuses) on, as in ``route``.
 - ``take(link, rid)`` (an answer that came another way, e.g. a federation ERROR),
   ``expire(now)``, ``close_link(link)``: the pending FORWARDs taken out as
   ``(stream, rid, to, payload)``, for the caller's slow path.
@@ -186,7 +191,7 @@ class SignalRouter:
         rest: list[bytes] = []
         taken = 0
         routes, links, pending = self._routes, self._links, self._pending
-        for body in items:
+        for index, body in enumerate(items):
             fields = parse_signal_path(body, False)
             link = None
             if (
@@ -200,8 +205,8 @@ class SignalRouter:
                 if member is not None:
                     link = links.get(member)
             if link is None:
-                rest.append(body)
-                continue
+                rest = items[index:]  # (only a prefix: the rest keeps its order)
+                break
             assert fields is not None
             _, rid, to, payload = fields
             forward_id = self._new_id()
@@ -252,8 +257,8 @@ class SignalRouter:
         for index, body in enumerate(items):
             fields = parse_signal_path(body, True)
             if fields is None or fields[0] != 2 or len(fields[4]) > self._max_payload:
-                rest.append(body)
-                continue
+                rest = items[index:]  # (only a prefix, as in route)
+                break
             _, rid, sender, to, payload = fields
             group = deliveries.get(to)
             if group is None:

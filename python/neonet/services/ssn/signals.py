@@ -160,8 +160,8 @@ class ClientStream:
     def on_read_nowait(self, bodies: list[bytes]) -> list[bytes]:
         """The frames of one read: the SIGNALs to peers at another SSN with an open link
         become FORWARDs in one ``SignalRouter`` call (one queue call per link), within the
-        free request slots and rate tokens; the frames it does not take are returned for
-        ``on_frame_nowait`` / ``on_message`` (same answers and error texts as before)."""
+        free request slots and rate tokens, up to the first frame it does not take: that one
+        and all after it, in order, go to ``on_frame_nowait`` / ``on_message``."""
         session, channel, limiter = self.session, self.channel, self.limiter
         if session is None or limiter.free <= 0 or channel.buffered > channel.max_buffer:
             return bodies
@@ -352,8 +352,8 @@ class SignalPath:
         """The frames of one read of another SSN's federation stream: its FORWARDs, one
         ``SignalRouter.deliver`` call for all, go as INCOMING to each recipient whose stream
         takes them now (one queue call per recipient) and their FORWARDED answers back in
-        one queue call. The other frames, and the FORWARDs to a recipient that is not here
-        or is backed up, are returned in order for the per-frame path (mailbox, errors)."""
+        one queue call, up to the first other frame. That one and all after it, and the
+        FORWARDs to a recipient not here or backed up, go in order to the per-frame path."""
         if channel.buffered > channel.max_buffer:
             return bodies
         groups, rest = self._router.deliver(bodies)
