@@ -245,6 +245,7 @@ impl SignalRouter {
     /// to our FORWARDs on that link become SIGNAL_SENT frames for their clients.
     pub fn answer(&mut self, link: u64, bodies: &[&[u8]]) -> Answered {
         let mut answered = Answered::default();
+        let mut streams: HashMap<u64, usize> = HashMap::new();
         for (index, body) in bodies.iter().enumerate() {
             let taken = match ssn_wire::parse(body, true) {
                 Some(Message::Forwarded { rid, status })
@@ -264,16 +265,17 @@ impl SignalRouter {
                 answered.rest.push(index);
                 continue;
             };
-            match answered
-                .answers
-                .iter_mut()
-                .find(|(stream, _, _)| *stream == request.stream)
-            {
-                Some((_, blob, count)) => {
+            // (a HashMap index, as in `deliver`: one read may answer thousands of streams)
+            match streams.get(&request.stream) {
+                Some(&at) => {
+                    let (_, blob, count) = &mut answered.answers[at];
                     blob.extend_from_slice(&frame);
                     *count += 1;
                 }
-                None => answered.answers.push((request.stream, frame, 1)),
+                None => {
+                    streams.insert(request.stream, answered.answers.len());
+                    answered.answers.push((request.stream, frame, 1));
+                }
             }
         }
         answered
@@ -536,6 +538,31 @@ mod tests {
             );
         }
         assert_eq!(router.pending_count(), 0);
+    }
+
+    #[test]
+    fn answers_are_grouped_per_stream_in_order_of_first_use() {
+        let mut router = router();
+        for stream in [4, 3, 4] {
+            let bodies = [signal(stream, &peer(1), b"s")];
+            let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+            assert_eq!(
+                router.route(stream, &peer(9), &refs, 1, 0.0).unwrap().taken,
+                1
+            );
+        }
+        let answers: Vec<Vec<u8>> = [2, 0, 1]
+            .iter()
+            .map(|&n| body(&ssn_wire::encode_status(true, FIRST_ID + n, 0).unwrap()))
+            .collect();
+        let refs: Vec<&[u8]> = answers.iter().map(Vec::as_slice).collect();
+        let answered = router.answer(70, &refs);
+        let sent = |rid: u64| ssn_wire::encode_status(false, rid, 0).unwrap();
+        assert_eq!(
+            answered.answers,
+            vec![(4, [sent(4), sent(4)].concat(), 2), (3, sent(3), 1)]
+        );
+        assert!(answered.rest.is_empty());
     }
 
     #[test]

@@ -35,11 +35,14 @@ travels as client SIGNAL -> federation FORWARD -> FORWARDED -> client SIGNAL_SEN
 
 Sans-I/O: no clock, no I/O; the caller passes ``now``. Pure twin of
 ``neonet._native.SignalRouter`` (crates/neonet-core ``signal_router.rs``): same results,
-same errors (a differential test drives both).
+same error types, and the same texts for ValueError/LimitExceededError (the texts of the
+argument conversions' TypeError/OverflowError are PyO3's there; a differential test drives
+both and compares types only for those).
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -76,12 +79,12 @@ class SignalRouterInterface(Protocol):
     def open_link(self, member: int, link: int) -> None: ...
     def close_link(self, link: int) -> list[Failed]: ...
     def route(
-        self, stream: int, sender: bytes, bodies: list[bytes], budget: int, now: float
+        self, stream: int, sender: bytes, bodies: Sequence[bytes], budget: int, now: float
     ) -> tuple[list[tuple[int, bytes]], list[bytes], int]: ...
     def answer(
-        self, link: int, bodies: list[bytes]
+        self, link: int, bodies: Sequence[bytes]
     ) -> tuple[list[tuple[int, bytes, int]], list[bytes]]: ...
-    def deliver(self, bodies: list[bytes]) -> tuple[list[Delivery], list[bytes]]: ...
+    def deliver(self, bodies: Sequence[bytes]) -> tuple[list[Delivery], list[bytes]]: ...
     def take(self, link: int, rid: int) -> Failed | None: ...
     def expire(self, now: float) -> list[Failed]: ...
 
@@ -96,9 +99,16 @@ def _u64(value: object) -> int:
 
 
 def _f64(value: object) -> float:
-    if not isinstance(value, int | float):
-        raise TypeError(f"must be real number, not {type(value).__name__}")
-    return float(value)
+    """A float argument as the native binding converts it (``PyFloat_AsDouble``: a float,
+    else ``__float__``, else ``__index__``; so a Decimal or Fraction is taken too)."""
+    if isinstance(value, float):
+        return value
+    kind = type(value)
+    if hasattr(kind, "__float__"):
+        return float(value)  # type: ignore[arg-type]
+    if hasattr(kind, "__index__"):
+        return float(operator.index(value))  # type: ignore[arg-type]
+    raise TypeError(f"must be real number, not {kind.__name__}")
 
 
 def _bytes(value: object) -> bytes:
@@ -181,7 +191,7 @@ class SignalRouter:
                 return rid
 
     def route(
-        self, stream: int, sender: bytes, bodies: list[bytes], budget: int, now: float
+        self, stream: int, sender: bytes, bodies: Sequence[bytes], budget: int, now: float
     ) -> tuple[list[tuple[int, bytes]], list[bytes], int]:
         stream, sender = _u64(stream), _bytes(sender)
         items, budget, now = _bodies(bodies), _u64(budget), _f64(now)
@@ -221,7 +231,7 @@ class SignalRouter:
         return [(link, bytes(blob)) for link, blob in forwards.items()], rest, taken
 
     def answer(
-        self, link: int, bodies: list[bytes]
+        self, link: int, bodies: Sequence[bytes]
     ) -> tuple[list[tuple[int, bytes, int]], list[bytes]]:
         link, items = _u64(link), _bodies(bodies)
         answers: dict[int, tuple[bytearray, list[int]]] = {}
@@ -250,7 +260,7 @@ class SignalRouter:
                 answer[1][0] += 1
         return [(stream, bytes(blob), n[0]) for stream, (blob, n) in answers.items()], rest
 
-    def deliver(self, bodies: list[bytes]) -> tuple[list[Delivery], list[bytes]]:
+    def deliver(self, bodies: Sequence[bytes]) -> tuple[list[Delivery], list[bytes]]:
         items = _bodies(bodies)
         deliveries: dict[bytes, tuple[bytearray, bytearray, list[int]]] = {}
         rest: list[bytes] = []

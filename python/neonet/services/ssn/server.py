@@ -111,7 +111,7 @@ class SsnServer(SignalPath):
         self._router = backend.SignalRouter(
             min(self.config.max_payload, cp.MAX_PAYLOAD),
             self.config.request_timeout,
-            16_384,
+            self.config.max_routed_pending,
             max(1, self.config.presence_cache),
         )
         self._streams: dict[int, ClientStream] = {}
