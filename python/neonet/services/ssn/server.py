@@ -57,7 +57,8 @@ from neonet.proto.ssn.placement import handoff, owners
 from neonet.proto.ssn.seeds import SeedList
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
 from neonet.services.ssn.config import RequestFailed, ServerStatistics, SsnConfig, SystemRandomness
-from neonet.services.ssn.signals import ClientSession, ClientStream, RequestSlots, SignalPath
+from neonet.services.ssn.signals import ClientSession, ClientStream, SignalPath
+from neonet.services.ssn.slots import RequestSlots
 
 logger = logging.getLogger("neonet.ssn.server")
 Code = cp.ErrorCode
