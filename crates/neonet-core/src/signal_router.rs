@@ -7,7 +7,11 @@
 //! frames that answer them into one blob of SIGNAL_SENT frames per client stream.
 //! Anything else (another message, a peer without a route, a payload over the cap, a
 //! frame this parser does not accept, the caller's budget spent) is handed back by
-//! index, untouched, for the caller's general path. Sans-I/O: time is an argument.
+//! index, untouched, for the caller's general path. `route` and `deliver` take only the
+//! PREFIX of a read up to the first frame they do not take: that frame and all after it
+//! come back, in order, so that the per-frame path sees them in the order they came (a
+//! LOOKUP keeps its place for rate tokens and request slots; nothing after a malformed
+//! frame takes effect before the stream closes). Sans-I/O: time is an argument.
 //!
 //! Wire format: `ssn_wire` (client SIGNAL/SIGNAL_SENT, federation FORWARD/FORWARDED).
 //! FORWARD request IDs are drawn above 2**62 so that they never meet the IDs the
@@ -180,7 +184,8 @@ impl SignalRouter {
 
     /// The SIGNAL frames (bodies) of one read of client stream `stream`, whose peer is
     /// `sender`: at most `budget` are taken (the caller's free request slots and rate
-    /// tokens). `now` + the timeout is each FORWARD's deadline.
+    /// tokens), up to the first frame not taken (it and the rest go back in `rest`).
+    /// `now` + the timeout is each FORWARD's deadline.
     pub fn route(
         &mut self,
         stream: u64,
@@ -208,8 +213,9 @@ impl SignalRouter {
                 _ => None,
             };
             let Some((link, rid, to, payload)) = target else {
-                routed.rest.push(index);
-                continue;
+                // Only a prefix: the frames after this one keep their place behind it.
+                routed.rest.extend(index..bodies.len());
+                break;
             };
             let id = self.new_id();
             let frame = ssn_wire::encode_forward(id, sender, to, payload)?;
@@ -239,6 +245,7 @@ impl SignalRouter {
     /// to our FORWARDs on that link become SIGNAL_SENT frames for their clients.
     pub fn answer(&mut self, link: u64, bodies: &[&[u8]]) -> Answered {
         let mut answered = Answered::default();
+        let mut streams: HashMap<u64, usize> = HashMap::new();
         for (index, body) in bodies.iter().enumerate() {
             let taken = match ssn_wire::parse(body, true) {
                 Some(Message::Forwarded { rid, status })
@@ -258,16 +265,17 @@ impl SignalRouter {
                 answered.rest.push(index);
                 continue;
             };
-            match answered
-                .answers
-                .iter_mut()
-                .find(|(stream, _, _)| *stream == request.stream)
-            {
-                Some((_, blob, count)) => {
+            // (a HashMap index, as in `deliver`: one read may answer thousands of streams)
+            match streams.get(&request.stream) {
+                Some(&at) => {
+                    let (_, blob, count) = &mut answered.answers[at];
                     blob.extend_from_slice(&frame);
                     *count += 1;
                 }
-                None => answered.answers.push((request.stream, frame, 1)),
+                None => {
+                    streams.insert(request.stream, answered.answers.len());
+                    answered.answers.push((request.stream, frame, 1));
+                }
             }
         }
         answered
@@ -276,8 +284,9 @@ impl SignalRouter {
     /// The receiving SSN's share: the FORWARD frames (bodies) of one read of a federation
     /// stream, grouped by recipient (in order of first appearance), each group with its
     /// INCOMING frames and the FORWARDED (DELIVERED) answers, for the caller to send if
-    /// that recipient's stream takes them now; the indices of the other frames (other
-    /// messages, payloads over the cap, frames the parser does not accept).
+    /// that recipient's stream takes them now; the indices of the frames from the first
+    /// other one on (another message, a payload over the cap, a frame the parser does not
+    /// accept): only a prefix is taken, as in `route`.
     pub fn deliver(&self, bodies: &[&[u8]]) -> (Vec<Delivery>, Vec<usize>) {
         let mut deliveries: Vec<Delivery> = Vec::new();
         let mut groups: HashMap<&[u8], usize> = HashMap::new();
@@ -290,20 +299,20 @@ impl SignalRouter {
                 payload,
             }) = ssn_wire::parse(body, true)
             else {
-                rest.push(index);
-                continue;
+                rest.extend(index..bodies.len()); // (only a prefix, as in `route`)
+                break;
             };
             if payload.len() > self.max_payload {
-                rest.push(index);
-                continue;
+                rest.extend(index..bodies.len());
+                break;
             }
             // (rid, sender and payload come from a parsed FORWARD: both encoders accept them)
             let (Ok(incoming), Ok(forwarded)) = (
                 ssn_wire::encode_incoming(sender, payload),
                 ssn_wire::encode_status(true, rid, 0),
             ) else {
-                rest.push(index);
-                continue;
+                rest.extend(index..bodies.len());
+                break;
             };
             let group = *groups.entry(to).or_insert_with(|| {
                 deliveries.push(Delivery {
@@ -377,13 +386,14 @@ mod tests {
         let bodies = [
             signal(1, &peer(1), b"a"),
             signal(2, &peer(2), b"b"),
-            vec![0x80],
             signal(3, &peer(1), b"c"),
+            vec![0x80],
+            signal(4, &peer(1), b"d"), // after a frame not taken: handed back too
         ];
         let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
         let routed = router.route(5, &sender, &refs, 10, 1.0).unwrap();
         assert_eq!(routed.taken, 3);
-        assert_eq!(routed.rest, vec![2]);
+        assert_eq!(routed.rest, vec![3, 4]);
         let mut to_70 = ssn_wire::encode_forward(FIRST_ID, &sender, &peer(1), b"a").unwrap();
         to_70.extend(ssn_wire::encode_forward(FIRST_ID + 2, &sender, &peer(1), b"c").unwrap());
         let to_80 = ssn_wire::encode_forward(FIRST_ID + 1, &sender, &peer(2), b"b").unwrap();
@@ -413,8 +423,14 @@ mod tests {
             signal(4, &peer(1), b"over budget"),
         ];
         let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+        // Each call takes the prefix up to the first frame it cannot take.
         let routed = router.route(1, &peer(9), &refs, 1, 0.0).unwrap();
-        assert_eq!((routed.taken, routed.rest), (1, vec![0, 1, 3]));
+        assert_eq!((routed.taken, routed.rest), (0, vec![0, 1, 2, 3]));
+        let routed = router.route(1, &peer(9), &refs[1..], 1, 0.0).unwrap();
+        assert_eq!((routed.taken, routed.rest), (0, vec![0, 1, 2]));
+        let routed = router.route(1, &peer(9), &refs[2..], 1, 0.0).unwrap();
+        assert_eq!((routed.taken, routed.rest), (1, vec![1]));
+        assert_eq!(router.pending_count(), 1);
         // A closed link routes nothing; its pending FORWARDs come back.
         let failed = router.close_link(70);
         assert_eq!(failed.len(), 1);
@@ -470,13 +486,13 @@ mod tests {
         let bodies = [
             forward(1, &peer(1), b"a"),
             forward(2, &peer(2), b"b"),
-            body(&ssn_wire::encode_status(true, 3, 0).unwrap()), // not a FORWARD
             forward(4, &peer(1), b"c"),
-            forward(5, &peer(1), &[0u8; 101]), // over the payload cap
+            body(&ssn_wire::encode_status(true, 3, 0).unwrap()), // not a FORWARD
+            forward(5, &peer(1), b"d"),                          // after it: handed back too
         ];
         let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
         let (deliveries, rest) = router.deliver(&refs);
-        assert_eq!(rest, vec![2, 4]);
+        assert_eq!(rest, vec![3, 4]);
         let incoming = |payload: &[u8]| ssn_wire::encode_incoming(&peer(9), payload).unwrap();
         let forwarded = |rid: u64| ssn_wire::encode_status(true, rid, 0).unwrap();
         assert_eq!(
@@ -486,7 +502,7 @@ mod tests {
                     to: peer(1),
                     incoming: [incoming(b"a"), incoming(b"c")].concat(),
                     forwarded: [forwarded(1), forwarded(4)].concat(),
-                    taken: vec![0, 3],
+                    taken: vec![0, 2],
                 },
                 Delivery {
                     to: peer(2),
@@ -496,6 +512,57 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn nothing_after_a_frame_not_taken_takes_effect() {
+        let mut router = router();
+        let forward = body(&ssn_wire::encode_forward(1, &peer(9), &peer(1), b"a").unwrap());
+        let over_cap = body(&ssn_wire::encode_forward(2, &peer(9), &peer(1), &[0; 101]).unwrap());
+        for first in [vec![0xff, 0xff], over_cap] {
+            let bodies = [first, forward.clone()];
+            let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+            let (deliveries, rest) = router.deliver(&refs);
+            assert_eq!((deliveries, rest), (Vec::new(), vec![0, 1]));
+        }
+        for first in [vec![0xff, 0xff], signal(1, &peer(3), b"no route")] {
+            let bodies = [first, signal(2, &peer(1), b"routed")];
+            let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+            let routed = router.route(1, &peer(9), &refs, 10, 0.0).unwrap();
+            assert_eq!(
+                routed,
+                Routed {
+                    rest: vec![0, 1],
+                    ..Routed::default()
+                }
+            );
+        }
+        assert_eq!(router.pending_count(), 0);
+    }
+
+    #[test]
+    fn answers_are_grouped_per_stream_in_order_of_first_use() {
+        let mut router = router();
+        for stream in [4, 3, 4] {
+            let bodies = [signal(stream, &peer(1), b"s")];
+            let refs: Vec<&[u8]> = bodies.iter().map(Vec::as_slice).collect();
+            assert_eq!(
+                router.route(stream, &peer(9), &refs, 1, 0.0).unwrap().taken,
+                1
+            );
+        }
+        let answers: Vec<Vec<u8>> = [2, 0, 1]
+            .iter()
+            .map(|&n| body(&ssn_wire::encode_status(true, FIRST_ID + n, 0).unwrap()))
+            .collect();
+        let refs: Vec<&[u8]> = answers.iter().map(Vec::as_slice).collect();
+        let answered = router.answer(70, &refs);
+        let sent = |rid: u64| ssn_wire::encode_status(false, rid, 0).unwrap();
+        assert_eq!(
+            answered.answers,
+            vec![(4, [sent(4), sent(4)].concat(), 2), (3, sent(3), 1)]
+        );
+        assert!(answered.rest.is_empty());
     }
 
     #[test]

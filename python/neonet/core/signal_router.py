@@ -12,10 +12,14 @@ travels as client SIGNAL -> federation FORWARD -> FORWARDED -> client SIGNAL_SEN
   request ID above 2**62 (the caller's own federation requests use 1 to 2**62) and a
   pending record (deadline ``now + timeout``), at most ``budget`` of them (the caller's
   free request slots and rate tokens) and while fewer than ``max_pending`` are pending.
+  Only the PREFIX of the read up to the first frame it does not take (another message,
+  an unknown peer, a payload over ``max_payload``, a frame the parser does not accept,
+  the budget spent): that frame and all after it are the rest, so that the per-frame
+  path sees them in the order they came (a LOOKUP keeps its place for rate tokens and
+  request slots; nothing after a malformed frame takes effect before the stream closes).
   Returns ``(forwards, rest, taken)``: one blob of FORWARD frames per link (in order of
-  first use), the bodies not taken (the caller's own bytes objects, in order: other
-  messages, unknown peers, payloads over ``max_payload``, frames the parser does not
-  accept, the budget spent), and how many SIGNALs were taken.
+  first use), the bodies not taken (the caller's own bytes objects, in order), and how
+  many SIGNALs were taken.
 - ``answer(link, bodies)``: the frame bodies of one read of a federation link. FORWARDED
   answers to our pending FORWARDs on that link become SIGNAL_SENT frames, one blob per
   client stream with its count: ``(answers, rest)``.
@@ -23,18 +27,22 @@ travels as client SIGNAL -> federation FORWARD -> FORWARDED -> client SIGNAL_SEN
   federation stream grouped by recipient (in order of first appearance), each group
   ``(to, INCOMING frames, FORWARDED (DELIVERED) answers, indices of its FORWARDs)`` for
   the caller to send when that recipient's stream takes them now; and the bodies not
-  taken (other messages, payloads over ``max_payload``, frames the parser refuses).
+  taken: from the first one that is not a FORWARD it takes (another message, a payload
+  over ``max_payload``, a frame the parser refuses) on, as in ``route``.
 - ``take(link, rid)`` (an answer that came another way, e.g. a federation ERROR),
   ``expire(now)``, ``close_link(link)``: the pending FORWARDs taken out as
   ``(stream, rid, to, payload)``, for the caller's slow path.
 
 Sans-I/O: no clock, no I/O; the caller passes ``now``. Pure twin of
 ``neonet._native.SignalRouter`` (crates/neonet-core ``signal_router.rs``): same results,
-same errors (a differential test drives both).
+same error types, and the same texts for ValueError/LimitExceededError (the texts of the
+argument conversions' TypeError/OverflowError are PyO3's there; a differential test drives
+both and compares types only for those).
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -71,12 +79,12 @@ class SignalRouterInterface(Protocol):
     def open_link(self, member: int, link: int) -> None: ...
     def close_link(self, link: int) -> list[Failed]: ...
     def route(
-        self, stream: int, sender: bytes, bodies: list[bytes], budget: int, now: float
+        self, stream: int, sender: bytes, bodies: Sequence[bytes], budget: int, now: float
     ) -> tuple[list[tuple[int, bytes]], list[bytes], int]: ...
     def answer(
-        self, link: int, bodies: list[bytes]
+        self, link: int, bodies: Sequence[bytes]
     ) -> tuple[list[tuple[int, bytes, int]], list[bytes]]: ...
-    def deliver(self, bodies: list[bytes]) -> tuple[list[Delivery], list[bytes]]: ...
+    def deliver(self, bodies: Sequence[bytes]) -> tuple[list[Delivery], list[bytes]]: ...
     def take(self, link: int, rid: int) -> Failed | None: ...
     def expire(self, now: float) -> list[Failed]: ...
 
@@ -91,9 +99,16 @@ def _u64(value: object) -> int:
 
 
 def _f64(value: object) -> float:
-    if not isinstance(value, int | float):
-        raise TypeError(f"must be real number, not {type(value).__name__}")
-    return float(value)
+    """A float argument as the native binding converts it (``PyFloat_AsDouble``: a float,
+    else ``__float__``, else ``__index__``; so a Decimal or Fraction is taken too)."""
+    if isinstance(value, float):
+        return value
+    kind = type(value)
+    if hasattr(kind, "__float__"):
+        return float(value)  # type: ignore[arg-type]
+    if hasattr(kind, "__index__"):
+        return float(operator.index(value))  # type: ignore[arg-type]
+    raise TypeError(f"must be real number, not {kind.__name__}")
 
 
 def _bytes(value: object) -> bytes:
@@ -176,7 +191,7 @@ class SignalRouter:
                 return rid
 
     def route(
-        self, stream: int, sender: bytes, bodies: list[bytes], budget: int, now: float
+        self, stream: int, sender: bytes, bodies: Sequence[bytes], budget: int, now: float
     ) -> tuple[list[tuple[int, bytes]], list[bytes], int]:
         stream, sender = _u64(stream), _bytes(sender)
         items, budget, now = _bodies(bodies), _u64(budget), _f64(now)
@@ -186,7 +201,7 @@ class SignalRouter:
         rest: list[bytes] = []
         taken = 0
         routes, links, pending = self._routes, self._links, self._pending
-        for body in items:
+        for index, body in enumerate(items):
             fields = parse_signal_path(body, False)
             link = None
             if (
@@ -200,8 +215,8 @@ class SignalRouter:
                 if member is not None:
                     link = links.get(member)
             if link is None:
-                rest.append(body)
-                continue
+                rest = items[index:]  # (only a prefix: the rest keeps its order)
+                break
             assert fields is not None
             _, rid, to, payload = fields
             forward_id = self._new_id()
@@ -216,7 +231,7 @@ class SignalRouter:
         return [(link, bytes(blob)) for link, blob in forwards.items()], rest, taken
 
     def answer(
-        self, link: int, bodies: list[bytes]
+        self, link: int, bodies: Sequence[bytes]
     ) -> tuple[list[tuple[int, bytes, int]], list[bytes]]:
         link, items = _u64(link), _bodies(bodies)
         answers: dict[int, tuple[bytearray, list[int]]] = {}
@@ -245,15 +260,15 @@ class SignalRouter:
                 answer[1][0] += 1
         return [(stream, bytes(blob), n[0]) for stream, (blob, n) in answers.items()], rest
 
-    def deliver(self, bodies: list[bytes]) -> tuple[list[Delivery], list[bytes]]:
+    def deliver(self, bodies: Sequence[bytes]) -> tuple[list[Delivery], list[bytes]]:
         items = _bodies(bodies)
         deliveries: dict[bytes, tuple[bytearray, bytearray, list[int]]] = {}
         rest: list[bytes] = []
         for index, body in enumerate(items):
             fields = parse_signal_path(body, True)
             if fields is None or fields[0] != 2 or len(fields[4]) > self._max_payload:
-                rest.append(body)
-                continue
+                rest = items[index:]  # (only a prefix, as in route)
+                break
             _, rid, sender, to, payload = fields
             group = deliveries.get(to)
             if group is None:

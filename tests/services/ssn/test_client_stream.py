@@ -122,19 +122,45 @@ async def _a_read_of_signals() -> None:
     assert stream.on_read_nowait(read) is read  # not registered yet: all handed on
     stream.session = ClientSession(PEER, channel)
     rest = stream.on_read_nowait(read)
-    # Two rate tokens: two SIGNALs forwarded, the third and the LOOKUP handed on.
-    assert rest == [lookup, _signal(3)]
-    assert (stream.limiter.free, server.stats.signals) == (1, 2)
-    assert server._client_limits.available(PEER, server._now()) == 0
+    # Two rate tokens, three slots. Only the prefix up to the LOOKUP is forwarded: the
+    # LOOKUP keeps its place, so the per-frame path gives it the second token, and the
+    # SIGNALs after it are refused RATE_LIMITED (the order of the read, as on main).
+    assert rest == [lookup, _signal(2), _signal(3)]
+    assert rest[0] is lookup
+    assert (stream.limiter.free, server.stats.signals) == (2, 1)
+    assert server._client_limits.available(PEER, server._now()) == 1
     ((link, blob),) = server.forwards
     forwards = [fed.decode_message(body) for body in cp.FrameDecoder().feed(blob)]
     assert link == 10
-    assert [(m.sender, m.to, m.payload) for m in forwards] == [(PEER, TO, b"candidate")] * 2
-    # The one handed on gets the per-frame path's answer: RATE_LIMITED, at once.
+    assert [(m.sender, m.to, m.payload) for m in forwards] == [(PEER, TO, b"candidate")]
+    # The per-frame path, in order: the LOOKUP is not a SIGNAL (on_message takes it and
+    # its rate token), then the two SIGNALs get RATE_LIMITED at once.
+    assert stream.on_frame_nowait(rest[0]) is False
+    assert stream._rate_limited(PEER, 9) is None  # (on_message's check for the LOOKUP)
     assert stream.on_frame_nowait(rest[1]) is True
-    (answer,) = _sent(channel)
-    assert isinstance(answer, cp.Error) and answer.code == cp.ErrorCode.RATE_LIMITED
+    assert stream.on_frame_nowait(rest[2]) is True
+    answers = _sent(channel)
+    assert [(a.request_id, a.code) for a in answers if isinstance(a, cp.Error)] == [
+        (2, cp.ErrorCode.RATE_LIMITED),
+        (3, cp.ErrorCode.RATE_LIMITED),
+    ]
+    assert len(answers) == 2
     assert server.fast == []
+
+
+def test_nothing_after_a_malformed_frame_is_forwarded() -> None:
+    trio.run(_after_a_malformed_frame)
+
+
+async def _after_a_malformed_frame() -> None:
+    server = StandIn(rate=1.0, burst=5.0, slots=3)
+    stream, channel = _stream(server)
+    server._router.set_route(TO, 1)
+    server._router.open_link(1, 10)
+    stream.session = ClientSession(PEER, channel)
+    read = [_signal(1)[:-1], _signal(2)]  # a cut SIGNAL, then a good one
+    assert stream.on_read_nowait(read) == read  # both to the per-frame path, in order
+    assert (server.forwards, server.stats.signals, stream.limiter.free) == ([], 0, 3)
 
 
 class _Presences(SignalPath):

@@ -44,12 +44,18 @@ class SsnConfig:
     # OVER_CAPACITY ("busy"). Renewals by held clients are never refused for load.
     max_registrations_in_flight: int = 64
     presence_cache: int = 100_000
+    # Routed SIGNALs (FORWARDs sent by the per-read SignalRouter) awaiting their answer,
+    # for all clients at once; when full, further SIGNALs take the per-frame path (same
+    # answers, more CPU per signal) until answers or request_timeout free room.
+    max_routed_pending: int = 16_384
     membership: MembershipConfig = field(default_factory=MembershipConfig)
     mailbox: MailboxConfig = field(default_factory=MailboxConfig)
 
     def __post_init__(self) -> None:
         if self.max_registrations_in_flight < 1:
             raise ValueError("max_registrations_in_flight must be at least 1")
+        if self.max_routed_pending < 1:
+            raise ValueError("max_routed_pending must be at least 1")
 
 
 @dataclass(slots=True)

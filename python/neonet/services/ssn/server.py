@@ -57,7 +57,8 @@ from neonet.proto.ssn.placement import handoff, owners
 from neonet.proto.ssn.seeds import SeedList
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
 from neonet.services.ssn.config import RequestFailed, ServerStatistics, SsnConfig, SystemRandomness
-from neonet.services.ssn.signals import ClientSession, ClientStream, RequestSlots, SignalPath
+from neonet.services.ssn.signals import ClientSession, ClientStream, SignalPath
+from neonet.services.ssn.slots import RequestSlots
 
 logger = logging.getLogger("neonet.ssn.server")
 Code = cp.ErrorCode
@@ -111,7 +112,7 @@ class SsnServer(SignalPath):
         self._router = backend.SignalRouter(
             min(self.config.max_payload, cp.MAX_PAYLOAD),
             self.config.request_timeout,
-            16_384,
+            self.config.max_routed_pending,
             max(1, self.config.presence_cache),
         )
         self._streams: dict[int, ClientStream] = {}
@@ -481,8 +482,11 @@ class SsnServer(SignalPath):
             tasks=self._nursery,
         )
         client = ClientStream(self, channel, remote, self._remote_ip(remote))
-        channel.send_nowait(cp.Challenge(client.nonce, self.id))
-        try:
+        try:  # (from its registration in _streams on: the finally forgets it)
+            try:
+                channel.send_nowait(cp.Challenge(client.nonce, self.id))
+            except ChannelClosedError:
+                return  # reset before its CHALLENGE: nothing to serve
             try:
                 await channel.run(
                     client.on_message,

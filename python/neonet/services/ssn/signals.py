@@ -8,8 +8,9 @@ Split from ``server.py`` (which keeps membership, records and stream handling):
 - ``SignalPath``, a mixin of ``SsnServer``: a signal to a client of ours (INCOMING, or
   its mailbox while it is briefly away), a FORWARD to the recipient's SSN
   (``proto.ssn.federation``) from the presence cache or the record owners, the answers
-  to FORWARD/STORE/LOOKUP from other SSNs, and the task path ``_answer_client``;
-- ``RequestSlots``: the per-stream bound on requests in flight (backpressure).
+  to FORWARD/STORE/LOOKUP from other SSNs, and the task path ``_answer_client``.
+
+The per-stream bound on requests in flight is ``slots.RequestSlots``.
 
 The client protocol is ``proto.ssn.client_protocol``; the frames of the fast path are
 built and parsed by ``backend.ssn_wire`` (Rust, or its pure-Python twin).
@@ -35,6 +36,7 @@ from neonet.proto.ssn import federation as fed
 from neonet.proto.ssn.mailbox import Mailboxes, MailboxFull
 from neonet.services.ssn.channel import ChannelClosedError, FramedChannel
 from neonet.services.ssn.config import RequestFailed, ServerStatistics, SsnConfig
+from neonet.services.ssn.slots import RequestSlots
 
 if TYPE_CHECKING:
     from neonet.services.ssn.server import SsnServer
@@ -48,45 +50,6 @@ class ClientSession:
     def __init__(self, peer_id: bytes, channel: FramedChannel[cp.ClientMessage]) -> None:
         self.peer_id = peer_id
         self.channel = channel
-
-
-class RequestSlots:
-    """At most ``limit`` requests of one stream in flight; the stream's reader waits for a
-    free slot (backpressure). A ``trio.Semaphore`` without its per-instance parking lot:
-    the SSN keeps one per client."""
-
-    __slots__ = ("_free", "_waiter")
-
-    def __init__(self, limit: int) -> None:
-        self._free = limit
-        self._waiter: trio.Event | None = None
-
-    async def acquire(self) -> None:
-        while self._free <= 0:  # only the stream's reader acquires: one waiter at most
-            if self._waiter is None:
-                self._waiter = trio.Event()
-            await self._waiter.wait()
-        self._free -= 1
-
-    @property
-    def free(self) -> int:
-        return self._free
-
-    def take_nowait(self) -> None:
-        """``acquire`` when ``free`` says a slot is there (the caller checked)."""
-        assert self._free > 0
-        self._free -= 1
-
-    def take_many(self, count: int) -> None:
-        """``take_nowait`` of ``count`` slots (the caller checked ``free``)."""
-        assert 0 <= count <= self._free
-        self._free -= count
-
-    def release(self, count: int = 1) -> None:
-        self._free += count
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None:
-            waiter.set()
 
 
 class ClientStream:
@@ -160,8 +123,8 @@ class ClientStream:
     def on_read_nowait(self, bodies: list[bytes]) -> list[bytes]:
         """The frames of one read: the SIGNALs to peers at another SSN with an open link
         become FORWARDs in one ``SignalRouter`` call (one queue call per link), within the
-        free request slots and rate tokens; the frames it does not take are returned for
-        ``on_frame_nowait`` / ``on_message`` (same answers and error texts as before)."""
+        free request slots and rate tokens, up to the first frame it does not take: that one
+        and all after it, in order, go to ``on_frame_nowait`` / ``on_message``."""
         session, channel, limiter = self.session, self.channel, self.limiter
         if session is None or limiter.free <= 0 or channel.buffered > channel.max_buffer:
             return bodies
@@ -352,8 +315,8 @@ class SignalPath:
         """The frames of one read of another SSN's federation stream: its FORWARDs, one
         ``SignalRouter.deliver`` call for all, go as INCOMING to each recipient whose stream
         takes them now (one queue call per recipient) and their FORWARDED answers back in
-        one queue call. The other frames, and the FORWARDs to a recipient that is not here
-        or is backed up, are returned in order for the per-frame path (mailbox, errors)."""
+        one queue call, up to the first other frame. That one and all after it, and the
+        FORWARDs to a recipient not here or backed up, go in order to the per-frame path."""
         if channel.buffered > channel.max_buffer:
             return bodies
         groups, rest = self._router.deliver(bodies)
