@@ -69,7 +69,7 @@ class SqliteVoteStore(_Store):
 
     Immediate mode (default): each write is its own committed transaction. Deferred mode
     (``deferred=True``, group commit): ``record`` decides against an in-memory index of
-    every vote (loaded at open) and queues the rows; ``take_batch()`` + ``write_batch()``
+    the votes above each account's floor and queues the rows; ``take_batch()`` + ``write_batch()``
     commit the queued rows in one transaction (one fsync), the latter on a separate
     connection so that it may run in a worker thread while the event loop goes on. The
     caller must hold every answer that depends on a row not yet on disk until its batch is
@@ -79,6 +79,13 @@ class SqliteVoteStore(_Store):
     queued by this request or by an earlier one whose batch is still being written (a
     resend of the same block). A failed write makes the store refuse every later call
     (``StoreFailedError``): its in-memory index would claim votes that are not on disk.
+
+    Memory stays bounded by the votes not yet settled: ``settle(account, head)`` (the
+    validator's certified head moved) drops the votes at or below ``head`` from the index
+    once they are on disk and raises the account's floor; a vote at or below the floor
+    is looked up in memory first (a vote queued there and not yet written) and then in
+    the database, which holds every vote dropped from memory. At open, the index is empty
+    and each account's floor is its highest vote on disk.
     """
 
     _SCHEMA = (
@@ -98,13 +105,19 @@ class SqliteVoteStore(_Store):
         self._votes: dict[tuple[bytes, int], bytes] = {}
         self._slots: dict[tuple[bytes, int], bytes] = {}
         self._by_purse: dict[bytes, dict[int, bytes]] = {}
+        # Per account, the sequence at or below which a vote missing from ``_votes`` may be
+        # on disk (every vote above it is in ``_votes``); ``_late``: votes queued at or
+        # below the floor, dropped from ``_votes`` once written.
+        self._floor: dict[bytes, int] = {}
+        self._late: set[tuple[bytes, int]] = set()
         self._writer: sqlite3.Connection | None = None
         self._batch_no = 0  # the batch that newly queued rows belong to
         self._unwritten: dict[tuple[str, bytes, int], int] = {}  # index key -> its batch
         self._needed: int | None = None  # the highest batch the current request read
         self.failed: BaseException | None = None
         if deferred:
-            self._votes = self.votes()
+            heads = self.db.execute("SELECT account, MAX(sequence) FROM votes GROUP BY account")
+            self._floor = {bytes(account): sequence for account, sequence in heads.fetchall()}
             rows = self.db.execute("SELECT purse, position, block FROM purse_slots").fetchall()
             self._slots = {(bytes(p), i): bytes(b) for p, i, b in rows}
             for (purse, position), block in self._slots.items():
@@ -147,6 +160,39 @@ class SqliteVoteStore(_Store):
     def batch_written(self, number: int) -> None:
         """Batch ``number`` (and every one before it) is on disk."""
         self._unwritten = {k: b for k, b in self._unwritten.items() if b > number}
+        if self._late:
+            written = {key for key in self._late if ("v", *key) not in self._unwritten}
+            for key in written:
+                self._votes.pop(key, None)
+            self._late -= written
+
+    def settle(self, account: bytes, head: int) -> None:
+        """The certified chain of ``account`` reached ``head``: forget the votes at or below
+        it that are on disk (deferred mode; a later lookup reads them from the database)."""
+        if not self.deferred:
+            return
+        floor = self._floor.get(account, -1)
+        votes, unwritten = self._votes, self._unwritten
+        while floor < head and ("v", account, floor + 1) not in unwritten:
+            floor += 1
+            votes.pop((account, floor), None)
+        self._floor[account] = floor
+
+    def _vote_at(self, account: bytes, sequence: int) -> bytes | None:
+        """The vote at (account, sequence) in deferred mode: from memory, else from the
+        database when the slot is at or below the account's floor."""
+        block = self._votes.get((account, sequence))
+        if block is not None or sequence > self._floor.get(account, -1):
+            return block
+        row = self.db.execute(
+            "SELECT block FROM votes WHERE account = ? AND sequence = ?", (account, sequence)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _remember(self, account: bytes, sequence: int, block: bytes) -> None:
+        self._votes[(account, sequence)] = block
+        if sequence <= self._floor.get(account, -1):
+            self._late.add((account, sequence))
 
     def batch_failed(self, error: BaseException) -> None:
         """A batch could not be written: refuse every later call (fail closed)."""
@@ -206,7 +252,7 @@ class SqliteVoteStore(_Store):
         self._check_failed()
         key = ("v", account, sequence)
         self._depend(key)  # a vote given already may still be on its way to disk
-        earlier = self._votes.get((account, sequence))
+        earlier = self._vote_at(account, sequence)
         if earlier is not None and earlier != block:
             return earlier
         if slot is not None:
@@ -214,7 +260,7 @@ class SqliteVoteStore(_Store):
             if holder is not None:
                 return holder
         if earlier is None:
-            self._votes[(account, sequence)] = block
+            self._remember(account, sequence, block)
             self._write(
                 "INSERT OR IGNORE INTO votes VALUES (?, ?, ?)", (account, sequence, block), key
             )
@@ -254,7 +300,7 @@ class SqliteVoteStore(_Store):
             holder = self._take_slot(slot, block)
             if holder is not None:
                 return holder
-        self._votes[(account, sequence)] = block
+        self._remember(account, sequence, block)
         self._write(
             "INSERT OR REPLACE INTO votes VALUES (?, ?, ?)",
             (account, sequence, block),
@@ -291,7 +337,7 @@ class SqliteVoteStore(_Store):
         if self.deferred:
             self._check_failed()
             self._depend(("v", account, sequence))
-            return self._votes.get((account, sequence))
+            return self._vote_at(account, sequence)
         row = self.db.execute(
             "SELECT block FROM votes WHERE account = ? AND sequence = ?", (account, sequence)
         ).fetchone()

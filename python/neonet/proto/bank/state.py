@@ -419,7 +419,9 @@ class BankLedger:
         if state is None:
             state = self.accounts[block.account] = AccountState(head)
         state.head = head
-        state.certificates.append(certificate)
+        # Kept without its decoded block (about 0.5 KiB that every applied block would
+        # hold for good); the rare reader decodes ``certificate.block`` again.
+        state.certificates.append(Certificate(certificate.block, certificate.votes))
         self._applied.add(head.hash)
         kind = block.kind
         if kind == BlockKind.ISSUE:

@@ -83,6 +83,12 @@ class VoteStore(Protocol):
         block."""
         ...
 
+    def settle(self, account: bytes, head: int) -> None:
+        """The certified chain of ``account`` reached ``head``: a store may drop its votes at
+        or below it from memory (``voted``/``record`` must still answer for them: a block
+        there reaches ``record`` again only as a re-vote of a certified block)."""
+        ...
+
 
 class MemoryVoteStore:
     """A ``VoteStore`` in memory (tests; a crash loses it)."""
@@ -120,6 +126,9 @@ class MemoryVoteStore:
 
     def purse_locks(self, purse_id: bytes) -> dict[int, bytes]:
         return {i: block for (key, i), block in self.slots.items() if key == purse_id}
+
+    def settle(self, account: bytes, head: int) -> None:
+        """Nothing to drop: memory is this store's only record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +198,16 @@ class Validator:
         """Apply a certificate; ``quorum_checked`` when the caller verified its quorum
         (a batch verification of many certificates' votes)."""
         # A block this validator voted for was chain-checked then: skip the second check.
-        verified = self._voted.get(block_hash(certificate.block))
-        return self.ledger.apply(certificate, verified, quorum_checked=quorum_checked)
+        # Its certificate came: the entry is not needed again (a second delivery is a
+        # duplicate), so ``_voted`` holds only votes still waiting for their certificate.
+        verified = self._voted.pop(block_hash(certificate.block), None)
+        outcome = self.ledger.apply(certificate, verified, quorum_checked=quorum_checked)
+        if outcome is Applied.APPLIED:
+            account = certificate.decoded().account  # decoded already by ``apply``
+            head = self.ledger.head(account)
+            if head is not None:  # votes at or below the certified head: on disk only
+                self.store.settle(account, head.sequence)
+        return outcome
 
     def handle_fraud_proof(self, proof: FraudProof) -> bytes | None:
         return self.ledger.apply_fraud_proof(proof)
