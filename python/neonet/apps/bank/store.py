@@ -80,7 +80,8 @@ class SqliteVoteStore(_Store):
     resend of the same block). A failed write makes the store refuse every later call
     (``StoreFailedError``): its in-memory index would claim votes that are not on disk.
 
-    Memory stays bounded by the votes not yet settled: ``settle(account, head)`` (the
+    The votes kept in memory are the ones not yet settled (purse slots and each account's
+    floor are still kept in full): ``settle(account, head)`` (the
     validator's certified head moved) drops the votes at or below ``head`` from the index
     once they are on disk and raises the account's floor; a vote at or below the floor
     is looked up in memory first (a vote queued there and not yet written) and then in
