@@ -198,10 +198,14 @@ class Validator:
         """Apply a certificate; ``quorum_checked`` when the caller verified its quorum
         (a batch verification of many certificates' votes)."""
         # A block this validator voted for was chain-checked then: skip the second check.
-        # Its certificate came: the entry is not needed again (a second delivery is a
-        # duplicate), so ``_voted`` holds only votes still waiting for their certificate.
-        verified = self._voted.pop(block_hash(certificate.block), None)
+        # Once its certificate is taken (applied, parked, a duplicate or a conflict), the
+        # entry is not needed again, so ``_voted`` holds only votes still waiting for
+        # their certificate; a rejected one (forged votes) leaves it for the real one.
+        voted = block_hash(certificate.block)
+        verified = self._voted.get(voted)
         outcome = self.ledger.apply(certificate, verified, quorum_checked=quorum_checked)
+        if verified is not None and outcome is not Applied.REJECTED:
+            del self._voted[voted]
         if outcome is Applied.APPLIED:
             account = certificate.decoded().account  # decoded already by ``apply``
             head = self.ledger.head(account)
