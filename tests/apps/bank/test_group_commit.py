@@ -60,13 +60,19 @@ class Client:
         await self.stream.aclose()  # one request per client: the service's loop ends
 
 
+def _service(world: World, store: HeldStore) -> ValidatorService:
+    """Validator 0 of ``world`` on ``store``, as a service."""
+    validator = Validator(
+        world.committee, 0, world.validator_ids[0].sign, world.mint_account, store
+    )
+    return ValidatorService(validator, store)
+
+
 async def test_a_resent_block_waits_for_the_batch_in_flight(tmp_path: Path) -> None:
     world = World()
     path = tmp_path / "votes.db"
     store = HeldStore(path)
-    ident = world.validator_ids[0]
-    validator = Validator(world.committee, 0, ident.sign, world.mint_account, store)
-    service = ValidatorService(validator, store)
+    service = _service(world, store)
     block = world.mint.open()
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
@@ -90,9 +96,7 @@ async def test_a_failed_write_answers_no_vote(tmp_path: Path) -> None:
     world = World()
     path = tmp_path / "votes.db"
     store = HeldStore(path, fail=True)
-    ident = world.validator_ids[0]
-    validator = Validator(world.committee, 0, ident.sign, world.mint_account, store)
-    service = ValidatorService(validator, store)
+    service = _service(world, store)
     block = world.mint.open()
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:

@@ -150,8 +150,11 @@ def test_refusals_take_no_leaf() -> None:
     assert backend.verify_signature(world.committee.validators[0], message, signature)
 
 
-@pytest.mark.parametrize("name", ["pure", "native"])
-def test_both_backends_agree_on_batch_certificates(name: str) -> None:
+def _pending_transfer(
+    name: str,
+) -> tuple[backend.Implementation, World, bytes, list[bytes]]:
+    """Backend ``name``, a world, alice's signed transfer waiting for votes, and the
+    blocks of her last three certificates (the earlier leaves of batches)."""
     if name == "native" and not backend.NATIVE_AVAILABLE:
         pytest.skip("the native module is not built")
     implementation = backend.implementation(name)
@@ -159,8 +162,12 @@ def test_both_backends_agree_on_batch_certificates(name: str) -> None:
     alice = world.funded("alice", 500)
     alice.transfer(world.mint_account, 1)
     assert alice.pending is not None
-    block = alice.pending
-    earlier = [c.block for c in alice.history[-3:]]
+    return implementation, world, alice.pending, [c.block for c in alice.history[-3:]]
+
+
+@pytest.mark.parametrize("name", ["pure", "native"])
+def test_both_backends_agree_on_batch_certificates(name: str) -> None:
+    implementation, world, block, earlier = _pending_transfer(name)
     votes = [batch_vote(world.validators[i], block, earlier[: i + 1]) for i in range(3)]
     assert all(isinstance(v, Vote) and v.path for v in votes)
     good = Certificate(
@@ -224,15 +231,7 @@ def test_batch_answers_are_parsed_strictly() -> None:
 
 @pytest.mark.parametrize("name", ["pure", "native"])
 def test_a_batch_signature_counts_only_for_its_signer_and_its_own_paths(name: str) -> None:
-    if name == "native" and not backend.NATIVE_AVAILABLE:
-        pytest.skip("the native module is not built")
-    implementation = backend.implementation(name)
-    world = World()
-    alice = world.funded("alice", 500)
-    alice.transfer(world.mint_account, 1)
-    assert alice.pending is not None
-    block = alice.pending
-    earlier = [c.block for c in alice.history[-3:]]
+    implementation, world, block, earlier = _pending_transfer(name)
     # Validator 0 signs two batches holding the block: A (2 leaves) and B (3 leaves).
     in_a = batch_vote(world.validators[0], block, earlier[:1])
     in_b = batch_vote(world.validators[0], block, earlier[:2])
