@@ -6,15 +6,20 @@
 //! very objects the caller passed in (as the pure twin does). Batch calls and the heartbeat
 //! copy their input into Rust buffers and release the GIL while the core works; another
 //! thread calling the same object meanwhile gets PyO3's "already borrowed" RuntimeError.
+//!
+//! `gossip/batch.rs` holds the buffers and the core call behind the batch publish methods.
+
+mod batch;
 
 use neonet_core::gossip as core;
 use neonet_core::Error;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyTuple, PyType};
 
 use crate::to_python_error;
+use batch::BatchBuffers;
 
 fn fail(py: Python<'_>) -> impl Fn(Error) -> PyErr + '_ {
     move |error| to_python_error(py, error)
@@ -369,131 +374,7 @@ pub struct MeshState {
     batch: BatchBuffers,
 }
 
-/// Buffers of the batch publish calls, kept between calls (a batch of 10,000 messages
-/// would otherwise fault in fresh pages for each of them every time).
-#[derive(Default)]
-struct BatchBuffers {
-    topics: String,              // the topics back to back
-    topic_ends: Vec<usize>,      // where each message's topic ends in `topics`
-    sources: Vec<u8>,            // the sources back to back (None: nothing)
-    source_ends: Vec<usize>,     // where each message's source ends in `sources`
-    has_source: Vec<bool>,       // whether the message had a source
-    flat: Vec<core::PeerHandle>, // the answers back to back
-    ends: Vec<usize>,            // where each message's answer ends in `flat`
-}
-
-/// Bytes of buffers a batch call keeps for the next one; bigger ones are dropped.
-const BATCH_BUFFERS_KEPT: usize = 4 << 20;
-
-impl BatchBuffers {
-    fn clear(&mut self) {
-        self.topics.clear();
-        self.topic_ends.clear();
-        self.sources.clear();
-        self.source_ends.clear();
-        self.has_source.clear();
-        self.flat.clear();
-        self.ends.clear();
-    }
-
-    fn footprint(&self) -> usize {
-        self.topics.capacity()
-            + self.sources.capacity()
-            + self.has_source.capacity()
-            + (self.topic_ends.capacity() + self.source_ends.capacity() + self.ends.capacity())
-                * size_of::<usize>()
-            + self.flat.capacity() * size_of::<core::PeerHandle>()
-    }
-
-    fn take(&mut self, item: Borrowed<'_, '_, PyAny>) -> PyResult<()> {
-        let pair = item.cast::<PyTuple>()?;
-        if pair.len() != 2 {
-            return Err(PyTypeError::new_err(
-                "messages must be (topic, source) pairs",
-            ));
-        }
-        let topic = pair.get_borrowed_item(0)?;
-        self.topics.push_str(topic.cast::<PyString>()?.to_str()?);
-        self.topic_ends.push(self.topics.len());
-        let source = pair.get_borrowed_item(1)?;
-        if source.is_none() {
-            self.has_source.push(false);
-        } else {
-            self.sources
-                .extend_from_slice(source.cast::<PyBytes>()?.as_bytes());
-            self.has_source.push(true);
-        }
-        self.source_ends.push(self.sources.len());
-        Ok(())
-    }
-
-    /// The core's answers for the messages taken, into `flat` and `ends`.
-    fn publish(
-        &mut self,
-        inner: &mut core::MeshState,
-        flood_publish: bool,
-        now: f64,
-        rng: &mut core::SplitMix64,
-    ) -> Result<(), Error> {
-        let (mut topic_start, mut source_start) = (0, 0);
-        for ((&topic_end, &source_end), &present) in self
-            .topic_ends
-            .iter()
-            .zip(&self.source_ends)
-            .zip(&self.has_source)
-        {
-            let topic = &self.topics[topic_start..topic_end];
-            let source = present.then(|| &self.sources[source_start..source_end]);
-            (topic_start, source_start) = (topic_end, source_end);
-            inner.publish_targets(topic, source, flood_publish, now, rng, &mut self.flat)?;
-            self.ends.push(self.flat.len());
-        }
-        Ok(())
-    }
-}
-
 impl MeshState {
-    /// Drop the batch buffers once a call is answered if they grew past what is kept
-    /// for the next call, so one huge batch does not pin its buffers until then.
-    fn release_big_batch(&mut self) {
-        if self.batch.footprint() > BATCH_BUFFERS_KEPT {
-            self.batch = BatchBuffers::default();
-        }
-    }
-
-    /// The targets of a batch of (topic, source) pairs, left in `self.batch.flat` with
-    /// the end of each message's run in `self.batch.ends`.
-    fn publish_batch(
-        &mut self,
-        py: Python<'_>,
-        messages: &Bound<'_, PyAny>,
-        flood_publish: bool,
-        now: f64,
-        seed: Seed,
-    ) -> PyResult<()> {
-        if !now.is_finite() {
-            return Err(PyValueError::new_err(
-                "now must be a finite number of seconds",
-            ));
-        }
-        let mut rng = core::SplitMix64::new(seed.0);
-        self.release_big_batch(); // what a failed call before may have left
-        let batch = &mut self.batch;
-        batch.clear();
-        if let Ok(list) = messages.cast::<PyList>() {
-            for item in list.iter() {
-                batch.take(item.as_borrowed())?;
-            }
-        } else {
-            for item in messages.try_iter()? {
-                batch.take(item?.as_borrowed())?;
-            }
-        }
-        let inner = &mut self.inner;
-        py.detach(|| batch.publish(inner, flood_publish, now, &mut rng))
-            .map_err(fail(py))
-    }
-
     fn peer_object<'py>(&self, py: Python<'py>, handle: core::PeerHandle) -> Bound<'py, PyBytes> {
         match self.peers.get(handle as usize) {
             Some(Some(object)) => object.bind(py).clone(),
