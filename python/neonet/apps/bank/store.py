@@ -81,12 +81,15 @@ class SqliteVoteStore(_Store):
     (``StoreFailedError``): its in-memory index would claim votes that are not on disk.
 
     The votes kept in memory are the ones not yet settled (purse slots and each account's
-    floor are still kept in full): ``settle(account, head)`` (the
-    validator's certified head moved) drops the votes at or below ``head`` from the index
-    once they are on disk and raises the account's floor; a vote at or below the floor
-    is looked up in memory first (a vote queued there and not yet written) and then in
-    the database, which holds every vote dropped from memory. At open, the index is empty
-    and each account's floor is its highest vote on disk.
+    floor are still kept in full): ``settle(account, head)`` (the validator's certified
+    head moved, ``BankLedger.on_advanced``) raises the account's floor to ``head`` and
+    drops the votes up to it that are on disk. Every vote above the floor is in memory;
+    at or below it, memory holds exactly the votes not yet written (``_late``: one queued
+    there, e.g. a re-vote of a certified block or a claim replacing a lost redeem, or one
+    whose batch was still being written when its slot was settled), each dropped by
+    ``batch_written`` once on disk. A lookup at or below the floor reads memory first,
+    then the database, which holds every vote dropped from memory. At open, the index is
+    empty and each account's floor is its highest vote on disk.
     """
 
     _SCHEMA = (
@@ -168,16 +171,25 @@ class SqliteVoteStore(_Store):
             self._late -= written
 
     def settle(self, account: bytes, head: int) -> None:
-        """The certified chain of ``account`` reached ``head``: forget the votes at or below
-        it that are on disk (deferred mode; a later lookup reads them from the database)."""
-        if not self.deferred:
-            return
+        """The certified chain of ``account`` reached ``head``: raise its floor to ``head``
+        and forget the votes up to it that are on disk (deferred mode; a later lookup reads
+        them from the database). A vote there still in a batch not yet written (queued,
+        or taken by ``take_batch`` and being written) stays in memory, marked late, and
+        leaves once ``batch_written`` says it is on disk: a lookup finds it meanwhile."""
+        if not self.deferred or self.failed is not None:
+            return  # a failed store answers nothing more: its memory no longer matters
         floor = self._floor.get(account, -1)
-        votes, unwritten = self._votes, self._unwritten
-        while floor < head and ("v", account, floor + 1) not in unwritten:
-            floor += 1
-            votes.pop((account, floor), None)
-        self._floor[account] = floor
+        if head <= floor:
+            return
+        votes, unwritten, late = self._votes, self._unwritten, self._late
+        for sequence in range(floor + 1, head + 1):
+            key = (account, sequence)
+            if key in votes:
+                if ("v", account, sequence) in unwritten:
+                    late.add(key)
+                else:
+                    del votes[key]
+        self._floor[account] = head
 
     def _vote_at(self, account: bytes, sequence: int) -> bytes | None:
         """The vote at (account, sequence) in deferred mode: from memory, else from the

@@ -21,6 +21,7 @@ and is owed by the frozen owner, whose chain (signed by the owner alone) cannot 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -115,6 +116,10 @@ class BankLedger:
         self.conflicts: list[tuple[bytes, bytes]] = []
         self._parked: dict[bytes, Certificate] = {}  # quorum checked before parking
         self._applied: set[bytes] = set()  # hashes of applied blocks
+        # Called with (account, new head sequence) after each applied certificate, also one
+        # applied from the parked queue or as a fraud proof's evidence (a validator settles
+        # its votes there).
+        self.on_advanced: Callable[[bytes, int], None] | None = None
 
     # Queries ----------------------------------------------------------------------------
 
@@ -405,6 +410,8 @@ class BankLedger:
                 return self._park(this_hash, certificate, parking)
             return Applied.REJECTED
         self._commit(block, new_head, certificate)  # new_head.hash is this block's hash
+        if self.on_advanced is not None:
+            self.on_advanced(block.account, new_head.sequence)
         return Applied.APPLIED
 
     def _park(self, block_hash: bytes, certificate: Certificate, parking: bool) -> Applied:

@@ -189,6 +189,9 @@ class Validator:
         self.store = store
         self.refund_grace = refund_grace
         self.ledger = BankLedger(committee, mint_account)
+        # Every certificate applied (also from the parked queue): the votes at or below the
+        # account's certified head may leave memory (they are on disk only).
+        self.ledger.on_advanced = self._settle
         self._voted: dict[bytes, ChainHead] = {}  # recent votes: block hash -> head after
         # Recent blocks voted for, encoded -> decoded: their certificates come next, and
         # a decoder given these bytes need not parse them again (``wire.parse_request``).
@@ -201,17 +204,18 @@ class Validator:
         # Once its certificate is taken (applied, parked, a duplicate or a conflict), the
         # entry is not needed again, so ``_voted`` holds only votes still waiting for
         # their certificate; a rejected one (forged votes) leaves it for the real one.
+        # Parked: the queue applies it later without ``verified`` (nor can a block voted
+        # for park: it met the bank rules then, and nothing it found goes missing).
+        # Conflict: another block holds that slot for good.
         voted = block_hash(certificate.block)
         verified = self._voted.get(voted)
         outcome = self.ledger.apply(certificate, verified, quorum_checked=quorum_checked)
         if verified is not None and outcome is not Applied.REJECTED:
             del self._voted[voted]
-        if outcome is Applied.APPLIED:
-            account = certificate.decoded().account  # decoded already by ``apply``
-            head = self.ledger.head(account)
-            if head is not None:  # votes at or below the certified head: on disk only
-                self.store.settle(account, head.sequence)
         return outcome
+
+    def _settle(self, account: bytes, head: int) -> None:
+        self.store.settle(account, head)
 
     def handle_fraud_proof(self, proof: FraudProof) -> bytes | None:
         return self.ledger.apply_fraud_proof(proof)
