@@ -27,13 +27,20 @@ ACCOUNT = b"a" * 32
 PURSE = b"p" * 32
 
 
+def _validator(world: World, store: SqliteVoteStore) -> Validator:
+    """Validator 0 on ``store``, which also archives its certificates (as ``neonet bank
+    validator`` runs it), keeping one per account in memory."""
+    validator = Validator(
+        world.committee, 0, world.validator_ids[0].sign, world.mint_account, store, archive=store
+    )
+    validator.ledger.tail = 1
+    return validator
+
+
 def _deferred_world(path: Path) -> tuple[World, SqliteVoteStore, Validator]:
     world = World()
     store = SqliteVoteStore(path, deferred=True)
-    validator = Validator(
-        world.committee, 0, world.validator_ids[0].sign, world.mint_account, store
-    )
-    world.validators[0] = validator
+    validator = world.validators[0] = _validator(world, store)
     return world, store, validator
 
 
@@ -150,11 +157,12 @@ def test_a_restart_with_the_last_vote_above_the_certified_head(tmp_path: Path) -
     store.close()
     # Restart as ``neonet bank validator`` does: reopen, replay the certificates.
     reopened = SqliteVoteStore(path, deferred=True)
-    restarted = Validator(
-        world.committee, 0, world.validator_ids[0].sign, world.mint_account, reopened
-    )
-    for certificate in reversed(_history(world.mint, payer, payee)):  # any order
-        restarted.handle_certificate(certificate)
+    restarted = _validator(world, reopened)
+    replayed = list(reopened.iter_certificates())
+    assert len(replayed) == len(_history(world.mint, payer, payee))
+    for certificate in replayed:
+        assert restarted.handle_certificate(certificate) is Applied.APPLIED
+    assert not reopened.dirty  # replayed, not archived again
     head = restarted.ledger.head(payer.account)
     assert head is not None and head.sequence == len(payer.history) - 1
     assert reopened._floor[payer.account] == head.sequence + 1  # the vote, above the head
