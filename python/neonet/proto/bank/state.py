@@ -21,6 +21,7 @@ and is owed by the frozen owner, whose chain (signed by the owner alone) cannot 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -183,8 +184,10 @@ class BankLedger:
         self.conflicts: list[tuple[bytes, bytes]] = []
         self._parked: dict[bytes, Certificate] = {}  # quorum checked before parking
         # Hashes of applied blocks: all of them without an archive, else the most recent
-        # ``RECENT_APPLIED`` (insertion-ordered: the oldest go first).
-        self._applied: dict[bytes, None] = {}
+        # ``RECENT_APPLIED`` (``_applied_order``: oldest first). Not a dict popped from the
+        # front: its iteration then skips every deleted slot (6 us per block, measured).
+        self._applied: set[bytes] = set()
+        self._applied_order: deque[bytes] = deque()
 
     # Queries ----------------------------------------------------------------------------
 
@@ -499,16 +502,17 @@ class BankLedger:
         # hold for good); the rare reader decodes ``certificate.block`` again.
         kept = Certificate(certificate.block, certificate.votes)
         state.certificates.append(kept)
-        applied = self._applied
-        applied[head.hash] = None
+        self._applied.add(head.hash)
         if self.archive is not None:
             self.archive.archive(block.account, block.sequence, kept)
             if len(state.certificates) > 2 * self.tail:  # trimmed in steps, not per block
                 drop = len(state.certificates) - self.tail
                 del state.certificates[:drop]
                 state.first += drop
-            if len(applied) > RECENT_APPLIED:
-                del applied[next(iter(applied))]
+            order = self._applied_order
+            order.append(head.hash)
+            if len(order) > RECENT_APPLIED:
+                self._applied.discard(order.popleft())
         kind = block.kind
         if kind == BlockKind.ISSUE:
             self.issued += block.amount
