@@ -329,7 +329,7 @@ class ValidatorService:
             return [wire.HEADS, heads]
         if request.kind == wire.INCOMING:
             chosen = []
-            for (payer, sequence), _ in ledger.pending_credits(request.account)[: wire.MAX_RANGE]:
+            for (payer, sequence), _ in ledger.pending_credits(request.account, wire.MAX_RANGE):
                 found = ledger.certificate_at(payer, sequence)
                 if found is not None:
                     chosen.append(found)

@@ -21,6 +21,7 @@ and is owed by the frozen owner, whose chain (signed by the owner alone) cannot 
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -171,6 +172,9 @@ class BankLedger:
         self.tail = tail
         self.accounts: dict[bytes, AccountState] = {}
         self.incoming: dict[tuple[bytes, int], Incoming] = {}
+        # payee -> its incoming slots, in order (``pending_credits`` reads one payee's
+        # without walking every transfer in flight).
+        self._incoming_to: dict[bytes, dict[tuple[bytes, int], None]] = {}
         self.received: set[tuple[bytes, int]] = set()
         self.purses: dict[bytes, PurseState] = {}
         self.redeemed: dict[tuple[bytes, int], bytes] = {}  # slot -> spend digest
@@ -203,8 +207,14 @@ class BankLedger:
         """The balance minus what claimants were paid from it (a frozen owner's funds)."""
         return self.balance(account) - self.claims_paid.get(account, 0)
 
-    def pending_credits(self, account: bytes) -> list[tuple[tuple[bytes, int], Incoming]]:
-        return [(slot, item) for slot, item in self.incoming.items() if item.payee == account]
+    def pending_credits(
+        self, account: bytes, limit: int | None = None
+    ) -> list[tuple[tuple[bytes, int], Incoming]]:
+        """Certified transfers to ``account`` not yet received, oldest first (at most
+        ``limit``)."""
+        slots = self._incoming_to.get(account, {})
+        chosen = slots if limit is None else itertools.islice(slots, limit)
+        return [(slot, self.incoming[slot]) for slot in chosen]
 
     def conservation(self) -> tuple[int, int]:
         """(money issued, money held): equal at every step."""
@@ -518,13 +528,18 @@ class BankLedger:
             self.issued += block.amount
         elif kind == BlockKind.TRANSFER:
             payee = TransferPayload.decode(block.payload).payee
-            self.incoming[(block.account, block.sequence)] = Incoming(
-                payee, block.amount, head.hash
-            )
+            slot = (block.account, block.sequence)
+            self.incoming[slot] = Incoming(payee, block.amount, head.hash)
+            self._incoming_to.setdefault(payee, {})[slot] = None
         elif kind == BlockKind.RECEIVE:
             ref = ReceivePayload.decode(block.payload)
-            del self.incoming[(ref.payer, ref.sequence)]
-            self.received.add((ref.payer, ref.sequence))
+            slot = (ref.payer, ref.sequence)
+            payee = self.incoming.pop(slot).payee
+            payee_slots = self._incoming_to[payee]
+            del payee_slots[slot]
+            if not payee_slots:
+                del self._incoming_to[payee]
+            self.received.add(slot)
         elif kind == BlockKind.OPEN_PURSE:
             terms = PursePayload.decode(block.payload)
             self.purses[head.hash] = PurseState(
