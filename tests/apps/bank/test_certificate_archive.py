@@ -163,3 +163,19 @@ def test_a_database_from_before_the_archive_is_migrated(tmp_path: Path) -> None:
     assert store.archived(account, 2, 2) == kept[2:4]
     assert [c.block for c in store.certificates()] == [c.block for c in kept]
     store.close()
+
+
+def test_recent_hashes_are_bounded_with_an_archive(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neonet.proto.bank import state
+
+    monkeypatch.setattr(state, "RECENT_APPLIED", 4)
+    world = World()
+    account = _long_chain(world, 10)
+    ledger = world.validators[0].ledger
+    assert len(ledger._applied) == len(ledger._applied_order) == 4
+    old = world.observer.certificate_at(account, 2)
+    newest = world.observer.certificate_at(account, ledger.accounts[account].head.sequence)
+    assert old is not None and newest is not None
+    assert not ledger.has_applied(old.block) and ledger.has_applied(newest.block)
+    assert ledger.apply(old) is Applied.DUPLICATE
+    assert len(world.observer._applied) > 4  # without an archive: every hash

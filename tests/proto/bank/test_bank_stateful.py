@@ -522,6 +522,16 @@ class BankMachine(RuleBasedStateMachine):
             assert all(purse.remaining >= 0 for purse in ledger.purses.values())
 
     @invariant()
+    def credits_by_payee_match_the_transfers_in_flight(self) -> None:
+        for ledger in self._ledgers():
+            payees = {item.payee for item in ledger.incoming.values()}
+            for payee in payees:
+                expected = [(s, i) for s, i in ledger.incoming.items() if i.payee == payee]
+                assert ledger.pending_credits(payee) == expected
+                assert ledger.pending_credits(payee, 1) == expected[:1]
+            assert set(ledger._incoming_to) == payees
+
+    @invariant()
     def at_most_one_certificate_per_slot(self) -> None:
         assert all(len(hashes) == 1 for hashes in self.slots.values())
         assert all(len(hashes) == 1 for hashes in self.redeem_slots.values())

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import pytest
 
 from neonet.core import backend
+from neonet.core.errors import DecodeError
 from neonet.core.ledger import decode_block
 from neonet.proto.bank.messages import (
     Certificate,
@@ -129,3 +130,22 @@ def test_to_value_hands_out_no_shared_list() -> None:
     votes.clear()
     assert certificate.to_value() == [certificate.block, certificate.votes_value()]
     assert certificate.encode() == encoded
+
+
+def test_a_block_the_engine_decoded_is_cached_until_its_certificate() -> None:
+    world = World()
+    alice = world.funded("alice", 50)
+    validator = world.validators[0]
+    block = alice.transfer(world.mint_account, 10)
+    decoded = validator.decode(block)  # as the service does for a SIGN_BATCH
+    assert validator.recent_blocks[block] is decoded == decode_block(block)
+    assert validator.decode(block) is decoded  # not parsed twice
+    assert isinstance(validator.handle_sign_request(block, decoded=decoded), Vote)
+    certificate = world.certify(block, [1, 2, 3])  # validator 0 is not asked again
+    assert certificate is not None
+    parsed = Certificate.from_value(certificate.to_value(), validator.recent_blocks)
+    assert parsed.decoded_block is decoded  # the certificate's block was not parsed again
+    validator.handle_certificate(parsed)
+    assert block not in validator.recent_blocks  # taken with its certificate
+    with pytest.raises(DecodeError):
+        validator.decode(b"not a block")

@@ -29,7 +29,7 @@ import trio
 from neonet.apps.bank.store import SqliteVoteStore, StoreFailedError
 from neonet.core.errors import DecodeError, RemoteProtocolError
 from neonet.core.gcpolicy import settle_long_running_process
-from neonet.core.ledger import Block, decode_block
+from neonet.core.ledger import Block
 from neonet.core.peer_id import PeerId
 from neonet.net.yamux_session import YamuxStream
 from neonet.proto.bank import wire
@@ -254,7 +254,7 @@ class ValidatorService:
         blocks: list[tuple[bytes, Block]] = []
         for item in batch:
             try:
-                block = decode_block(item.block)
+                block = self.validator.decode(item.block)  # remembered for its certificate
             except DecodeError:
                 continue  # the engine refuses it
             items.append((block.key, block_hash(item.block), block.signature))
@@ -329,7 +329,7 @@ class ValidatorService:
             return [wire.HEADS, heads]
         if request.kind == wire.INCOMING:
             chosen = []
-            for (payer, sequence), _ in ledger.pending_credits(request.account)[: wire.MAX_RANGE]:
+            for (payer, sequence), _ in ledger.pending_credits(request.account, wire.MAX_RANGE):
                 found = ledger.certificate_at(payer, sequence)
                 if found is not None:
                     chosen.append(found)

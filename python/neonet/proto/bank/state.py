@@ -21,6 +21,8 @@ and is owed by the frozen owner, whose chain (signed by the owner alone) cannot 
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
@@ -170,6 +172,9 @@ class BankLedger:
         self.tail = tail
         self.accounts: dict[bytes, AccountState] = {}
         self.incoming: dict[tuple[bytes, int], Incoming] = {}
+        # payee -> its incoming slots, in order (``pending_credits`` reads one payee's
+        # without walking every transfer in flight).
+        self._incoming_to: dict[bytes, dict[tuple[bytes, int], None]] = {}
         self.received: set[tuple[bytes, int]] = set()
         self.purses: dict[bytes, PurseState] = {}
         self.redeemed: dict[tuple[bytes, int], bytes] = {}  # slot -> spend digest
@@ -183,8 +188,10 @@ class BankLedger:
         self.conflicts: list[tuple[bytes, bytes]] = []
         self._parked: dict[bytes, Certificate] = {}  # quorum checked before parking
         # Hashes of applied blocks: all of them without an archive, else the most recent
-        # ``RECENT_APPLIED`` (insertion-ordered: the oldest go first).
-        self._applied: dict[bytes, None] = {}
+        # ``RECENT_APPLIED`` (``_applied_order``: oldest first). Not a dict popped from the
+        # front: its iteration then skips every deleted slot (6 us per block, measured).
+        self._applied: set[bytes] = set()
+        self._applied_order: deque[bytes] = deque()
         # Called with (account, new head sequence) after each applied certificate, also one
         # applied from the parked queue or as a fraud proof's evidence (a validator settles
         # its votes there).
@@ -204,8 +211,14 @@ class BankLedger:
         """The balance minus what claimants were paid from it (a frozen owner's funds)."""
         return self.balance(account) - self.claims_paid.get(account, 0)
 
-    def pending_credits(self, account: bytes) -> list[tuple[tuple[bytes, int], Incoming]]:
-        return [(slot, item) for slot, item in self.incoming.items() if item.payee == account]
+    def pending_credits(
+        self, account: bytes, limit: int | None = None
+    ) -> list[tuple[tuple[bytes, int], Incoming]]:
+        """Certified transfers to ``account`` not yet received, oldest first (at most
+        ``limit``)."""
+        slots = self._incoming_to.get(account, {})
+        chosen = slots if limit is None else itertools.islice(slots, limit)
+        return [(slot, self.incoming[slot]) for slot in chosen]
 
     def conservation(self) -> tuple[int, int]:
         """(money issued, money held): equal at every step."""
@@ -505,28 +518,34 @@ class BankLedger:
         # hold for good); the rare reader decodes ``certificate.block`` again.
         kept = Certificate(certificate.block, certificate.votes)
         state.certificates.append(kept)
-        applied = self._applied
-        applied[head.hash] = None
+        self._applied.add(head.hash)
         if self.archive is not None:
             self.archive.archive(block.account, block.sequence, kept)
             if len(state.certificates) > 2 * self.tail:  # trimmed in steps, not per block
                 drop = len(state.certificates) - self.tail
                 del state.certificates[:drop]
                 state.first += drop
-            if len(applied) > RECENT_APPLIED:
-                del applied[next(iter(applied))]
+            order = self._applied_order
+            order.append(head.hash)
+            if len(order) > RECENT_APPLIED:
+                self._applied.discard(order.popleft())
         kind = block.kind
         if kind == BlockKind.ISSUE:
             self.issued += block.amount
         elif kind == BlockKind.TRANSFER:
             payee = TransferPayload.decode(block.payload).payee
-            self.incoming[(block.account, block.sequence)] = Incoming(
-                payee, block.amount, head.hash
-            )
+            slot = (block.account, block.sequence)
+            self.incoming[slot] = Incoming(payee, block.amount, head.hash)
+            self._incoming_to.setdefault(payee, {})[slot] = None
         elif kind == BlockKind.RECEIVE:
             ref = ReceivePayload.decode(block.payload)
-            del self.incoming[(ref.payer, ref.sequence)]
-            self.received.add((ref.payer, ref.sequence))
+            slot = (ref.payer, ref.sequence)
+            payee = self.incoming.pop(slot).payee
+            payee_slots = self._incoming_to[payee]
+            del payee_slots[slot]
+            if not payee_slots:
+                del self._incoming_to[payee]
+            self.received.add(slot)
         elif kind == BlockKind.OPEN_PURSE:
             terms = PursePayload.decode(block.payload)
             self.purses[head.hash] = PurseState(

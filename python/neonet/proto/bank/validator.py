@@ -20,6 +20,7 @@ and refund of one purse both gather a quorum.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -195,10 +196,13 @@ class Validator:
         # Every certificate applied (also from the parked queue): the votes at or below the
         # account's certified head may leave memory (they are on disk only).
         self.ledger.on_advanced = self._settle
-        self._voted: dict[bytes, ChainHead] = {}  # recent votes: block hash -> head after
+        # Recent votes: block hash -> head after. Ordered dicts: evicting the oldest entry
+        # of a plain dict makes its next iteration skip every deleted slot.
+        self._voted: OrderedDict[bytes, ChainHead] = OrderedDict()
         # Recent blocks voted for, encoded -> decoded: their certificates come next, and
-        # a decoder given these bytes need not parse them again (``wire.parse_request``).
-        self.recent_blocks: dict[bytes, Block] = {}
+        # a decoder given these bytes need not parse them again (``wire.parse_request``);
+        # an entry goes when its certificate is taken.
+        self.recent_blocks: OrderedDict[bytes, Block] = OrderedDict()
 
     def handle_certificate(self, certificate: Certificate, quorum_checked: bool = False) -> Applied:
         """Apply a certificate; ``quorum_checked`` when the caller verified its quorum
@@ -213,8 +217,10 @@ class Validator:
         voted = block_hash(certificate.block)
         verified = self._voted.get(voted)
         outcome = self.ledger.apply(certificate, verified, quorum_checked=quorum_checked)
-        if verified is not None and outcome is not Applied.REJECTED:
-            del self._voted[voted]
+        if outcome is not Applied.REJECTED:
+            if verified is not None:
+                del self._voted[voted]
+            self.recent_blocks.pop(certificate.block, None)
         return outcome
 
     def _settle(self, account: bytes, head: int) -> None:
@@ -222,6 +228,22 @@ class Validator:
 
     def handle_fraud_proof(self, proof: FraudProof) -> bytes | None:
         return self.ledger.apply_fraud_proof(proof)
+
+    def decode(self, data: bytes) -> Block:
+        """``data`` decoded (``DecodeError`` if it is not a canonical block), by the
+        engine: remembered in ``recent_blocks``, so that the certificate that follows is
+        not parsed again. Pass it on as ``handle_sign_request(data, decoded=...)``."""
+        block = self.recent_blocks.get(data)
+        if block is None:
+            block = decode_block(data)
+            self._remember_block(data, block)
+        return block
+
+    def _remember_block(self, data: bytes, block: Block) -> None:
+        recent = self.recent_blocks
+        if len(recent) >= MAX_RECENT_BLOCKS:
+            recent.popitem(last=False)
+        recent[data] = block
 
     def handle_sign_request(
         self,
@@ -240,9 +262,10 @@ class Validator:
         the block names (in a batch); the chain check still requires that key.
         ``batch``: add the vote as the next leaf of ``batch`` instead of signing it (the
         returned ``Vote`` has an empty signature; ``sign_batch`` signs them all).
-        ``decoded``: ``data`` decoded already by the caller (``decode_block``); used for
-        this call only, never kept in ``recent_blocks`` (whose blocks the certificate
-        decoder trusts without parsing).
+        ``decoded``: ``data`` decoded already by the caller (``decode_block``, or
+        ``Validator.decode``, which also remembers it); used for this call only, never
+        kept in ``recent_blocks`` (whose blocks the certificate decoder trusts without
+        parsing).
         """
         if batch is not None and batch.signed:
             # Before anything is recorded: a vote the signed root cannot cover is no vote.
@@ -307,13 +330,10 @@ class Validator:
         signature = self._vote(vote_message(self._committee_id, voted), batch)
         if verdict.head is not None:
             if len(self._voted) >= MAX_REMEMBERED_VOTES:
-                del self._voted[next(iter(self._voted))]
+                self._voted.popitem(last=False)
             self._voted[voted] = verdict.head
-            recent = self.recent_blocks
             if own:  # a caller's ``decoded`` is trusted for this call, never cached
-                if len(recent) >= MAX_RECENT_BLOCKS:
-                    del recent[next(iter(recent))]
-                recent[data] = block
+                self._remember_block(data, block)
         return Vote(self.index, signature, proof)
 
     def _replaces_lost_redeem(self, block: Block, earlier: bytes) -> bool:
