@@ -185,8 +185,10 @@ async def _drive(
             latencies.append(time.perf_counter() - started)
 
     # This process stands in for many wallets: with CPython's default collector its full
-    # collections walk all their certified chains (a real wallet holds one), and those
-    # pauses were the whole p99 tail (61-72 ms against 35 ms, docs/benchmarks.md).
+    # collections walked all their certified chains (a real wallet holds one), and those
+    # pauses were the whole p99 tail (61-72 ms against 35 ms, docs/benchmarks.md). The
+    # wallets now keep bounded tails (``WALLET_KEEP``), but the setting stays that of
+    # NeoNet's long-running processes.
     # Undone after this phase: the bench's later phases run with the default.
     thresholds = gc.get_threshold()
     _settle()
