@@ -87,7 +87,7 @@ async def _validator_child(directory: str, index: int) -> None:
     keys = Keys()
     store = SqliteVoteStore(Path(directory) / f"validator-{index}.db", deferred=True)
     validator = Validator(
-        keys.committee, index, keys.validators[index].sign, keys.mint_account, store
+        keys.committee, index, keys.validators[index].sign, keys.mint_account, store, archive=store
     )
     async with open_node(listen=[LOOPBACK]) as node:
         ValidatorService(validator, store).install(node)

@@ -153,8 +153,9 @@ async def _validator(args: argparse.Namespace) -> None:
         config.mint_account,
         store,
         refund_grace=config.refund_grace,
+        archive=store,  # memory keeps a short tail of each chain; SQLite has them all
     )
-    for certificate in store.certificates():
+    for certificate in store.iter_certificates():
         validator.handle_certificate(certificate)
     for proof in store.proofs():
         validator.handle_fraud_proof(proof)

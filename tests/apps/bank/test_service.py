@@ -35,7 +35,14 @@ async def bank_network(
         for index, ident in enumerate(world.validator_ids):
             # Even validators use group commit (deferred writes), odd ones commit each write.
             store = SqliteVoteStore(directory / f"validator-{index}.db", deferred=index % 2 == 0)
-            validator = Validator(world.committee, index, ident.sign, world.mint_account, store)
+            # Validators 0 and 1 keep a short tail of each chain in memory and the rest in
+            # their store's archive (the ledger archives, not the service); 2 and 3 keep it
+            # all in memory and the service stores each applied certificate.
+            archive = store if index < 2 else None
+            validator = Validator(
+                world.committee, index, ident.sign, world.mint_account, store, archive=archive
+            )
+            validator.ledger.tail = 2
             node = await stack.enter_async_context(open_node(listen=[LOOPBACK]))
             service = ValidatorService(validator, store)
             service.install(node)

@@ -110,8 +110,11 @@ class BankMachine(RuleBasedStateMachine):
         from neonet.core.ledger import decode_block
 
         decoded = decode_block(block)
-        state = self.world.validators[HONEST[0]].ledger.accounts.get(decoded.account)
-        earlier = [] if state is None else [c.block for c in state.certificates[-3:]]
+        ledger = self.world.validators[HONEST[0]].ledger
+        head = ledger.head(decoded.account)
+        start = 0 if head is None else max(head.sequence - 2, 0)
+        # Up to three certified blocks, older ones read from the validator's archive.
+        earlier = [c.block for c in ledger.chain(decoded.account, start, 3)]
         for index in reach:
             if index == BYZANTINE:
                 votes.append(self._byzantine_vote(block))

@@ -6,7 +6,7 @@ import hashlib
 
 from neonet.core.keys import Ed25519Identity
 from neonet.proto.bank.messages import Certificate, Committee
-from neonet.proto.bank.state import Applied, BankLedger
+from neonet.proto.bank.state import Applied, BankLedger, MemoryCertificateArchive
 from neonet.proto.bank.validator import (
     MemoryVoteStore,
     Refusal,
@@ -57,10 +57,22 @@ class World:
         )
         self.mint_id = identity(f"{tag}-mint")
         self.mint_account = key_of(self.mint_id)
+        # The validators keep one certificate per account in memory and read older ones
+        # from an archive (as a validator on SQLite does, with a longer tail), so every
+        # test also runs the archive's paths; the observer keeps its whole chains.
         self.validators = [
-            Validator(self.committee, i, v.sign, self.mint_account, MemoryVoteStore())
+            Validator(
+                self.committee,
+                i,
+                v.sign,
+                self.mint_account,
+                MemoryVoteStore(),
+                archive=MemoryCertificateArchive(),
+            )
             for i, v in enumerate(self.validator_ids)
         ]
+        for validator in self.validators:
+            validator.ledger.tail = 1
         self.observer = BankLedger(self.committee, self.mint_account)
         self.mint = self.wallet("mint", ident=self.mint_id)
 

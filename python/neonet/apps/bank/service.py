@@ -228,7 +228,11 @@ class ValidatorService:
 
     def _apply(self, certificate: Certificate, quorum_checked: bool = False) -> Applied:
         outcome = self.validator.handle_certificate(certificate, quorum_checked)
-        if outcome is Applied.APPLIED and self.store is not None:
+        if (
+            outcome is Applied.APPLIED
+            and self.store is not None
+            and self.validator.ledger.archive is None  # else the ledger archives each one
+        ):
             self.store.add_certificate(certificate)
         return outcome
 
@@ -330,6 +334,5 @@ class ValidatorService:
                 if found is not None:
                     chosen.append(found)
             return [wire.RANGE, [c.to_value() for c in chosen]]
-        state = ledger.accounts.get(request.account)
-        chosen = [] if state is None else state.certificates[request.start :][: request.count]
+        chosen = ledger.chain(request.account, request.start, request.count)
         return [wire.RANGE, [c.to_value() for c in chosen]]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import operator
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from neonet.proto.bank.messages import Certificate, FraudProof, OfflinePayment, Receipt
@@ -94,14 +95,29 @@ class SqliteVoteStore(_Store):
         " block BLOB NOT NULL, PRIMARY KEY (account, sequence))",
         "CREATE TABLE IF NOT EXISTS purse_slots (purse BLOB NOT NULL, position INTEGER NOT NULL,"
         " block BLOB NOT NULL, PRIMARY KEY (purse, position))",
+        # Applied certificates, numbered in the order they were applied (a restart
+        # replays them in that order), and found by slot (``archived``).
         "CREATE TABLE IF NOT EXISTS certificates (number INTEGER PRIMARY KEY,"
-        " certificate BLOB NOT NULL)",
+        " certificate BLOB NOT NULL, account BLOB, sequence INTEGER)",
         "CREATE TABLE IF NOT EXISTS proofs (number INTEGER PRIMARY KEY, proof BLOB NOT NULL)",
     )
 
     def __init__(self, path: str | Path, *, deferred: bool = False) -> None:
         super().__init__(path)
+        self._migrate_certificates()
         self.deferred = deferred
+        # The certificate archive (``CertificateArchive``): the next row number, the
+        # highest sequence on disk per account at open (a replayed certificate is not
+        # archived twice), and the rows queued but not yet written: slot -> (batch, it).
+        self._next_number = 1 + (
+            self.db.execute("SELECT MAX(number) FROM certificates").fetchone()[0] or 0
+        )
+        heads = self.db.execute(
+            "SELECT account, MAX(sequence) FROM certificates WHERE account IS NOT NULL"
+            " GROUP BY account"
+        )
+        self._archived_at_open = {bytes(account): sequence for account, sequence in heads}
+        self._unwritten_certificates: dict[tuple[bytes, int], tuple[int, Certificate]] = {}
         self._queued: list[_Row] = []
         self._votes: dict[tuple[bytes, int], bytes] = {}
         self._slots: dict[tuple[bytes, int], bytes] = {}
@@ -161,6 +177,12 @@ class SqliteVoteStore(_Store):
     def batch_written(self, number: int) -> None:
         """Batch ``number`` (and every one before it) is on disk."""
         self._unwritten = {k: b for k, b in self._unwritten.items() if b > number}
+        certificates = self._unwritten_certificates  # in batch order
+        while certificates:
+            slot = next(iter(certificates))
+            if certificates[slot][0] > number:
+                break
+            del certificates[slot]
         if self._late:
             written = {key for key in self._late if ("v", *key) not in self._unwritten}
             for key in written:
@@ -359,12 +381,76 @@ class SqliteVoteStore(_Store):
         rows = self.db.execute("SELECT account, sequence, block FROM votes").fetchall()
         return {(bytes(a), s): bytes(b) for a, s, b in rows}
 
+    def _migrate_certificates(self) -> None:
+        """Give a database from before the archive its certificates' slots, once."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(certificates)")}
+        with self._transaction() as db:
+            if "account" not in columns:
+                db.execute("ALTER TABLE certificates ADD COLUMN account BLOB")
+                db.execute("ALTER TABLE certificates ADD COLUMN sequence INTEGER")
+                rows = db.execute("SELECT number, certificate FROM certificates").fetchall()
+                for number, data in rows:
+                    block = Certificate.decode(bytes(data)).decoded()
+                    db.execute(
+                        "UPDATE certificates SET account = ?, sequence = ? WHERE number = ?",
+                        (block.account, block.sequence, number),
+                    )
+            db.execute(
+                "CREATE UNIQUE INDEX IF NOT EXISTS certificates_slot"
+                " ON certificates (account, sequence)"
+            )
+
     def add_certificate(self, certificate: Certificate) -> None:
-        self._write("INSERT INTO certificates (certificate) VALUES (?)", (certificate.encode(),))
+        """Keep an applied certificate (for a ledger without an archive)."""
+        block = certificate.decoded()
+        self.archive(block.account, block.sequence, certificate)
+
+    def archive(self, account: bytes, sequence: int, certificate: Certificate) -> None:
+        """Keep the applied certificate of (``account``, ``sequence``): written with the
+        next batch in deferred mode (readable from memory until then). A certificate on
+        disk already (a restart's replay) is not written again."""
+        if sequence <= self._archived_at_open.get(account, -1):
+            return
+        number = self._next_number
+        self._next_number += 1
+        if self.deferred:
+            self._unwritten_certificates[(account, sequence)] = (self._batch_no, certificate)
+        self._write(
+            "INSERT OR IGNORE INTO certificates VALUES (?, ?, ?, ?)",
+            (number, certificate.encode(), account, sequence),
+        )
+
+    def archived(self, account: bytes, start: int, count: int) -> list[Certificate]:
+        """The kept certificates of ``account`` from sequence ``start`` on (at most
+        ``count``, consecutive), from disk and from rows not yet written."""
+        rows = self.db.execute(
+            "SELECT sequence, certificate FROM certificates WHERE account = ?"
+            " AND sequence >= ? ORDER BY sequence LIMIT ?",
+            (account, start, count),
+        ).fetchall()
+        found = {sequence: bytes(data) for sequence, data in rows}
+        unwritten = self._unwritten_certificates
+        result = []
+        for sequence in range(start, start + count):
+            queued = unwritten.get((account, sequence)) if unwritten else None
+            if queued is not None:
+                result.append(queued[1])
+            elif sequence in found:
+                result.append(Certificate.decode(found[sequence]))
+            else:
+                break
+        return result
 
     def certificates(self) -> list[Certificate]:
-        rows = self.db.execute("SELECT certificate FROM certificates ORDER BY number").fetchall()
-        return [Certificate.decode(bytes(row[0])) for row in rows]
+        """Every kept certificate, in the order they were applied."""
+        return list(self.iter_certificates())
+
+    def iter_certificates(self) -> Iterator[Certificate]:
+        """Every kept certificate, in the order they were applied, read as it goes (a
+        restart replays a long history without holding it all)."""
+        cursor = self.db.execute("SELECT certificate FROM certificates ORDER BY number")
+        for (data,) in cursor:
+            yield Certificate.decode(bytes(data))
 
     def add_proof(self, proof: FraudProof) -> None:
         self._write("INSERT INTO proofs (proof) VALUES (?)", (proof.encode(),))

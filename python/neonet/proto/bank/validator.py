@@ -40,7 +40,7 @@ from neonet.proto.bank.messages import (
     domain_hash,
     vote_message,
 )
-from neonet.proto.bank.state import Applied, BankLedger, BankRuleError
+from neonet.proto.bank.state import Applied, BankLedger, BankRuleError, CertificateArchive
 from neonet.proto.bank.votes import vote_tree
 from neonet.proto.bank.wire import PurseStatus
 
@@ -179,7 +179,10 @@ class Validator:
         store: VoteStore,
         *,
         refund_grace: int = DEFAULT_REFUND_GRACE,
+        archive: CertificateArchive | None = None,
     ) -> None:
+        """``archive``: where applied certificates are kept (``SqliteVoteStore`` is one);
+        with it the ledger holds only a short tail of each chain in memory."""
         if not 0 <= index < len(committee.validators):
             raise ValueError("validator index outside the committee")
         self.committee = committee
@@ -188,7 +191,7 @@ class Validator:
         self._committee_id = committee.id()
         self.store = store
         self.refund_grace = refund_grace
-        self.ledger = BankLedger(committee, mint_account)
+        self.ledger = BankLedger(committee, mint_account, archive=archive)
         self._voted: dict[bytes, ChainHead] = {}  # recent votes: block hash -> head after
         # Recent blocks voted for, encoded -> decoded: their certificates come next, and
         # a decoder given these bytes need not parse them again (``wire.parse_request``).
@@ -369,7 +372,8 @@ class Validator:
         state = ledger.accounts.get(owner)
         if state is None or state.head.sequence < frozen_sequence:
             return 0
-        balances = [c.decoded().balance for c in state.certificates[frozen_sequence:]]
+        certified = ledger.chain(owner, frozen_sequence, state.head.sequence - frozen_sequence + 1)
+        balances = [c.decoded().balance for c in certified]
         pending = self.store.voted(owner, state.head.sequence + 1)
         if pending is not None:
             balances.append(decode_block(pending).balance)

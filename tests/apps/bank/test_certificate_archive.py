@@ -1,0 +1,181 @@
+"""A validator's ledger keeps a short tail of each chain in memory and reads older
+certificates from its archive (session 7, issue 7): memory stays bounded as chains grow,
+and every answer that needs an old certificate (sync ranges, duplicates, conflicts,
+re-votes, fraud proofs, restart) is the same as with the whole chain in memory.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from neonet.apps.bank.store import SqliteVoteStore
+from neonet.core.ledger import Block, BlockKind, encode_block, sign_block
+from neonet.proto.bank.messages import Certificate, vote_message
+from neonet.proto.bank.state import Applied, BankLedger, MemoryCertificateArchive
+from neonet.proto.bank.validator import Validator
+from tests.proto.bank.world import World, identity
+
+
+def _long_chain(world: World, transfers: int) -> bytes:
+    """A payer with ``transfers`` certified transfers; returns its account."""
+    payer = world.funded("payer", 10_000)
+    payee = world.wallet("payee")
+    world.commit(payee, payee.open())
+    for _ in range(transfers):
+        world.commit(payer, payer.transfer(payee.account, 1))
+    return payer.account
+
+
+def _blocks(ledger: BankLedger, account: bytes) -> list[bytes]:
+    return [certificate.block for certificate in ledger.iter_chain(account, page=7)]
+
+
+def _forged_twin(world: World, account: bytes, sequence: int) -> Certificate:
+    """A second certificate for a certified slot: another block signed by the account's
+    key, with votes of 2f+1 validators (more than f faulty: what a CONFLICT records)."""
+    original = world.observer.certificate_at(account, sequence)
+    assert original is not None
+    block = original.decoded()
+    twin = sign_block(
+        Block(
+            block.account,
+            block.sequence,
+            block.previous,
+            BlockKind.TRANSFER,
+            block.amount + 1,
+            block.balance - 1,
+            block.key,
+            block.payload,
+        ),
+        identity("wallet-payer").sign,  # the payer's key (World.funded)
+    )
+    data = encode_block(twin)
+    message = vote_message(world.committee.id(), twin.hash())
+    votes = tuple((i, world.validator_ids[i].sign(message)) for i in range(3))
+    return Certificate(data, votes)
+
+
+def test_memory_keeps_a_tail_and_the_archive_answers_for_older_blocks() -> None:
+    world = World()  # its validators keep a tail of 1 (tests/proto/bank/world.py)
+    account = _long_chain(world, 40)
+    ledger = world.validators[0].ledger
+    state = ledger.accounts[account]
+    assert len(state.certificates) <= 2 * ledger.tail
+    assert state.first + len(state.certificates) == state.head.sequence + 1
+    # The whole chain, read across archive and memory, is the observer's (all in memory).
+    assert world.observer.accounts[account].first == 0
+    assert _blocks(ledger, account) == world.observer.accounts[account].blocks
+    assert ledger.chain(account, 5, 3) == world.observer.chain(account, 5, 3)
+    assert ledger.certificate_at(account, 2) == world.observer.certificate_at(account, 2)
+    assert ledger.chain(account, 10_000, 5) == []
+
+
+def test_an_old_certificate_is_a_duplicate_and_a_forged_one_a_conflict() -> None:
+    world = World()
+    account = _long_chain(world, 20)
+    ledger = world.validators[0].ledger
+    old = world.observer.certificate_at(account, 3)
+    assert old is not None and ledger.accounts[account].first > 3
+    assert ledger.apply(old) is Applied.DUPLICATE
+    ledger._applied.clear()  # forget the recent hashes: the archive must answer
+    assert not ledger.has_applied(old.block)
+    assert ledger.apply(old) is Applied.DUPLICATE
+    twin = _forged_twin(world, account, 3)
+    assert ledger.apply(twin) is Applied.CONFLICT
+    assert ledger.conflicts[-1] == (old.block, twin.block)
+
+
+def test_a_ledger_with_an_archive_reaches_the_same_state() -> None:
+    world = World()
+    account = _long_chain(world, 12)
+    archive = MemoryCertificateArchive()
+    replayed = BankLedger(world.committee, world.mint_account, archive=archive, tail=2)
+    for certificate in world.validators[0].ledger.archive.order:  # type: ignore[union-attr]
+        assert replayed.apply(certificate) is Applied.APPLIED
+    assert replayed.snapshot() == world.observer.snapshot()
+    assert len(replayed.accounts[account].certificates) <= 4
+    with pytest.raises(ValueError, match="at least the head"):
+        BankLedger(world.committee, world.mint_account, archive=archive, tail=0)
+
+
+def _sqlite_validator(world: World, path: Path, *, deferred: bool) -> Validator:
+    store = SqliteVoteStore(path, deferred=deferred)
+    validator = Validator(
+        world.committee, 0, world.validator_ids[0].sign, world.mint_account, store, archive=store
+    )
+    validator.ledger.tail = 2
+    world.validators[0] = validator
+    return validator
+
+
+@pytest.mark.parametrize("deferred", [True, False])
+def test_sqlite_archive_before_and_after_its_batch_and_across_a_restart(
+    tmp_path: Path, deferred: bool
+) -> None:
+    path = tmp_path / "votes.db"
+    world = World()
+    validator = _sqlite_validator(world, path, deferred=deferred)
+    store = validator.store
+    assert isinstance(store, SqliteVoteStore)
+    account = _long_chain(world, 15)
+    expected = world.observer.accounts[account].blocks
+    # Rows still queued (deferred) are read from memory; the same after they are written.
+    assert _blocks(validator.ledger, account) == expected
+    if deferred:
+        assert store.dirty
+        store.flush()
+    assert _blocks(validator.ledger, account) == expected
+    rows = len(store.certificates())
+    store.close()
+    # Restart: replay the kept certificates in their order into a fresh validator.
+    again = _sqlite_validator(world, path, deferred=deferred)
+    restored = again.store
+    assert isinstance(restored, SqliteVoteStore)
+    for certificate in restored.iter_certificates():
+        assert again.handle_certificate(certificate) is Applied.APPLIED
+    assert again.ledger.snapshot() == world.observer.snapshot()
+    assert not restored.dirty  # nothing archived twice
+    assert len(restored.certificates()) == rows
+    assert _blocks(again.ledger, account) == expected
+    # The next certificate is archived once, after the replayed ones.
+    payer_state = again.ledger.accounts[account]
+    assert len(payer_state.certificates) <= 4
+    restored.close()
+
+
+def test_a_database_from_before_the_archive_is_migrated(tmp_path: Path) -> None:
+    world = World()
+    account = _long_chain(world, 5)
+    kept = list(world.observer.iter_chain(account))
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE certificates (number INTEGER PRIMARY KEY, certificate BLOB NOT NULL)")
+    db.executemany(
+        "INSERT INTO certificates (certificate) VALUES (?)", [(c.encode(),) for c in kept]
+    )
+    db.commit()
+    db.close()
+    store = SqliteVoteStore(path, deferred=True)
+    assert store.archived(account, 0, 100) == kept
+    assert store.archived(account, 2, 2) == kept[2:4]
+    assert [c.block for c in store.certificates()] == [c.block for c in kept]
+    store.close()
+
+
+def test_recent_hashes_are_bounded_with_an_archive(monkeypatch: pytest.MonkeyPatch) -> None:
+    from neonet.proto.bank import state
+
+    monkeypatch.setattr(state, "RECENT_APPLIED", 4)
+    world = World()
+    account = _long_chain(world, 10)
+    ledger = world.validators[0].ledger
+    assert len(ledger._applied) == len(ledger._applied_order) == 4
+    old = world.observer.certificate_at(account, 2)
+    newest = world.observer.certificate_at(account, ledger.accounts[account].head.sequence)
+    assert old is not None and newest is not None
+    assert not ledger.has_applied(old.block) and ledger.has_applied(newest.block)
+    assert ledger.apply(old) is Applied.DUPLICATE
+    assert len(world.observer._applied) > 4  # without an archive: every hash
