@@ -67,6 +67,7 @@ def test_tail_is_bounded_and_the_chain_stays_in_the_store(kind: str, tmp_path: P
     assert _sequences(store.chain(0, 5)) == [0, 1, 2, 3, 4]
     assert _sequences(store.chain(length - 3, 100)) == [length - 3, length - 2, length - 1]
     assert store.chain(length, 10) == []
+    assert store.chain(3, 0) == store.chain(3, -1) == store.load_tail(0)[0] == []
     full = wallet.history  # reads the store
     assert _sequences(full) == list(range(length))
     assert [c.block for c in full[-TAIL:]] == [c.block for c in wallet.recent]

@@ -493,7 +493,7 @@ class SqliteWalletStore(_Store):
         """The last ``count`` certificates and the pending block: what a wallet keeps in
         memory, read without the rest of the chain (index range on the primary key)."""
         rows = self.db.execute(
-            "SELECT certificate FROM chain ORDER BY sequence DESC LIMIT ?", (count,)
+            "SELECT certificate FROM chain ORDER BY sequence DESC LIMIT ?", (max(count, 0),)
         ).fetchall()
         pending = self.db.execute("SELECT block FROM pending").fetchone()
         tail = [Certificate.decode(bytes(row[0])) for row in reversed(rows)]
@@ -503,7 +503,7 @@ class SqliteWalletStore(_Store):
         """At most ``count`` certificates from sequence ``start`` on, in order."""
         rows = self.db.execute(
             "SELECT certificate FROM chain WHERE sequence >= ? ORDER BY sequence LIMIT ?",
-            (start, count),
+            (start, max(count, 0)),  # (a negative LIMIT is no limit in SQLite)
         ).fetchall()
         return [Certificate.decode(bytes(row[0])) for row in rows]
 

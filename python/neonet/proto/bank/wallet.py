@@ -8,9 +8,10 @@ block again instead of signing another for the sequence. A wallet restored from 
 keys alone (a new device) has no store history: it must sync its own certified chain
 (``synced``) before it may sign anything.
 
-Memory does not grow with the chain (``docs/bank.md``, "Wallet memory"): the wallet keeps
-its head and the last ``TAIL`` certificates (``recent``, what a certification request
-sends along); the whole chain is the store's (``WalletStore.chain``), read page by page.
+Memory does not grow with the chain (``docs/bank.md``, "Keys and storage"): the wallet
+keeps its head and the last ``TAIL`` certificates (``recent``, what a certification
+request sends along); the whole chain is the store's (``WalletStore.chain``), read by
+range.
 
 ``PurseWallet`` spends an offline purse: indexes in order, each persisted before the
 spend is released, within the purse's cap, count and expiry.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import Protocol
 
 from neonet.core.errors import LocalProtocolError
@@ -99,14 +101,14 @@ class MemoryWalletStore:
 
     def load_tail(self, count: int) -> tuple[list[Certificate], bytes | None]:
         kept = self._certificates
-        return list(kept)[max(0, len(kept) - count) :], self.pending
+        return list(islice(kept, max(0, len(kept) - max(count, 0)), None)), self.pending
 
     def chain(self, start: int, count: int) -> list[Certificate]:
         first = self._count - len(self._certificates)  # sequence of the oldest kept
         if start < first:
             raise ChainNotKept(f"this store keeps sequences {first} and later only")
-        kept = self._certificates
-        return [kept[index - first] for index in range(start, min(start + count, self._count))]
+        end = min(start + max(count, 0), self._count)
+        return list(islice(self._certificates, start - first, max(end - first, 0)))
 
 
 class Wallet:
