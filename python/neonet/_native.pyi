@@ -165,6 +165,10 @@ def vote_roots(
 ) -> tuple[bytes, list[bytes]]:
     """A block's vote message and the root each (sides, path) leads to from it."""
 
+def vote_tree(leaves: Sequence[bytes], paths: bool = True) -> tuple[bytes, list[tuple[int, bytes]]]:
+    """The root of the batch vote tree over 32-byte leaves and, with paths, each leaf's
+    (sides, path)."""
+
 def verify_signature(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """Verify one Ed25519 signature under ZIP-215; releases the GIL."""
 
@@ -323,4 +327,5 @@ __all__ = [
     "verify_signature",
     "verify_signatures",
     "vote_roots",
+    "vote_tree",
 ]

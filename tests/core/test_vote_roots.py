@@ -145,3 +145,62 @@ def _outcome(twin: backend.Implementation, paths: object) -> object:
 def test_twins_agree_on_junk(paths: object) -> None:
     pure, native = (_outcome(twin, paths) for twin in TWINS)
     assert pure == native
+
+
+# ``vote_tree`` (the batch's tree; session 7: in the Rust core, with the pure twin) ------
+
+LEAVES = st.lists(st.binary(min_size=32, max_size=32), min_size=1, max_size=70)
+
+
+@pytest.mark.skipif(not backend.NATIVE_AVAILABLE, reason="the native module is not built")
+@settings(max_examples=200, deadline=None)
+@given(leaves=LEAVES)
+def test_vote_tree_twins_agree_and_every_path_folds_to_the_root(leaves: list[bytes]) -> None:
+    pure, native = (twin.vote_tree(leaves, True) for twin in TWINS)
+    assert pure == native
+    root, paths = pure
+    assert len(paths) == len(leaves)
+    assert all(twin.vote_tree(leaves, False) == (root, []) for twin in TWINS)
+    for leaf, (sides, path) in zip(leaves, paths, strict=True):
+        assert len(path) <= 32 * 7  # ceil(log2(70)) siblings at most
+        # The fold of each leaf's path (vote_roots' own rule) reaches the root.
+        node = leaf
+        for k in range(0, len(path), 32):
+            sibling = path[k : k + 32]
+            pair = sibling + node if sides >> (k // 32) & 1 else node + sibling
+            node = blake3.blake3(pair, derive_key_context=VOTE_TREE_CONTEXT).digest()
+        assert node == root
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=lambda twin: twin.name)
+def test_vote_tree_of_one_two_and_three_leaves(twin: backend.Implementation) -> None:
+    a, b, c = bytes([1]) * 32, bytes([2]) * 32, bytes([3]) * 32
+    assert twin.vote_tree([a], True) == (a, [(0, b"")])  # a direct vote
+    ab = blake3.blake3(a + b, derive_key_context=VOTE_TREE_CONTEXT).digest()
+    assert twin.vote_tree([a, bytearray(b)], True) == (ab, [(0, b), (1, a)])
+    abc = blake3.blake3(ab + c, derive_key_context=VOTE_TREE_CONTEXT).digest()
+    # The odd last leaf moves up unchanged: its path is the one node beside it above.
+    assert twin.vote_tree([a, b, c], True) == (abc, [(0, b + c), (1, a + c), (1, ab)])
+
+
+@pytest.mark.parametrize("twin", TWINS, ids=lambda twin: twin.name)
+@pytest.mark.parametrize(
+    ("leaves", "error"),
+    [
+        ([], ValueError),
+        ([bytes(31)], ValueError),
+        ([bytes(32), bytes(33)], ValueError),
+        ([bytes(32)] * ((1 << 16) + 1), ValueError),
+        ([bytes(32), "x" * 32], TypeError),
+        ([bytes(32), 7], TypeError),
+        ("x" * 32, TypeError),
+        (bytes(32), TypeError),
+        (None, TypeError),
+    ],
+    ids=["none", "short", "long", "too-many", "str-leaf", "int-leaf", "str", "bytes", "None"],
+)
+def test_vote_tree_bad_arguments(
+    twin: backend.Implementation, leaves: object, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        twin.vote_tree(leaves, True)  # type: ignore[arg-type]

@@ -295,9 +295,87 @@ pub fn vote_root(leaf: &[u8; 32], sides: u64, path: &[u8]) -> Option<[u8; 32]> {
     Some(node)
 }
 
+/// The root of the batch vote tree over `leaves` (vote messages, in batch order) and,
+/// with `with_paths`, each leaf's `(sides, path)` for [`vote_root`] (`docs/bank.md`,
+/// "Batch votes"). Each level pairs nodes 0-1, 2-3, ...; a last node without a partner
+/// moves up unchanged; one leaf is its own root, with an empty path. `None` without
+/// leaves or with more than 2^[`MAX_VOTE_PATH`].
+pub fn vote_tree(leaves: &[[u8; 32]], with_paths: bool) -> Option<VoteTree> {
+    static KEY: OnceLock<blake3::hazmat::ContextKey> = OnceLock::new();
+    if leaves.is_empty() || leaves.len() > 1 << MAX_VOTE_PATH {
+        return None;
+    }
+    let mut levels: Vec<Vec<[u8; 32]>> = vec![leaves.to_vec()];
+    loop {
+        let level = &levels[levels.len() - 1];
+        if level.len() == 1 {
+            break;
+        }
+        let mut above = Vec::with_capacity(level.len().div_ceil(2));
+        for pair in level.chunks(2) {
+            if let [left, right] = pair {
+                let mut hasher = derive_key_hasher(VOTE_TREE_CONTEXT, &KEY);
+                hasher.update(left);
+                hasher.update(right);
+                above.push(*hasher.finalize().as_bytes());
+            } else {
+                above.push(pair[0]);
+            }
+        }
+        levels.push(above);
+    }
+    let root = levels[levels.len() - 1][0];
+    let mut paths = Vec::new();
+    if with_paths {
+        let below = &levels[..levels.len() - 1];
+        paths.reserve(leaves.len());
+        for leaf in 0..leaves.len() {
+            let (mut position, mut sides, mut depth) = (leaf, 0u64, 0usize);
+            let mut path = Vec::with_capacity(32 * below.len());
+            for nodes in below {
+                let sibling = position ^ 1;
+                if sibling < nodes.len() {
+                    if position & 1 == 1 {
+                        sides |= 1 << depth;
+                    }
+                    path.extend_from_slice(&nodes[sibling]);
+                    depth += 1;
+                }
+                position >>= 1;
+            }
+            paths.push((sides, path));
+        }
+    }
+    Some((root, paths))
+}
+
+/// A vote tree's root and, per leaf, its `(sides, path)` (empty when not asked for).
+pub type VoteTree = ([u8; 32], Vec<(u64, Vec<u8>)>);
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vote_tree_paths_fold_to_its_root() {
+        assert!(vote_tree(&[], true).is_none());
+        assert!(vote_tree(&vec![[0u8; 32]; (1 << MAX_VOTE_PATH) + 1], false).is_none());
+        let one = [3u8; 32];
+        assert_eq!(vote_tree(&[one], true), Some((one, vec![(0, Vec::new())])));
+        for count in [2usize, 3, 5, 8, 13] {
+            let leaves: Vec<[u8; 32]> = (0..count).map(|i| [i as u8; 32]).collect();
+            let (root, paths) = vote_tree(&leaves, true).unwrap();
+            assert_eq!(paths.len(), count);
+            for (leaf, (sides, path)) in leaves.iter().zip(&paths) {
+                assert_eq!(vote_root(leaf, *sides, path), Some(root));
+            }
+            assert_eq!(vote_tree(&leaves, false), Some((root, Vec::new())));
+        }
+        let mut pair = [1u8; 32].to_vec();
+        pair.extend_from_slice(&[2u8; 32]);
+        let (root, _) = vote_tree(&[[1u8; 32], [2u8; 32]], false).unwrap();
+        assert_eq!(root, blake3::derive_key(VOTE_TREE_CONTEXT, &pair));
+    }
 
     #[test]
     fn vote_roots_fold_the_path() {

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use neonet_core::ledger::cbor::{self, Value};
 use neonet_core::ledger::{
     chain, ed25519, hash_block_body as core_hash_block_body, vote_message, vote_root,
+    vote_tree as core_vote_tree,
 };
 use neonet_core::Error;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -133,6 +134,33 @@ fn vote_roots<'py>(
         roots.push(PyBytes::new(py, &root));
     }
     Ok((PyBytes::new(py, &leaf), roots))
+}
+
+/// The root of the batch vote tree over `leaves` (32-byte vote messages, in batch order)
+/// and, with `paths`, each leaf's `(sides, path)` (else an empty list).
+#[pyfunction]
+#[pyo3(signature = (leaves, paths = true))]
+#[allow(clippy::type_complexity)]
+fn vote_tree<'py>(
+    py: Python<'py>,
+    leaves: Vec<PyBackedBytes>,
+    paths: bool,
+) -> PyResult<(Bound<'py, PyBytes>, Vec<(u64, Bound<'py, PyBytes>)>)> {
+    let mut nodes = Vec::with_capacity(leaves.len());
+    for leaf in &leaves {
+        let node: [u8; 32] = leaf
+            .as_ref()
+            .try_into()
+            .map_err(|_| PyValueError::new_err("a vote tree leaf is 32 bytes"))?;
+        nodes.push(node);
+    }
+    let (root, found) = core_vote_tree(&nodes, paths)
+        .ok_or_else(|| PyValueError::new_err("a vote tree has 1..65536 leaves"))?;
+    let found = found
+        .into_iter()
+        .map(|(sides, path)| (sides, PyBytes::new(py, &path)))
+        .collect();
+    Ok((PyBytes::new(py, &root), found))
 }
 
 /// Verify one Ed25519 signature under the ZIP-215 rules (wrong lengths are just invalid).
@@ -267,6 +295,7 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(cbor_decode, module)?)?;
     module.add_function(wrap_pyfunction!(hash_block_body, module)?)?;
     module.add_function(wrap_pyfunction!(vote_roots, module)?)?;
+    module.add_function(wrap_pyfunction!(vote_tree, module)?)?;
     module.add_function(wrap_pyfunction!(verify_signature, module)?)?;
     module.add_function(wrap_pyfunction!(verify_signatures, module)?)?;
     module.add_function(wrap_pyfunction!(verify_chain, module)?)?;

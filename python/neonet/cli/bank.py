@@ -244,7 +244,7 @@ async def _sync(client: BankClient, wallet: Wallet, config: BankConfig) -> None:
     last: Exception | None = None
     for index in range(len(config.validators)):
         try:
-            chain = await client.sync_chain(index, wallet.account, config.mint_account)
+            chain = await client.sync_chain(index, wallet.account, config.mint_account, wallet.head)
             break
         except (NeoNetError, OSError, trio.TooSlowError) as exc:
             last = exc
@@ -266,7 +266,7 @@ async def _commit(
     client: BankClient, wallet: Wallet, block: bytes, depends: list[Certificate] | None = None
 ) -> Certificate:
     try:
-        certificate = await client.certify(block, wallet.history[-16:], depends or ())
+        certificate = await client.certify(block, wallet.recent, depends or ())
     except CertificationFailed as failure:
         if failure.proof is not None:
             await client.spread_proof(failure.proof)
@@ -314,22 +314,39 @@ async def _balance(
     )
 
 
+HISTORY_PAGE = 256  # certificates `wallet history` reads from the store at a time
+
+
+def print_history(wallet: Wallet, page: int = HISTORY_PAGE) -> None:
+    """Print the wallet's certified chain, one JSON line per block, reading the store a
+    page at a time: a long chain is never all in memory (the wallet keeps a tail)."""
+    sequence = 0
+    while sequence < wallet.length:
+        certificates = wallet.store.chain(sequence, min(page, wallet.length - sequence))
+        blocks = [certificate.decoded() for certificate in certificates]
+        if not blocks:
+            raise BankCliError(f"the wallet store has no certificate at sequence {sequence}")
+        for block in blocks:
+            if block.sequence != sequence:
+                raise BankCliError(f"the wallet store has no certificate at sequence {sequence}")
+            entry: dict[str, object] = {
+                "sequence": block.sequence,
+                "kind": block.kind,
+                "amount": block.amount,
+                "balance": block.balance,
+            }
+            if block.kind == 2:
+                entry["to"] = TransferPayload.decode(block.payload).payee.hex()
+            if block.kind == 3:
+                entry["from"] = ReceivePayload.decode(block.payload).payer.hex()
+            print(json.dumps(entry))
+            sequence += 1
+
+
 async def _history(
     client: BankClient, wallet: Wallet, config: BankConfig, args: argparse.Namespace
 ) -> None:
-    for certificate in wallet.history:
-        block = certificate.decoded()
-        entry: dict[str, object] = {
-            "sequence": block.sequence,
-            "kind": block.kind,
-            "amount": block.amount,
-            "balance": block.balance,
-        }
-        if block.kind == 2:
-            entry["to"] = TransferPayload.decode(block.payload).payee.hex()
-        if block.kind == 3:
-            entry["from"] = ReceivePayload.decode(block.payload).payer.hex()
-        print(json.dumps(entry))
+    print_history(wallet)
 
 
 async def _send(

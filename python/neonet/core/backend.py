@@ -52,6 +52,7 @@ class Implementation:
     cbor_decode: Callable[[bytes], _pure_cbor.Value]
     hash_block_body: Callable[[bytes], bytes]
     vote_roots: Callable[[bytes, bytes, Sequence[tuple[int, bytes]]], tuple[bytes, list[bytes]]]
+    vote_tree: Callable[[Sequence[bytes], bool], tuple[bytes, list[tuple[int, bytes]]]]
     verify_signature: Callable[[bytes, bytes, bytes], bool]
     verify_signatures: Callable[[Sequence[tuple[bytes, bytes, bytes]]], list[bool]]
     verify_chain: VerifyChain
@@ -92,6 +93,7 @@ _PURE = Implementation(
     cbor_decode=_pure_cbor.decode,
     hash_block_body=_pure_ledger.hash_block_body,
     vote_roots=_pure_ledger.vote_roots,
+    vote_tree=_pure_ledger.vote_tree,
     verify_signature=_pure_ledger.verify_signature,
     verify_signatures=_pure_ledger.verify_signatures,
     verify_chain=_pure_ledger.verify_chain,
@@ -123,6 +125,7 @@ def _load_native() -> Implementation | None:
         cbor_decode=_native.cbor_decode,
         hash_block_body=_native.hash_block_body,
         vote_roots=_native.vote_roots,
+        vote_tree=_native.vote_tree,
         verify_signature=_native.verify_signature,
         verify_signatures=_native.verify_signatures,
         verify_chain=_native.verify_chain,
@@ -173,6 +176,7 @@ MeshState = ACTIVE.mesh_state
 cbor_encode = ACTIVE.cbor_encode
 cbor_decode = ACTIVE.cbor_decode
 hash_block_body = ACTIVE.hash_block_body
+vote_tree = ACTIVE.vote_tree
 verify_signature = ACTIVE.verify_signature
 verify_signatures = ACTIVE.verify_signatures
 verify_chain = ACTIVE.verify_chain

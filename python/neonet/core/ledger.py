@@ -277,6 +277,53 @@ VOTE_TREE_CONTEXT = "NeoNet 2026 bank vote tree v2"
 MAX_VOTE_PATH = 16
 
 
+def vote_tree(leaves: Sequence[bytes], paths: bool = True) -> tuple[bytes, list[tuple[int, bytes]]]:
+    """The root of the batch vote tree over ``leaves`` (32-byte vote messages, in batch
+    order) and, with ``paths``, each leaf's ``(sides, path)`` for ``vote_roots`` (else
+    an empty list; docs/bank.md, "Batch votes").
+
+    Each level pairs nodes 0-1, 2-3, ...; a last node without a partner moves up
+    unchanged. One leaf is its own root, with an empty path: a direct vote. Arguments
+    are checked like the Rust twin's: ``leaves`` a sequence (not a string) of bytes or
+    bytearray, else ``TypeError``; then a leaf not 32 bytes, or no leaves or more than
+    65,536, ``ValueError``."""
+    if isinstance(leaves, str) or not hasattr(leaves, "__len__"):
+        raise TypeError("leaves must be a sequence of bytes")
+    nodes = list(leaves)
+    if not all(isinstance(node, bytes | bytearray) for node in nodes):
+        raise TypeError("a vote tree leaf must be bytes")
+    if any(len(node) != 32 for node in nodes):
+        raise ValueError("a vote tree leaf is 32 bytes")
+    if not 0 < len(nodes) <= 1 << MAX_VOTE_PATH:
+        raise ValueError("a vote tree has 1..65536 leaves")
+    level = [bytes(node) for node in nodes]
+    levels = [level]
+    while len(level) > 1:
+        above = [
+            blake3.blake3(level[j] + level[j + 1], derive_key_context=VOTE_TREE_CONTEXT).digest()
+            for j in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            above.append(level[-1])
+        levels.append(above)
+        level = above
+    found: list[tuple[int, bytes]] = []
+    if paths:
+        below_root = levels[:-1]
+        for leaf in range(len(nodes)):
+            position, sides = leaf, 0
+            path: list[bytes] = []
+            for row in below_root:
+                sibling = position ^ 1
+                if sibling < len(row):
+                    if position & 1:
+                        sides |= 1 << len(path)
+                    path.append(row[sibling])
+                position >>= 1
+            found.append((sides, b"".join(path)))
+    return level[0], found
+
+
 def vote_roots(
     committee_id: bytes, body: bytes, paths: Sequence[tuple[int, bytes]]
 ) -> tuple[bytes, list[bytes]]:

@@ -52,7 +52,7 @@ async def bank_network(
 
 
 async def certify(client: BankClient, wallet: Wallet, block: bytes) -> None:
-    certificate = await client.certify(block, wallet.history[-1:])
+    certificate = await client.certify(block, wallet.recent[-1:])
     await client.spread_certificate(certificate)
     wallet.certified(certificate)
 
@@ -67,7 +67,7 @@ async def test_transfer_receive_and_sync_over_streams(tmp_path: Path) -> None:
             await certify(client, mint, mint.issue(500))
             await certify(client, bob, bob.open())
             await certify(client, mint, mint.transfer(bob.account, 200))
-            transfer = mint.history[-1].decoded()
+            transfer = mint.recent[-1].decoded()
             block = bob.receive(mint.account, transfer.sequence, transfer.hash(), 200)
             await certify(client, bob, block)
             for service in services:
@@ -157,7 +157,7 @@ async def test_batched_votes_and_certificates_are_checked_in_batches(tmp_path: P
                 # With a second liar there is no quorum: the bad votes are reported.
                 services[2].validator._sign = identity("not-validator-2").sign
                 with pytest.raises(CertificationFailed, match="validator 3: bad vote"):
-                    await client.certify(mint.issue(5), mint.history[-1:])
+                    await client.certify(mint.issue(5), mint.recent[-1:])
             # A certificate with forged votes riding on a SIGN_BATCH is not applied.
             forged = Certificate(
                 mint.pending or b"", ((0, bytes(64)), (1, bytes(64)), (2, bytes(64)))
@@ -200,6 +200,6 @@ async def test_batched_client_catches_up_a_lagging_validator(tmp_path: Path) -> 
                     world.committee, 0, ident.sign, world.mint_account, MemoryVoteStore()
                 )
                 services[3].validator._sign = identity("not-validator-3").sign
-                certificate = await client.certify(mint.issue(8), mint.history[-16:])
+                certificate = await client.certify(mint.issue(8), mint.recent[-16:])
                 assert [vote[0] for vote in certificate.votes] == [0, 1, 2]
                 assert services[0].validator.ledger.balance(mint.account) == 5 + 6 + 7

@@ -167,7 +167,7 @@ def test_certificates_with_batch_votes_are_stored_and_read_back(tmp_path: Path) 
     world = World()
     alice = world.funded("alice", 50)
     block = alice.transfer(world.mint_account, 5)
-    earlier = [c.block for c in alice.history[-2:]]
+    earlier = [c.block for c in alice.recent[-2:]]
     votes = [batch_vote(world.validators[i], block, earlier[: i + 1]) for i in range(3)]
     certificate = assemble_certificate(
         block, [v for v in votes if isinstance(v, Vote)], world.committee

@@ -42,7 +42,7 @@ def _samples() -> dict[str, tuple[Callable[[bytes], object], bytes]]:
     receipt = Receipt(payment.spend.digest(), bob.account, 5).signed(identity("r").sign)
     # A certificate of batch votes (paths of 1 and 2 nodes) next to a direct one.
     block = alice.transfer(bob.account, 5)
-    earlier = [c.block for c in alice.history[-2:]]
+    earlier = [c.block for c in alice.recent[-2:]]
     votes = [batch_vote(world.validators[i], block, earlier[:i]) for i in range(3)]
     batched = assemble_certificate(
         block, [v for v in votes if isinstance(v, Vote)], world.committee

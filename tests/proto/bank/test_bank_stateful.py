@@ -87,7 +87,7 @@ class BankMachine(RuleBasedStateMachine):
             self._run(
                 world.mint, world.mint.transfer(self._account(label), 1000), [0, 1, 2, 3], HONEST
             )
-            transfer = world.mint.history[-1].decoded()
+            transfer = world.mint.recent[-1].decoded()
             wallet = self.wallets[label]
             block = wallet.receive(transfer.account, transfer.sequence, transfer.hash(), 1000)
             self._run(wallet, block, [0, 1, 2, 3], HONEST)
@@ -339,7 +339,7 @@ class BankMachine(RuleBasedStateMachine):
         purse_key = identity(f"purse-{len(self.purses)}")
         terms = PursePayload(key_of(purse_key), cap, count, expiry=1000)
         if self._run(wallet, wallet.open_purse(cap * count, terms), list(range(4)), HONEST):
-            self.purses.append(PurseWallet(wallet.history[-1], purse_key.sign))
+            self.purses.append(PurseWallet(wallet.recent[-1], purse_key.sign))
 
     @rule(data=st.data())
     @precondition(lambda self: bool(self.purses))

@@ -121,7 +121,7 @@ def test_a_caller_decoded_block_is_never_cached() -> None:
 def test_to_value_hands_out_no_shared_list() -> None:
     world = World()
     alice = world.funded("alice", 50)
-    certificate = alice.history[-1]
+    certificate = alice.recent[-1]
     value = certificate.to_value()
     encoded = certificate.encode()
     value.append("junk")

@@ -162,7 +162,7 @@ def _pending_transfer(
     alice = world.funded("alice", 500)
     alice.transfer(world.mint_account, 1)
     assert alice.pending is not None
-    return implementation, world, alice.pending, [c.block for c in alice.history[-3:]]
+    return implementation, world, alice.pending, [c.block for c in alice.recent[-3:]]
 
 
 @pytest.mark.parametrize("name", ["pure", "native"])
@@ -178,7 +178,7 @@ def test_both_backends_agree_on_batch_certificates(name: str) -> None:
     assert len(first) == 4
     bad_path = Certificate(block, ((0, first[1], first[2], bytes(len(first[3]))), *good.votes[1:]))
     bad_sides = Certificate(block, ((0, first[1], first[2] ^ 1, first[3]), *good.votes[1:]))
-    certificates = [good, bad_path, bad_sides, world.mint.history[-1]]
+    certificates = [good, bad_path, bad_sides, world.mint.recent[-1]]
     expected = [True, False, False, True]
     assert check_certificates(certificates, world.committee, implementation) == expected
 
@@ -186,7 +186,7 @@ def test_both_backends_agree_on_batch_certificates(name: str) -> None:
 def test_batch_vote_decoding_is_strict() -> None:
     world = World()
     alice = world.funded("alice", 50)
-    certificate = alice.history[-1]
+    certificate = alice.recent[-1]
     block = certificate.block
     signature = bytes(64)
     node = bytes(32)

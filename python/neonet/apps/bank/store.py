@@ -501,11 +501,23 @@ class SqliteWalletStore(_Store):
             )
             db.execute("DELETE FROM pending WHERE block = ?", (certificate.block,))
 
-    def load(self) -> tuple[list[Certificate], bytes | None]:
-        rows = self.db.execute("SELECT certificate FROM chain ORDER BY sequence").fetchall()
+    def load_tail(self, count: int) -> tuple[list[Certificate], bytes | None]:
+        """The last ``count`` certificates and the pending block: what a wallet keeps in
+        memory, read without the rest of the chain (index range on the primary key)."""
+        rows = self.db.execute(
+            "SELECT certificate FROM chain ORDER BY sequence DESC LIMIT ?", (max(count, 0),)
+        ).fetchall()
         pending = self.db.execute("SELECT block FROM pending").fetchone()
-        chain = [Certificate.decode(bytes(row[0])) for row in rows]
-        return chain, None if pending is None else bytes(pending[0])
+        tail = [Certificate.decode(bytes(row[0])) for row in reversed(rows)]
+        return tail, None if pending is None else bytes(pending[0])
+
+    def chain(self, start: int, count: int) -> list[Certificate]:
+        """At most ``count`` certificates from sequence ``start`` on, in order."""
+        rows = self.db.execute(
+            "SELECT certificate FROM chain WHERE sequence >= ? ORDER BY sequence LIMIT ?",
+            (start, max(count, 0)),  # (a negative LIMIT is no limit in SQLite)
+        ).fetchall()
+        return [Certificate.decode(bytes(row[0])) for row in rows]
 
     def save_purse(self, purse_id: bytes, certificate: Certificate, key_seed: bytes) -> None:
         """A purse and its spending key's seed (the database is the device's own storage)."""

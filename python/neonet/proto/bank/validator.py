@@ -42,7 +42,7 @@ from neonet.proto.bank.messages import (
     vote_message,
 )
 from neonet.proto.bank.state import Applied, BankLedger, BankRuleError, CertificateArchive
-from neonet.proto.bank.votes import vote_tree
+from neonet.proto.bank.votes import vote_tree_root
 from neonet.proto.bank.wire import PurseStatus
 
 MAX_REMEMBERED_VOTES = 65_536
@@ -435,8 +435,7 @@ class Validator:
         batch.signed = True
         if not batch.leaves:
             return None
-        root, _ = vote_tree(batch.leaves)
-        return self._sign(root)
+        return self._sign(vote_tree_root(batch.leaves))
 
     def _revote(self, block: Block, data: bytes, batch: VoteBatch | None) -> Vote | Refusal:
         """A block already certified: vote for it again (a wallet that crashed after the

@@ -30,36 +30,19 @@ def vote_tree_node(left: bytes, right: bytes) -> bytes:
 
 def vote_tree(leaves: Sequence[bytes]) -> tuple[bytes, list[tuple[int, bytes]]]:
     """The root of the Merkle tree over ``leaves`` (vote messages, in batch order) and,
-    per leaf, its ``(sides, path)`` for ``vote_roots`` (docs/bank.md, "Batch votes").
+    per leaf, its ``(sides, path)`` for ``vote_roots`` (docs/bank.md, "Batch votes"):
+    the ledger core's ``vote_tree`` (Rust, with a pure twin).
 
     Each level pairs nodes 0-1, 2-3, ...; a last node without a partner moves up
     unchanged. One leaf is its own root, with an empty path: a direct vote. A path is
     the siblings on the way up, 32 bytes each, one after the other.
     """
-    if not leaves:
-        raise ValueError("a vote tree needs at least one leaf")
-    levels = [list(leaves)]
-    level = levels[0]
-    while len(level) > 1:
-        above = [vote_tree_node(level[j], level[j + 1]) for j in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            above.append(level[-1])
-        levels.append(above)
-        level = above
-    proofs: list[tuple[int, bytes]] = []
-    below_root = levels[:-1]
-    for leaf in range(len(leaves)):
-        position, sides = leaf, 0
-        path: list[bytes] = []
-        for nodes in below_root:
-            sibling = position ^ 1
-            if sibling < len(nodes):
-                if position & 1:
-                    sides |= 1 << len(path)
-                path.append(nodes[sibling])
-            position >>= 1
-        proofs.append((sides, b"".join(path)))
-    return level[0], proofs
+    return backend.vote_tree(leaves, True)
+
+
+def vote_tree_root(leaves: Sequence[bytes]) -> bytes:
+    """The root alone of ``vote_tree(leaves)`` (what a validator signs)."""
+    return backend.vote_tree(leaves, False)[0]
 
 
 class VerifiedVotes:

@@ -8,13 +8,20 @@ block again instead of signing another for the sequence. A wallet restored from 
 keys alone (a new device) has no store history: it must sync its own certified chain
 (``synced``) before it may sign anything.
 
+Memory does not grow with the chain (``docs/bank.md``, "Keys and storage"): the wallet
+keeps its head and the last ``TAIL`` certificates (``recent``, what a certification
+request sends along); the whole chain is the store's (``WalletStore.chain``), read by
+range.
+
 ``PurseWallet`` spends an offline purse: indexes in order, each persisted before the
 spend is released, within the purse's cap, count and expiry.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
+from itertools import islice
 from typing import Protocol
 
 from neonet.core.errors import LocalProtocolError
@@ -43,31 +50,65 @@ from neonet.proto.bank.messages import (
 ZERO = bytes(32)
 
 
+# Certificates a wallet keeps in memory: a certification request sends the last one, and
+# a validator that says it is behind gets up to ``wire.MAX_PREVIOUS`` (16) older ones.
+TAIL = 16
+
+
 class WalletStore(Protocol):
     """Durable wallet state; each method returns once the data is on disk."""
 
     def save_pending(self, block: bytes) -> None: ...
     def save_certified(self, certificate: Certificate) -> None: ...
-    def load(self) -> tuple[list[Certificate], bytes | None]:
-        """The certified chain (in order) and the pending block, if any."""
+    def load_tail(self, count: int) -> tuple[list[Certificate], bytes | None]:
+        """The last ``count`` certificates of the chain (in order) and the pending block."""
+        ...
+
+    def chain(self, start: int, count: int) -> list[Certificate]:
+        """At most ``count`` certificates from sequence ``start`` on, in order."""
         ...
 
 
+class ChainNotKept(LookupError):
+    """The store no longer holds that part of the chain (``MemoryWalletStore(keep=...)``)."""
+
+
 class MemoryWalletStore:
-    def __init__(self) -> None:
-        self.chain: list[Certificate] = []
+    """The in-memory ``WalletStore`` (tests, the bench).
+
+    ``keep``: hold only the last ``keep`` certificates. The bench's one client process
+    stands in for many wallets whose chains would each be on their own device's disk;
+    keeping every chain here made the client grow ~20 MiB per 15,000 transfers and its
+    collector slower with it. ``chain`` then raises ``ChainNotKept`` for a sequence that
+    was dropped. Without ``keep`` the store holds the whole chain.
+    """
+
+    def __init__(self, keep: int | None = None) -> None:
+        if keep is not None and keep < 1:
+            raise ValueError("keep must be at least 1")
+        self._certificates: deque[Certificate] = deque(maxlen=keep)
+        self._count = 0  # certificates ever saved: the next sequence
         self.pending: bytes | None = None
 
     def save_pending(self, block: bytes) -> None:
         self.pending = block
 
     def save_certified(self, certificate: Certificate) -> None:
-        self.chain.append(certificate)
+        self._certificates.append(certificate)
+        self._count += 1
         if self.pending == certificate.block:
             self.pending = None
 
-    def load(self) -> tuple[list[Certificate], bytes | None]:
-        return list(self.chain), self.pending
+    def load_tail(self, count: int) -> tuple[list[Certificate], bytes | None]:
+        kept = self._certificates
+        return list(islice(kept, max(0, len(kept) - max(count, 0)), None)), self.pending
+
+    def chain(self, start: int, count: int) -> list[Certificate]:
+        first = self._count - len(self._certificates)  # sequence of the oldest kept
+        if start < first:
+            raise ChainNotKept(f"this store keeps sequences {first} and later only")
+        end = min(start + max(count, 0), self._count)
+        return list(islice(self._certificates, start - first, max(end - first, 0)))
 
 
 class Wallet:
@@ -86,16 +127,18 @@ class Wallet:
         self.key = key  # the current signing key's public half
         self._sign = sign
         self.store = store
-        chain, pending = store.load()
+        tail, pending = store.load_tail(TAIL)
         self.head: ChainHead | None = None
-        self.history: list[Certificate] = []
-        for certificate in chain:
+        # The last certificates, oldest first, ending at the head: bounded, the chain is
+        # the store's (``history``, ``store.chain``).
+        self._recent: deque[Certificate] = deque(maxlen=TAIL)
+        for certificate in tail:
             self._advance(certificate)
         self.pending: bytes | None = pending
         # The last block signed and its fields (its signature left out).
         self._signed: tuple[bytes, Block] | None = None
         # A wallet restored from keys alone must learn its chain before signing.
-        self.needs_sync = restored and not chain
+        self.needs_sync = restored and not tail
 
     def _advance(self, certificate: Certificate, block: Block | None = None) -> None:
         """Move the head to ``certificate``'s block (``block``: it decoded, if known)."""
@@ -104,7 +147,24 @@ class Wallet:
         key = block.payload if block.kind == BlockKind.ROTATE_KEY else block.key
         head_hash = block_hash(certificate.block)  # from the bytes: no re-encoding
         self.head = ChainHead(block.account, block.sequence, head_hash, block.balance, key)
-        self.history.append(certificate)
+        self._recent.append(certificate)
+
+    @property
+    def recent(self) -> list[Certificate]:
+        """The last certificates (at most ``TAIL``), oldest first, ending at the head:
+        the ``history`` argument of ``BankClient.certify``."""
+        return list(self._recent)
+
+    @property
+    def length(self) -> int:
+        """The number of certified blocks in the chain (the next block's sequence)."""
+        return 0 if self.head is None else self.head.sequence + 1
+
+    @property
+    def history(self) -> list[Certificate]:
+        """The whole certified chain, READ FROM THE STORE (O(chain) time and memory):
+        for tests and small chains; page with ``store.chain`` otherwise."""
+        return self.store.chain(0, self.length)
 
     @property
     def balance(self) -> int:
@@ -209,16 +269,20 @@ class Wallet:
         self.pending = None
 
     def synced(self, chain: list[Certificate]) -> None:
-        """Adopt the account's certified chain learnt from the network (already verified).
+        """Adopt the account's certified chain learnt from the network (already verified):
+        the whole chain, or its part from any sequence up to just after the head (as
+        ``BankClient.sync_chain(..., start=wallet.head)`` returns it).
 
         A pending block that the chain contains is settled; one that it does not is kept
         (it may still be certified: resend it), unless its slot is taken by another block,
         which only a second signer (a stolen key) can have made.
         """
-        known = len(self.history)
-        for certificate in chain[known:]:
+        first = chain[0].decoded().sequence if chain else 0
+        if first > self.length:
+            raise LocalProtocolError("the synced chain does not continue this wallet's")
+        for certificate in chain[self.length - first :]:
             block = certificate.decoded()
-            if block.account != self.account or block.sequence != len(self.history):
+            if block.account != self.account or block.sequence != self.length:
                 raise LocalProtocolError("the synced chain does not continue this wallet's")
             self.store.save_certified(certificate)
             self._advance(certificate)
