@@ -179,3 +179,27 @@ def test_recent_hashes_are_bounded_with_an_archive(monkeypatch: pytest.MonkeyPat
     assert not ledger.has_applied(old.block) and ledger.has_applied(newest.block)
     assert ledger.apply(old) is Applied.DUPLICATE
     assert len(world.observer._applied) > 4  # without an archive: every hash
+
+
+def test_sqlite_archive_reads_long_ranges_in_order(tmp_path: Path) -> None:
+    world = World()
+    account = _long_chain(world, 2)
+    kept = world.observer.certificate_at(account, 1)
+    assert kept is not None
+    store = SqliteVoteStore(tmp_path / "votes.db")
+    other = bytes(32)
+    for sequence in range(600):  # the store files by slot; it does not decode
+        store.archive(account, sequence, kept)
+        store.archive(other, sequence, kept)
+    assert len(store.archived(account, 0, 600)) == 600  # more than one query's list
+    assert len(store.archived(account, 590, 50)) == 10
+    assert store.archived(account, 600, 5) == []
+    store.archive(account, 700, kept)
+    assert len(store.archived(account, 598, 200)) == 2  # stops at the first gap
+    plan = store.db.execute(
+        "EXPLAIN QUERY PLAN SELECT certificate FROM certificates WHERE account = ?"
+        " AND sequence IN (1, 2)",
+        (account,),
+    ).fetchall()
+    assert "certificates_by_slot" in str(plan)
+    store.close()

@@ -59,6 +59,7 @@ class _Transaction:
 
 
 _Row = tuple[str, tuple[object, ...]]
+_IN_LIST = 256  # sequences per slot lookup query (one index search each)
 
 
 class StoreFailedError(RuntimeError):
@@ -407,9 +408,15 @@ class SqliteVoteStore(_Store):
                         "UPDATE certificates SET account = ?, sequence = ? WHERE number = ?",
                         (block.account, block.sequence, number),
                     )
+            # Sequence first: the certificates of one group commit (many accounts, each at
+            # its next sequence) then share a few index pages, where (account, sequence)
+            # dirtied one page per account: 17.5 against 12.8 us of SQLite CPU per vote
+            # and certificate, 2.8 against 1.9 ms per commit of 96 of each (a 1,500-commit
+            # run; docs/notes.md, session 7). Slot lookups are as direct either way.
+            db.execute("DROP INDEX IF EXISTS certificates_slot")  # (account, sequence)
             db.execute(
-                "CREATE UNIQUE INDEX IF NOT EXISTS certificates_slot"
-                " ON certificates (account, sequence)"
+                "CREATE UNIQUE INDEX IF NOT EXISTS certificates_by_slot"
+                " ON certificates (sequence, account)"
             )
 
     def add_certificate(self, certificate: Certificate) -> None:
@@ -435,12 +442,15 @@ class SqliteVoteStore(_Store):
     def archived(self, account: bytes, start: int, count: int) -> list[Certificate]:
         """The kept certificates of ``account`` from sequence ``start`` on (at most
         ``count``, consecutive), from disk and from rows not yet written."""
-        rows = self.db.execute(
-            "SELECT sequence, certificate FROM certificates WHERE account = ?"
-            " AND sequence >= ? ORDER BY sequence LIMIT ?",
-            (account, start, count),
-        ).fetchall()
-        found = {sequence: bytes(data) for sequence, data in rows}
+        found: dict[int, bytes] = {}
+        for first in range(start, start + count, _IN_LIST):
+            sequences = range(first, min(first + _IN_LIST, start + count))
+            rows = self.db.execute(
+                "SELECT sequence, certificate FROM certificates WHERE account = ?"
+                f" AND sequence IN ({','.join('?' * len(sequences))})",
+                (account, *sequences),
+            )
+            found.update((sequence, bytes(data)) for sequence, data in rows)
         unwritten = self._unwritten_certificates
         result = []
         for sequence in range(start, start + count):
