@@ -203,3 +203,35 @@ def test_sqlite_archive_reads_long_ranges_in_order(tmp_path: Path) -> None:
     ).fetchall()
     assert "certificates_by_slot" in str(plan)
     store.close()
+
+
+def test_group_commits_never_checkpoint_and_the_checkpoint_thread_bounds_the_wal(
+    tmp_path: Path,
+) -> None:
+    from neonet.apps.bank import store as store_module
+
+    world = World()
+    account = _long_chain(world, 2)
+    kept = world.observer.certificate_at(account, 1)
+    assert kept is not None
+    store = SqliteVoteStore(tmp_path / "votes.db", deferred=True)
+    assert store._writer is not None
+    assert store._writer.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    wal = tmp_path / "votes.db-wal"
+    sizes = []
+    cycles = 24
+    for batch in range(cycles * store_module.CHECKPOINT_EVERY):
+        for i in range(20):
+            store.archive(bytes([i]) * 32, batch, kept)  # ~20 KB per batch
+        store.flush()
+        if store._checkpointer is not None:
+            assert store._checkpointer.wait_idle(30)
+        sizes.append(wal.stat().st_size)
+    assert store._checkpointer is not None and store._checkpointer.runs >= cycles - 1
+    written = cycles * store_module.CHECKPOINT_EVERY * 20 * len(kept.encode())
+    # Without checkpoints the WAL would hold everything written; with them it is
+    # restarted from its beginning after each one and stops growing.
+    assert max(sizes) < written / 4, (max(sizes), written)
+    assert max(sizes[len(sizes) // 2 :]) <= 1.25 * max(sizes[: len(sizes) // 2])
+    assert len(store.archived(bytes(32), 0, 1000)) == cycles * store_module.CHECKPOINT_EVERY
+    store.close()

@@ -11,8 +11,10 @@ store object, used from one thread.
 from __future__ import annotations
 
 import itertools
+import logging
 import operator
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -56,6 +58,66 @@ class _Transaction:
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+logger = logging.getLogger("neonet.bank")
+
+#: Group commits between two WAL checkpoints of a deferred vote store (each copies what
+#: the commits since the last one appended to the WAL into the database file).
+CHECKPOINT_EVERY = 16
+
+
+class _Checkpointer:
+    """Copies a database's WAL into its file on a thread and connection of its own, so
+    that no group commit waits for a checkpoint: the writer's automatic checkpoint (run
+    inside the COMMIT that crossed 1,000 WAL pages, then fsync of the database file)
+    made every 20th or so commit 15-25 ms instead of 5 ms, the p99 of ``neonet bench
+    bank``. A PASSIVE checkpoint copies what is committed, without waiting for the
+    writer; the writer restarts the WAL from its start once everything was copied."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(
+            str(path), isolation_level=None, timeout=30, check_same_thread=False
+        )
+        for pragma in _PRAGMAS:
+            self._db.execute(pragma)
+        self._wake = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._stopping = False
+        self.runs = 0
+        self._thread = threading.Thread(
+            target=self._run, name="neonet-bank-checkpoint", daemon=True
+        )
+        self._thread.start()
+
+    def request(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until the requested checkpoints ran (tests); False on timeout."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping:
+                return
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:  # the next request tries again
+                logger.warning("bank: a WAL checkpoint failed: %r", exc)
+            self.runs += 1
+            if not self._wake.is_set():
+                self._idle.set()
+
+    def close(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join()
+        self._db.close()
 
 
 _Row = tuple[str, tuple[object, ...]]
@@ -148,6 +210,11 @@ class SqliteVoteStore(_Store):
             )
             for pragma in _PRAGMAS:
                 self._writer.execute(pragma)
+            # Checkpoints run on their own thread (``_Checkpointer``), started at the
+            # first one: a commit never copies the WAL into the database itself.
+            self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpointer: _Checkpointer | None = None
+        self._since_checkpoint = 0
 
     @property
     def dirty(self) -> bool:
@@ -180,6 +247,12 @@ class SqliteVoteStore(_Store):
 
     def batch_written(self, number: int) -> None:
         """Batch ``number`` (and every one before it) is on disk."""
+        self._since_checkpoint += 1
+        if self._since_checkpoint >= CHECKPOINT_EVERY:
+            self._since_checkpoint = 0
+            if self._checkpointer is None:
+                self._checkpointer = _Checkpointer(self.path)
+            self._checkpointer.request()
         self._unwritten = {k: b for k, b in self._unwritten.items() if b > number}
         certificates = self._unwritten_certificates  # in batch order
         while certificates:
@@ -482,6 +555,8 @@ class SqliteVoteStore(_Store):
         return [FraudProof.decode(bytes(row[0])) for row in rows]
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         if self._writer is not None:
             self._writer.close()
         super().close()
