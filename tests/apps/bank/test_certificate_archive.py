@@ -235,3 +235,23 @@ def test_group_commits_never_checkpoint_and_the_checkpoint_thread_bounds_the_wal
     assert max(sizes[len(sizes) // 2 :]) <= 1.25 * max(sizes[: len(sizes) // 2])
     assert len(store.archived(bytes(32), 0, 1000)) == cycles * store_module.CHECKPOINT_EVERY
     store.close()
+
+
+@pytest.mark.parametrize("deferred", [True, False])
+def test_a_votes_table_keyed_account_first_still_works(tmp_path: Path, deferred: bool) -> None:
+    path = tmp_path / "old-votes.db"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE votes (account BLOB NOT NULL, sequence INTEGER NOT NULL,"
+        " block BLOB NOT NULL, PRIMARY KEY (account, sequence))"
+    )
+    db.execute("INSERT INTO votes VALUES (?, 3, ?)", (bytes(32), b"old vote"))
+    db.commit()
+    db.close()
+    store = SqliteVoteStore(path, deferred=deferred)
+    assert store.voted(bytes(32), 3) == b"old vote"
+    assert store.record(bytes(32), 3, b"another", None) == b"old vote"  # refused
+    assert store.record(bytes(32), 4, b"next", None) is None
+    store.flush()
+    assert store.votes() == {(bytes(32), 3): b"old vote", (bytes(32), 4): b"next"}
+    store.close()
