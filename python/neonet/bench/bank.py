@@ -225,6 +225,11 @@ async def _drive(
         # What 2 idle cores would sustain with this CPU cost (client + 4 validators).
         "CPU ceiling transfers/s on 2 cores": 2000
         / (1000 * client_cpu / count + 4 * per_validator),
+        # Memory after the point: what the processes keep as history grows.
+        "client RSS MiB": children.rss_mib(os.getpid()),
+        "validator RSS MiB (mean of 4)": statistics.mean(
+            children.rss_mib(pid) for pid in validator_pids
+        ),
     }
 
 
@@ -342,9 +347,15 @@ async def _fetch(client: BankClient, account: bytes) -> list[Certificate]:
             return certificates
 
 
-def _points(quick: bool, accounts: int | None) -> list[tuple[int, float]]:
-    """The online phase's closed-loop points; the last one is the headline."""
+def _points(
+    quick: bool, accounts: int | None, repeat: int | None = None
+) -> list[tuple[int, float]]:
+    """The online phase's closed-loop points; the last one is the headline. ``repeat``:
+    that many points of ``accounts`` (default ``HEADLINE_ACCOUNTS``), 5 s each, in a row
+    on the same processes (how the cost per transfer moves as history grows)."""
     seconds = 3.0 if quick else 10.0
+    if repeat is not None:
+        return [(accounts or HEADLINE_ACCOUNTS, SWEEP_SECONDS)] * repeat
     if accounts is not None:
         return [(accounts, seconds)]
     if quick:
@@ -352,12 +363,15 @@ def _points(quick: bool, accounts: int | None) -> list[tuple[int, float]]:
     return [*((n, SWEEP_SECONDS) for n in SWEEP_ACCOUNTS), (HEADLINE_ACCOUNTS, seconds)]
 
 
-def run(*, quick: bool, accounts: int | None = None) -> dict[str, Any]:
+def run(*, quick: bool, accounts: int | None = None, repeat: int | None = None) -> dict[str, Any]:
     """The three parts; ``accounts``: one online point of that many accounts in flight
     (default: 32 with ``quick``, else the sweep ``SWEEP_ACCOUNTS`` then the headline of
-    ``HEADLINE_ACCOUNTS`` accounts for 10 s)."""
+    ``HEADLINE_ACCOUNTS`` accounts for 10 s); ``repeat``: instead, that many 5-s points
+    of ``accounts`` in a row (the last is reported as the headline)."""
     if accounts is not None and accounts < 1:
         raise ValueError("accounts in flight must be at least 1")
+    if repeat is not None and not 1 <= repeat <= 100:
+        raise ValueError("points must be 1..100")
     results: dict[str, Any] = {"quick": quick, "backend": backend.BACKEND}
     with tempfile.TemporaryDirectory() as directory:
         processes, addresses = _start_validators(directory)
@@ -365,7 +379,7 @@ def run(*, quick: bool, accounts: int | None = None) -> dict[str, Any]:
             points = trio.run(
                 _online,
                 addresses,
-                _points(quick, accounts),
+                _points(quick, accounts, repeat),
                 [process.pid for process in processes],
             )
         finally:
@@ -387,26 +401,33 @@ def run(*, quick: bool, accounts: int | None = None) -> dict[str, Any]:
 
 def _sweep_table(points: list[dict[str, float]]) -> None:
     print("sweep (closed loop: each account signs, certifies, then signs its next transfer)")
-    print("    accounts  seconds  certified/s  median ms  p99 ms  client/validator CPU ms")
+    print(
+        "    accounts  seconds  certified/s  median ms  p99 ms  client/validator CPU ms"
+        "  client/validator RSS MiB"
+    )
     for point in points:
         print(
             f"    {point['accounts in flight']:8.0f}  {point['seconds']:7.0f}"
             f"  {point['certified transfers/s']:11,.0f}  {point['latency median ms']:9.1f}"
             f"  {point['latency p99 ms']:6.1f}  {point['client CPU ms per transfer']:.3f}"
             f" / {point['validator CPU ms per transfer (mean of 4)']:.3f}"
+            f"   {point['client RSS MiB']:13.0f} / {point['validator RSS MiB (mean of 4)']:.0f}"
         )
 
 
-def main(*, quick: bool, as_json: bool, accounts: int | None = None) -> None:
+def main(
+    *, quick: bool, as_json: bool, accounts: int | None = None, repeat: int | None = None
+) -> None:
     if not backend.NATIVE_AVAILABLE:
         raise SystemExit("neonet bench bank needs neonet._native: build it with `maturin develop`")
-    results = run(quick=quick, accounts=accounts)
+    results = run(quick=quick, accounts=accounts, repeat=repeat)
     if as_json:
         print(json.dumps(results, indent=2))
         return
     if "sweep" in results:
         _sweep_table(results["sweep"])
-        print(f"online (headline: {HEADLINE_ACCOUNTS} accounts in flight)")
+        headline = results["online"]["accounts in flight"]
+        print(f"online (headline: {headline:.0f} accounts in flight, the last point)")
     else:
         print("online")
     for key, value in results["online"].items():

@@ -13,6 +13,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss_mib(pid: int) -> float:
+    """A process's resident memory now, in MiB (``/proc/<pid>/status``)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no VmRSS for process {pid}")
+
+
 def stop(processes: list[subprocess.Popen[str]], timeout: float = 30.0) -> None:
     """Close each child's stdin (its signal to stop), wait, kill what does not end."""
     for process in processes:

@@ -11,7 +11,7 @@ neonet bench core [--quick] [--json]              Rust core vs its pure-Python t
 neonet bench relay [--quick] [--json]             circuit relay v2 and DCUtR on loopback
 neonet bench dht [--quick] [--json]               DHT lookup latency and hops, 10/50/200 nodes
 neonet bench gossip [--quick] [--json]            50-node GossipSub network, both backends
-neonet bench bank [--quick] [--json] [--accounts N]
+neonet bench bank [--quick] [--json] [--accounts N] [--points N]
                                                   NeoBankof: certified transfers, POS, sync
 neonet bank ...                                   NeoBankof wallets, POS, validators, mint
 neonet bench ssn [--quick] [--json]               SSN server vs a Node.js ws room relay
@@ -204,7 +204,11 @@ def cmd_bench(args: argparse.Namespace) -> None:
     elif args.suite == "ssn":
         options.update(clients=args.clients)
     elif args.suite == "bank":
-        options.update(accounts=args.accounts)
+        if args.accounts is not None and args.accounts < 1:
+            raise CliError("--accounts must be at least 1")
+        if args.points is not None and not 1 <= args.points <= 100:
+            raise CliError("--points must be 1..100")
+        options.update(accounts=args.accounts, repeat=args.points)
     module.main(**options)
 
 
@@ -307,6 +311,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="bank: accounts in flight, one point (default: 32 with --quick, else a sweep)",
+    )
+    bench.add_argument(
+        "--points",
+        type=int,
+        default=None,
+        help="bank: N points of --accounts (default 96), 5 s each, on the same processes",
     )
     bench.set_defaults(handler=cmd_bench)
 
