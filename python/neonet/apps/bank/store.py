@@ -65,6 +65,10 @@ logger = logging.getLogger("neonet.bank")
 #: Group commits between two WAL checkpoints of a deferred vote store (each copies what
 #: the commits since the last one appended to the WAL into the database file).
 CHECKPOINT_EVERY = 16
+#: WAL pages at which the writer checkpoints itself (when the checkpoint thread could
+#: not restart the WAL: commits back to back), and the size a restarted WAL is cut to.
+WAL_SAFETY_PAGES = 10_000
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 class _Checkpointer:
@@ -217,8 +221,13 @@ class SqliteVoteStore(_Store):
             for pragma in _PRAGMAS:
                 self._writer.execute(pragma)
             # Checkpoints run on their own thread (``_Checkpointer``), started at the
-            # first one: a commit never copies the WAL into the database itself.
-            self._writer.execute("PRAGMA wal_autocheckpoint=0")
+            # first one, so that a commit does not copy the WAL into the database itself;
+            # but a checkpoint overlapping the next commit never lets the WAL restart, so
+            # back-to-back commits would grow it for good: the writer's own checkpoint
+            # stays as a safety net at ``WAL_SAFETY_PAGES``, and a restarted WAL is cut
+            # back to ``WAL_SIZE_LIMIT``.
+            self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_SAFETY_PAGES}")
+            self._writer.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         self._checkpointer: _Checkpointer | None = None
         self._since_checkpoint = 0
 
@@ -253,12 +262,18 @@ class SqliteVoteStore(_Store):
 
     def batch_written(self, number: int) -> None:
         """Batch ``number`` (and every one before it) is on disk."""
+        self._settle_written(number)
         self._since_checkpoint += 1
         if self._since_checkpoint >= CHECKPOINT_EVERY:
             self._since_checkpoint = 0
-            if self._checkpointer is None:
-                self._checkpointer = _Checkpointer(self.path)
-            self._checkpointer.request()
+            try:
+                if self._checkpointer is None:
+                    self._checkpointer = _Checkpointer(self.path)
+                self._checkpointer.request()
+            except (sqlite3.Error, RuntimeError) as exc:  # the writer's own one remains
+                logger.warning("bank: no WAL checkpoint thread: %r", exc)
+
+    def _settle_written(self, number: int) -> None:
         self._unwritten = {k: b for k, b in self._unwritten.items() if b > number}
         if self._unwritten_certificates:  # rebuilt: popping a dict's front is quadratic
             self._unwritten_certificates = {
@@ -487,6 +502,14 @@ class SqliteVoteStore(_Store):
                         "UPDATE certificates SET account = ?, sequence = ? WHERE number = ?",
                         (block.account, block.sequence, number),
                     )
+            indexes = {row[1] for row in db.execute("PRAGMA index_list(certificates)")}
+            if "certificates_by_slot" not in indexes:
+                # Older stores could hold a slot twice (a replay that parked too much, then
+                # a resend): keep its first row, so that the unique index can be made.
+                db.execute(
+                    "DELETE FROM certificates WHERE number NOT IN"
+                    " (SELECT MIN(number) FROM certificates GROUP BY account, sequence)"
+                )
             # Sequence first: the certificates of one group commit (many accounts, each at
             # its next sequence) then share a few index pages, where (account, sequence)
             # dirtied one page per account: 17.5 against 12.8 us of SQLite CPU per vote
@@ -507,8 +530,8 @@ class SqliteVoteStore(_Store):
         """Keep the applied certificate of (``account``, ``sequence``): written with the
         next batch in deferred mode (readable from memory until then). A certificate on
         disk already (a restart's replay) is not written again."""
-        if sequence <= self._archived_at_open.get(account, -1):
-            return
+        if sequence <= self._archived_at_open.get(account, -1) and self._on_disk(account, sequence):
+            return  # a restart's replay (an older database may have holes: they are filled)
         number = self._next_number
         self._next_number += 1
         if self.deferred:
@@ -517,6 +540,12 @@ class SqliteVoteStore(_Store):
             "INSERT OR IGNORE INTO certificates VALUES (?, ?, ?, ?)",
             (number, certificate.encode(), account, sequence),
         )
+
+    def _on_disk(self, account: bytes, sequence: int) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM certificates WHERE sequence = ? AND account = ?", (sequence, account)
+        ).fetchone()
+        return row is not None
 
     def archived(self, account: bytes, start: int, count: int) -> list[Certificate]:
         """The kept certificates of ``account`` from sequence ``start`` on (at most

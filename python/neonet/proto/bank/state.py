@@ -510,17 +510,19 @@ class BankLedger:
         return Applied.PARKED
 
     def _commit(self, block: Block, head: ChainHead, certificate: Certificate) -> None:
+        # Kept without its decoded block (about 0.5 KiB that every applied block would
+        # hold for good); the rare reader decodes ``certificate.block`` again.
+        kept = Certificate(certificate.block, certificate.votes)
+        if self.archive is not None:
+            # First: an archive that raises (a disk error) leaves the state untouched.
+            self.archive.archive(block.account, block.sequence, kept)
         state = self.accounts.get(block.account)
         if state is None:
             state = self.accounts[block.account] = AccountState(head)
         state.head = head
-        # Kept without its decoded block (about 0.5 KiB that every applied block would
-        # hold for good); the rare reader decodes ``certificate.block`` again.
-        kept = Certificate(certificate.block, certificate.votes)
         state.certificates.append(kept)
         self._applied.add(head.hash)
         if self.archive is not None:
-            self.archive.archive(block.account, block.sequence, kept)
             if len(state.certificates) > 2 * self.tail:  # trimmed in steps, not per block
                 drop = len(state.certificates) - self.tail
                 del state.certificates[:drop]
@@ -572,7 +574,8 @@ class BankLedger:
             purse.refunded = True
 
     def certificate_at(self, account: bytes, sequence: int) -> Certificate | None:
-        """The certificate of the account's block at ``sequence``, if applied."""
+        """The certificate of the account's block at ``sequence``, if applied
+        (``LookupError`` if the archive lost it: a damaged store)."""
         state = self.accounts.get(account)
         if state is None or not 0 <= sequence <= state.head.sequence:
             return None
