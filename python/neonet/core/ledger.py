@@ -277,6 +277,12 @@ VOTE_TREE_CONTEXT = "NeoNet 2026 bank vote tree v2"
 MAX_VOTE_PATH = 16
 
 
+def vote_tree_node(left: bytes, right: bytes) -> bytes:
+    """An inner node of a batch vote tree (its own context: no leaf, which is a
+    ``VOTE_CONTEXT`` hash, can pass for an inner node or the other way round)."""
+    return blake3.blake3(left + right, derive_key_context=VOTE_TREE_CONTEXT).digest()
+
+
 def vote_tree(leaves: Sequence[bytes], paths: bool = True) -> tuple[bytes, list[tuple[int, bytes]]]:
     """The root of the batch vote tree over ``leaves`` (32-byte vote messages, in batch
     order) and, with ``paths``, each leaf's ``(sides, path)`` for ``vote_roots`` (else
@@ -299,10 +305,7 @@ def vote_tree(leaves: Sequence[bytes], paths: bool = True) -> tuple[bytes, list[
     level = [bytes(node) for node in nodes]
     levels = [level]
     while len(level) > 1:
-        above = [
-            blake3.blake3(level[j] + level[j + 1], derive_key_context=VOTE_TREE_CONTEXT).digest()
-            for j in range(0, len(level) - 1, 2)
-        ]
+        above = [vote_tree_node(level[j], level[j + 1]) for j in range(0, len(level) - 1, 2)]
         if len(level) % 2:
             above.append(level[-1])
         levels.append(above)
@@ -350,8 +353,8 @@ def vote_roots(
         node = leaf
         for k in range(0, len(path), 32):
             sibling = path[k : k + 32]
-            pair = sibling + node if sides >> (k // 32) & 1 else node + sibling
-            node = blake3.blake3(pair, derive_key_context=VOTE_TREE_CONTEXT).digest()
+            left, right = (sibling, node) if sides >> (k // 32) & 1 else (node, sibling)
+            node = vote_tree_node(left, right)
         roots.append(node)
     return leaf, roots
 

@@ -30,7 +30,11 @@ def _long_chain(world: World, transfers: int) -> bytes:
 
 
 def _blocks(ledger: BankLedger, account: bytes) -> list[bytes]:
-    return [certificate.block for certificate in ledger.iter_chain(account, page=7)]
+    """The whole chain, read in pages of 7 across the archive and memory."""
+    blocks: list[bytes] = []
+    while page := ledger.chain(account, len(blocks), 7):
+        blocks.extend(certificate.block for certificate in page)
+    return blocks
 
 
 def _forged_twin(world: World, account: bytes, sequence: int) -> Certificate:
@@ -149,15 +153,9 @@ def test_sqlite_archive_before_and_after_its_batch_and_across_a_restart(
 def test_a_database_from_before_the_archive_is_migrated(tmp_path: Path) -> None:
     world = World()
     account = _long_chain(world, 5)
-    kept = list(world.observer.iter_chain(account))
+    kept = world.observer.chain(account, 0, 1000)
     path = tmp_path / "old.db"
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE certificates (number INTEGER PRIMARY KEY, certificate BLOB NOT NULL)")
-    db.executemany(
-        "INSERT INTO certificates (certificate) VALUES (?)", [(c.encode(),) for c in kept]
-    )
-    db.commit()
-    db.close()
+    _old_database(path, kept)
     store = SqliteVoteStore(path, deferred=True)
     assert store.archived(account, 0, 100) == kept
     assert store.archived(account, 2, 2) == kept[2:4]
@@ -332,7 +330,7 @@ def test_an_old_database_with_a_hole_is_filled_when_the_certificate_comes_again(
 def test_an_old_database_holding_a_slot_twice_keeps_its_first_row(tmp_path: Path) -> None:
     world = World()
     account = _long_chain(world, 3)
-    kept = list(world.observer.iter_chain(account))
+    kept = world.observer.chain(account, 0, 1000)
     path = tmp_path / "old.db"
     _old_database(path, [*kept, kept[1]])  # a slot stored twice
     store = SqliteVoteStore(path)

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from neonet.core import backend
 from neonet.core.errors import DecodeError
+from neonet.core.ledger import vote_tree_node
 from neonet.proto.bank import wire
 from neonet.proto.bank.messages import (
     Certificate,
@@ -20,7 +21,7 @@ from neonet.proto.bank.messages import (
     vote_message,
 )
 from neonet.proto.bank.validator import MemoryVoteStore, Refusal, Validator, Vote, VoteBatch
-from neonet.proto.bank.votes import vote_tree, vote_tree_node
+from neonet.proto.bank.votes import vote_tree
 from tests.proto.bank.world import World, batch_vote, identity
 
 COMMITTEE = bytes(range(32))

@@ -11,56 +11,24 @@ store object, used from one thread.
 from __future__ import annotations
 
 import itertools
-import logging
 import operator
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+from neonet.apps.bank.sqlite import Checkpointer, Store, connect, logger
 from neonet.proto.bank.messages import Certificate, FraudProof, OfflinePayment, Receipt
 
-_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON")
-
-
-def connect(path: str | Path) -> sqlite3.Connection:
-    """Open ``path`` in autocommit mode (explicit transactions), WAL, synchronous=FULL."""
-    connection = sqlite3.connect(str(path), isolation_level=None, timeout=30)
-    for pragma in _PRAGMAS:
-        connection.execute(pragma)
-    return connection
-
-
-class _Store:
-    _SCHEMA: tuple[str, ...] = ()
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.db = connect(path)
-        with self._transaction():
-            for statement in self._SCHEMA:
-                self.db.execute(statement)
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self.db)
-
-    def close(self) -> None:
-        self.db.close()
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
-        return self.db
-
-    def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-
-logger = logging.getLogger("neonet.bank")
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "WAL_SAFETY_PAGES",
+    "WAL_SIZE_LIMIT",
+    "SqlitePosStore",
+    "SqliteVoteStore",
+    "SqliteWalletStore",
+    "StoreFailedError",
+    "connect",
+]
 
 #: Group commits between two WAL checkpoints of a deferred vote store (each copies what
 #: the commits since the last one appended to the WAL into the database file).
@@ -71,59 +39,6 @@ WAL_SAFETY_PAGES = 10_000
 WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
-class _Checkpointer:
-    """Copies a database's WAL into its file on a thread and connection of its own, so
-    that no group commit waits for a checkpoint: the writer's automatic checkpoint (run
-    inside the COMMIT that crossed 1,000 WAL pages, then fsync of the database file)
-    made every 20th or so commit 15-25 ms instead of 5 ms, the p99 of ``neonet bench
-    bank``. A PASSIVE checkpoint copies what is committed, without waiting for the
-    writer; the writer restarts the WAL from its start once everything was copied."""
-
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(
-            str(path), isolation_level=None, timeout=30, check_same_thread=False
-        )
-        for pragma in _PRAGMAS:
-            self._db.execute(pragma)
-        self._wake = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._stopping = False
-        self.runs = 0
-        self._thread = threading.Thread(
-            target=self._run, name="neonet-bank-checkpoint", daemon=True
-        )
-        self._thread.start()
-
-    def request(self) -> None:
-        self._idle.clear()
-        self._wake.set()
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until the requested checkpoints ran (tests); False on timeout."""
-        return self._idle.wait(timeout)
-
-    def _run(self) -> None:
-        while True:
-            self._wake.wait()
-            self._wake.clear()
-            if self._stopping:
-                return
-            try:
-                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.Error as exc:  # the next request tries again
-                logger.warning("bank: a WAL checkpoint failed: %r", exc)
-            self.runs += 1
-            if not self._wake.is_set():
-                self._idle.set()
-
-    def close(self) -> None:
-        self._stopping = True
-        self._wake.set()
-        self._thread.join()
-        self._db.close()
-
-
 _Row = tuple[str, tuple[object, ...]]
 _IN_LIST = 256  # sequences per slot lookup query (one index search each)
 
@@ -132,7 +47,7 @@ class StoreFailedError(RuntimeError):
     """A deferred vote store whose batch write failed: it answers nothing more."""
 
 
-class SqliteVoteStore(_Store):
+class SqliteVoteStore(Store):
     """A validator's votes (one per slot, one per purse slot) and applied certificates.
 
     Immediate mode (default): each write is its own committed transaction. Deferred mode
@@ -215,12 +130,8 @@ class SqliteVoteStore(_Store):
             self._slots = {(bytes(p), i): bytes(b) for p, i, b in rows}
             for (purse, position), block in self._slots.items():
                 self._by_purse.setdefault(purse, {})[position] = block
-            self._writer = sqlite3.connect(
-                str(path), isolation_level=None, timeout=30, check_same_thread=False
-            )
-            for pragma in _PRAGMAS:
-                self._writer.execute(pragma)
-            # Checkpoints run on their own thread (``_Checkpointer``), started at the
+            self._writer = connect(path, any_thread=True)
+            # Checkpoints run on their own thread (``Checkpointer``), started at the
             # first one, so that a commit does not copy the WAL into the database itself;
             # but a checkpoint overlapping the next commit never lets the WAL restart, so
             # back-to-back commits would grow it for good: the writer's own checkpoint
@@ -228,7 +139,7 @@ class SqliteVoteStore(_Store):
             # back to ``WAL_SIZE_LIMIT``.
             self._writer.execute(f"PRAGMA wal_autocheckpoint={WAL_SAFETY_PAGES}")
             self._writer.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
-        self._checkpointer: _Checkpointer | None = None
+        self._checkpointer: Checkpointer | None = None
         self._since_checkpoint = 0
 
     @property
@@ -268,7 +179,7 @@ class SqliteVoteStore(_Store):
             self._since_checkpoint = 0
             try:
                 if self._checkpointer is None:
-                    self._checkpointer = _Checkpointer(self.path)
+                    self._checkpointer = Checkpointer(self.path)
                 self._checkpointer.request()
             except (sqlite3.Error, RuntimeError) as exc:  # the writer's own one remains
                 logger.warning("bank: no WAL checkpoint thread: %r", exc)
@@ -597,7 +508,7 @@ class SqliteVoteStore(_Store):
         super().close()
 
 
-class SqliteWalletStore(_Store):
+class SqliteWalletStore(Store):
     """A wallet's certified chain, its one pending block, and its purses' next indexes."""
 
     _SCHEMA = (
@@ -659,7 +570,7 @@ class SqliteWalletStore(_Store):
         return [(Certificate.decode(bytes(c)), n, bytes(k)) for c, n, k in rows]
 
 
-class SqlitePosStore(_Store):
+class SqlitePosStore(Store):
     """A POS's accepted payments with their receipts, and the fraud proofs it found."""
 
     _SCHEMA = (

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -599,15 +599,6 @@ class BankLedger:
         if len(older) != min(count, first - start):
             raise LookupError(f"the certificate archive lacks blocks of {account.hex()}")
         return [*older, *state.certificates[: count - len(older)]]
-
-    def iter_chain(self, account: bytes, start: int = 0, page: int = 1024) -> Iterator[Certificate]:
-        """Every applied certificate of ``account`` from ``start`` on, read page by page."""
-        while True:
-            found = self.chain(account, start, page)
-            yield from found
-            if len(found) < page:
-                return
-            start += page
 
     def apply_fraud_proof(self, proof: FraudProof) -> bytes | None:
         """Freeze the convicted account if ``proof`` holds; returns it (``None`` if not)."""

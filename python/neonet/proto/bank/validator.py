@@ -195,7 +195,7 @@ class Validator:
         self.ledger = BankLedger(committee, mint_account, archive=archive)
         # Every certificate applied (also from the parked queue): the votes at or below the
         # account's certified head may leave memory (they are on disk only).
-        self.ledger.on_advanced = self._settle
+        self.ledger.on_advanced = store.settle
         # Recent votes: block hash -> head after. Ordered dicts: evicting the oldest entry
         # of a plain dict makes its next iteration skip every deleted slot.
         self._voted: OrderedDict[bytes, ChainHead] = OrderedDict()
@@ -222,9 +222,6 @@ class Validator:
                 del self._voted[voted]
             self.recent_blocks.pop(certificate.block, None)
         return outcome
-
-    def _settle(self, account: bytes, head: int) -> None:
-        self.store.settle(account, head)
 
     def handle_fraud_proof(self, proof: FraudProof) -> bytes | None:
         return self.ledger.apply_fraud_proof(proof)

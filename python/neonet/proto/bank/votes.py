@@ -13,19 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import blake3
-
 from neonet.core import backend
-from neonet.core.ledger import VOTE_TREE_CONTEXT
 
 if TYPE_CHECKING:
     from neonet.proto.bank.messages import Certificate, Committee
-
-
-def vote_tree_node(left: bytes, right: bytes) -> bytes:
-    """An inner node of a batch vote tree (its own context: no leaf, which is a
-    ``VOTE_CONTEXT`` hash, can pass for an inner node or the other way round)."""
-    return blake3.blake3(left + right, derive_key_context=VOTE_TREE_CONTEXT).digest()
 
 
 def vote_tree(leaves: Sequence[bytes]) -> tuple[bytes, list[tuple[int, bytes]]]:
