@@ -4,8 +4,9 @@ Each store is one SQLite file in WAL mode with ``synchronous=FULL``, so a method
 returned has its data on disk: a vote is durable before the validator signs, a wallet's
 pending block before the wallet releases it, a receipt's spend before the POS hands the
 receipt out (``docs/bank.md``, "Storage"). They implement the store protocols of
-``neonet.proto.bank`` (``VoteStore``, ``WalletStore``, ``PosStore``). One connection per
-store object, used from one thread.
+``neonet.proto.bank`` (``VoteStore``, ``WalletStore``, ``PosStore``). Each store object
+is used from one thread; a group-committing vote store adds a writer connection (its
+worker thread) and a WAL checkpoint thread (``neonet.apps.bank.sqlite``).
 """
 
 from __future__ import annotations
